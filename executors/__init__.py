@@ -1,0 +1,1 @@
+"""Jina executors of the image-search flow: loader → normalizer → encoder → indexer."""

@@ -1,0 +1,51 @@
+"""The one document schema every executor and client speaks.
+
+A single flat schema (rather than one per stage) keeps the flow simple: each stage fills
+the fields it owns and clears the heavy ones the next stages no longer need, so bytes
+and pixels never travel further than they must.
+"""
+
+from typing import Any, Dict, List, Optional
+
+from docarray import BaseDoc, DocList
+from docarray.typing import NdArray
+
+
+class MatchDoc(BaseDoc):
+    """One search result: a stored image and its similarity to the query."""
+
+    uri: Optional[str] = None
+    hash: Optional[str] = None
+    label: Optional[str] = None
+    width: Optional[int] = None
+    height: Optional[int] = None
+    model: Optional[str] = None
+    score: float = 0.0
+
+
+class ImageDoc(BaseDoc):
+    """An image (or a text query) on its way through loader → normalizer → encoder → indexer."""
+
+    uri: Optional[str] = None  # path of the file, as the loader saw it
+    blob: Optional[bytes] = None  # raw file bytes; dropped by the normalizer after decoding
+    hash: Optional[str] = None  # sha256 hex of the file bytes; the point id derives from it
+    size: Optional[int] = None  # file size in bytes
+    mime: Optional[str] = None  # detected from the content, not the extension
+    label: Optional[str] = None  # parent folder name
+    tensor: Optional[NdArray] = None  # uint8 RGB pixels (H, W, 3); dropped by the encoder
+    width: Optional[int] = None  # of the decoded, orientation-corrected image
+    height: Optional[int] = None
+    text: Optional[str] = None  # a text query instead of an image
+    embedding: Optional[NdArray] = None  # L2-normalised float32
+    model: Optional[str] = None  # checkpoint that made the embedding
+    error: Optional[str] = None  # why this document was skipped; later stages pass it on untouched
+    indexed: Optional[bool] = None  # set by the indexer: already stored / stored now
+    duplicate_of: Optional[str] = None  # uri of an earlier file with the same content
+    # Plain dicts rather than nested docs: Jina's gateway cannot rebuild nested-doc schemas
+    # under pydantic 2, and JSON-like results are easiest for clients in other languages.
+    matches: Optional[List[Dict[str, Any]]] = None
+
+
+def failed(doc: ImageDoc) -> bool:
+    """Whether an earlier stage already skipped this document."""
+    return doc.error is not None

@@ -1,0 +1,204 @@
+"""TorchEncoder: the one base every encoder executor shares.
+
+A family subclass only says how to load its model and how to take a vector from it
+(``load_model``, ``image_features`` and, for text-capable models, ``text_features``).
+Everything else lives here once: device and precision choice, preprocessing from the
+checkpoint's config, minibatches under ``torch.inference_mode()``, L2 normalisation,
+and the per-document error handling that keeps one bad input from failing a request.
+"""
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Optional, Sequence
+
+import numpy as np
+import torch
+from docarray import DocList
+from jina import Executor, requests
+
+from executors.docs import ImageDoc, failed
+from executors.encoders.preprocess import ImagePreprocessor
+from executors.encoders.specs import EncoderSpec, get_spec
+
+logger = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    """The checkpoint cannot be loaded; raised at start-up, before any work."""
+
+
+def pick_device(requested: Optional[str] = None) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(device: torch.device, requested: Optional[str] = None) -> torch.dtype:
+    """bf16 on GPUs that have it, else fp16; fp32 on CPU (CPU half precision is slow)."""
+    if requested:
+        return getattr(torch, requested)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def describe_checkpoint(checkpoint: str) -> str:
+    return "local folder" if Path(checkpoint).expanduser().is_dir() else "hub id"
+
+
+class TorchEncoder(Executor):
+    """Encodes images (and texts, where the model can) into L2-normalised float32 vectors."""
+
+    family: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        name: str,
+        model: Optional[str] = None,
+        batch_size: int = 32,
+        device: Optional[str] = None,
+        dtype: Optional[str] = None,
+        num_threads: Optional[int] = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.spec: EncoderSpec = get_spec(name)
+        if self.spec.family != self.family:
+            raise ValueError(
+                f"encoder '{name}' belongs to the {self.spec.family} family, not {self.family}"
+            )
+        # An empty string comes from an unset ${{ ENV.ENCODER_MODEL }} in the flow YAML.
+        self.checkpoint = os.path.expanduser(model) if model else self.spec.checkpoint
+        self.batch_size = int(batch_size)
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(self.device, dtype)
+        if num_threads and self.device.type == "cpu":
+            torch.set_num_threads(int(num_threads))
+        started = time.perf_counter()
+        try:
+            self.model = self.load_model(self.checkpoint).to(self.device, self.dtype).eval()
+            self.preprocess = self.load_preprocessor(self.checkpoint)
+            self.tokenizer = self.load_tokenizer(self.checkpoint) if self.supports_text else None
+        except ModelLoadError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(
+                f"encoder '{name}' cannot load model '{self.checkpoint}' "
+                f"({describe_checkpoint(self.checkpoint)}): {type(exc).__name__}: {exc}"
+            ) from exc
+        # One warm-up batch: checks the model end to end and tells the true dimension.
+        h, w = self.preprocess.input_size
+        self.dim = int(self.embed_images([np.zeros((h, w, 3), np.uint8)]).shape[-1])
+        self.load_seconds = time.perf_counter() - started
+        logger.info(
+            "%s: loaded %s on %s/%s in %.1fs (dim %d, text %s)",
+            name, self.checkpoint, self.device, str(self.dtype).removeprefix("torch."),
+            self.load_seconds, self.dim, self.supports_text,
+        )
+
+    # --- what a family provides -------------------------------------------------------
+
+    def load_model(self, checkpoint: str) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) → (B, D), unnormalised."""
+        raise NotImplementedError
+
+    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def supports_text(self) -> bool:
+        return False
+
+    def load_preprocessor(self, checkpoint: str) -> ImagePreprocessor:
+        return ImagePreprocessor.load(checkpoint, self.spec.processor if checkpoint == self.spec.checkpoint else None)
+
+    def load_tokenizer(self, checkpoint: str) -> Any:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(checkpoint)
+
+    # --- shared machinery ---------------------------------------------------------------
+
+    @torch.inference_mode()
+    def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            pixels = self.preprocess(images[start : start + self.batch_size])
+            feats = self.image_features(pixels.to(self.device, self.dtype))
+            out.append(self._normalise(feats))
+        return np.concatenate(out) if out else np.zeros((0, getattr(self, "dim", 0)), np.float32)
+
+    @torch.inference_mode()
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        out = []
+        for start in range(0, len(texts), self.batch_size):
+            tokens = self.tokenizer(
+                list(texts[start : start + self.batch_size]),
+                padding=True, truncation=True, return_tensors="pt",
+            )
+            feats = self.text_features(
+                tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
+            )
+            out.append(self._normalise(feats))
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    @staticmethod
+    def _normalise(feats: torch.Tensor) -> np.ndarray:
+        feats = feats.float()
+        return torch.nn.functional.normalize(feats, dim=-1).cpu().numpy().astype(np.float32)
+
+    @requests(on=["/index", "/search"])
+    def encode(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+        images = [d for d in docs if not failed(d) and d.tensor is not None]
+        texts = [d for d in docs if not failed(d) and d.tensor is None and d.text is not None]
+        if images:
+            self._assign(images, self.embed_images([np.asarray(d.tensor) for d in images]))
+        if texts:
+            if not self.supports_text:
+                for d in texts:
+                    d.error = (
+                        f"encoder '{self.spec.name}' ({self.checkpoint}) cannot embed text; "
+                        "search with an image, or use a text-capable encoder (clip, blip2)"
+                    )
+            else:
+                self._assign(texts, self.embed_texts([d.text for d in texts]))
+        return docs
+
+    def _assign(self, docs: list[ImageDoc], vectors: np.ndarray) -> None:
+        ok = np.isfinite(vectors).all(axis=1) & (np.abs(vectors).sum(axis=1) > 0)
+        for doc, vec, good in zip(docs, vectors, ok):
+            doc.tensor = None  # pixels are not needed past the encoder
+            if good:
+                doc.embedding, doc.model = vec, self.checkpoint
+            else:
+                doc.error = f"model {self.checkpoint} produced an invalid (NaN or zero) embedding"
+
+    def info(self) -> dict:
+        return {
+            "encoder": self.spec.name,
+            "family": self.family,
+            "model": self.checkpoint,
+            "dim": self.dim,
+            "text": self.supports_text,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "batch_size": self.batch_size,
+            "load_seconds": round(self.load_seconds, 3),
+            "pooling": self.spec.pooling,
+            "preprocess": self.preprocess.describe(),
+            "torch": torch.__version__,
+        }
+
+    @requests(on="/info")
+    def info_endpoint(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+        return self.info()
+
+    @requests
+    def pass_through(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+        """Endpoints this stage has no part in pass through untouched."""
+        return None

@@ -1,0 +1,16 @@
+"""BigTransfer (BiT): the pooled output of the ResNet."""
+
+import torch
+from transformers import BitModel
+
+from executors.encoders.base import TorchEncoder
+
+
+class BitEncoder(TorchEncoder):
+    family = "bit"
+
+    def load_model(self, checkpoint: str) -> torch.nn.Module:
+        return BitModel.from_pretrained(checkpoint)
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).pooler_output.flatten(1)  # (B, C, 1, 1)

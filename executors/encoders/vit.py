@@ -1,0 +1,16 @@
+"""ViT: the CLS token of the last hidden state (before the classification pooler)."""
+
+import torch
+from transformers import ViTModel
+
+from executors.encoders.base import TorchEncoder
+
+
+class VitEncoder(TorchEncoder):
+    family = "vit"
+
+    def load_model(self, checkpoint: str) -> torch.nn.Module:
+        return ViTModel.from_pretrained(checkpoint, add_pooling_layer=False)
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).last_hidden_state[:, 0]

@@ -1,0 +1,3 @@
+from executors.indexer.executor import QdrantIndexer
+
+__all__ = ["QdrantIndexer"]

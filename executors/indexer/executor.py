@@ -1,0 +1,150 @@
+"""QdrantIndexer: stores vectors in Qdrant (one collection per model) and searches them.
+
+Embedded by default (the Qdrant engine in process, data under ``store_path``); a Qdrant
+server or cluster when ``qdrant_url`` is set. Point ids derive from the content hash, so
+re-indexing adds nothing and retries cannot duplicate.
+
+Every request names its collection in ``parameters['collection']``; the client derives
+the name from the dataset and the model and shows it to the user.
+"""
+
+import logging
+import time
+from typing import Optional
+
+import numpy as np
+from docarray import DocList
+from jina import Executor, requests
+
+from executors.docs import ImageDoc, failed
+from executors.indexer.store import EdgeStore, ServerStore, VectorStore, point_id
+
+logger = logging.getLogger(__name__)
+
+PAYLOAD_FIELDS = ("uri", "hash", "label", "width", "height", "model", "size", "mime")
+
+
+def open_store(store_path: str, qdrant_url: Optional[str] = None, api_key: Optional[str] = None) -> VectorStore:
+    if qdrant_url:
+        return ServerStore(qdrant_url, api_key=api_key or None)
+    return EdgeStore(store_path)
+
+
+def _collection(parameters: Optional[dict]) -> str:
+    name = (parameters or {}).get("collection")
+    if not name:
+        raise ValueError("request parameters must name the 'collection'")
+    return str(name)
+
+
+class QdrantIndexer(Executor):
+    def __init__(
+        self,
+        store_path: str = "workspace",
+        qdrant_url: Optional[str] = None,
+        api_key: Optional[str] = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.store = open_store(store_path or "workspace", qdrant_url or None, api_key)
+        logger.info("indexer: %s", f"Qdrant server {qdrant_url}" if qdrant_url else f"embedded Qdrant in {store_path}")
+
+    @requests(on="/scan")
+    def mark_indexed(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+        """Tell the client which scanned files are stored already, so it embeds only the rest."""
+        name = _collection(parameters)
+        hashed = [d for d in docs if not failed(d) and d.hash]
+        stored = self.store.existing_ids(name, [point_id(d.hash) for d in hashed])
+        for doc in hashed:
+            doc.indexed = point_id(doc.hash) in stored
+        return docs
+
+    @requests(on="/index")
+    def index(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+        parameters = parameters or {}
+        name = _collection(parameters)
+        ready = [d for d in docs if not failed(d) and d.embedding is not None and d.hash]
+        for doc in docs:
+            if not failed(doc) and doc.embedding is None:
+                doc.error = "no embedding reached the indexer"
+        if ready:
+            vectors = np.stack([np.asarray(d.embedding, dtype=np.float32) for d in ready])
+            self.store.ensure_collection(
+                name,
+                vectors.shape[1],
+                {
+                    "model": ready[0].model,
+                    "encoder": parameters.get("encoder_name"),  # not "encoder": Jina routes keys named after executors
+                    "dataset": parameters.get("dataset"),
+                    "dim": int(vectors.shape[1]),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                },
+            )
+            payloads = [{k: getattr(d, k) for k in PAYLOAD_FIELDS} for d in ready]
+            self.store.upsert(name, [point_id(d.hash) for d in ready], vectors, payloads)
+            for doc in ready:
+                doc.indexed = True
+        for doc in docs:
+            doc.embedding = doc.tensor = doc.blob = None  # the client needs only the outcome
+        return docs
+
+    @requests(on="/search")
+    def search(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+        parameters = parameters or {}
+        name = _collection(parameters)
+        top_k = int(parameters.get("top_k", 10))
+        threshold = parameters.get("score_threshold")
+        threshold = None if threshold is None else float(threshold)
+        exclude_self = bool(parameters.get("exclude_self", False))
+        for doc in docs:
+            if failed(doc):
+                continue
+            vector = doc.embedding
+            if vector is None and doc.hash:
+                # "More like this": search with the stored vector, no re-encoding.
+                found = self.store.retrieve(name, [point_id(doc.hash)], with_vectors=True)
+                if not found:
+                    doc.error = f"no stored image with hash {doc.hash} in collection '{name}'"
+                    continue
+                vector = found[0].vector
+            if vector is None:
+                doc.error = "nothing to search with: no embedding, image or stored hash"
+                continue
+            exclude = [point_id(doc.hash)] if exclude_self and doc.hash else None
+            hits = self.store.search(name, np.asarray(vector, dtype=np.float32), top_k, threshold, exclude)
+            doc.matches = [{**hit.payload, "id": hit.id, "score": float(hit.score)} for hit in hits]
+            doc.embedding = doc.tensor = doc.blob = None
+        return docs
+
+    @requests(on="/count")
+    def count(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+        name = _collection(parameters)
+        return {"collection": name, "count": self.store.count(name) if self.store.has_collection(name) else 0}
+
+    @requests(on="/delete")
+    def delete(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+        """Delete the documents' images (by hash) or, with ``drop: true``, the whole collection."""
+        parameters = parameters or {}
+        name = _collection(parameters)
+        if parameters.get("drop"):
+            return {"collection": name, "dropped": self.store.drop_collection(name)}
+        ids = [point_id(d.hash) for d in docs if d.hash]
+        return {"collection": name, "deleted": self.store.delete(name, ids) if ids else 0}
+
+    @requests(on="/stats")
+    def stats(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+        return {
+            "collections": [
+                {"name": c.name, "count": c.count, "disk_bytes": c.disk_bytes, **c.meta}
+                for c in self.store.list_collections()
+            ]
+        }
+
+    @requests
+    def pass_through(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+        """Endpoints this stage has no part in pass through untouched."""
+        return None
+
+    def close(self) -> None:
+        self.store.close()
+        super().close()

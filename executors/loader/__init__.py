@@ -1,0 +1,3 @@
+from executors.loader.executor import ImageLoader
+
+__all__ = ["ImageLoader"]

@@ -1,0 +1,171 @@
+"""ImageLoader: finds image files under a folder and reads their bytes.
+
+Two endpoints do the work:
+- ``/scan`` walks the folder the client names (``parameters['data']``) and returns one
+  light document per image file (path, sha256, size, MIME, label) without the bytes, a
+  page at a time (``offset``/``limit``), so the client can skip what is already indexed.
+- ``/index`` and ``/search`` read the bytes of documents that name a file (or check bytes
+  the client sent) for the normalizer.
+Problems are never raised for one file: the document gets ``error`` and flows on, so the
+client can report it and every good file is still indexed.
+"""
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Iterator, Optional
+
+from docarray import DocList
+from jina import Executor, requests
+
+from executors.docs import ImageDoc, failed
+from executors.loader.filetypes import IMAGE_EXTENSIONS, SNIFF_BYTES, describe_non_image, sniff_mime
+
+logger = logging.getLogger(__name__)
+
+
+def walk_files(root: Path) -> Iterator[Path]:
+    """Every regular file under root, sorted, following directory links once (no loops)."""
+    seen_dirs: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = folder.stat()
+        except OSError as exc:
+            logger.warning("cannot enter %s: %s", folder, exc)
+            continue
+        if (st.st_dev, st.st_ino) in seen_dirs:  # a symlink back up the tree
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            logger.warning("cannot list %s: %s", folder, exc)
+            continue
+        subdirs = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue  # .git, .cache, editor files: never a dataset's images
+            try:
+                if entry.is_dir(follow_symlinks=True):
+                    subdirs.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=True):
+                    yield Path(entry.path)
+            except OSError:
+                continue  # a dangling or looping link
+        stack.extend(reversed(subdirs))  # depth-first, in name order
+
+
+def label_for(path: Path, root: Path) -> Optional[str]:
+    """The parent folder's name; None for files directly in the root (unlabelled)."""
+    return None if path.parent == root else path.parent.name
+
+
+class ImageLoader(Executor):
+    """Walks a folder and reads image files; one document per file."""
+
+    def __init__(self, max_file_bytes: int = 100 * 1024 * 1024, **kwargs):
+        super().__init__(**kwargs)
+        self.max_file_bytes = max_file_bytes
+        self._listing: tuple[Optional[str], list[Path]] = (None, [])
+
+    def _files(self, root: Path, refresh: bool) -> list[Path]:
+        # The walk is cached between pages of one scan; /scan_total starts each scan afresh.
+        key = str(root)
+        if refresh or self._listing[0] != key:
+            self._listing = (key, list(walk_files(root)))
+        return self._listing[1]
+
+    @requests(on="/scan")
+    def scan(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+        parameters = parameters or {}
+        root = Path(str(parameters.get("data", ""))).expanduser()
+        if not root.is_dir():
+            raise ValueError(f"data folder not found or not a folder: {root}")
+        root = root.resolve()
+        offset = int(parameters.get("offset", 0))
+        limit = int(parameters.get("limit", 1000))
+        files = self._files(root, refresh=False)  # /scan_total refreshed it
+        out = DocList[ImageDoc]()
+        for path in files[offset : offset + limit]:
+            doc = self._inspect(path, root)
+            if doc is not None:
+                out.append(doc)
+        return out
+
+    @requests(on="/scan_total")
+    def scan_total(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+        parameters = parameters or {}
+        root = Path(str(parameters.get("data", ""))).expanduser()
+        if not root.is_dir():
+            raise ValueError(f"data folder not found or not a folder: {root}")
+        return {"files": len(self._files(root.resolve(), refresh=True))}
+
+    def _inspect(self, path: Path, root: Path) -> Optional[ImageDoc]:
+        """A scan document for an image file, an error document for a broken one, None otherwise."""
+        looks_like_image = path.suffix.lower() in IMAGE_EXTENSIONS
+        doc = ImageDoc(uri=str(path), label=label_for(path, root))
+        try:
+            size = path.stat().st_size
+            with path.open("rb") as fh:
+                head = fh.read(SNIFF_BYTES)
+                mime = sniff_mime(head)
+                if mime is None:
+                    if not looks_like_image:
+                        return None  # not an image and not pretending to be one
+                    doc.error = describe_non_image(head)
+                    return doc
+                if size > self.max_file_bytes:
+                    doc.error = f"file too large: {size} bytes > limit {self.max_file_bytes}"
+                    return doc
+                digest = hashlib.sha256(head)
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+        except OSError as exc:
+            if not looks_like_image:
+                return None
+            doc.error = f"cannot read file: {exc.strerror or exc}"
+            return doc
+        doc.size, doc.mime, doc.hash = size, mime, digest.hexdigest()
+        return doc
+
+    @requests(on=["/index", "/search"])
+    def read(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+        for doc in docs:
+            if failed(doc) or doc.text is not None:
+                continue
+            if doc.blob is None:
+                if not doc.uri and doc.hash:
+                    continue  # a search with an already stored image's vector
+                if not doc.uri:
+                    doc.error = "document has neither image bytes, a file path nor text"
+                    continue
+                try:
+                    size = os.path.getsize(doc.uri)
+                    if size > self.max_file_bytes:
+                        doc.error = f"file too large: {size} bytes > limit {self.max_file_bytes}"
+                        continue
+                    doc.blob = Path(doc.uri).read_bytes()
+                except OSError as exc:
+                    doc.error = f"cannot read file: {exc.strerror or exc}"
+                    continue
+            elif len(doc.blob) > self.max_file_bytes:
+                doc.error = f"image too large: {len(doc.blob)} bytes > limit {self.max_file_bytes}"
+                doc.blob = None
+                continue
+            doc.mime = sniff_mime(doc.blob[:SNIFF_BYTES])
+            if doc.mime is None:
+                doc.error = describe_non_image(doc.blob[:SNIFF_BYTES])
+                doc.blob = None
+                continue
+            doc.size = len(doc.blob)
+            # Hash what is read now: the file may have changed since the scan.
+            doc.hash = hashlib.sha256(doc.blob).hexdigest()
+        return docs
+
+    @requests
+    def pass_through(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+        """Endpoints this stage has no part in (``/count``, ``/info``...) pass through untouched."""
+        return None

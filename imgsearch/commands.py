@@ -1,0 +1,180 @@
+"""What each sub-command does; argument parsing and exit codes live in cli.py."""
+
+import argparse
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Iterator, Optional, TextIO
+
+from executors.encoders.resolve import resolve_checkpoint
+from executors.encoders.specs import SPECS, get_spec
+from imgsearch.cli import UserError
+from imgsearch.flow import Gateway, collection_name, local_flow
+from imgsearch.grid import render_html, render_png
+from imgsearch.indexing import encoder_info, run_index
+from imgsearch.searching import run_search
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def gateway_for(args: argparse.Namespace, encoder: str, model: Optional[str]) -> Iterator[tuple[Gateway, dict]]:
+    """A gateway serving `encoder`: the user's (--host) or a flow started here."""
+    get_spec(encoder)  # unknown names fail before anything starts
+    if args.host:
+        gateway = Gateway(args.host)
+        if not gateway.ready():
+            raise UserError(f"no flow is answering at {args.host} (is the gateway running and reachable?)")
+        info = encoder_info(gateway)
+        if info["encoder"] != encoder or (model and info["model"] != model):
+            raise UserError(f"the gateway at {args.host} serves encoder '{info['encoder']}' ({info['model']}), not '{encoder}'")
+        yield gateway, info
+        return
+    resolve_checkpoint(encoder, model)  # one clear error before the flow starts
+    with local_flow(encoder, model, store=args.store, qdrant_url=args.qdrant_url) as host:
+        gateway = Gateway(host)
+        yield gateway, encoder_info(gateway)
+
+
+def cmd_index(args: argparse.Namespace, out: TextIO) -> int:
+    if args.model and len(args.encoder) > 1:
+        raise UserError("--model overrides the checkpoint of one encoder; give a single --encoder with it")
+    for name in args.encoder:
+        get_spec(name)
+    if not args.host:
+        _check_data(args.data)
+    summaries = []
+    for name in args.encoder:
+        started = time.perf_counter()
+        with gateway_for(args, name, args.model) as (gateway, info):
+            summary = run_index(gateway, args.data, info, args.batch_size, args.dataset, progress=not (args.json or args.no_progress))
+        summary.seconds = time.perf_counter() - started  # wall time, flow start-up included
+        if summary.files_seen == 0:
+            raise UserError(f"no image files found under {args.data}")
+        summaries.append(summary)
+        if not args.json:
+            _print_index_summary(summary, info, out)
+    if args.json:
+        json.dump(summaries[0].to_json() if len(summaries) == 1 else {"runs": [s.to_json() for s in summaries]}, out, indent=2)
+        out.write("\n")
+    return 0
+
+
+def _check_data(data: Path) -> None:
+    if not data.exists():
+        hint = " (build the sample set with `python app.py sample`)" if data == Path("data/memes") else ""
+        raise UserError(f"data folder not found: {data}{hint}")
+    if not data.is_dir():
+        raise UserError(f"not a folder: {data}")
+
+
+def _print_index_summary(s, info: dict, out: TextIO) -> None:
+    size = f"{s.disk_bytes / 1e6:.1f} MB on disk" if s.disk_bytes is not None else "size on disk: n/a (server)"
+    print(f"Collection '{s.collection}'  encoder {s.encoder}  model {s.model}  ({info['device']}, {info['dtype']})", file=out)
+    print(f"  indexed now: {s.indexed}   already indexed: {s.already_indexed}   duplicates: {len(s.duplicates)}   skipped: {len(s.skipped)}", file=out)
+    print(f"  time: {s.seconds:.1f} s (flow start-up and model load included; model load {info['load_seconds']:.1f} s)   "
+          f"encoding: {s.images_per_second:.1f} images/s", file=out)
+    print(f"  collection: {s.count} vectors, {size}", file=out)
+    for d in s.duplicates[:20]:
+        print(f"  duplicate: {d['path']} (same bytes as {d['same_as']})", file=out)
+    if s.skipped:
+        print("  skipped:", file=out)
+        for item in s.skipped:
+            print(f"    {item['path']}: {item['reason']}", file=out)
+
+
+def _collection_for(args: argparse.Namespace, gateway: Gateway, info: dict) -> str:
+    if args.collection:
+        return args.collection
+    if args.dataset or args.data:
+        return collection_name(args.dataset or Path(args.data).resolve().name, info["model"])
+    mine = [c["name"] for c in gateway.call("/stats").get("collections", []) if c.get("model") == info["model"]]
+    if not mine:
+        raise UserError(f"nothing is indexed with encoder '{info['encoder']}' ({info['model']}) yet: run `python app.py index --encoder {info['encoder']}` first")
+    if len(mine) > 1:
+        raise UserError(f"several collections use {info['model']}: {', '.join(mine)}; pick one with --data, --dataset or --collection")
+    return mine[0]
+
+
+def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
+    if args.image is not None and not args.image.is_file():
+        raise UserError(f"query image not found: {args.image}")
+    if args.top_k < 1:
+        raise UserError("--top-k must be at least 1")
+    spec = get_spec(args.encoder)
+    if args.text is not None and not spec.text and not args.model:
+        raise UserError(f"encoder '{spec.name}' cannot embed text; search with --image, or use a text-capable encoder: "
+                        + ", ".join(n for n, s in SPECS.items() if s.text))
+    with gateway_for(args, args.encoder, args.model) as (gateway, info):
+        collection = _collection_for(args, gateway, info)
+        count = int(gateway.call("/count", {"collection": collection}).get("count", 0))
+        if count == 0:
+            raise UserError(f"collection '{collection}' is empty or does not exist: run `python app.py index` first")
+        result = run_search(gateway, collection, info, image=args.image, text=args.text, top_k=args.top_k, score_threshold=args.threshold)
+    stem = f"search-{args.encoder}-{int(time.time())}"
+    title = f"{result.encoder} ({result.model}) · {collection}"
+    rows = [(title, result.matches)]
+    png = render_png(result.query, rows, args.out / f"{stem}.png")
+    page = render_html(result.query, rows, args.out / f"{stem}.html", title=f"Search: {title}")
+    if args.json:
+        json.dump({**result.to_json(), "grid_png": str(png), "grid_html": str(page)}, out, indent=2)
+        out.write("\n")
+        return 0
+    query = args.image if args.image is not None else f"“{args.text}”"
+    print(f"Top {len(result.matches)} for {query} in '{collection}' ({result.encoder}, {result.model}):", file=out)
+    for i, m in enumerate(result.matches, 1):
+        print(f"  {i:>3}. {m['score']:.4f}  {m['path']}" + (f"  [{m['label']}]" if m.get("label") else ""), file=out)
+    if not result.matches:
+        print("  (no results" + (f" above the threshold {args.threshold}" if args.threshold is not None else "") + ")", file=out)
+    print(f"Grid: {png}\n      {page}", file=out)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace, out: TextIO) -> int:
+    if args.host:
+        collections = Gateway(args.host).call("/stats").get("collections", [])
+    else:
+        from executors.indexer.store import EdgeStore, ServerStore
+
+        if args.qdrant_url:
+            store = ServerStore(args.qdrant_url)
+        else:
+            if not Path(args.store).is_dir():
+                raise UserError(f"no store at {args.store}: nothing indexed yet (run `python app.py index`)")
+            store = EdgeStore(args.store, read_only=True)
+        try:
+            collections = [{"name": c.name, "count": c.count, "disk_bytes": c.disk_bytes, **c.meta} for c in store.list_collections()]
+        finally:
+            store.close()
+    if args.json:
+        json.dump({"collections": collections}, out, indent=2)
+        out.write("\n")
+        return 0
+    if not collections:
+        print("no collections yet: run `python app.py index`", file=out)
+        return 0
+    print(f"{'collection':<48} {'encoder':<20} {'model':<40} {'vectors':>8} {'dim':>5} {'disk MB':>8}", file=out)
+    for c in collections:
+        mb = f"{c['disk_bytes'] / 1e6:.1f}" if c.get("disk_bytes") is not None else "n/a"
+        print(f"{c['name']:<48} {str(c.get('encoder') or ''):<20} {str(c.get('model') or ''):<40} {c['count']:>8} {str(c.get('dim') or ''):>5} {mb:>8}", file=out)
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace, out: TextIO) -> int:
+    from imgsearch.sample_data import build_memes
+
+    started = time.perf_counter()
+    summary = build_memes(args.out, variants=args.variants, hard=args.hard, limit=args.limit, wheel=args.wheel)
+    print(f"Sample set: {summary['images']} images of {summary['templates']} meme templates in {summary['out_dir']} "
+          f"({time.perf_counter() - started:.1f} s)", file=out)
+    return 0
+
+
+def cmd_encoders(args: argparse.Namespace, out: TextIO) -> int:
+    print(f"{'name':<20} {'default checkpoint':<38} {'dim':>5}  text  vector", file=out)
+    for name in sorted(SPECS):
+        s = SPECS[name]
+        print(f"{s.name:<20} {s.checkpoint:<38} {s.dim:>5}  {'yes ' if s.text else 'no  '}  {s.pooling}", file=out)
+    return 0

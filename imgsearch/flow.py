@@ -1,0 +1,149 @@
+"""Starting the flow locally, or reaching a running gateway, and talking to it over gRPC."""
+
+import contextlib
+import logging
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+from docarray import DocList
+
+from executors.docs import ImageDoc
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parent.parent
+FLOW_YAML = REPO / "flows" / "index.yml"
+DEFAULT_TIMEOUT_S = 600.0
+
+
+class FlowError(RuntimeError):
+    """The flow could not start, or a request through it failed; the message says why."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+
+
+def collection_name(dataset: str, model: str) -> str:
+    """One collection per (dataset, model): e.g. ``memes--openai-clip-vit-base-patch32``."""
+    return f"{slug(dataset)}--{slug(Path(model).name if Path(model).is_dir() else model)}"
+
+
+@contextlib.contextmanager
+def local_flow(
+    encoder: str,
+    model: Optional[str] = None,
+    store: str = "workspace",
+    qdrant_url: Optional[str] = None,
+    port: Optional[int] = None,
+) -> Iterator[str]:
+    """Start flows/index.yml (each executor its own gRPC process); yield the gateway address."""
+    from jina import Flow
+    from jina.excepts import RuntimeFailToStart
+
+    port = port or free_port()
+    os.environ.update(
+        ENCODER=encoder,
+        ENCODER_MODEL=model or "",
+        IMGSEARCH_STORE=str(Path(store).resolve()),
+        QDRANT_URL=qdrant_url or "",
+        GATEWAY_PORT=str(port),
+    )
+    # Executors import `executors.*`; spawned processes need the repo on their path.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    with contextlib.chdir(REPO):  # the YAML's `uses:` paths are relative to the repo
+        flow = Flow.load_config(str(FLOW_YAML))
+    try:
+        with flow:
+            yield f"grpc://127.0.0.1:{port}"
+    except RuntimeFailToStart as exc:
+        raise FlowError(
+            f"the flow for encoder '{encoder}' failed to start; the executor's error is in the log above ({exc!r})"
+        ) from exc
+
+
+class Gateway:
+    """A thin gRPC client of the flow's gateway, typed for our documents."""
+
+    def __init__(self, host: str, timeout: float = DEFAULT_TIMEOUT_S):
+        from jina import Client
+
+        self.host = host
+        self.timeout = timeout
+        self.client = Client(host=host)
+
+    def ready(self) -> bool:
+        return bool(self.client.is_flow_ready(timeout=5))
+
+    def post(
+        self,
+        endpoint: str,
+        docs: Iterable[ImageDoc] = (),
+        parameters: Optional[dict] = None,
+        request_size: int = 32,
+        on_done: Optional[Callable[[DocList[ImageDoc]], None]] = None,
+    ) -> DocList[ImageDoc]:
+        """Send docs (streamed in requests of ``request_size``); return or hand back the results."""
+        out = DocList[ImageDoc]()
+
+        def collect(resp: Any) -> None:
+            resp.document_array_cls = DocList[ImageDoc]  # else callbacks see untyped AnyDocs
+            got = resp.docs
+            if on_done is not None:
+                on_done(got)
+            else:
+                out.extend(got)
+
+        try:
+            self.client.post(
+                endpoint,
+                inputs=docs if not isinstance(docs, (list, tuple)) or docs else DocList[ImageDoc](),
+                parameters=parameters or {},
+                request_size=request_size,
+                on_done=collect,
+                return_type=DocList[ImageDoc],
+                timeout=self.timeout,
+            )
+        except ConnectionError as exc:
+            raise FlowError(f"cannot reach the gateway at {self.host}: {exc}") from exc
+        except Exception as exc:  # Jina wraps executor errors in several exception types
+            raise FlowError(f"{endpoint} failed at {self.host}: {_reason(exc)}") from exc
+        return out
+
+    def call(self, endpoint: str, parameters: Optional[dict] = None) -> dict:
+        """An endpoint that answers with a result dict (``/info``, ``/count``, ``/stats``...)."""
+        try:
+            responses = self.client.post(
+                endpoint,
+                inputs=DocList[ImageDoc](),
+                parameters=parameters or {},
+                return_responses=True,
+                timeout=self.timeout,
+            )
+        except ConnectionError as exc:
+            raise FlowError(f"cannot reach the gateway at {self.host}: {exc}") from exc
+        except Exception as exc:
+            raise FlowError(f"{endpoint} failed at {self.host}: {_reason(exc)}") from exc
+        results: dict = {}
+        for resp in responses:
+            for value in (resp.parameters.get("__results__") or {}).values():
+                results.update(value)
+        return results
+
+
+def _reason(exc: Exception) -> str:
+    """The executor's own message, without Jina's wrapping."""
+    text = str(exc)
+    for marker in ("Exception(", "ValueError(", "KeyError(", "RuntimeError("):
+        if marker in text:
+            return text[text.index(marker):].split("\n")[0]
+    return text.split("\n")[0][:500]

@@ -1,0 +1,121 @@
+"""`app.py index`: scan a folder, embed only what is not stored yet, report what happened."""
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from docarray import DocList
+
+from executors.docs import ImageDoc
+from imgsearch.flow import Gateway, collection_name
+
+logger = logging.getLogger(__name__)
+
+SCAN_PAGE = 2048
+
+
+@dataclass
+class IndexSummary:
+    collection: str
+    encoder: str
+    model: str
+    data: str
+    files_seen: int = 0
+    indexed: int = 0  # embedded and stored by this run
+    already_indexed: int = 0  # stored by an earlier run: not embedded again
+    duplicates: list[dict] = field(default_factory=list)  # same bytes as an earlier file
+    skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
+    seconds: float = 0.0
+    encode_seconds: float = 0.0  # wall time of the /index requests alone
+    images_per_second: float = 0.0
+    count: int = 0  # points in the collection afterwards
+    disk_bytes: Optional[int] = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def encoder_info(gateway: Gateway) -> dict:
+    info = gateway.call("/info")
+    if "model" not in info:
+        raise RuntimeError(f"the gateway at {gateway.host} has no encoder answering /info")
+    return info
+
+
+def run_index(
+    gateway: Gateway,
+    data: Path,
+    info: dict,
+    batch_size: int = 32,
+    dataset: Optional[str] = None,
+    progress: bool = True,
+) -> IndexSummary:
+    started = time.perf_counter()
+    data = data.resolve()
+    name = collection_name(dataset or data.name, info["model"])
+    summary = IndexSummary(collection=name, encoder=info["encoder"], model=info["model"], data=str(data))
+    params = {"data": str(data), "collection": name, "encoder_name": info["encoder"], "dataset": dataset or data.name}
+    total = int(gateway.call("/scan_total", params).get("files", 0))
+    bar = _progress(total, progress, f"{info['encoder']} → {name}")
+    seen_hashes: dict[str, str] = {}
+    try:
+        for offset in range(0, total, SCAN_PAGE):
+            scanned = gateway.post("/scan", [ImageDoc()], {**params, "offset": offset, "limit": SCAN_PAGE})
+            todo = DocList[ImageDoc]()
+            for doc in scanned:
+                summary.files_seen += 1
+                if doc.error:
+                    summary.skipped.append({"path": doc.uri, "reason": doc.error})
+                elif doc.hash in seen_hashes:
+                    summary.duplicates.append({"path": doc.uri, "same_as": seen_hashes[doc.hash]})
+                elif doc.indexed:
+                    seen_hashes[doc.hash] = doc.uri
+                    summary.already_indexed += 1
+                else:
+                    seen_hashes[doc.hash] = doc.uri
+                    todo.append(ImageDoc(uri=doc.uri, hash=doc.hash, label=doc.label, size=doc.size, mime=doc.mime))
+            if bar is not None:
+                bar.update(min(SCAN_PAGE, total - offset) - len(todo))  # files that need no encoding
+            if todo:
+                t0 = time.perf_counter()
+                gateway.post(
+                    "/index", todo, params, request_size=batch_size,
+                    on_done=lambda got: _record(got, summary, bar),
+                )
+                summary.encode_seconds += time.perf_counter() - t0
+    finally:
+        if bar is not None:
+            bar.close()
+    summary.count = int(gateway.call("/count", params).get("count", 0))
+    summary.disk_bytes = collection_disk_bytes(gateway, name)
+    summary.seconds = time.perf_counter() - started
+    if summary.encode_seconds > 0:
+        summary.images_per_second = summary.indexed / summary.encode_seconds
+    return summary
+
+
+def _record(docs: DocList[ImageDoc], summary: IndexSummary, bar) -> None:
+    for doc in docs:
+        if doc.error:
+            summary.skipped.append({"path": doc.uri, "reason": doc.error})
+        elif doc.indexed:
+            summary.indexed += 1
+    if bar is not None:
+        bar.update(len(docs))
+
+
+def collection_disk_bytes(gateway: Gateway, name: str) -> Optional[int]:
+    for c in gateway.call("/stats").get("collections", []):
+        if c.get("name") == name:
+            return None if c.get("disk_bytes") is None else int(c["disk_bytes"])
+    return None
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True, leave=False)
