@@ -43,6 +43,7 @@ class Blip2Encoder(TorchEncoder):
             return queries.mean(dim=1)
         # The reference scores text against each projected query token (max over tokens);
         # one vector per image needs a single point, so average the normalised tokens.
+        queries = queries.to(self.model.vision_projection.weight.dtype)  # the Q-Former stays fp32
         projected = torch.nn.functional.normalize(self.model.vision_projection(queries), dim=-1)
         return projected.mean(dim=1)
 
@@ -51,4 +52,4 @@ class Blip2Encoder(TorchEncoder):
         hidden = self.model.qformer(
             query_embeds=embeds, query_length=0, attention_mask=attention_mask
         ).last_hidden_state
-        return self.model.text_projection(hidden[:, 0, :])
+        return self.model.text_projection(hidden[:, 0, :].to(self.model.text_projection.weight.dtype))

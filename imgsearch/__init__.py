@@ -1,0 +1,1 @@
+"""Image-similarity search: shared helpers and sample data tools."""

@@ -1,0 +1,65 @@
+"""Shared fixtures: tiny models built once per session, real photos, the odd-file corpus."""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+for p in (str(ROOT), str(ROOT / "tests")):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+# Nothing in the tests may reach a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("JINA_LOG_LEVEL", "ERROR")
+
+# encoder registry name -> tiny model kind (tests/tiny_models.py)
+TINY_FOR_ENCODER = {
+    "clip": "clip",
+    "bit": "bit",
+    "efficientnet": "efficientnet",
+    "vit": "vit",
+    "dinov2": "dinov2",
+    "blip2": "blip2-itm",
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Every tiny model kind, built once per session (sentence-transformers style)."""
+    from tiny_models import build_all
+
+    return build_all(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, np.ndarray]:
+    """Real photographs bundled with scikit-image."""
+    import skimage.data as data
+
+    return {
+        "coffee": data.coffee(),
+        "chelsea": data.chelsea(),
+        "astronaut": data.astronaut(),
+        "rocket": data.rocket(),
+        "motorcycle": data.stereo_motorcycle()[0],
+    }
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory, photos) -> Path:
+    """The photos as JPEG files, one folder (label) per photo, two crops each."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("photos")
+    for name, arr in photos.items():
+        folder = root / name
+        folder.mkdir()
+        h, w = arr.shape[:2]
+        Image.fromarray(arr).save(folder / f"{name}_full.jpg", quality=90)
+        Image.fromarray(arr[: int(h * 0.8), int(w * 0.15) :]).save(folder / f"{name}_crop.jpg", quality=85)
+    return root

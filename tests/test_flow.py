@@ -1,0 +1,117 @@
+"""The real flow: separate executor processes over gRPC into the real embedded Qdrant."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import TINY_FOR_ENCODER
+from corpus import DUPLICATES, OK, SKIP, make_corpus, make_photo
+from executors.docs import ImageDoc
+from executors.indexer.store import EdgeStore, point_id
+from imgsearch.flow import Gateway, local_flow
+from imgsearch.indexing import encoder_info, run_index
+from imgsearch.searching import QueryError, run_search
+
+pytestmark = pytest.mark.flow
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_index_odd_files_then_reindex_and_search(tmp_path, photo_dir):
+    """EfficientNet-Lite0 (real weights) over the hostile corpus plus real photos."""
+    data = tmp_path / "data"
+    cases = make_corpus(data / "corpus")
+    shutil.copytree(photo_dir, data / "photos")
+    ok_files = [data / "corpus" / rel for rel, want in cases.items() if want == OK]
+    ok_files += sorted((data / "photos").rglob("*.jpg"))
+    unique = {_sha(p) for p in ok_files}
+    store = tmp_path / "store"
+
+    with local_flow("efficientnet-lite0", store=str(store)) as host:
+        gw = Gateway(host)
+        info = encoder_info(gw)
+        assert info["dim"] == 1280 and info["text"] is False
+        first = run_index(gw, data, info, batch_size=8, progress=False)
+
+        skipped = {Path(s["path"]).relative_to(data / "corpus").as_posix(): s["reason"] for s in first.skipped}
+        assert set(skipped) == {rel for rel, want in cases.items() if want == SKIP}
+        assert all(reason for reason in skipped.values())
+        assert first.indexed == len(unique) and first.count == len(unique)
+        dup_paths = {Path(d["path"]).relative_to(data / "corpus").as_posix() for d in first.duplicates}
+        assert dup_paths & set(DUPLICATES)  # the second copy is reported, not indexed twice
+
+        again = run_index(gw, data, info, batch_size=8, progress=False)
+        assert again.indexed == 0 and again.already_indexed == len(unique) and again.count == len(unique)
+
+        for seed in (101, 102):
+            make_photo(data / "photos" / "new" / f"new_{seed}.jpg", size=(80, 60), seed=seed)
+        added = run_index(gw, data, info, batch_size=8, progress=False)
+        assert added.indexed == 2 and added.count == len(unique) + 2
+
+        # "More like this" by stored hash: compare with brute force after the flow is down.
+        probe = _sha(data / "photos" / "coffee" / "coffee_crop.jpg")
+        found = gw.post("/search", [ImageDoc(hash=probe)], {"collection": first.collection, "top_k": 7})
+        by_image = run_search(gw, first.collection, info, image=data / "photos" / "coffee" / "coffee_full.jpg", top_k=3)
+        with pytest.raises(QueryError, match="cannot embed text"):
+            run_search(gw, first.collection, info, text="a cup of coffee")
+
+    assert by_image.matches[0]["path"].endswith("coffee_full.jpg") and by_image.matches[0]["score"] > 0.999
+    assert by_image.matches[1]["label"] == "coffee"  # the crop of the same photo comes next
+
+    with EdgeStore(str(store), read_only=True) as st:
+        points = list(st.scroll(first.collection, with_vectors=True))
+        assert len(points) == len(unique) + 2
+        vectors = np.stack([p.vector for p in points])
+        assert np.isfinite(vectors).all() and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
+        payload = points[0].payload
+        assert {"uri", "hash", "label", "width", "height", "model"} <= set(payload)
+        query = vectors[[p.id for p in points].index(point_id(probe))]
+        scores = vectors @ query
+        order = np.argsort(-scores)[:7]
+        expected = [points[i].id for i in order]
+    got = found[0].matches
+    assert [m["id"] for m in got] == expected
+    assert np.allclose([m["score"] for m in got], scores[order], atol=1e-4)
+
+
+@pytest.mark.parametrize("encoder", sorted(TINY_FOR_ENCODER))
+def test_every_encoder_family_through_the_flow(encoder, tiny_models, photo_dir, tmp_path):
+    model = tiny_models[TINY_FOR_ENCODER[encoder]]
+    n_images = len(list(photo_dir.rglob("*.jpg")))
+    with local_flow(encoder, model=str(model), store=str(tmp_path / "store")) as host:
+        gw = Gateway(host)
+        info = encoder_info(gw)
+        assert info["encoder"] == encoder and info["model"] == str(model)
+        summary = run_index(gw, photo_dir, info, batch_size=4, progress=False)
+        assert summary.skipped == [] and summary.indexed == n_images == summary.count
+        query = photo_dir / "rocket" / "rocket_full.jpg"
+        result = run_search(gw, summary.collection, info, image=query, top_k=n_images)
+        assert len(result.matches) == n_images
+        assert result.matches[0]["path"] == str(query) and result.matches[0]["score"] > 0.999
+        scores = [m["score"] for m in result.matches]
+        assert scores == sorted(scores, reverse=True)
+        if info["text"]:
+            by_text = run_search(gw, summary.collection, info, text="a doge meme", top_k=3)
+            assert len(by_text.matches) == 3 and all(-1.0 <= m["score"] <= 1.0 for m in by_text.matches)
+        threshold = (scores[1] + scores[2]) / 2
+        cut = run_search(gw, summary.collection, info, image=query, top_k=n_images, score_threshold=threshold)
+        assert len(cut.matches) == 2
+
+
+def test_unknown_model_fails_before_any_work(tmp_path):
+    from executors.encoders.resolve import CheckpointError, resolve_checkpoint
+
+    with pytest.raises(CheckpointError, match="model folder not found"):
+        resolve_checkpoint("clip", str(tmp_path / "missing"))
+    with pytest.raises(CheckpointError, match="Hugging Face hub"):
+        resolve_checkpoint("dinov2")  # offline in tests: not cached, not downloadable
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no config.json"):
+        resolve_checkpoint("vit", str(tmp_path / "empty"))
