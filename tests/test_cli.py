@@ -1,0 +1,84 @@
+"""app.py as users run it: real processes, exit codes, --json output, clear errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.flow
+
+
+def app(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def test_index_search_stats_with_json(tmp_path, photo_dir):
+    store = str(tmp_path / "store")
+    run = app("index", "--data", str(photo_dir), "--store", store, "--json")
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)  # stdout is the JSON document and nothing else
+    n = len(list(photo_dir.rglob("*.jpg")))
+    assert summary["indexed"] == n == summary["count"] and summary["skipped"] == []
+    assert summary["disk_bytes"] > 0 and summary["collection"].endswith("--efficientnet-lite0")
+
+    query = photo_dir / "chelsea" / "chelsea_crop.jpg"
+    out = tmp_path / "grids"
+    run = app("search", "--image", str(query), "--store", store, "--top-k", "3", "--out", str(out), "--json")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert [m["label"] for m in result["matches"][:2]] == ["chelsea", "chelsea"]
+    assert result["matches"][0]["path"] == str(query)
+    assert Path(result["grid_png"]).stat().st_size > 1000
+    page = Path(result["grid_html"]).read_text()
+    assert page.index("chelsea_crop.jpg") < page.index("chelsea_full.jpg")  # rank order on the page
+
+    run = app("stats", "--store", store, "--json")
+    assert run.returncode == 0, run.stderr
+    (coll,) = json.loads(run.stdout)["collections"]
+    assert coll["count"] == n and coll["model"] == "efficientnet-lite0" and coll["dim"] == 1280
+
+    human = app("search", "--image", str(query), "--store", store, "--top-k", "2", "--out", str(out))
+    assert human.returncode == 0 and "chelsea_crop.jpg" in human.stdout and "Grid:" in human.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["index", "--data", "/nonexistent/folder"], "data folder not found"),
+        (["index", "--encoder", "resnet9000", "--data", "."], "unknown encoder 'resnet9000'"),
+        (["search", "--text", "doge", "--encoder", "bit"], "cannot embed text"),
+        (["search", "--image", "/nonexistent.jpg"], "query image not found"),
+        (["index", "--encoder", "vit", "--model", "/no/such/model", "--data", "."], "model folder not found"),
+        (["index", "--encoder", "dinov2", "--data", "."], "Hugging Face hub"),
+        (["search", "--image", "app.py", "--host", "grpc://127.0.0.1:9"], "no flow is answering"),
+    ],
+)
+def test_user_errors_are_one_clear_line(args, message, tmp_path):
+    run = app(*args, "--json", cwd=ROOT, timeout=120) if "--json" not in args else app(*args)
+    assert run.returncode == 2, (run.returncode, run.stderr[-2000:])
+    assert message in run.stderr
+    assert "Traceback" not in run.stderr
+    assert json.loads(run.stdout)["error"]
+
+
+def test_empty_folder_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    run = app("index", "--data", str(tmp_path / "empty"), "--store", str(tmp_path / "s"))
+    assert run.returncode == 2 and "no image files found" in run.stderr
+
+
+def test_help_lists_the_commands():
+    run = app("--help")
+    assert run.returncode == 0
+    for command in ("index", "search", "stats", "sample", "encoders"):
+        assert command in run.stdout
+    listing = app("encoders")
+    for name in ("clip", "bit", "efficientnet", "efficientnet-lite0", "vit", "dinov2", "blip2"):
+        assert f"\n{name} " in "\n" + listing.stdout
