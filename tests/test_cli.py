@@ -82,3 +82,33 @@ def test_help_lists_the_commands():
     listing = app("encoders")
     for name in ("clip", "bit", "efficientnet", "efficientnet-lite0", "vit", "dinov2", "blip2"):
         assert f"\n{name} " in "\n" + listing.stdout
+
+
+def test_index_and_search_through_a_running_gateway(tmp_path, photo_dir):
+    """`--host`: the CLI as a plain gRPC client of a flow started elsewhere."""
+    from executors.docs import ImageDoc
+    from imgsearch.flow import Gateway, local_flow
+
+    with local_flow("efficientnet-lite0", store=str(tmp_path / "store")) as host:
+        run = app("index", "--host", host, "--encoder", "efficientnet-lite0", "--data", str(photo_dir), "--json")
+        assert run.returncode == 0, run.stderr
+        summary = json.loads(run.stdout)
+        n = len(list(photo_dir.rglob("*.jpg")))
+        assert summary["indexed"] == n
+        query = photo_dir / "rocket" / "rocket_crop.jpg"
+        run = app("search", "--host", host, "--image", str(query), "--top-k", "2", "--out", str(tmp_path), "--json")
+        assert run.returncode == 0, run.stderr
+        assert [m["label"] for m in json.loads(run.stdout)["matches"]] == ["rocket", "rocket"]
+        wrong = app("search", "--host", host, "--encoder", "clip", "--text", "doge")
+        assert wrong.returncode == 2 and "serves encoder 'efficientnet-lite0'" in wrong.stderr
+
+        # /delete by hash, then /count, through the same gateway.
+        gw = Gateway(host)
+        coll = {"collection": summary["collection"]}
+        import hashlib
+
+        digest = hashlib.sha256(query.read_bytes()).hexdigest()
+        gw.post("/delete", [ImageDoc(hash=digest)], coll)
+        assert gw.call("/count", coll)["count"] == n - 1
+        assert gw.call("/delete", {**coll, "drop": True})["dropped"] is True
+        assert gw.call("/count", coll)["count"] == 0
