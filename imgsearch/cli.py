@@ -41,6 +41,7 @@ def real_stdout() -> Iterator[TextIO]:
 
 
 def _add_store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resize", type=int, metavar="N", help="normalise every image to N×N first (the original meme study used 96); default: keep aspect")
     p.add_argument("--store", default="workspace", help="embedded Qdrant data folder (default: ./workspace)")
     p.add_argument("--qdrant-url", default=os.environ.get("QDRANT_URL"), help="use a Qdrant server instead, e.g. http://localhost:6333")
     p.add_argument("--host", help="a running flow's gateway, e.g. grpc://HOST:PORT (default: start the flow locally)")

@@ -33,7 +33,7 @@ def gateway_for(args: argparse.Namespace, encoder: str, model: Optional[str]) ->
         yield gateway, info
         return
     resolve_checkpoint(encoder, model)  # one clear error before the flow starts
-    with local_flow(encoder, model, store=args.store, qdrant_url=args.qdrant_url) as host:
+    with local_flow(encoder, model, store=args.store, qdrant_url=args.qdrant_url, resize=getattr(args, "resize", None)) as host:
         gateway = Gateway(host)
         yield gateway, encoder_info(gateway)
 
@@ -49,7 +49,8 @@ def cmd_index(args: argparse.Namespace, out: TextIO) -> int:
     for name in args.encoder:
         started = time.perf_counter()
         with gateway_for(args, name, args.model) as (gateway, info):
-            summary = run_index(gateway, args.data, info, args.batch_size, args.dataset, progress=not (args.json or args.no_progress))
+            summary = run_index(gateway, args.data, info, args.batch_size, args.dataset,
+                                progress=not (args.json or args.no_progress), resize=args.resize)
         summary.seconds = time.perf_counter() - started  # wall time, flow start-up included
         if summary.files_seen == 0:
             raise UserError(f"no image files found under {args.data}")
@@ -89,7 +90,7 @@ def _collection_for(args: argparse.Namespace, gateway: Gateway, info: dict) -> s
     if args.collection:
         return args.collection
     if args.dataset or args.data:
-        return collection_name(args.dataset or Path(args.data).resolve().name, info["model"])
+        return collection_name(args.dataset or Path(args.data).resolve().name, info["model"], args.resize)
     mine = [c["name"] for c in gateway.call("/stats").get("collections", []) if c.get("model") == info["model"]]
     if not mine:
         raise UserError(f"nothing is indexed with encoder '{info['encoder']}' ({info['model']}) yet: run `python app.py index --encoder {info['encoder']}` first")
@@ -186,7 +187,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
 
     if not (args.data.is_dir() and any(args.data.rglob("*.jpg"))):
         cmd_sample(argparse.Namespace(out=args.data, variants=4, hard=False, limit=None, wheel=None), out)
-    common = dict(store=args.store, qdrant_url=args.qdrant_url, host=args.host, json=False)
+    common = dict(store=args.store, qdrant_url=args.qdrant_url, host=args.host, resize=args.resize, json=False)
     index_args = argparse.Namespace(data=args.data, encoder=[DEFAULT_ENCODER], model=None, dataset=None,
                                     batch_size=32, no_progress=False, **common)
     cmd_index(index_args, out)

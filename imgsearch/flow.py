@@ -33,9 +33,10 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
 
-def collection_name(dataset: str, model: str) -> str:
-    """One collection per (dataset, model): e.g. ``memes--openai-clip-vit-base-patch32``."""
-    return f"{slug(dataset)}--{slug(Path(model).name if Path(model).is_dir() else model)}"
+def collection_name(dataset: str, model: str, resize: Optional[int] = None) -> str:
+    """One collection per (dataset, model[, fixed size]): e.g. ``memes--openai-clip-vit-base-patch32``."""
+    name = f"{slug(dataset)}--{slug(Path(model).name if Path(model).is_dir() else model)}"
+    return f"{name}--{resize}px" if resize else name
 
 
 @contextlib.contextmanager
@@ -45,6 +46,7 @@ def local_flow(
     store: str = "workspace",
     qdrant_url: Optional[str] = None,
     port: Optional[int] = None,
+    resize: Optional[int] = None,
 ) -> Iterator[str]:
     """Start flows/index.yml (each executor its own gRPC process); yield the gateway address."""
     from jina import Flow
@@ -57,6 +59,7 @@ def local_flow(
         IMGSEARCH_STORE=str(Path(store).resolve()),
         QDRANT_URL=qdrant_url or "",
         GATEWAY_PORT=str(port),
+        NORMALIZE_RESIZE=str(resize or ""),
     )
     # Executors import `executors.*`; spawned processes need the repo on their path.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))

@@ -51,10 +51,11 @@ def run_index(
     batch_size: int = 32,
     dataset: Optional[str] = None,
     progress: bool = True,
+    resize: Optional[int] = None,
 ) -> IndexSummary:
     started = time.perf_counter()
     data = data.resolve()
-    name = collection_name(dataset or data.name, info["model"])
+    name = collection_name(dataset or data.name, info["model"], resize)
     summary = IndexSummary(collection=name, encoder=info["encoder"], model=info["model"], data=str(data))
     params = {"data": str(data), "collection": name, "encoder_name": info["encoder"], "dataset": dataset or data.name}
     total = int(gateway.call("/scan_total", params).get("files", 0))

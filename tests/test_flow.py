@@ -115,3 +115,19 @@ def test_unknown_model_fails_before_any_work(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="no config.json"):
         resolve_checkpoint("vit", str(tmp_path / "empty"))
+
+
+def test_fixed_size_normalisation_is_a_flag(tmp_path, photo_dir):
+    """--resize 96 (the original meme study's setting) gets its own collection; sizes stay the originals'."""
+    from PIL import Image
+
+    with local_flow("efficientnet-lite0", store=str(tmp_path / "store"), resize=96) as host:
+        gw = Gateway(host)
+        info = encoder_info(gw)
+        summary = run_index(gw, photo_dir, info, progress=False, resize=96)
+        assert summary.collection.endswith("--96px") and summary.indexed == summary.count > 0
+        query = photo_dir / "astronaut" / "astronaut_full.jpg"
+        result = run_search(gw, summary.collection, info, image=query, top_k=1)
+    best = result.matches[0]
+    assert best["path"] == str(query)
+    assert (best["width"], best["height"]) == Image.open(query).size
