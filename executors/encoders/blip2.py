@@ -7,7 +7,7 @@ e.g. Salesforce/blip2-opt-2.7b) the raw Q-Former output is used and search is im
 """
 
 import torch
-from transformers import AutoConfig, Blip2ForImageTextRetrieval, Blip2Model
+from transformers import AutoConfig, Blip2ForImageTextRetrieval, Blip2VisionModelWithProjection
 
 from executors.encoders.base import TorchEncoder
 
@@ -21,8 +21,10 @@ class Blip2Encoder(TorchEncoder):
         config = AutoConfig.from_pretrained(checkpoint)
         self._retrieval = _RETRIEVAL_ARCH in (getattr(config, "architectures", None) or [])
         if self._retrieval:
-            return Blip2ForImageTextRetrieval.from_pretrained(checkpoint)
-        return Blip2Model.from_pretrained(checkpoint)
+            return Blip2ForImageTextRetrieval.from_pretrained(checkpoint, dtype=self.dtype)
+        # A generative checkpoint: load the vision tower, query tokens and Q-Former only,
+        # not its multi-billion-parameter language model (its projection stays unused).
+        return Blip2VisionModelWithProjection.from_pretrained(checkpoint, dtype=self.dtype)
 
     @property
     def supports_text(self) -> bool:

@@ -11,7 +11,7 @@ class ClipEncoder(TorchEncoder):
     family = "clip"
 
     def load_model(self, checkpoint: str) -> torch.nn.Module:
-        return CLIPModel.from_pretrained(checkpoint)
+        return CLIPModel.from_pretrained(checkpoint, dtype=self.dtype)
 
     @property
     def supports_text(self) -> bool:

@@ -10,7 +10,7 @@ class Dinov2Encoder(TorchEncoder):
     family = "dinov2"
 
     def load_model(self, checkpoint: str) -> torch.nn.Module:
-        return Dinov2Model.from_pretrained(checkpoint)
+        return Dinov2Model.from_pretrained(checkpoint, dtype=self.dtype)
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=pixel_values).pooler_output

@@ -50,7 +50,7 @@ class EfficientNetEncoder(TorchEncoder):
     def load_model(self, checkpoint: str) -> torch.nn.Module:
         if _LITE.match(checkpoint):
             return _LiteFeatures(load_lite(checkpoint))
-        return EfficientNetModel.from_pretrained(checkpoint)
+        return EfficientNetModel.from_pretrained(checkpoint, dtype=self.dtype)
 
     def load_preprocessor(self, checkpoint: str) -> ImagePreprocessor:
         if _LITE.match(checkpoint):

@@ -10,7 +10,7 @@ class VitEncoder(TorchEncoder):
     family = "vit"
 
     def load_model(self, checkpoint: str) -> torch.nn.Module:
-        return ViTModel.from_pretrained(checkpoint, add_pooling_layer=False)
+        return ViTModel.from_pretrained(checkpoint, add_pooling_layer=False, dtype=self.dtype)
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=pixel_values).last_hidden_state[:, 0]
