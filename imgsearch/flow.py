@@ -2,6 +2,7 @@
 
 import contextlib
 import logging
+import multiprocessing
 import os
 import re
 import socket
@@ -52,6 +53,9 @@ def local_flow(
     from jina import Flow
     from jina.excepts import RuntimeFailToStart
 
+    # Spawn, never fork: a process that already ran torch (OpenMP threads) and gRPC can
+    # deadlock in a forked child, and executors load models and serve gRPC.
+    multiprocessing.set_start_method("spawn", force=True)
     port = port or free_port()
     os.environ.update(
         ENCODER=encoder,
