@@ -104,6 +104,41 @@ def build_parser() -> argparse.ArgumentParser:
     from imgsearch.deploy import add_arguments as _add_deploy_args
 
     _add_deploy_args(p)
+    p = sub.add_parser("compare", help="index the same images with several encoders and write a comparison report",
+                       description="Index one folder with each encoder (same flow as `index`), run the same queries against "
+                                   "every collection, and write report.md, report.html and report.json.")
+    p.add_argument("--data", type=Path, default=Path("data/memes"), help="folder of images; sub-folder names are labels")
+    p.add_argument("--encoders", default=DEFAULT_ENCODER, help="comma-separated encoder names, e.g. clip,bit,efficientnet,vit,dinov2,blip2")
+    p.add_argument("--model", action="append", metavar="ENCODER=CHECKPOINT", help="checkpoint override per encoder (repeatable): hub id or local folder")
+    p.add_argument("--tiny-models", type=Path, metavar="DIR", help="where a default checkpoint is unreachable, use the tiny random model from DIR (built by `app.py tiny-models`); the report flags it")
+    q = p.add_mutually_exclusive_group()
+    q.add_argument("--queries", type=Path, metavar="DIR", help="query images from outside the indexed set (sub-folder = label)")
+    q.add_argument("--query-fraction", type=float, default=0.2, metavar="F", help="query with this share of each label's indexed images (default 0.2)")
+    p.add_argument("--captions", type=Path, metavar="JSON", help="text queries for text-capable encoders: {label: caption}; default: the label names")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--score-depth", type=int, default=1000, help="results scored per query for AUC/threshold (the whole collection when smaller)")
+    p.add_argument("--grid-rows", type=int, default=8, help="query rows in the result grid")
+    p.add_argument("--grid-k", type=int, default=5, help="thumbnails per grid cell")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", type=Path, default=Path("results/compare"), help="report folder (default: results/compare)")
+    p.add_argument("--vertex-project", help="Google Cloud project for the vertex encoder (default: GOOGLE_CLOUD_PROJECT / credentials)")
+    p.add_argument("--vertex-region", help="Vertex AI region (default: us-central1)")
+    p.add_argument("--json", action="store_true", help="print report.json on stdout")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--resize", type=int, metavar="N", help="normalise every image to N×N first")
+    p.add_argument("--store", type=Path, help="embedded Qdrant folder for the compared collections (default: OUT/store)")
+    p.add_argument("--qdrant-url", default=os.environ.get("QDRANT_URL"), help="use a Qdrant server instead")
+
+    p = sub.add_parser("tiny-models", help="build tiny random stand-ins for the hub encoders (offline tests and demos)")
+    p.add_argument("--out", type=Path, default=Path("data/tiny-models"))
+    p.set_defaults(command="tiny_models")  # handler cmd_tiny_models
+
+    p = sub.add_parser("export-fashion-mnist", help="export Fashion-MNIST (Debian dataset-fashion-mnist) as a labelled image folder")
+    p.add_argument("--out", type=Path, default=Path("data/fashion-mnist"))
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--per-class", type=int, default=100, help="images per class (default 100; 0 = all)")
+    p.add_argument("--source", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
+    p.set_defaults(command="export_fashion_mnist")  # handler cmd_export_fashion_mnist
     return parser
 
 

@@ -217,3 +217,55 @@ def cmd_k8s(args: argparse.Namespace, out: TextIO) -> int:
         print(path, file=out)
     print(f"{len(paths)} files written; deploy with `kubectl apply -f {args.out / 'k8s'}`", file=out)
     return 0
+
+
+def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
+    """Several encoders, the same images and queries, one report (imgsearch/compare.py)."""
+    import sys
+
+    from imgsearch.compare import CompareOptions, parse_encoders, parse_models, run_compare
+
+    encoders = parse_encoders(args.encoders)
+    opts = CompareOptions(
+        data=args.data, encoders=encoders, out=args.out, models=parse_models(args.model, encoders),
+        tiny_models=args.tiny_models, queries=args.queries, query_fraction=args.query_fraction,
+        captions=args.captions, top_k=args.top_k, score_depth=args.score_depth, grid_rows=args.grid_rows,
+        grid_k=args.grid_k, batch_size=args.batch_size, resize=args.resize, store=args.store,
+        qdrant_url=args.qdrant_url, vertex_project=args.vertex_project, vertex_region=args.vertex_region,
+        progress=not (args.json or args.no_progress), argv=["app.py", *sys.argv[1:]],
+    )
+    if not args.data.is_dir():
+        _check_data(args.data)
+    result = run_compare(opts)
+    if args.json:
+        json.dump(result, out, indent=2, default=str)
+        out.write("\n")
+        return 0
+    ran = [r["encoder"] for r in result["encoders"] if r["status"] == "ok"]
+    print(f"Compared {len(ran)} of {len(encoders)} encoders on {result['data']['images']} images "
+          f"({result['seconds']} s): {', '.join(ran) or 'none'}", file=out)
+    for r in result["encoders"]:
+        if r["status"] != "ok":
+            print(f"  {r['encoder']}: {r['status']}: {r.get('reason')}", file=out)
+    print(f"Report: {args.out / 'report.html'}\n        {args.out / 'report.md'}\n        {args.out / 'report.json'}", file=out)
+    return 0 if ran else 1
+
+def cmd_tiny_models(args: argparse.Namespace, out: TextIO) -> int:
+    from imgsearch.compare import build_tiny_models
+
+    built = build_tiny_models(args.out)
+    print(f"Tiny RANDOM models (for offline runs; their numbers mean nothing) in {args.out}:", file=out)
+    for encoder, folder in built.items():
+        print(f"  {encoder:<13} {folder}", file=out)
+    return 0
+
+def cmd_export_fashion_mnist(args: argparse.Namespace, out: TextIO) -> int:
+    from imgsearch.fashion_mnist import export
+
+    try:
+        summary = export(args.out, args.split, args.per_class or None, args.source)
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from None
+    print(f"Fashion-MNIST ({summary['split']}): {summary['images']} images in {len(summary['per_class'])} labelled "
+          f"folders under {summary['out_dir']}", file=out)
+    return 0

@@ -9,6 +9,7 @@ and the per-document error handling that keeps one bad input from failing a requ
 
 import logging
 import os
+import resource
 import time
 from pathlib import Path
 from typing import Any, ClassVar, Optional, Sequence
@@ -42,6 +43,11 @@ def pick_dtype(device: torch.device, requested: Optional[str] = None) -> torch.d
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this (executor) process so far, in MB (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def describe_checkpoint(checkpoint: str) -> str:
@@ -192,6 +198,7 @@ class TorchEncoder(Executor):
             "pooling": self.spec.pooling,
             "preprocess": self.preprocess.describe(),
             "torch": torch.__version__,
+            "peak_rss_mb": peak_rss_mb(),
         }
 
     @requests(on="/info")

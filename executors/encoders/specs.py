@@ -75,6 +75,10 @@ SPECS: dict[str, EncoderSpec] = {
             256, True,
             "BLIP-2 ViT-g Q-Former, image-text retrieval head (Blip2Model checkpoints work image-only)",
         ),
+        EncoderSpec(
+            "vertex", "vertex", "multimodalembedding@001", "the API's image embedding", 1408, True,
+            "Google Vertex AI multimodal embeddings over REST (needs the network and Google credentials)",
+        ),
     )
 }
 

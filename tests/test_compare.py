@@ -1,0 +1,293 @@
+"""`app.py compare`: the report's content (always), then a real run through the flows."""
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT
+from imgsearch.compare import CompareError, Item, parse_encoders, parse_models, pick_queries
+from imgsearch.metrics import RankedQuery, evaluate, per_query_ap
+from imgsearch.report import write_report
+
+
+class GridParser(HTMLParser):
+    """Which images sit in which grid cell, in which order; plus the headline rows and plots."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: list[dict] = []
+        self.headline: list[str] = []
+        self.not_run: list[str] = []
+        self.random: list[str] = []
+        self.plots: list[str] = []
+        self._cell = None
+        self._table = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table":
+            self._table = a.get("id")
+        elif tag == "tr" and "grid-row" in (a.get("class") or ""):
+            self.rows.append({"query": a["data-query"], "cells": {}, "winner": None})
+        elif tag == "tr" and self._table == "headline" and "data-encoder" in a:
+            self.headline.append(a["data-encoder"])
+        elif tag == "td" and a.get("class") == "cell":
+            self._cell = self.rows[-1]["cells"].setdefault(a["data-encoder"], [])
+        elif tag == "td" and a.get("class") == "winner":
+            self.rows[-1]["winner"] = a["data-winner"]
+        elif tag == "figure" and "match" in (a.get("class") or "") and self._cell is not None:
+            self._cell.append((int(a["data-rank"]), a["data-path"], float(a["data-score"]), a["class"].split()[-1]))
+        elif tag == "li" and "data-encoder" in a:
+            self.not_run.append(a["data-encoder"])
+        elif tag == "div" and "data-random" in a:
+            self.random.append(a["data-random"])
+        elif tag == "img" and a.get("class") == "plot":
+            assert a["src"].startswith("data:image/png;base64,")
+            self.plots.append(a["id"])
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self._cell = None
+
+
+def parse_html(path: Path) -> GridParser:
+    p = GridParser()
+    p.feed(path.read_text(encoding="utf-8"))
+    return p
+
+
+# --------------------------------------------------------------------------- report content, no flow
+
+
+def _images(root: Path) -> dict[str, str]:
+    """Six small JPEGs: a1 a2 a3 (red-ish, label a), b1 b2 (blue-ish, b), c1 (green, c)."""
+    colours = {"a1": (220, 30, 30), "a2": (200, 40, 40), "a3": (180, 60, 50), "b1": (30, 30, 220), "b2": (50, 40, 200), "c1": (30, 200, 30)}
+    paths = {}
+    for name, colour in colours.items():
+        folder = root / name[0]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (40, 30), colour).save(folder / f"{name}.jpg")
+        paths[name] = str(folder / f"{name}.jpg")
+    return paths
+
+
+def _encoder(name, ranking: dict[str, list[tuple[str, float]]], paths, random_weights=False, n_rel=None):
+    label = lambda n: n[0]  # noqa: E731
+    n_rel = n_rel or {"a1": 2, "b1": 1, "c1": 0}
+    ranked, per_query = [], []
+    for q, results in ranking.items():
+        rq = RankedQuery(label(q), [label(r) for r, _ in results], [s for _, s in results], n_rel[q])
+        ranked.append(rq)
+        per_query.append({"query": paths[q], "label": label(q), "n_relevant": n_rel[q], "ap": per_query_ap(rq, 10),
+                          "matches": [{"path": paths[r], "label": label(r), "score": s, "relevant": rel}
+                                      for (r, s), rel in zip(results, rq.relevance)]})
+    return {"encoder": name, "status": "ok", "model": f"model-{name}", "random_weights": random_weights,
+            "checkpoint_note": "default checkpoint", "wall_seconds": 3.0, "flow_start_seconds": 1.0, "load_seconds": 0.5,
+            "images_per_second": 10.0, "indexed": 6, "disk_mb": 0.1, "bytes_per_vector": 100.0, "dim": 8, "peak_rss_mb": 300.0,
+            "info": {"encoder": name, "model": f"model-{name}", "device": "cpu", "batch_size": 32},
+            "quality": evaluate(ranked), "per_query": per_query}
+
+
+def synthetic_result(paths: dict, labelled: bool = True) -> dict:
+    good = {"a1": [("a2", .9), ("a3", .8), ("b1", .3)], "b1": [("b2", .7), ("a1", .2), ("c1", .1)], "c1": [("a1", .4), ("b1", .3), ("a2", .2)]}
+    poor = {"a1": [("b1", .6), ("a2", .5), ("a3", .4)], "b1": [("b2", .9), ("c1", .5), ("a1", .4)], "c1": [("b2", .4), ("a3", .3), ("a1", .2)]}
+    return {
+        "title": "Encoder comparison on six", "created": "now", "seconds": 1.0,
+        "data": {"folder": "/x", "images": 6, "labels": 3 if labelled else 0, "labelled": labelled, "unlabelled_images": 0},
+        "queries": {"source": "test", "count": 3, "top_k": 3},
+        "settings": {"encoders": ["good", "poor", "gone"]}, "environment": {"python": "3"},
+        "encoders": [_encoder("good", good, paths), _encoder("poor", poor, paths, random_weights=True),
+                     {"encoder": "gone", "status": "skipped", "reason": "checkpoint unreachable here"}],
+        "grid": {"rows": 3, "k": 2},
+    }
+
+
+def test_report_files_grid_cells_and_winners(tmp_path):
+    paths = _images(tmp_path / "imgs")
+    result = synthetic_result(paths)
+    files = write_report(result, tmp_path / "report")
+    out = tmp_path / "report"
+    for name in ("report.md", "report.html", "report.json", "scores.png", "headline.png", "grid.png"):
+        assert (out / name).stat().st_size > 200, name
+    assert files["html"] == "report.html"
+
+    page = parse_html(out / "report.html")
+    assert page.headline == ["good", "poor"] and page.not_run == ["gone"] and page.random == ["poor"]
+    assert page.plots == ["plot-headline", "plot-scores"]
+    assert [r["query"] for r in page.rows] == [paths["a1"], paths["b1"], paths["c1"]]
+    a1, b1, c1 = page.rows
+    # Each cell: the top grid_k=2 results in rank order, with scores and relevance frames.
+    assert a1["cells"]["good"] == [(1, paths["a2"], 0.9, "rel"), (2, paths["a3"], 0.8, "rel")]
+    assert a1["cells"]["poor"] == [(1, paths["b1"], 0.6, "irr"), (2, paths["a2"], 0.5, "rel")]
+    assert b1["cells"]["good"] == [(1, paths["b2"], 0.7, "rel"), (2, paths["a1"], 0.2, "irr")]
+    assert c1["cells"]["poor"] == [(1, paths["b2"], 0.4, "irr"), (2, paths["a3"], 0.3, "irr")]
+    # Winner by AP@10: a1 good (1.0 vs (1/2+2/3)/2); b1 both AP 1 → tie; c1 has nothing relevant.
+    assert (a1["winner"], b1["winner"], c1["winner"]) == ("good", "tie", "–")
+
+    md = (out / "report.md").read_text()
+    saved = json.loads((out / "report.json").read_text())
+    for name in ("good", "poor", "gone"):
+        assert name in md and name in [e["encoder"] for e in saved["encoders"]]
+    assert "TINY RANDOM MODEL" in md and "checkpoint unreachable here" in md
+    assert saved["wins"] == {"good": 1.5, "poor": 0.5}
+    assert [r["query"] for r in saved["grid"]["shown"]] == [r["query"] for r in page.rows]
+
+
+def test_unlabelled_report_says_no_labels(tmp_path):
+    paths = _images(tmp_path / "imgs")
+    result = synthetic_result(paths, labelled=False)
+    for rec in result["encoders"][:2]:
+        rec["quality"] = {"labelled": False, "queries": 3}
+        for q in rec["per_query"]:
+            q["label"], q["ap"] = None, None
+            for m in q["matches"]:
+                m["relevant"] = None
+    write_report(result, tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "no labels" in md
+    page = parse_html(tmp_path / "r" / "report.html")
+    assert len(page.rows) == 3 and all(f[3] == "match" for f in page.rows[0]["cells"]["good"])  # no frames
+    assert page.plots == ["plot-headline"]  # no score distributions without labels
+
+
+def test_options_and_query_choice():
+    assert parse_encoders("clip, bit,efficientnet-lite0") == ["clip", "bit", "efficientnet-lite0"]
+    with pytest.raises(ValueError, match="unknown encoder 'nope'"):
+        parse_encoders("clip,nope")
+    assert parse_models(["clip=/m/tiny-clip"], ["clip", "bit"]) == {"clip": "/m/tiny-clip"}
+    with pytest.raises(CompareError, match="ENCODER=CHECKPOINT"):
+        parse_models(["clip"], ["clip"])
+    with pytest.raises(CompareError, match="not in --encoders"):
+        parse_models(["vit=/x"], ["clip"])
+    items = [Item(f"/{lab}/{i}.jpg", f"{lab}{i:02d}", lab) for lab, n in (("a", 10), ("b", 3), ("c", 1)) for i in range(n)]
+    picked = pick_queries(items, 0.2)
+    assert [it.path for it in picked] == ["/a/0.jpg", "/a/1.jpg", "/b/0.jpg"]  # ceil(.2·10)=2, ceil(.2·3)=1, c alone skipped
+    assert len(pick_queries([Item("/x.jpg", "h", None), Item("/y.jpg", "g", None)], 0.5)) == 1  # unlabelled still queried
+
+
+def test_report_renders_in_headless_chromium(tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium) — the HTML content is checked by the tests above")
+    paths = _images(tmp_path / "imgs")
+    write_report(synthetic_result(paths), tmp_path / "r")
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tempfile.mkdtemp()}",
+                    f"--screenshot={shot}", "--window-size=1200,1600", (tmp_path / "r" / "report.html").as_uri()],
+                   capture_output=True, timeout=90)
+    pixels = np.asarray(Image.open(shot).convert("RGB"))
+    assert pixels.shape[:2] == (1600, 1200)
+    assert pixels.std() > 20  # not a blank page
+    # The red frame of an irrelevant result and the green of a relevant one are on screen.
+    assert ((pixels[..., 0] > 180) & (pixels[..., 1] < 60) & (pixels[..., 2] < 60)).sum() > 100
+    assert ((pixels[..., 1] > 130) & (pixels[..., 0] < 60) & (pixels[..., 2] < 90)).sum() > 100
+
+
+# --------------------------------------------------------------------------- a real run
+
+
+@pytest.mark.flow
+def test_compare_through_the_flows(tmp_path, monkeypatch):
+    """EfficientNet-Lite0 (real weights), tiny CLIP (text), Vertex against the fake server; DINOv2 unreachable."""
+    from imgsearch.compare import CompareOptions, run_compare
+    from imgsearch.sample_data import build_memes
+    from test_vertex import TOKEN, FakeVertex
+    from executors.indexer.store import EdgeStore
+
+    data = tmp_path / "memes"
+    build_memes(data, variants=3, hard=True, limit=6)
+    # Built in a child process: torch work in this process before the flow forks its executors
+    # can leave libgomp deadlocked in the forked EfficientNet-Lite0 executor.
+    clip = tmp_path / "tiny-clip"
+    subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'tests'); from tiny_models import build_tiny_model; "
+                    f"build_tiny_model('clip', {str(clip)!r})"], cwd=ROOT, check=True, capture_output=True, timeout=120)
+    (clip / "IMGSEARCH_TINY_RANDOM_MODEL.txt").write_text("random")
+    out = tmp_path / "report"
+    with FakeVertex() as fake:
+        monkeypatch.setenv("VERTEX_BASE_URL", fake.url)
+        monkeypatch.setenv("VERTEX_ACCESS_TOKEN", TOKEN)
+        monkeypatch.setenv("VERTEX_PROJECT", "proj-t")  # run_compare sets it too; monkeypatch restores it
+        opts = CompareOptions(data=data, encoders=["efficientnet-lite0", "clip", "dinov2", "vertex"], out=out,
+                              models={"clip": str(clip)}, query_fraction=0.5, top_k=5, grid_rows=4, grid_k=3,
+                              batch_size=8, progress=False, vertex_project="proj-t")
+        result = run_compare(opts)
+    runs = {r["encoder"]: r for r in result["encoders"]}
+    assert runs["dinov2"]["status"] == "skipped" and "Hugging Face hub" in runs["dinov2"]["reason"]
+    for name in ("efficientnet-lite0", "clip", "vertex"):
+        r = runs[name]
+        assert r["status"] == "ok", r.get("reason")
+        assert r["indexed"] == r["count"] == 24 == result["data"]["images"]
+        assert r["wall_seconds"] >= r["index_seconds"] > r["encode_seconds"] > 0 and r["images_per_second"] > 0
+        assert r["disk_bytes"] > 0 and r["bytes_per_vector"] == pytest.approx(r["disk_bytes"] / 24, abs=0.1)
+        assert r["peak_rss_mb"] > 50 and r["scores_cover_collection"]
+        q = r["quality"]
+        assert q["labelled"] and q["queries"] == result["queries"]["count"] == 12  # ceil(.5·4) per template
+        assert 0 <= q["recall@1"] <= q["recall@5"] <= q["recall@10"] <= 1 and 0 <= q["auc"] <= 1
+        assert q["relevant_scores"] == 12 * 3 and q["relevant_scores"] + q["irrelevant_scores"] == 12 * 23
+    assert runs["clip"]["random_weights"] and not runs["efficientnet-lite0"]["random_weights"]
+    assert runs["clip"]["text_quality"]["queries"] == 6 and "text_quality" not in runs["efficientnet-lite0"]
+    assert runs["vertex"]["info"]["device"].startswith("remote") and runs["vertex"]["dim"] == 1408
+    assert runs["efficientnet-lite0"]["quality"]["recall@5"] >= 0.5  # real weights find the template's variants
+
+    page = parse_html(out / "report.html")
+    assert page.headline == ["efficientnet-lite0", "clip", "vertex"] and page.not_run == ["dinov2"] and page.random == ["clip"]
+    md = (out / "report.md").read_text()
+    for name in ("efficientnet-lite0", "clip", "dinov2", "vertex"):
+        assert name in md
+    # The grid shows exactly what the store ranks first: brute-force cosine over the stored vectors.
+    lite = runs["efficientnet-lite0"]
+    with EdgeStore(str(out / "store"), read_only=True) as st:
+        points = list(st.scroll(lite["index"]["collection"], with_vectors=True))
+    vectors = np.stack([p.vector for p in points])
+    uris = [p.payload["uri"] for p in points]
+    assert len(page.rows) == 4
+    for row in page.rows:
+        qi = uris.index(row["query"])
+        scores = vectors @ vectors[qi]
+        order = [i for i in np.argsort(-scores) if i != qi][:3]
+        cell = row["cells"]["efficientnet-lite0"]
+        assert [c[1] for c in cell] == [uris[i] for i in order]
+        assert np.allclose([c[2] for c in cell], scores[order], atol=1e-4)
+        assert [c[0] for c in cell] == [1, 2, 3] and set(row["cells"]) == {"efficientnet-lite0", "clip", "vertex"}
+        query_label = Path(row["query"]).parent.name
+        assert [c[3] for c in cell] == ["rel" if Path(uris[i]).parent.name == query_label else "irr" for i in order]
+
+
+@pytest.mark.flow
+def test_compare_cli_errors_are_one_line():
+    run = subprocess.run([sys.executable, str(ROOT / "app.py"), "compare", "--encoders", "clip,nope", "--data", "."],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert run.returncode == 2 and "unknown encoder 'nope'" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_fashion_mnist_export_from_idx_files(tmp_path):
+    import gzip
+    import struct
+
+    from imgsearch.fashion_mnist import CLASSES, export
+
+    src = tmp_path / "src"
+    src.mkdir()
+    imgs = np.arange(5 * 28 * 28, dtype=np.uint32).astype(np.uint8).reshape(5, 28, 28)
+    labels = np.array([9, 0, 9, 3, 9], np.uint8)
+    with gzip.open(src / "t10k-images-idx3-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">HBB", 0, 8, 3) + struct.pack(">III", 5, 28, 28) + imgs.tobytes())
+    with gzip.open(src / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">HBB", 0, 8, 1) + struct.pack(">I", 5) + labels.tobytes())
+    summary = export(tmp_path / "out", "test", per_class=2, source=src)
+    assert summary["images"] == 4 and summary["per_class"]["ankle-boot"] == 2 and CLASSES[0] == "t-shirt-top"
+    files = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png"))
+    assert files == ["ankle-boot/fmnist-test-00000.png", "ankle-boot/fmnist-test-00002.png",
+                     "dress/fmnist-test-00003.png", "t-shirt-top/fmnist-test-00001.png"]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "dress" / "fmnist-test-00003.png")), imgs[3])
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        export(tmp_path / "o2", source=tmp_path / "nowhere")
