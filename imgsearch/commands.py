@@ -33,9 +33,21 @@ def gateway_for(args: argparse.Namespace, encoder: str, model: Optional[str]) ->
         yield gateway, info
         return
     resolve_checkpoint(encoder, model)  # one clear error before the flow starts
+    if not args.qdrant_url:
+        _check_store_free(args.store)
     with local_flow(encoder, model, store=args.store, qdrant_url=args.qdrant_url, resize=getattr(args, "resize", None)) as host:
         gateway = Gateway(host)
         yield gateway, encoder_info(gateway)
+
+
+def _check_store_free(store: str) -> None:
+    """A second writer would fail deep inside the flow; say so plainly before starting it."""
+    from executors.indexer.store import EdgeStore, StoreInUseError
+
+    try:
+        EdgeStore(store).close()
+    except StoreInUseError as exc:
+        raise UserError(str(exc)) from None
 
 
 def cmd_index(args: argparse.Namespace, out: TextIO) -> int:
@@ -208,17 +220,6 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def cmd_k8s(args: argparse.Namespace, out: TextIO) -> int:
-    """Regenerate k8s/ and docker/ from flows/index.yml (imgsearch/deploy.py)."""
-    from imgsearch.deploy import write
-
-    paths = write(args.out, encoders=tuple(args.encoders), registry=args.registry, model_cache=args.model_cache)
-    for path in paths:
-        print(path, file=out)
-    print(f"{len(paths)} files written; deploy with `kubectl apply -f {args.out / 'k8s'}`", file=out)
-    return 0
-
-
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     """Several encoders, the same images and queries, one report (imgsearch/compare.py)."""
     import sys
@@ -250,6 +251,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     print(f"Report: {args.out / 'report.html'}\n        {args.out / 'report.md'}\n        {args.out / 'report.json'}", file=out)
     return 0 if ran else 1
 
+
 def cmd_tiny_models(args: argparse.Namespace, out: TextIO) -> int:
     from imgsearch.compare import build_tiny_models
 
@@ -258,6 +260,18 @@ def cmd_tiny_models(args: argparse.Namespace, out: TextIO) -> int:
     for encoder, folder in built.items():
         print(f"  {encoder:<13} {folder}", file=out)
     return 0
+
+
+def cmd_k8s(args: argparse.Namespace, out: TextIO) -> int:
+    """Regenerate k8s/ and docker/ from flows/index.yml (imgsearch/deploy.py)."""
+    from imgsearch.deploy import write
+
+    paths = write(args.out, encoders=tuple(args.encoders), registry=args.registry, model_cache=args.model_cache)
+    for path in paths:
+        print(path, file=out)
+    print(f"{len(paths)} files written; deploy with `kubectl apply -f {args.out / 'k8s'}`", file=out)
+    return 0
+
 
 def cmd_export_fashion_mnist(args: argparse.Namespace, out: TextIO) -> int:
     from imgsearch.fashion_mnist import export

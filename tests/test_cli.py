@@ -112,3 +112,12 @@ def test_index_and_search_through_a_running_gateway(tmp_path, photo_dir):
         assert gw.call("/count", coll)["count"] == n - 1
         assert gw.call("/delete", {**coll, "drop": True})["dropped"] is True
         assert gw.call("/count", coll)["count"] == 0
+
+
+def test_a_second_writer_gets_a_clear_in_use_error(tmp_path, photo_dir):
+    from executors.indexer.store import EdgeStore
+
+    store = tmp_path / "store"
+    with EdgeStore(str(store)):  # another process's indexer holding the store
+        run = app("index", "--data", str(photo_dir), "--store", str(store))
+    assert run.returncode == 2 and "is in use by another process" in run.stderr

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from docarray import DocList
 from jina import Executor, requests
+from transformers import PreTrainedModel
 
 from executors.docs import ImageDoc, failed
 from executors.encoders.preprocess import ImagePreprocessor
@@ -84,7 +85,12 @@ class TorchEncoder(Executor):
             torch.set_num_threads(int(num_threads))
         started = time.perf_counter()
         try:
-            self.model = self.load_model(self.checkpoint).to(self.device, self.dtype).eval()
+            model = self.load_model(self.checkpoint)
+            if not isinstance(model, PreTrainedModel):
+                # transformers models were loaded in self.dtype already, honouring the modules
+                # they keep in fp32 (BLIP-2's Q-Former); a plain torch module is cast here.
+                model = model.to(dtype=self.dtype)
+            self.model = model.to(self.device).eval()
             self.preprocess = self.load_preprocessor(self.checkpoint)
             self.tokenizer = self.load_tokenizer(self.checkpoint) if self.supports_text else None
         except ModelLoadError:
@@ -107,6 +113,7 @@ class TorchEncoder(Executor):
     # --- what a family provides -------------------------------------------------------
 
     def load_model(self, checkpoint: str) -> torch.nn.Module:
+        """The model, loaded in ``self.dtype`` (``from_pretrained(..., dtype=self.dtype)``)."""
         raise NotImplementedError
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
