@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Iterator, Optional, TextIO
 
@@ -143,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    # jina's hub SDK imports pkg_resources; its deprecation notice is noise for users
+    # (and for the executor processes, which inherit the environment).
+    os.environ.setdefault("PYTHONWARNINGS", "ignore:pkg_resources is deprecated")
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:

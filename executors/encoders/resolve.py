@@ -20,6 +20,13 @@ class CheckpointError(ValueError):
 def resolve_checkpoint(encoder: str, model: Optional[str] = None) -> str:
     """The checkpoint this encoder will load, verified to be reachable; raises CheckpointError."""
     spec: EncoderSpec = get_spec(encoder)
+    if spec.family == "vertex":  # a cloud API, not a checkpoint: check its credentials instead
+        from executors.encoders.vertex import VertexConfigError, resolve_settings
+
+        try:
+            return resolve_settings(model=model).model
+        except VertexConfigError as exc:
+            raise CheckpointError(str(exc)) from None
     checkpoint = os.path.expanduser(model) if model else spec.checkpoint
     packaged = _PACKAGED.match(checkpoint)
     if packaged:
