@@ -16,6 +16,9 @@ for p in (str(ROOT), str(ROOT / "tests")):
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("JINA_LOG_LEVEL", "ERROR")
+# This process embeds with torch in process, so flows it starts must not fork from it
+# (OpenMP deadlocks in forked children); app.py's default, fork, is tested by test_cli.py.
+os.environ.setdefault("IMGSEARCH_START_METHOD", "forkserver")
 
 # encoder registry name -> tiny model kind (tests/tiny_models.py)
 TINY_FOR_ENCODER = {

@@ -1,6 +1,7 @@
 """app.py as users run it: real processes, exit codes, --json output, clear errors."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,11 @@ pytestmark = pytest.mark.flow
 
 
 def app(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
+    # A fresh app.py process has run no torch compute: it uses its default start method, fork.
+    env = {**os.environ, "IMGSEARCH_START_METHOD": "fork"}
     return subprocess.run(
         [sys.executable, str(ROOT / "app.py"), *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
     )
 
 
