@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent.parent
 FLOW_YAML = REPO / "flows" / "index.yml"
 DEFAULT_TIMEOUT_S = 600.0
+PREFETCH = 4  # requests in flight per client call
 
 
 class FlowError(RuntimeError):
@@ -44,7 +45,7 @@ def _prepare_start_method(encoder: str) -> None:
     """Fork by default: executor processes then inherit the imports (torch, transformers,
     jina) instead of paying for them again, which cuts flow start-up several-fold. A forked
     child of a process that has already run torch compute can deadlock in OpenMP, so such
-    processes (the test-suite embeds in process) set IMGSEARCH_START_METHOD=forkserver.
+    processes (the test-suite embeds in process) set IMGSEARCH_START_METHOD=spawn.
     """
     method = os.environ.get("IMGSEARCH_START_METHOD", "fork")
     multiprocessing.set_start_method(method, force=True)
@@ -135,6 +136,9 @@ class Gateway:
                 on_done=collect,
                 return_type=DocList[ImageDoc],
                 timeout=self.timeout,
+                # Enough requests in flight to keep every stage busy, few enough that memory
+                # stays flat however many images are sent (executors queue what arrives).
+                prefetch=PREFETCH,
             )
         except ConnectionError as exc:
             raise FlowError(f"cannot reach the gateway at {self.host}: {exc}") from exc

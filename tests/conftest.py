@@ -17,8 +17,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("JINA_LOG_LEVEL", "ERROR")
 # This process embeds with torch in process, so flows it starts must not fork from it
-# (OpenMP deadlocks in forked children); app.py's default, fork, is tested by test_cli.py.
-os.environ.setdefault("IMGSEARCH_START_METHOD", "forkserver")
+# (OpenMP deadlocks in forked children). Spawn, not forkserver: a fork server keeps the
+# environment it started with, and tests set variables (VERTEX_*) between flows.
+# app.py's default, fork, is what test_cli.py runs.
+os.environ.setdefault("IMGSEARCH_START_METHOD", "spawn")
 
 # encoder registry name -> tiny model kind (tests/tiny_models.py)
 TINY_FOR_ENCODER = {

@@ -63,6 +63,14 @@ def label_for(path: Path, root: Path) -> Optional[str]:
     return None if path.parent == root else path.parent.name
 
 
+def _data_root(parameters: dict) -> Path:
+    """The folder a scan request names, resolved; a clear error if it is not one."""
+    root = Path(str(parameters.get("data", ""))).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"data folder not found or not a folder: {root}")
+    return root.resolve()
+
+
 class ImageLoader(Executor):
     """Walks a folder and reads image files; one document per file."""
 
@@ -81,10 +89,7 @@ class ImageLoader(Executor):
     @requests(on="/scan")
     def scan(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
         parameters = parameters or {}
-        root = Path(str(parameters.get("data", ""))).expanduser()
-        if not root.is_dir():
-            raise ValueError(f"data folder not found or not a folder: {root}")
-        root = root.resolve()
+        root = _data_root(parameters)
         offset = int(parameters.get("offset", 0))
         limit = int(parameters.get("limit", 1000))
         files = self._files(root, refresh=False)  # /scan_total refreshed it
@@ -97,11 +102,7 @@ class ImageLoader(Executor):
 
     @requests(on="/scan_total")
     def scan_total(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
-        parameters = parameters or {}
-        root = Path(str(parameters.get("data", ""))).expanduser()
-        if not root.is_dir():
-            raise ValueError(f"data folder not found or not a folder: {root}")
-        return {"files": len(self._files(root.resolve(), refresh=True))}
+        return {"files": len(self._files(_data_root(parameters or {}), refresh=True))}
 
     def _inspect(self, path: Path, root: Path) -> Optional[ImageDoc]:
         """A scan document for an image file, an error document for a broken one, None otherwise."""
