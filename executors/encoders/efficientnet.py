@@ -46,6 +46,7 @@ class _LiteFeatures(torch.nn.Module):
 
 class EfficientNetEncoder(TorchEncoder):
     family = "efficientnet"
+    channels_last = True
 
     def load_model(self, checkpoint: str) -> torch.nn.Module:
         if _LITE.match(checkpoint):
