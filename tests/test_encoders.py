@@ -155,3 +155,13 @@ def test_half_precision_path_agrees_with_fp32(name, tiny_models):
     half = half_enc.embed_images(images)
     assert half.dtype == np.float32 and half_enc.info()["dtype"] == "bfloat16"
     assert (np.sum(full * half, axis=1) > 0.99).all()
+
+
+def test_lite_preprocessing_follows_the_network_resolution(lite0):
+    """lite0's transform is the registry's; larger Lite networks get their own crop size."""
+    from executors.encoders.efficientnet import lite_eval_config
+
+    assert lite_eval_config(224) == SPECS["efficientnet-lite0"].processor
+    assert lite0.preprocess.input_size == (224, 224)
+    lite2 = lite_eval_config(260)
+    assert lite2["crop_size"] == {"height": 260, "width": 260} and lite2["size"] == {"shortest_edge": 297}

@@ -170,7 +170,7 @@ class TorchEncoder(Executor):
     @staticmethod
     def _normalise(feats: torch.Tensor) -> np.ndarray:
         feats = feats.float()
-        return torch.nn.functional.normalize(feats, dim=-1).cpu().numpy().astype(np.float32)
+        return torch.nn.functional.normalize(feats, dim=-1).cpu().numpy()
 
     @requests(on=["/index", "/search"])
     def encode(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:

@@ -33,6 +33,19 @@ def load_lite(checkpoint: str) -> torch.nn.Module:
     return EfficientNet.from_pretrained(checkpoint, weights_path=weights.get_model_file_path())
 
 
+def lite_eval_config(resolution: int) -> dict:
+    """The Lite eval transform at a network's input resolution (224 for lite0 … 300 for lite4).
+
+    The registry's lite0 transform (shorter side to res/0.875, centre crop res) scaled to the
+    resolution the network itself declares, so lite1–lite4 are not fed lite0's 224 px crops.
+    """
+    return {
+        **SPECS["efficientnet-lite0"].processor,
+        "size": {"shortest_edge": round(resolution / 0.875)},
+        "crop_size": {"height": resolution, "width": resolution},
+    }
+
+
 class _LiteFeatures(torch.nn.Module):
     """Exposes the Lite network's feature map the way the hub models expose theirs."""
 
@@ -55,8 +68,8 @@ class EfficientNetEncoder(TorchEncoder):
 
     def load_preprocessor(self, checkpoint: str) -> ImagePreprocessor:
         if _LITE.match(checkpoint):
-            # The Lite packages ship weights only; the registry holds their eval transform.
-            return ImagePreprocessor.load(checkpoint, SPECS["efficientnet-lite0"].processor)
+            # The Lite packages ship weights only; the resolution comes from the loaded network.
+            return ImagePreprocessor.load(checkpoint, lite_eval_config(int(self.model.net.input_image_size)))
         return super().load_preprocessor(checkpoint)
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
