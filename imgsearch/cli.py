@@ -130,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", type=Path, help="embedded Qdrant folder for the compared collections (default: OUT/store)")
     p.add_argument("--qdrant-url", default=os.environ.get("QDRANT_URL"), help="use a Qdrant server instead")
 
+    p = sub.add_parser("serve", help="a search page on localhost: text, image upload, \"more like this\", encoders side by side",
+                       description="Start the flow(s) and a web page to search them (imgsearch/web/).")
+    from imgsearch.web.serve import add_arguments as _add_serve_args
+
+    _add_serve_args(p)
+
     p = sub.add_parser("tiny-models", help="build tiny random stand-ins for the hub encoders (offline tests and demos)")
     p.add_argument("--out", type=Path, default=Path("data/tiny-models"))
     p.set_defaults(command="tiny_models")  # handler cmd_tiny_models

@@ -283,3 +283,10 @@ def cmd_export_fashion_mnist(args: argparse.Namespace, out: TextIO) -> int:
     print(f"Fashion-MNIST ({summary['split']}): {summary['images']} images in {len(summary['per_class'])} labelled "
           f"folders under {summary['out_dir']}", file=out)
     return 0
+
+
+def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    """The search page (imgsearch/web/)."""
+    from imgsearch.web.serve import cmd_serve as serve
+
+    return serve(args, out)

@@ -69,7 +69,46 @@ def local_flow(
     resize: Optional[int] = None,
 ) -> Iterator[str]:
     """Start flows/index.yml (each executor its own gRPC process); yield the gateway address."""
-    from jina import Flow
+    with _started_flow(encoder, model, store, qdrant_url, port, resize) as (_, host):
+        yield host
+
+
+SHARED_STAGES = ("loader", "normalizer", "indexer")  # hold no per-encoder state
+
+
+@contextlib.contextmanager
+def local_flows(
+    encoders: list[tuple[str, Optional[str]]],
+    store: str = "workspace",
+    qdrant_url: Optional[str] = None,
+    resize: Optional[int] = None,
+) -> Iterator[dict[str, str]]:
+    """Several encoders at once, one gateway each; yield {encoder: gateway address}.
+
+    The first flow is flows/index.yml as `local_flow` starts it; the others run only their
+    encoder and reach the first flow's loader, normalizer and indexer as external executors
+    (as the Kubernetes deployment shares them). One indexer process is also what the
+    embedded store requires: a second one could not open it.
+    """
+    hosts: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        shared: Optional[dict[str, int]] = None
+        for encoder, model in encoders:
+            flow, hosts[encoder] = stack.enter_context(_started_flow(encoder, model, store, qdrant_url, None, resize, shared))
+            shared = shared or {name: flow[name].port for name in SHARED_STAGES}
+        yield hosts
+
+
+@contextlib.contextmanager
+def _started_flow(
+    encoder: str,
+    model: Optional[str],
+    store: str,
+    qdrant_url: Optional[str],
+    port: Optional[int],
+    resize: Optional[int],
+    shared: Optional[dict[str, int]] = None,
+) -> Iterator[tuple[Any, str]]:
     from jina.excepts import RuntimeFailToStart
 
     _prepare_start_method(encoder)
@@ -85,14 +124,47 @@ def local_flow(
     # Executors import `executors.*`; spawned processes need the repo on their path.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     with contextlib.chdir(REPO):  # the YAML's `uses:` paths are relative to the repo
-        flow = Flow.load_config(str(FLOW_YAML))
-    try:
-        with flow:
-            yield f"grpc://127.0.0.1:{port}"
-    except RuntimeFailToStart as exc:
-        raise FlowError(
-            f"the flow for encoder '{encoder}' failed to start; the executor's error is in the log above ({exc!r})"
-        ) from exc
+        flow = _flow_sharing(encoder, port, shared) if shared else _load_flow()
+    with contextlib.ExitStack() as stack:
+        try:
+            # Executors resolve the YAML's relative paths when they start, wherever app.py runs.
+            with contextlib.chdir(REPO):
+                stack.enter_context(flow)
+        except RuntimeFailToStart as exc:
+            raise FlowError(
+                f"the flow for encoder '{encoder}' failed to start; the executor's error is in the log above ({exc!r})"
+            ) from exc
+        yield flow, f"grpc://127.0.0.1:{port}"
+
+
+def _load_flow() -> Any:
+    from jina import Flow
+
+    return Flow.load_config(str(FLOW_YAML))
+
+
+def _flow_sharing(encoder: str, port: int, shared: dict[str, int]) -> Any:
+    """flows/index.yml's chain for `encoder`, its `shared` stages reached at running executors."""
+    from jina import Flow
+
+    from imgsearch.deploy import read_flow
+
+    spec = read_flow(encoder)
+    flow = Flow(protocol=spec["with"].get("protocol", "grpc"), port=port)
+    for ex in spec["executors"]:
+        if ex["name"] in shared:
+            flow = flow.add(name=ex["name"], host="127.0.0.1", port=shared[ex["name"]], external=True)
+        else:
+            uses_with = {k: _expand_env(v) for k, v in ex["uses_with"].items()}
+            flow = flow.add(name=ex["name"], uses=str(REPO / ex["uses"]), uses_with=uses_with)
+    return flow
+
+
+def _expand_env(value: Any) -> Any:
+    """The YAML's ``${{ ENV.X }}`` placeholders, filled as Jina fills them when it loads the file."""
+    if not isinstance(value, str):
+        return value
+    return re.sub(r"\$\{\{\s*ENV\.(\w+)\s*\}\}", lambda m: os.environ.get(m.group(1), ""), value) or None
 
 
 class Gateway:
