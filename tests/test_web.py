@@ -7,6 +7,7 @@ brute-force cosine over the stored vectors, or `run_search` through the same gat
 Screenshots go to tests/artifacts/web/ (printed at the end of the run).
 """
 
+import base64
 import hashlib
 import http.client
 import io
@@ -227,6 +228,7 @@ def test_thumbnails_are_resized_cached_upright_and_originals_whole(site):
 
     status, headers, body = http_get(site["base"], f"/api/original/{sha(big)}")
     assert status == 200 and body == big.read_bytes() and headers["content-type"] == "image/jpeg"
+    assert headers["x-content-type-options"] == "nosniff"
 
 
 @pytest.mark.parametrize("path", [
@@ -323,21 +325,41 @@ def test_text_query(site, page):
     snap(page, "1-text")
 
 
-def test_upload_an_image(site, page):
+def test_drop_and_upload_an_image(site, page):
     from imgsearch.flow import Gateway
     from imgsearch.searching import run_search
 
-    query = site["data"] / "chelsea" / "chelsea_crop.jpg"
+    gw = Gateway(site["hosts"][LITE])
+    info = gw.call("/info")
     page.select_option("#encoder", LITE)  # re-runs the text query: this encoder says it cannot
     page.wait_for_function("document.body.dataset.done === document.body.dataset.started")
     assert "cannot embed text" in page.inner_text(f'.column[data-encoder="{LITE}"] .message')
+
+    # Dropped anywhere on the page.
+    dropped = site["data"] / "rocket" / "rocket_crop.jpg"
+    act(page, lambda: page.evaluate(DROP, [base64.b64encode(dropped.read_bytes()).decode(), dropped.name]))
+    assert shown(page, LITE) == names(run_search(gw, site["collections"][LITE], info, image=dropped, top_k=K).matches)
+    assert page.inner_text("#query-panel .q-name") == "rocket_crop.jpg" and page.locator("#drop").is_hidden()
+
+    # Chosen with the upload button.
+    query = site["data"] / "chelsea" / "chelsea_crop.jpg"
     act(page, lambda: page.set_input_files("#file", str(query)))
-    gw = Gateway(site["hosts"][LITE])
-    want = names(run_search(gw, site["collections"][LITE], gw.call("/info"), image=query, top_k=K).matches)
+    want = names(run_search(gw, site["collections"][LITE], info, image=query, top_k=K).matches)
     assert shown(page, LITE) == want
     assert want[:2] == ["chelsea_crop.jpg", "chelsea_full.jpg"]  # itself, then its other crop: real weights
     assert page.inner_text("#query-panel .q-name") == "chelsea_crop.jpg"
     snap(page, "2-upload")
+
+
+# A file dragged in from the desktop, as the browser delivers it.
+DROP = """([b64, name]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const dt = new DataTransfer();
+  dt.items.add(new File([bytes], name, { type: "image/jpeg" }));
+  for (const type of ["dragenter", "dragover", "drop"]) {
+    document.body.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }
+}"""
 
 
 def test_more_like_this_dims_below_the_threshold_and_pages(site, page):

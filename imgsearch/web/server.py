@@ -99,8 +99,10 @@ def create_app(service: SearchService, thumbs: ThumbCache, options: Optional[Pag
         except ThumbError as exc:
             return JSONResponse({"error": str(exc)}, status_code=404)
         name = Path(known["path"]).name.replace('"', "")
+        # nosniff: the browser takes the type the loader detected from the content, nothing else.
         return Response(data, media_type=known["mime"], headers={
-            "Cache-Control": IMMUTABLE, "Content-Disposition": f'inline; filename="{name}"'})
+            "Cache-Control": IMMUTABLE, "Content-Disposition": f'inline; filename="{name}"',
+            "X-Content-Type-Options": "nosniff"})
 
     def _thumb(content_hash: str, known: dict, s: int, if_none_match: Optional[str]) -> Response:
         size = snap_size(s)
