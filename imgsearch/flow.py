@@ -59,6 +59,25 @@ def _prepare_start_method(encoder: str) -> None:
             importlib.import_module(module)
 
 
+def _skip_empty_unknown_arg_warning() -> None:
+    """Jina 3.34 builds its whole command-line parser (~2 s of a 3-4 s start) on every
+    ``Flow.load_config`` to warn about unknown arguments, even when there are none; only
+    warn when there are.
+    """
+    import jina.helper
+
+    original = jina.helper.warn_unknown_args
+    if getattr(original, "skips_empty", False):
+        return
+
+    def warn_unknown_args(unknown_args) -> None:
+        if unknown_args:
+            original(unknown_args)
+
+    warn_unknown_args.skips_empty = True
+    jina.helper.warn_unknown_args = warn_unknown_args
+
+
 @contextlib.contextmanager
 def local_flow(
     encoder: str,
@@ -73,6 +92,7 @@ def local_flow(
     from jina.excepts import RuntimeFailToStart
 
     _prepare_start_method(encoder)
+    _skip_empty_unknown_arg_warning()
     port = port or free_port()
     os.environ.update(
         ENCODER=encoder,
@@ -148,6 +168,13 @@ class Gateway:
 
     def call(self, endpoint: str, parameters: Optional[dict] = None) -> dict:
         """An endpoint that answers with a result dict (``/info``, ``/count``, ``/stats``...)."""
+        results: dict = {}
+        for value in self.call_each(endpoint, parameters).values():
+            results.update(value)
+        return results
+
+    def call_each(self, endpoint: str, parameters: Optional[dict] = None) -> dict[str, dict]:
+        """Each executor's own answer to an endpoint every stage serves (``/timings``)."""
         try:
             responses = self.client.post(
                 endpoint,
@@ -160,10 +187,10 @@ class Gateway:
             raise FlowError(f"cannot reach the gateway at {self.host}: {exc}") from exc
         except Exception as exc:
             raise FlowError(f"{endpoint} failed at {self.host}: {_reason(exc)}") from exc
-        results: dict = {}
+        results: dict[str, dict] = {}
         for resp in responses:
-            for value in (resp.parameters.get("__results__") or {}).values():
-                results.update(value)
+            for executor, value in (resp.parameters.get("__results__") or {}).items():
+                results.setdefault(executor, {}).update(value)
         return results
 
 

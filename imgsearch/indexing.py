@@ -30,6 +30,7 @@ class IndexSummary:
     seconds: float = 0.0
     encode_seconds: float = 0.0  # wall time of the /index requests alone
     images_per_second: float = 0.0
+    optimize_seconds: float = 0.0  # building the search index (HNSW) over what was added
     count: int = 0  # points in the collection afterwards
     disk_bytes: Optional[int] = None
 
@@ -58,6 +59,8 @@ def run_index(
     name = collection_name(dataset or data.name, info["model"], resize)
     summary = IndexSummary(collection=name, encoder=info["encoder"], model=info["model"], data=str(data))
     params = {"data": str(data), "collection": name, "encoder_name": info["encoder"], "dataset": dataset or data.name}
+    if info.get("resize_rule"):
+        params["fit"] = info["resize_rule"]  # the normalizer resizes as it decodes
     total = int(gateway.call("/scan_total", params).get("files", 0))
     bar = _progress(total, progress, f"{info['encoder']} → {name}")
     seen_hashes: dict[str, str] = {}
@@ -89,6 +92,9 @@ def run_index(
     finally:
         if bar is not None:
             bar.close()
+    if summary.indexed:
+        # Build the search index now, once, rather than make every later search scan.
+        summary.optimize_seconds = float(gateway.call("/optimize", params).get("seconds", 0.0))
     summary.count = int(gateway.call("/count", params).get("count", 0))
     summary.disk_bytes = collection_disk_bytes(gateway, name)
     summary.seconds = time.perf_counter() - started

@@ -53,6 +53,8 @@ def run_search(
     else:
         query = ImageDoc(text=text)
     params = {"collection": collection, "top_k": top_k, "exclude_self": exclude_self}
+    if info.get("resize_rule"):
+        params["fit"] = info["resize_rule"]  # the normalizer resizes as it decodes
     if score_threshold is not None:
         params["score_threshold"] = score_threshold
     docs = gateway.post("/search", [query], params)

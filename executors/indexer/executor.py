@@ -14,9 +14,10 @@ from typing import Optional
 
 import numpy as np
 from docarray import DocList
-from jina import Executor, requests
+from jina import requests
 
 from executors.docs import ImageDoc, failed
+from executors.stage import Stage
 from executors.indexer.store import EdgeStore, ServerStore, VectorStore, point_id
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def _collection(parameters: Optional[dict]) -> str:
     return str(name)
 
 
-class QdrantIndexer(Executor):
+class QdrantIndexer(Stage):
     def __init__(
         self,
         store_path: str = "workspace",
@@ -54,7 +55,8 @@ class QdrantIndexer(Executor):
         """Tell the client which scanned files are stored already, so it embeds only the rest."""
         name = _collection(parameters)
         hashed = [d for d in docs if not failed(d) and d.hash]
-        stored = self.store.existing_ids(name, [point_id(d.hash) for d in hashed])
+        with self.timed("scan", len(hashed)):
+            stored = self.store.existing_ids(name, [point_id(d.hash) for d in hashed])
         for doc in hashed:
             doc.indexed = point_id(doc.hash) in stored
         return docs
@@ -81,7 +83,8 @@ class QdrantIndexer(Executor):
                 },
             )
             payloads = [{k: getattr(d, k) for k in PAYLOAD_FIELDS} for d in ready]
-            self.store.upsert(name, [point_id(d.hash) for d in ready], vectors, payloads)
+            with self.timed("upsert", len(ready)):
+                self.store.upsert(name, [point_id(d.hash) for d in ready], vectors, payloads)
             for doc in ready:
                 doc.indexed = True
         for doc in docs:
@@ -96,6 +99,7 @@ class QdrantIndexer(Executor):
         threshold = parameters.get("score_threshold")
         threshold = None if threshold is None else float(threshold)
         exclude_self = bool(parameters.get("exclude_self", False))
+        queries: list[tuple[ImageDoc, np.ndarray]] = []
         for doc in docs:
             if failed(doc):
                 continue
@@ -110,11 +114,29 @@ class QdrantIndexer(Executor):
             if vector is None:
                 doc.error = "nothing to search with: no embedding, image or stored hash"
                 continue
-            exclude = [point_id(doc.hash)] if exclude_self and doc.hash else None
-            hits = self.store.search(name, np.asarray(vector, dtype=np.float32), top_k, threshold, exclude)
-            doc.matches = [{**hit.payload, "id": hit.id, "score": float(hit.score)} for hit in hits]
+            queries.append((doc, np.asarray(vector, dtype=np.float32)))
+        if queries:
+            # One engine call for the whole request: concurrent single queries arrive here
+            # together when the flow batches /search dynamically.
+            excludes = [[point_id(d.hash)] if exclude_self and d.hash else None for d, _ in queries]
+            with self.timed("search", len(queries)):
+                results = self.store.search_batch(name, np.stack([v for _, v in queries]), top_k, threshold, excludes)
+            for (doc, _), hits in zip(queries, results):
+                doc.matches = [{**hit.payload, "id": hit.id, "score": float(hit.score)} for hit in hits]
+        for doc in docs:
             doc.embedding = doc.tensor = doc.blob = None
         return docs
+
+    @requests(on="/optimize")
+    def optimize(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+        """Build the collection's search index over what was added (see VectorStore.optimize)."""
+        name = _collection(parameters)
+        if not self.store.has_collection(name):
+            return {"collection": name, "optimized": False, "seconds": 0.0}
+        started = time.perf_counter()
+        with self.timed("optimize", 0):
+            changed = self.store.optimize(name)
+        return {"collection": name, "optimized": bool(changed), "seconds": round(time.perf_counter() - started, 3)}
 
     @requests(on="/count")
     def count(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
@@ -140,10 +162,6 @@ class QdrantIndexer(Executor):
             ]
         }
 
-    @requests
-    def pass_through(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
-        """Endpoints this stage has no part in pass through untouched."""
-        return None
 
     def close(self) -> None:
         self.store.close()

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from docarray import DocList
-from jina import Executor, requests
+from jina import requests
 
 from executors.docs import ImageDoc, failed
+from executors.stage import Stage
 from executors.loader.filetypes import IMAGE_EXTENSIONS, SNIFF_BYTES, describe_non_image, sniff_mime
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def _data_root(parameters: dict) -> Path:
     return root.resolve()
 
 
-class ImageLoader(Executor):
+class ImageLoader(Stage):
     """Walks a folder and reads image files; one document per file."""
 
     def __init__(self, max_file_bytes: int = 100 * 1024 * 1024, **kwargs):
@@ -94,10 +95,12 @@ class ImageLoader(Executor):
         limit = int(parameters.get("limit", 1000))
         files = self._files(root, refresh=False)  # /scan_total refreshed it
         out = DocList[ImageDoc]()
-        for path in files[offset : offset + limit]:
-            doc = self._inspect(path, root)
-            if doc is not None:
-                out.append(doc)
+        page = files[offset : offset + limit]
+        with self.timed("scan", len(page)):
+            for path in page:
+                doc = self._inspect(path, root)
+                if doc is not None:
+                    out.append(doc)
         return out
 
     @requests(on="/scan_total")
@@ -134,6 +137,11 @@ class ImageLoader(Executor):
 
     @requests(on=["/index", "/search"])
     def read(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+        with self.timed("read", len(docs)):
+            self._read(docs)
+        return docs
+
+    def _read(self, docs: DocList[ImageDoc]) -> None:
         for doc in docs:
             if failed(doc) or doc.text is not None:
                 continue
@@ -164,9 +172,3 @@ class ImageLoader(Executor):
             doc.size = len(doc.blob)
             # Hash what is read now: the file may have changed since the scan.
             doc.hash = hashlib.sha256(doc.blob).hexdigest()
-        return docs
-
-    @requests
-    def pass_through(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
-        """Endpoints this stage has no part in (``/count``, ``/info``...) pass through untouched."""
-        return None
