@@ -1,5 +1,8 @@
 """Shared pieces of the fault-injection suite: real processes, real files, real gRPC.
 
+Not a conftest.py: a second module named conftest would shadow tests/conftest.py for the
+other test files (`from conftest import ...`); the test modules import the fixtures.
+
 `pytest -m faults` runs the suite alone; IMGSEARCH_SOAK_SECONDS sets the soak's length
 (default 20 s in CI; e.g. 120 for the long run).
 """

@@ -19,6 +19,7 @@ import pytest
 from corpus import DANGLING, DUPLICATES, FIFO, OK, SKIP, SYMLINK_LOOP, UNREADABLE, make_corpus
 from executors.docs import ImageDoc
 from executors.indexer.store import EdgeStore, point_id
+from faults_helpers import shared_dir, tiny_clip  # noqa: F401  (fixtures)
 from faults_helpers import SOAK_SECONDS, app, app_popen, proc_usage, sha256, write_photos
 from imgsearch import searching
 from imgsearch.flow import ExecutorUnreachable, FlowError, Gateway, collection_name
