@@ -31,6 +31,11 @@ def open_store(store_path: str, qdrant_url: Optional[str] = None, api_key: Optio
     return EdgeStore(store_path)
 
 
+def stored_paths(payload: dict) -> list[str]:
+    """Every path recorded for a stored image; points stored before ``paths`` existed have one uri."""
+    return list(payload.get("paths") or ([payload["uri"]] if payload.get("uri") else []))
+
+
 def _collection(parameters: Optional[dict]) -> str:
     name = (parameters or {}).get("collection")
     if not name:
@@ -55,10 +60,14 @@ class QdrantIndexer(Stage):
         """Tell the client which scanned files are stored already, so it embeds only the rest."""
         name = _collection(parameters)
         hashed = [d for d in docs if not failed(d) and d.hash]
-        with self.timed("scan", len(hashed)):
-            stored = self.store.existing_ids(name, [point_id(d.hash) for d in hashed])
+        stored = {}
+        if hashed and self.store.has_collection(name):
+            with self.timed("scan", len(hashed)):
+                found = self.store.retrieve(name, [point_id(d.hash) for d in hashed])
+            stored = {h.id: stored_paths(h.payload) for h in found}
         for doc in hashed:
             doc.indexed = point_id(doc.hash) in stored
+            doc.paths = stored.get(point_id(doc.hash))  # so the client can tell a new path of a stored image
         return docs
 
     @requests(on="/index")
@@ -82,14 +91,38 @@ class QdrantIndexer(Stage):
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 },
             )
-            payloads = [{k: getattr(d, k) for k in PAYLOAD_FIELDS} for d in ready]
+            ids = [point_id(d.hash) for d in ready]
             with self.timed("upsert", len(ready)):
-                self.store.upsert(name, [point_id(d.hash) for d in ready], vectors, payloads)
+                # A retried request may re-store a point: keep the paths recorded for it already.
+                before = {h.id: stored_paths(h.payload) for h in self.store.retrieve(name, ids)}
+                payloads = []
+                for pid, d in zip(ids, ready):
+                    paths = before.get(pid, []) + [p for p in (d.paths or [d.uri]) if p and p not in before.get(pid, [])]
+                    payloads.append({**{k: getattr(d, k) for k in PAYLOAD_FIELDS}, "paths": paths})
+                self.store.upsert(name, ids, vectors, payloads)
             for doc in ready:
                 doc.indexed = True
         for doc in docs:
             doc.embedding = doc.tensor = doc.blob = None  # the client needs only the outcome
         return docs
+
+    @requests(on="/add_paths")
+    def add_paths(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+        """Record more paths (``doc.paths``) of stored images: duplicates under other names, or moved files."""
+        name = _collection(parameters)
+        wanted: dict[str, list[str]] = {}
+        for doc in docs:
+            if doc.hash and (doc.paths or doc.uri):
+                wanted.setdefault(point_id(doc.hash), []).extend(doc.paths or [doc.uri])
+        updated = 0
+        if wanted and self.store.has_collection(name):
+            for hit in self.store.retrieve(name, list(wanted)):
+                have = stored_paths(hit.payload)
+                new = [p for p in dict.fromkeys(wanted[hit.id]) if p not in have]
+                if new:
+                    self.store.set_payload(name, [hit.id], {"paths": have + new})
+                    updated += 1
+        return {"collection": name, "updated": updated}
 
     @requests(on="/search")
     def search(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:

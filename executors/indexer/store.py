@@ -104,6 +104,7 @@ class VectorStore(Protocol):
     def collection_meta(self, name: str) -> dict | None: ...
     def upsert(self, name: str, ids: list[str], vectors: np.ndarray, payloads: list[dict]) -> None: ...
     def existing_ids(self, name: str, ids: list[str]) -> set[str]: ...
+    def set_payload(self, name: str, ids: list[str], payload: dict) -> None: ...
     def search(
         self,
         name: str,
@@ -459,6 +460,17 @@ class EdgeStore:
             found.update(str(r.id) for r in recs)
         return found
 
+    def set_payload(self, name: str, ids: list[str], payload: dict) -> None:
+        """Set these payload keys on existing points (other keys stay); through the WAL like upserts."""
+        from qdrant_edge import UpdateOperation
+
+        self._check_writable()
+        if not ids:
+            return
+        sh = self._shard(name)
+        sh.update(UpdateOperation.set_payload(_norm_ids(ids), payload))
+        self._maybe_flush(name, sh)
+
     def search(
         self,
         name: str,
@@ -776,6 +788,12 @@ class ServerStore:
             recs = self.client.retrieve(name, ids[s : s + 10_000], with_payload=False, with_vectors=False)
             found.update(str(uuid.UUID(str(r.id))) for r in recs)
         return found
+
+    def set_payload(self, name: str, ids: list[str], payload: dict) -> None:
+        if not ids:
+            return
+        self._require(name)
+        self.client.set_payload(name, payload=payload, points=_norm_ids(ids), wait=True)
 
     def search(
         self,
