@@ -10,6 +10,11 @@ from typing import Any, Dict, List, Optional
 from docarray import BaseDoc, DocList
 from docarray.typing import NdArray
 
+# The largest image file the pipeline accepts (loader and client): bigger ones are refused
+# with a reason. 32 MiB holds any ordinary photo; a request carries up to a batch of them,
+# and one gRPC message must stay well under protobuf's 2 GB limit.
+MAX_IMAGE_BYTES = 32 * 1024 * 1024
+
 
 class MatchDoc(BaseDoc):
     """One search result: a stored image and its similarity to the query."""
@@ -41,6 +46,7 @@ class ImageDoc(BaseDoc):
     error: Optional[str] = None  # why this document was skipped; later stages pass it on untouched
     indexed: Optional[bool] = None  # set by the indexer: already stored / stored now
     duplicate_of: Optional[str] = None  # uri of an earlier file with the same content
+    paths: Optional[List[str]] = None  # every path known to hold these bytes (duplicates included)
     # Plain dicts rather than nested docs: Jina's gateway cannot rebuild nested-doc schemas
     # under pydantic 2, and JSON-like results are easiest for clients in other languages.
     matches: Optional[List[Dict[str, Any]]] = None

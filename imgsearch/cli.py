@@ -136,6 +136,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_serve_args(p)
 
+    p = sub.add_parser("bench", help="measure speed: bare model vs end to end, stages, store, search, growth",
+                       description="One run, same images: the bare model's images/s, the same through the flow "
+                                   "(warm and with start-up) and their ratio, where the time goes, search latency "
+                                   "and concurrent clients, the embedded store at 10k/100k, and growth.")
+    p.add_argument("--encoders", nargs="+", default=["clip", "efficientnet-lite0"], metavar="NAME",
+                   help="default: clip (full-size ViT-B/32, random weights) and efficientnet-lite0 (real weights)")
+    p.add_argument("--model", action="append", metavar="ENCODER=CHECKPOINT", help="checkpoint override per encoder")
+    p.add_argument("--data", type=Path, help="images to measure on (default: a sample of data/memes, else synthetic)")
+    p.add_argument("--images", type=int, default=256, help="how many images (default 256)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32])
+    p.add_argument("--bare-seconds", type=float, default=8.0, help="minimum timed seconds per bare batch size")
+    p.add_argument("--clients", type=int, default=8, help="concurrent gRPC search clients (0 = skip)")
+    p.add_argument("--per-client", type=int, default=25, help="queries per concurrent client")
+    p.add_argument("--store-sizes", type=int, nargs="*", default=[10_000, 100_000], metavar="N")
+    p.add_argument("--local-size", type=int, default=10_000, help="qdrant-client local mode size (0 = skip)")
+    p.add_argument("--growth", type=int, nargs="*", default=[1_000, 10_000, 100_000], metavar="N")
+    p.add_argument("--growth-model", help="checkpoint for the growth runs (default: the tiny CLIP)")
+    p.add_argument("--quick", action="store_true", help="a small, fast run (checks the benchmark works)")
+    p.add_argument("--out", type=Path, default=Path("results/bench"))
+    p.add_argument("--cache", type=Path, default=Path("data/bench"), help="built models and synthetic images, reused")
+    p.add_argument("--json", action="store_true", help="print bench.json on stdout")
+
     p = sub.add_parser("tiny-models", help="build tiny random stand-ins for the hub encoders (offline tests and demos)")
     p.add_argument("--out", type=Path, default=Path("data/tiny-models"))
     p.set_defaults(command="tiny_models")  # handler cmd_tiny_models

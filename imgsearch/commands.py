@@ -4,6 +4,7 @@ import argparse
 import contextlib
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Iterator, Optional, TextIO
@@ -89,7 +90,8 @@ def _print_index_summary(s, info: dict, out: TextIO) -> None:
     print(f"  indexed now: {s.indexed}   already indexed: {s.already_indexed}   duplicates: {len(s.duplicates)}   skipped: {len(s.skipped)}", file=out)
     print(f"  time: {s.seconds:.1f} s (flow start-up and model load included; model load {info['load_seconds']:.1f} s)   "
           f"encoding: {s.images_per_second:.1f} images/s", file=out)
-    print(f"  collection: {s.count} vectors, {size}", file=out)
+    index_note = f", search index built in {s.optimize_seconds:.1f} s" if s.optimize_seconds >= 0.05 else ""
+    print(f"  collection: {s.count} vectors, {size}{index_note}", file=out)
     for d in s.duplicates[:20]:
         print(f"  duplicate: {d['path']} (same bytes as {d['same_as']})", file=out)
     if s.skipped:
@@ -250,6 +252,38 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
             print(f"  {r['encoder']}: {r['status']}: {r.get('reason')}", file=out)
     print(f"Report: {args.out / 'report.html'}\n        {args.out / 'report.md'}\n        {args.out / 'report.json'}", file=out)
     return 0 if ran else 1
+
+
+def cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
+    from imgsearch.bench.run import BenchOptions, print_report, run_bench
+
+    models = {}
+    for item in args.model or []:
+        encoder, sep, checkpoint = item.partition("=")
+        if not sep or not checkpoint:
+            raise UserError(f"--model expects ENCODER=CHECKPOINT, got {item!r}")
+        models[encoder] = checkpoint
+    for name in args.encoders:
+        get_spec(name)  # unknown names fail before anything starts
+    opts = BenchOptions(
+        encoders=args.encoders, models=models, data=args.data, images=args.images, batch_sizes=args.batch_sizes,
+        bare_seconds=args.bare_seconds, clients=args.clients, per_client=args.per_client,
+        store_sizes=args.store_sizes, local_size=args.local_size, growth=args.growth,
+        growth_model=args.growth_model, out=args.out, cache=args.cache,
+    )
+    if args.quick:
+        opts.images, opts.batch_sizes, opts.bare_seconds = min(opts.images, 32), [8, 16], 0.5
+        opts.search_queries, opts.clients, opts.per_client = 5, min(opts.clients, 2), 3
+        opts.store_sizes, opts.local_size, opts.growth = [2_000], 0, [100, 300]
+    if args.data is not None:
+        _check_data(args.data)
+    result = run_bench(opts, sys.stderr if args.json else out)
+    if args.json:
+        json.dump(result, out, indent=2)
+        out.write("\n")
+    else:
+        print_report(result, out)
+    return 0
 
 
 def cmd_tiny_models(args: argparse.Namespace, out: TextIO) -> int:

@@ -106,7 +106,8 @@ def read_flow(encoder: str) -> dict:
     executors = []
     for ex in flow["executors"]:
         uses = ex["uses"].replace("${{ ENV.ENCODER }}", encoder)
-        executors.append({"name": ex["name"], "uses": uses, "uses_with": ex.get("uses_with") or {}})
+        executors.append({"name": ex["name"], "uses": uses, "uses_with": ex.get("uses_with") or {},
+                          "uses_dynamic_batching": ex.get("uses_dynamic_batching")})
     return {"with": flow.get("with") or {}, "executors": executors}
 
 
@@ -128,7 +129,9 @@ def _jina_yamls(encoder: str, registry: str) -> dict[str, list[dict]]:
         f = Flow(protocol="grpc", port=PORT)
         for ex in flow["executors"]:
             stage = stage_of(ex["name"], encoder)
-            f = f.add(name=ex["name"], uses=f"docker://{image(image_name(stage), registry)}", uses_with=ex["uses_with"])
+            extra = {"uses_dynamic_batching": ex["uses_dynamic_batching"]} if ex["uses_dynamic_batching"] else {}
+            f = f.add(name=ex["name"], uses=f"docker://{image(image_name(stage), registry)}", uses_with=ex["uses_with"],
+                      **extra)
         with tempfile.TemporaryDirectory() as tmp:
             with contextlib.redirect_stdout(sys.stderr):
                 f.to_kubernetes_yaml(tmp, k8s_namespace=NAMESPACE)

@@ -1,11 +1,14 @@
 """Starting the flow locally, or reaching a running gateway, and talking to it over gRPC."""
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
 import re
+import signal
 import socket
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
@@ -17,12 +20,30 @@ logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
 FLOW_YAML = REPO / "flows" / "index.yml"
+# Every call has a deadline. Control calls (/info, /count, /scan of a page...) get the
+# default; a search is one image through every stage, so it gets a short one; /index gets
+# INDEX_REQUEST_TIMEOUT_S per request it streams (see imgsearch/indexing.py).
 DEFAULT_TIMEOUT_S = 600.0
+SEARCH_TIMEOUT_S = 30.0
+INDEX_REQUEST_TIMEOUT_S = 300.0
+# Idempotent calls ride out a restarting executor (the gateway's channel to a restarted pod
+# needs a moment to reconnect) for this long, always within the call's deadline.
+RETRY_UNREACHABLE_S = 8.0
 PREFETCH = 4  # requests in flight per client call
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_UNREACHABLE = re.compile(r"Communication error with deployment (\S+) at address")
 
 
 class FlowError(RuntimeError):
     """The flow could not start, or a request through it failed; the message says why."""
+
+
+class ExecutorUnreachable(FlowError):
+    """The gateway is up but one executor behind it is down (killed, crashed, restarting)."""
+
+    def __init__(self, message: str, executor: str):
+        super().__init__(message)
+        self.executor = executor
 
 
 def free_port() -> int:
@@ -50,6 +71,7 @@ def _prepare_start_method(encoder: str) -> None:
     method = os.environ.get("IMGSEARCH_START_METHOD", "fork")
     multiprocessing.set_start_method(method, force=True)
     if method == "fork":
+        _forked_children_die_with_us()
         import importlib
 
         from executors.encoders.specs import get_spec
@@ -57,6 +79,56 @@ def _prepare_start_method(encoder: str) -> None:
         for module in ("executors.loader", "executors.normalizer", "executors.indexer",
                        f"executors.encoders.{get_spec(encoder).family}"):
             importlib.import_module(module)
+
+
+def _skip_empty_unknown_arg_warning() -> None:
+    """Jina 3.34 builds its whole command-line parser (~2 s of a 3-4 s start) on every
+    ``Flow.load_config`` to warn about unknown arguments, even when there are none; only
+    warn when there are.
+    """
+    import jina.helper
+
+    original = jina.helper.warn_unknown_args
+    if getattr(original, "skips_empty", False):
+        return
+
+    def warn_unknown_args(unknown_args) -> None:
+        if unknown_args:
+            original(unknown_args)
+
+    warn_unknown_args.skips_empty = True
+    jina.helper.warn_unknown_args = warn_unknown_args
+
+
+_die_hook_registered = False
+
+
+def _forked_children_die_with_us() -> None:
+    """Executors forked from here are killed when this process dies, even by SIGKILL.
+
+    Without it a killed `app.py index` leaves its executors running as orphans, and the
+    orphaned indexer keeps the store locked: the re-run would fail with "in use". SIGKILL,
+    not SIGTERM: Jina's gateway, orphaned, ignores SIGTERM and spins; and the store's WAL
+    already makes every acknowledged write survive a kill.
+    """
+    global _die_hook_registered
+    if _die_hook_registered or not hasattr(os, "register_at_fork"):
+        return
+    forking = [0]
+
+    def before() -> None:
+        forking[0] = os.getpid()
+
+    def in_child() -> None:
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):  # not Linux: no parent-death signal to ask for
+            return
+        if os.getppid() != forking[0]:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    os.register_at_fork(before=before, after_in_child=in_child)
+    _die_hook_registered = True
 
 
 @contextlib.contextmanager
@@ -112,6 +184,7 @@ def _started_flow(
     from jina.excepts import RuntimeFailToStart
 
     _prepare_start_method(encoder)
+    _skip_empty_unknown_arg_warning()
     port = port or free_port()
     os.environ.update(
         ENCODER=encoder,
@@ -156,7 +229,8 @@ def _flow_sharing(encoder: str, port: int, shared: dict[str, int]) -> Any:
             flow = flow.add(name=ex["name"], host="127.0.0.1", port=shared[ex["name"]], external=True)
         else:
             uses_with = {k: _expand_env(v) for k, v in ex["uses_with"].items()}
-            flow = flow.add(name=ex["name"], uses=str(REPO / ex["uses"]), uses_with=uses_with)
+            extra = {"uses_dynamic_batching": ex["uses_dynamic_batching"]} if ex.get("uses_dynamic_batching") else {}
+            flow = flow.add(name=ex["name"], uses=str(REPO / ex["uses"]), uses_with=uses_with, **extra)
     return flow
 
 
@@ -187,18 +261,44 @@ class Gateway:
         parameters: Optional[dict] = None,
         request_size: int = 32,
         on_done: Optional[Callable[[DocList[ImageDoc]], None]] = None,
+        timeout: Optional[float] = None,
+        retry_unreachable_s: float = 0.0,
     ) -> DocList[ImageDoc]:
-        """Send docs (streamed in requests of ``request_size``); return or hand back the results."""
-        out = DocList[ImageDoc]()
+        """Send docs (streamed in requests of ``request_size``); return or hand back the results.
 
-        def collect(resp: Any) -> None:
-            resp.document_array_cls = DocList[ImageDoc]  # else callbacks see untyped AnyDocs
-            got = resp.docs
-            if on_done is not None:
-                on_done(got)
-            else:
-                out.extend(got)
+        ``timeout`` is the deadline of the whole call (default: the gateway's). Idempotent
+        calls may pass ``retry_unreachable_s`` to retry, within that deadline, while an
+        executor behind the gateway is unreachable (e.g. a pod restarting).
+        """
+        deadline = time.monotonic() + (timeout or self.timeout)
+        if not isinstance(docs, (list, tuple)):
+            retry_unreachable_s = 0.0  # a generator cannot be sent twice
+        retry_until = time.monotonic() + retry_unreachable_s
+        wait = 0.25
+        while True:
+            out = DocList[ImageDoc]()
 
+            def collect(resp: Any) -> None:
+                resp.document_array_cls = DocList[ImageDoc]  # else callbacks see untyped AnyDocs
+                got = resp.docs
+                if on_done is not None:
+                    on_done(got)
+                else:
+                    out.extend(got)
+
+            try:
+                self._send(endpoint, docs, parameters, request_size, collect, deadline - time.monotonic())
+                return out
+            except ExecutorUnreachable:
+                now = time.monotonic()
+                if now + wait >= min(retry_until, deadline):
+                    raise
+                logger.info("%s: an executor is unreachable; retrying in %.2fs", endpoint, wait)
+                time.sleep(wait)
+                wait = min(wait * 2, 2.0)
+
+    def _send(self, endpoint: str, docs: Iterable[ImageDoc], parameters: Optional[dict], request_size: int,
+              collect: Callable[[Any], None], timeout: float) -> None:
         try:
             self.client.post(
                 endpoint,
@@ -207,40 +307,75 @@ class Gateway:
                 request_size=request_size,
                 on_done=collect,
                 return_type=DocList[ImageDoc],
-                timeout=self.timeout,
+                timeout=max(timeout, 0.001),
                 # Enough requests in flight to keep every stage busy, few enough that memory
                 # stays flat however many images are sent (executors queue what arrives).
                 prefetch=PREFETCH,
             )
-        except ConnectionError as exc:
-            raise FlowError(f"cannot reach the gateway at {self.host}: {exc}") from exc
         except Exception as exc:  # Jina wraps executor errors in several exception types
-            raise FlowError(f"{endpoint} failed at {self.host}: {_reason(exc)}") from exc
-        return out
+            raise self._error(endpoint, exc) from exc
 
-    def call(self, endpoint: str, parameters: Optional[dict] = None) -> dict:
+    def call(self, endpoint: str, parameters: Optional[dict] = None, timeout: Optional[float] = None) -> dict:
         """An endpoint that answers with a result dict (``/info``, ``/count``, ``/stats``...)."""
-        try:
-            responses = self.client.post(
-                endpoint,
-                inputs=DocList[ImageDoc](),
-                parameters=parameters or {},
-                return_responses=True,
-                timeout=self.timeout,
-            )
-        except ConnectionError as exc:
-            raise FlowError(f"cannot reach the gateway at {self.host}: {exc}") from exc
-        except Exception as exc:
-            raise FlowError(f"{endpoint} failed at {self.host}: {_reason(exc)}") from exc
-        results: dict = {}
-        for resp in responses:
-            for value in (resp.parameters.get("__results__") or {}).values():
-                results.update(value)
+        results: dict[str, dict] = {}
+        for value in self.call_each(endpoint, parameters, timeout).values():
+            results.update(value)
         return results
+
+    def call_each(self, endpoint: str, parameters: Optional[dict] = None,
+                  timeout: Optional[float] = None) -> dict[str, dict]:
+        """Each executor's own answer (``/timings``: every stage answers).
+
+        These only read (or, for ``/delete``, converge), so they retry while an executor restarts.
+        """
+        deadline = time.monotonic() + (timeout or self.timeout)
+        retry_until = time.monotonic() + RETRY_UNREACHABLE_S
+        wait = 0.25
+        while True:
+            try:
+                responses = self.client.post(
+                    endpoint,
+                    inputs=DocList[ImageDoc](),
+                    parameters=parameters or {},
+                    return_responses=True,
+                    timeout=max(deadline - time.monotonic(), 0.001),
+                )
+                break
+            except Exception as exc:
+                error = self._error(endpoint, exc)
+                if not isinstance(error, ExecutorUnreachable) or time.monotonic() + wait >= min(retry_until, deadline):
+                    raise error from exc
+                time.sleep(wait)
+                wait = min(wait * 2, 2.0)
+        results: dict[str, dict] = {}
+        for resp in responses:
+            for executor, value in (resp.parameters.get("__results__") or {}).items():
+                results.setdefault(executor, {}).update(value)
+        return results
+
+    def _error(self, endpoint: str, exc: Exception) -> FlowError:
+        """One readable FlowError for whatever Jina raised; names the executor when one is down."""
+        text = str(exc)
+        down = _UNREACHABLE.search(text)
+        if down:
+            name = down.group(1)
+            return ExecutorUnreachable(
+                f"{endpoint} failed: executor '{name}' is down or unreachable behind the gateway at {self.host} "
+                "(killed, crashed or restarting); restart it, or retry once it is up", name)
+        if "DEADLINE_EXCEEDED" in text or isinstance(exc, TimeoutError):
+            return FlowError(f"{endpoint} at {self.host} did not answer within its deadline: {_reason(exc)}")
+        if isinstance(exc, ConnectionError):
+            return FlowError(f"cannot reach the gateway at {self.host}: {_reason(exc)}")
+        return FlowError(f"{endpoint} failed at {self.host}: {_reason(exc)}")
 
 
 def _reason(exc: Exception) -> str:
     """The executor's own message, without Jina's wrapping."""
+    header = exc.args[0] if exc.args else None
+    status = getattr(header, "status", None)
+    if status is not None and getattr(status, "description", ""):  # BadServer: the reply's header
+        executor = status.exception.executor if status.HasField("exception") else ""
+        return f"{executor + ': ' if executor else ''}{status.description}"
     text = str(exc)
     for marker in ("Exception(", "ValueError(", "KeyError(", "RuntimeError("):
         if marker in text:

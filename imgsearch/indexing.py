@@ -9,7 +9,7 @@ from typing import Optional
 from docarray import DocList
 
 from executors.docs import ImageDoc
-from imgsearch.flow import Gateway, collection_name
+from imgsearch.flow import INDEX_REQUEST_TIMEOUT_S, Gateway, collection_name
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +26,12 @@ class IndexSummary:
     indexed: int = 0  # embedded and stored by this run
     already_indexed: int = 0  # stored by an earlier run: not embedded again
     duplicates: list[dict] = field(default_factory=list)  # same bytes as an earlier file
+    paths_added: int = 0  # stored images given another path (a duplicate, or the file seen elsewhere)
     skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
     seconds: float = 0.0
     encode_seconds: float = 0.0  # wall time of the /index requests alone
     images_per_second: float = 0.0
+    optimize_seconds: float = 0.0  # building the search index (HNSW) over what was added
     count: int = 0  # points in the collection afterwards
     disk_bytes: Optional[int] = None
 
@@ -58,9 +60,13 @@ def run_index(
     name = collection_name(dataset or data.name, info["model"], resize)
     summary = IndexSummary(collection=name, encoder=info["encoder"], model=info["model"], data=str(data))
     params = {"data": str(data), "collection": name, "encoder_name": info["encoder"], "dataset": dataset or data.name}
+    if info.get("resize_rule"):
+        params["fit"] = info["resize_rule"]  # the normalizer resizes as it decodes
     total = int(gateway.call("/scan_total", params).get("files", 0))
     bar = _progress(total, progress, f"{info['encoder']} → {name}")
     seen_hashes: dict[str, str] = {}
+    paths: dict[str, list[str]] = {}  # hash -> every path holding it in this folder, first first
+    stored: dict[str, set[str]] = {}  # hash -> paths the store has recorded already
     try:
         for offset in range(0, total, SCAN_PAGE):
             scanned = gateway.post("/scan", [ImageDoc()], {**params, "offset": offset, "limit": SCAN_PAGE})
@@ -71,11 +77,16 @@ def run_index(
                     summary.skipped.append({"path": doc.uri, "reason": doc.error})
                 elif doc.hash in seen_hashes:
                     summary.duplicates.append({"path": doc.uri, "same_as": seen_hashes[doc.hash]})
+                    paths[doc.hash].append(doc.uri)
                 elif doc.indexed:
                     seen_hashes[doc.hash] = doc.uri
+                    paths[doc.hash] = [doc.uri]
+                    stored[doc.hash] = set(doc.paths or [])
                     summary.already_indexed += 1
                 else:
                     seen_hashes[doc.hash] = doc.uri
+                    paths[doc.hash] = [doc.uri]
+                    stored[doc.hash] = {doc.uri}  # what /index records
                     todo.append(ImageDoc(uri=doc.uri, hash=doc.hash, label=doc.label, size=doc.size, mime=doc.mime))
             if bar is not None:
                 bar.update(min(SCAN_PAGE, total - offset) - len(todo))  # files that need no encoding
@@ -84,11 +95,22 @@ def run_index(
                 gateway.post(
                     "/index", todo, params, request_size=batch_size,
                     on_done=lambda got: _record(got, summary, bar),
+                    # A deadline that grows with the work: a stuck stage fails the run, a slow
+                    # encoder (a large model on CPU) does not.
+                    timeout=INDEX_REQUEST_TIMEOUT_S * -(-len(todo) // batch_size),
                 )
                 summary.encode_seconds += time.perf_counter() - t0
+        # Duplicates are stored once; every path that holds the bytes is kept with the point.
+        extra = DocList[ImageDoc](ImageDoc(hash=h, paths=ps) for h, ps in paths.items() if set(ps) - stored[h])
+        if extra:
+            gateway.post("/add_paths", extra, params, request_size=256)
+            summary.paths_added = len(extra)
     finally:
         if bar is not None:
             bar.close()
+    if summary.indexed:
+        # Build the search index now, once, rather than make every later search scan.
+        summary.optimize_seconds = float(gateway.call("/optimize", params).get("seconds", 0.0))
     summary.count = int(gateway.call("/count", params).get("count", 0))
     summary.disk_bytes = collection_disk_bytes(gateway, name)
     summary.seconds = time.perf_counter() - started

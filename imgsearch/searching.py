@@ -5,8 +5,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from executors.docs import ImageDoc
-from imgsearch.flow import Gateway
+from executors.docs import MAX_IMAGE_BYTES, ImageDoc
+from imgsearch.flow import RETRY_UNREACHABLE_S, SEARCH_TIMEOUT_S, Gateway
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,12 @@ def run_search(
         )
     if image is not None:
         try:
+            size = image.stat().st_size
+            if size > MAX_IMAGE_BYTES:  # refused here, before megabytes travel to the gateway
+                raise QueryError(
+                    f"query image {image} is too large: {size / 2**20:.1f} MiB > the limit of "
+                    f"{MAX_IMAGE_BYTES / 2**20:.0f} MiB; use a smaller or re-encoded copy"
+                )
             # Bytes travel with the request so a remote gateway needs no access to this file.
             query = ImageDoc(uri=str(image), blob=image.read_bytes())
         except OSError as exc:
@@ -53,9 +59,13 @@ def run_search(
     else:
         query = ImageDoc(text=text)
     params = {"collection": collection, "top_k": top_k, "exclude_self": exclude_self}
+    if info.get("resize_rule"):
+        params["fit"] = info["resize_rule"]  # the normalizer resizes as it decodes
     if score_threshold is not None:
         params["score_threshold"] = score_threshold
-    docs = gateway.post("/search", [query], params)
+    # A short deadline: one image through every stage. A search changes nothing, so it may be
+    # retried while an executor behind the gateway restarts.
+    docs = gateway.post("/search", [query], params, timeout=SEARCH_TIMEOUT_S, retry_unreachable_s=RETRY_UNREACHABLE_S)
     if not docs:
         raise QueryError("the gateway returned no result document")
     doc = docs[0]
@@ -69,6 +79,7 @@ def run_search(
             "width": _int(m.get("width")),
             "height": _int(m.get("height")),
             "hash": m.get("hash"),
+            "paths": m.get("paths") or [m.get("uri")],
         }
         for m in doc.matches or []
     ]

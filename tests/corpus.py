@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -40,6 +41,16 @@ DUPLICATES: tuple[str, str] = ("dups/original.jpg", "dups/copies/same bytes copy
 BOMBS: tuple[str, ...] = ("bomb_20000x20000_1bit.png", "huge_ihdr_30000x30000.png")
 
 NESTED = "nested/l1/l2/l3/l4/l5/l6/l7/l8/deep.jpg"  # 8 folder levels below nested/
+
+# make_corpus(root, special=True) adds entries that are not plain files (tests/test_corpus.py
+# checks the plain ones). UNREADABLE is a good JPEG with mode 000: root reads it anyway, so
+# it is "skip" only for a reader without CAP_DAC_OVERRIDE (tests/faults run the loader as
+# the pod's non-root user, as on Kubernetes).
+UNREADABLE = "unreadable.jpg"
+SYMLINK_LOOP = ("loop_a.jpg", "loop_b.jpg")  # each links to the other
+DANGLING = "dangling.png"  # links to a file that does not exist
+FIFO = "fifo.jpg"  # a named pipe: opening it would block forever
+DIR_LOOP = "nested/l1/back_up"  # a folder link to its own ancestor: walked once, never forever
 UNICODE_NAME = "ünïcødé name ✓.png"
 PNG_AS_JPG = "png_with_jpg_extension.jpg"
 JPEG_NO_EXT = "jpeg_without_extension"
@@ -155,8 +166,11 @@ def _animated(fmt: str, size: tuple[int, int] = (32, 24)) -> bytes:
     return buf.getvalue()
 
 
-def make_corpus(root: Path) -> dict[str, str]:
-    """Write all cases under ``root``; return {relative posix path: "ok" | "skip"}."""
+def make_corpus(root: Path, special: bool = False) -> dict[str, str]:
+    """Write all cases under ``root``; return {relative posix path: "ok" | "skip"}.
+
+    ``special`` adds the unreadable file, symlink loops, a dangling link and a FIFO.
+    """
     root = Path(root)
     cases: dict[str, str] = {}
 
@@ -235,6 +249,16 @@ def make_corpus(root: Path) -> dict[str, str]:
     put(BOMBS[0], _bomb_png(), SKIP)
     put(BOMBS[1], _huge_ihdr_png(), SKIP)
 
+    if special:
+        put(UNREADABLE, _jpeg_bytes(make_photo(None, (32, 32), seed=70)), SKIP)
+        (root / UNREADABLE).chmod(0)
+        a, b = SYMLINK_LOOP
+        (root / a).symlink_to(b)
+        (root / b).symlink_to(a)
+        (root / DANGLING).symlink_to("no_such_file.png")
+        os.mkfifo(root / FIFO)
+        (root / DIR_LOOP).symlink_to("..", target_is_directory=True)
+        cases.update({a: SKIP, b: SKIP, DANGLING: SKIP, FIFO: SKIP})
     return cases
 
 

@@ -18,24 +18,12 @@ import pytest
 import yaml
 
 from imgsearch import deploy
+from k8s_replay import Replay, container, health, load_manifests, objects
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S, DOCKER = ROOT / "k8s", ROOT / "docker"
 VENV_BIN = Path(sys.executable).parent
 PLACEHOLDER = re.compile(r"\$\{\{\s*ENV\.(\w+)\s*\}\}")
-
-
-def load_manifests() -> list[dict]:
-    return [d for p in sorted(K8S.glob("*.yml")) for d in yaml.safe_load_all(p.read_text()) if d]
-
-
-def objects(kind: str) -> dict[str, dict]:
-    return {d["metadata"]["name"]: d for d in load_manifests() if d["kind"] == kind}
-
-
-def container(dep: dict) -> dict:
-    (c,) = dep["spec"]["template"]["spec"]["containers"]
-    return c
 
 
 def arg(args: list[str], flag: str) -> str:
@@ -303,24 +291,6 @@ def test_bake_script_loads_an_encoder_as_the_executor_does(tmp_path):
     assert "baked efficientnet-lite0" in run.stdout
 
 
-def _free_port() -> int:
-    from imgsearch.flow import free_port
-
-    return free_port()
-
-
-def _health(port: int, service: str = "") -> str:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-        try:
-            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
-        except grpc.RpcError as exc:
-            return exc.code().name
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-
-
 @pytest.mark.flow
 def test_the_committed_manifests_run_as_written(tmp_path, photo_dir, tiny_models):
     """Replay k8s/ without a cluster: every pod's exact command, args and ConfigMap env, as local processes.
@@ -330,54 +300,17 @@ def test_the_committed_manifests_run_as_written(tmp_path, photo_dir, tiny_models
     server here) and CLIP_MODEL (→ the tiny random CLIP: no hub). Then the probes' gRPC
     health checks, `app.py index/search --host` and the jina-free example client go through it.
     """
-    configmap = dict(objects("ConfigMap")[deploy.CONFIGMAP]["data"])
-    configmap.update(QDRANT_URL="", IMGSEARCH_STORE=str(tmp_path / "store"), CLIP_MODEL=str(tiny_models["clip"]),
-                     JINA_LOG_LEVEL="ERROR", HF_HUB_OFFLINE="1")
-    deployments = objects("Deployment")
-    stages = ["loader", "normalizer", "encoder-clip", "indexer"]
-    ports = {s: _free_port() for s in [*stages, "gateway-clip"]}
-    procs = []
-
-    def start(stage: str) -> None:
-        c = container(deployments[stage])
-        env = {**os.environ, **configmap, "PYTHONPATH": str(ROOT)}
-        for e in c.get("env", []):
-            ref = e.get("valueFrom", {}).get("configMapKeyRef")
-            env[e["name"]] = configmap[ref["key"]] if ref else e.get("value", "x")
-        args = list(c["args"])
-        args[args.index("--port") + 1] = str(ports[stage])
-        if "--port-monitoring" in args:
-            args[args.index("--port-monitoring") + 1] = str(_free_port())
-        if "--deployments-addresses" in args:
-            i = args.index("--deployments-addresses") + 1
-            args[i] = re.sub(r"grpc://([\w-]+)\.imgsearch\.svc:8080", lambda m: f"grpc://127.0.0.1:{ports[m.group(1)]}", args[i])
-        exe = str(VENV_BIN / c["command"][0])
-        procs.append(subprocess.Popen([exe, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-
-    def wait_ready(stage: str, timeout: float = 180) -> None:
-        import time
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            # What the readiness probe asks: grpc.health.v1 Check on READY_SERVICE.
-            if _health(ports[stage], deploy.READY_SERVICE) == "SERVING":
-                return
-            if any(p.poll() is not None for p in procs):
-                break
-            time.sleep(0.5)
-        dead = [p.stderr.read().decode()[-3000:] for p in procs if p.poll() is not None]
-        raise AssertionError(f"{stage} never became ready: {dead}")
-
+    cluster = Replay("clip", dict(QDRANT_URL="", IMGSEARCH_STORE=str(tmp_path / "store"), CLIP_MODEL=str(tiny_models["clip"])))
     try:
-        for stage in stages:
-            start(stage)
-        for stage in stages:
-            wait_ready(stage)
-            assert _health(ports[stage]) == "SERVING"  # liveness/startup: the server's overall status
-            assert _health(ports[stage], "no.such.Service") == "NOT_FOUND"
-        start("gateway-clip")
-        wait_ready("gateway-clip")
-        host = f"grpc://127.0.0.1:{ports['gateway-clip']}"
+        for stage in cluster.stages:
+            cluster.start(stage)
+        for stage in cluster.stages:
+            cluster.wait_ready(stage)
+            assert health(cluster.port(stage)) == "SERVING"  # liveness/startup: the server's overall status
+            assert health(cluster.port(stage), "no.such.Service") == "NOT_FOUND"
+        cluster.start(cluster.gateway)
+        cluster.wait_ready(cluster.gateway)
+        host = cluster.host
 
         def app(*args):
             return subprocess.run([sys.executable, str(ROOT / "app.py"), *args], capture_output=True, text=True, cwd=tmp_path)
@@ -403,10 +336,4 @@ def test_the_committed_manifests_run_as_written(tmp_path, photo_dir, tiny_models
         assert client.returncode == 0, client.stderr[-3000:]
         assert [m["uri"] for m in json.loads(client.stdout)] == [m["path"] for m in matches]
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        cluster.stop_all()

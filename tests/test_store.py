@@ -125,6 +125,32 @@ def test_score_threshold_and_exclude(filled) -> None:
     assert got == [h.id for h in all_hits if h.id not in (ids[3], all_hits[1].id)][:10]
 
 
+@pytest.mark.parametrize("backend", ["edge", "server"])
+def test_search_batch_equals_one_search_per_query(filled, backend) -> None:
+    edge, ids, vecs, payloads = filled
+    store = edge
+    if backend == "server":
+        from qdrant_client import QdrantClient
+
+        store = ServerStore(client=QdrantClient(":memory:"))
+        store.ensure_collection("clip-vit-b32", 32, {"model": "clip"})
+        store.upsert("clip-vit-b32", ids, vecs, payloads)
+    queries = np.random.default_rng(11).standard_normal((6, 32)).astype(np.float32)
+    queries[2] = vecs[5]
+    excludes = [None, None, [ids[5]], None, [ids[0], ids[1]], None]
+    got = store.search_batch("clip-vit-b32", queries, 7, score_threshold=-0.5, exclude_ids=excludes)
+    assert len(got) == len(queries)
+    for q, ex, hits in zip(queries, excludes, got):
+        want = store.search("clip-vit-b32", q, 7, score_threshold=-0.5, exclude_ids=ex)
+        assert [h.id for h in hits] == [h.id for h in want]
+        np.testing.assert_allclose([h.score for h in hits], [h.score for h in want], atol=1e-5)
+        assert hits[0].payload == payloads[ids.index(hits[0].id)]
+    assert ids[5] not in [h.id for h in got[2]]
+    assert store.search_batch("clip-vit-b32", np.zeros((0, 32), np.float32), 5) == []
+    if backend == "server":
+        store.close()
+
+
 def test_existing_retrieve_delete_and_idempotent_upsert(filled) -> None:
     edge, ids, vecs, payloads = filled
     unknown = [point_id("f" * 64), point_id("e" * 64)]
@@ -337,3 +363,31 @@ def test_edge_and_server_store_agree(tmp_path: Path) -> None:
     finally:
         edge.close()
         server.close()
+
+
+def test_optimize_builds_the_index_and_search_stays_exact_enough(tmp_path: Path) -> None:
+    """Above ~5k × 512 the collection gets HNSW over int8 vectors with float rescoring:
+    the top result stays exact and recall@10 against brute force stays ≥ 0.95."""
+    rng = np.random.default_rng(5)
+    n, dim = 8000, 512
+    centres = rng.standard_normal((200, dim)).astype(np.float32)
+    vecs = centres[rng.integers(0, 200, n)] + 0.5 * rng.standard_normal((n, dim)).astype(np.float32)
+    ids = [point_id(f"{i:064d}") for i in range(n)]
+    with EdgeStore(str(tmp_path / "ws")) as store:
+        store.ensure_collection("big", dim, {"model": "m"})
+        for s in range(0, n, 1000):
+            store.upsert("big", ids[s : s + 1000], vecs[s : s + 1000], [{"i": i} for i in range(s, min(s + 1000, n))])
+        assert store.optimize("big") is True
+        info = store._shard("big").info()
+        assert info.indexed_vectors_count == n and info.points_count == n
+        queries = vecs[rng.integers(0, n, 40)] + 0.3 * rng.standard_normal((40, dim)).astype(np.float32)
+        hits_total = 0
+        for q in queries:
+            got = [h.id for h in store.search("big", q, 10)]
+            want, _ = brute_force(ids, vecs, q, 10)
+            assert got[0] == want[0]
+            hits_total += len(set(got) & set(want))
+        assert hits_total / (10 * len(queries)) >= 0.95
+    with EdgeStore(str(tmp_path / "ws")) as store:  # the index survives a reopen
+        assert store._shard("big").info().indexed_vectors_count == n
+        assert store.count("big") == n

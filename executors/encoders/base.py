@@ -17,12 +17,13 @@ from typing import Any, ClassVar, Optional, Sequence
 import numpy as np
 import torch
 from docarray import DocList
-from jina import Executor, requests
+from jina import requests
 from transformers import PreTrainedModel
 
 from executors.docs import ImageDoc, failed
 from executors.encoders.preprocess import ImagePreprocessor
 from executors.encoders.specs import EncoderSpec, get_spec
+from executors.stage import Stage
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def describe_checkpoint(checkpoint: str) -> str:
     return "local folder" if Path(checkpoint).expanduser().is_dir() else "hub id"
 
 
-class TorchEncoder(Executor):
+class TorchEncoder(Stage):
     """Encodes images (and texts, where the model can) into L2-normalised float32 vectors."""
 
     family: ClassVar[str] = ""
@@ -174,10 +175,16 @@ class TorchEncoder(Executor):
 
     @requests(on=["/index", "/search"])
     def encode(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+        self.encode_docs(docs)
+        return docs
+
+    def encode_docs(self, docs: Sequence[ImageDoc]) -> None:
+        """Embed every image and text document in place (errors go on the document)."""
         images = [d for d in docs if not failed(d) and d.tensor is not None]
         texts = [d for d in docs if not failed(d) and d.tensor is None and d.text is not None]
         if images:
-            self._assign(images, self.embed_images([np.asarray(d.tensor) for d in images]))
+            with self.timed("encode_images", len(images)):
+                self._assign(images, self.embed_images([np.asarray(d.tensor) for d in images]))
         if texts:
             if not self.supports_text:
                 for d in texts:
@@ -186,8 +193,8 @@ class TorchEncoder(Executor):
                         "search with an image, or use a text-capable encoder (clip, blip2)"
                     )
             else:
-                self._assign(texts, self.embed_texts([d.text for d in texts]))
-        return docs
+                with self.timed("encode_texts", len(texts)):
+                    self._assign(texts, self.embed_texts([d.text for d in texts]))
 
     def _assign(self, docs: list[ImageDoc], vectors: np.ndarray) -> None:
         ok = np.isfinite(vectors).all(axis=1) & (np.abs(vectors).sum(axis=1) > 0)
@@ -211,6 +218,8 @@ class TorchEncoder(Executor):
             "load_seconds": round(self.load_seconds, 3),
             "pooling": self.spec.pooling,
             "preprocess": self.preprocess.describe(),
+            # Clients pass this to the normalizer (parameter ``fit``) so it resizes as it decodes.
+            "resize_rule": self.preprocess.resize_rule(),
             "torch": torch.__version__,
             "peak_rss_mb": peak_rss_mb(),
         }
@@ -218,8 +227,3 @@ class TorchEncoder(Executor):
     @requests(on="/info")
     def info_endpoint(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
         return self.info()
-
-    @requests
-    def pass_through(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
-        """Endpoints this stage has no part in pass through untouched."""
-        return None

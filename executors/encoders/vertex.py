@@ -38,11 +38,12 @@ from typing import Callable, Optional
 
 import numpy as np
 from docarray import DocList
-from jina import Executor, requests
+from jina import requests
 
 from executors.docs import ImageDoc, failed
 from executors.encoders.base import peak_rss_mb
 from executors.encoders.specs import get_spec
+from executors.stage import Stage
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ def _api_message(exc: urllib.error.HTTPError) -> str:
         return str(exc.reason)
 
 
-class VertexEncoder(Executor):
+class VertexEncoder(Stage):
     """Images and texts → Vertex AI multimodal embeddings (L2-normalised float32)."""
 
     family = "vertex"
@@ -331,7 +332,3 @@ class VertexEncoder(Executor):
     @requests(on="/info")
     def info_endpoint(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
         return self.info()
-
-    @requests
-    def pass_through(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
-        return None

@@ -14,9 +14,10 @@ from typing import Optional
 
 import numpy as np
 from docarray import DocList
-from jina import Executor, requests
+from jina import requests
 
 from executors.docs import ImageDoc, failed
+from executors.stage import Stage
 from executors.indexer.store import EdgeStore, ServerStore, VectorStore, point_id
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,11 @@ def open_store(store_path: str, qdrant_url: Optional[str] = None, api_key: Optio
     return EdgeStore(store_path)
 
 
+def stored_paths(payload: dict) -> list[str]:
+    """Every path recorded for a stored image; points stored before ``paths`` existed have one uri."""
+    return list(payload.get("paths") or ([payload["uri"]] if payload.get("uri") else []))
+
+
 def _collection(parameters: Optional[dict]) -> str:
     name = (parameters or {}).get("collection")
     if not name:
@@ -37,7 +43,7 @@ def _collection(parameters: Optional[dict]) -> str:
     return str(name)
 
 
-class QdrantIndexer(Executor):
+class QdrantIndexer(Stage):
     def __init__(
         self,
         store_path: str = "workspace",
@@ -54,9 +60,14 @@ class QdrantIndexer(Executor):
         """Tell the client which scanned files are stored already, so it embeds only the rest."""
         name = _collection(parameters)
         hashed = [d for d in docs if not failed(d) and d.hash]
-        stored = self.store.existing_ids(name, [point_id(d.hash) for d in hashed])
+        stored = {}
+        if hashed and self.store.has_collection(name):
+            with self.timed("scan", len(hashed)):
+                found = self.store.retrieve(name, [point_id(d.hash) for d in hashed])
+            stored = {h.id: stored_paths(h.payload) for h in found}
         for doc in hashed:
             doc.indexed = point_id(doc.hash) in stored
+            doc.paths = stored.get(point_id(doc.hash))  # so the client can tell a new path of a stored image
         return docs
 
     @requests(on="/index")
@@ -80,13 +91,38 @@ class QdrantIndexer(Executor):
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 },
             )
-            payloads = [{k: getattr(d, k) for k in PAYLOAD_FIELDS} for d in ready]
-            self.store.upsert(name, [point_id(d.hash) for d in ready], vectors, payloads)
+            ids = [point_id(d.hash) for d in ready]
+            with self.timed("upsert", len(ready)):
+                # A retried request may re-store a point: keep the paths recorded for it already.
+                before = {h.id: stored_paths(h.payload) for h in self.store.retrieve(name, ids)}
+                payloads = []
+                for pid, d in zip(ids, ready):
+                    paths = before.get(pid, []) + [p for p in (d.paths or [d.uri]) if p and p not in before.get(pid, [])]
+                    payloads.append({**{k: getattr(d, k) for k in PAYLOAD_FIELDS}, "paths": paths})
+                self.store.upsert(name, ids, vectors, payloads)
             for doc in ready:
                 doc.indexed = True
         for doc in docs:
             doc.embedding = doc.tensor = doc.blob = None  # the client needs only the outcome
         return docs
+
+    @requests(on="/add_paths")
+    def add_paths(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+        """Record more paths (``doc.paths``) of stored images: duplicates under other names, or moved files."""
+        name = _collection(parameters)
+        wanted: dict[str, list[str]] = {}
+        for doc in docs:
+            if doc.hash and (doc.paths or doc.uri):
+                wanted.setdefault(point_id(doc.hash), []).extend(doc.paths or [doc.uri])
+        updated = 0
+        if wanted and self.store.has_collection(name):
+            for hit in self.store.retrieve(name, list(wanted)):
+                have = stored_paths(hit.payload)
+                new = [p for p in dict.fromkeys(wanted[hit.id]) if p not in have]
+                if new:
+                    self.store.set_payload(name, [hit.id], {"paths": have + new})
+                    updated += 1
+        return {"collection": name, "updated": updated}
 
     @requests(on="/search")
     def search(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
@@ -96,6 +132,7 @@ class QdrantIndexer(Executor):
         threshold = parameters.get("score_threshold")
         threshold = None if threshold is None else float(threshold)
         exclude_self = bool(parameters.get("exclude_self", False))
+        queries: list[tuple[ImageDoc, np.ndarray]] = []
         for doc in docs:
             if failed(doc):
                 continue
@@ -110,11 +147,29 @@ class QdrantIndexer(Executor):
             if vector is None:
                 doc.error = "nothing to search with: no embedding, image or stored hash"
                 continue
-            exclude = [point_id(doc.hash)] if exclude_self and doc.hash else None
-            hits = self.store.search(name, np.asarray(vector, dtype=np.float32), top_k, threshold, exclude)
-            doc.matches = [{**hit.payload, "id": hit.id, "score": float(hit.score)} for hit in hits]
+            queries.append((doc, np.asarray(vector, dtype=np.float32)))
+        if queries:
+            # One engine call for the whole request: concurrent single queries arrive here
+            # together when the flow batches /search dynamically.
+            excludes = [[point_id(d.hash)] if exclude_self and d.hash else None for d, _ in queries]
+            with self.timed("search", len(queries)):
+                results = self.store.search_batch(name, np.stack([v for _, v in queries]), top_k, threshold, excludes)
+            for (doc, _), hits in zip(queries, results):
+                doc.matches = [{**hit.payload, "id": hit.id, "score": float(hit.score)} for hit in hits]
+        for doc in docs:
             doc.embedding = doc.tensor = doc.blob = None
         return docs
+
+    @requests(on="/optimize")
+    def optimize(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+        """Build the collection's search index over what was added (see VectorStore.optimize)."""
+        name = _collection(parameters)
+        if not self.store.has_collection(name):
+            return {"collection": name, "optimized": False, "seconds": 0.0}
+        started = time.perf_counter()
+        with self.timed("optimize", 0):
+            changed = self.store.optimize(name)
+        return {"collection": name, "optimized": bool(changed), "seconds": round(time.perf_counter() - started, 3)}
 
     @requests(on="/count")
     def count(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
@@ -140,10 +195,6 @@ class QdrantIndexer(Executor):
             ]
         }
 
-    @requests
-    def pass_through(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
-        """Endpoints this stage has no part in pass through untouched."""
-        return None
 
     def close(self) -> None:
         self.store.close()

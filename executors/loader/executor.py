@@ -13,20 +13,26 @@ client can report it and every good file is still indexed.
 import hashlib
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import Iterator, Optional
 
 from docarray import DocList
-from jina import Executor, requests
+from jina import requests
 
-from executors.docs import ImageDoc, failed
+from executors.docs import MAX_IMAGE_BYTES, ImageDoc, failed
+from executors.stage import Stage
 from executors.loader.filetypes import IMAGE_EXTENSIONS, SNIFF_BYTES, describe_non_image, sniff_mime
 
 logger = logging.getLogger(__name__)
 
 
 def walk_files(root: Path) -> Iterator[Path]:
-    """Every regular file under root, sorted, following directory links once (no loops)."""
+    """Every file under root, sorted, following directory links once (no loops).
+
+    Entries that are neither a folder nor a regular file (a looping or dangling link, a
+    FIFO, a socket) are yielded too, so one named like an image is reported, not lost.
+    """
     seen_dirs: set[tuple[int, int]] = set()
     stack = [root]
     while stack:
@@ -49,12 +55,13 @@ def walk_files(root: Path) -> Iterator[Path]:
             if entry.name.startswith("."):
                 continue  # .git, .cache, editor files: never a dataset's images
             try:
-                if entry.is_dir(follow_symlinks=True):
-                    subdirs.append(Path(entry.path))
-                elif entry.is_file(follow_symlinks=True):
-                    yield Path(entry.path)
+                is_dir = entry.is_dir(follow_symlinks=True)
             except OSError:
-                continue  # a dangling or looping link
+                is_dir = False  # a looping link: _inspect says so if it looks like an image
+            if is_dir:
+                subdirs.append(Path(entry.path))
+            else:
+                yield Path(entry.path)
         stack.extend(reversed(subdirs))  # depth-first, in name order
 
 
@@ -71,10 +78,10 @@ def _data_root(parameters: dict) -> Path:
     return root.resolve()
 
 
-class ImageLoader(Executor):
+class ImageLoader(Stage):
     """Walks a folder and reads image files; one document per file."""
 
-    def __init__(self, max_file_bytes: int = 100 * 1024 * 1024, **kwargs):
+    def __init__(self, max_file_bytes: int = MAX_IMAGE_BYTES, **kwargs):
         super().__init__(**kwargs)
         self.max_file_bytes = max_file_bytes
         self._listing: tuple[Optional[str], list[Path]] = (None, [])
@@ -94,10 +101,12 @@ class ImageLoader(Executor):
         limit = int(parameters.get("limit", 1000))
         files = self._files(root, refresh=False)  # /scan_total refreshed it
         out = DocList[ImageDoc]()
-        for path in files[offset : offset + limit]:
-            doc = self._inspect(path, root)
-            if doc is not None:
-                out.append(doc)
+        page = files[offset : offset + limit]
+        with self.timed("scan", len(page)):
+            for path in page:
+                doc = self._inspect(path, root)
+                if doc is not None:
+                    out.append(doc)
         return out
 
     @requests(on="/scan_total")
@@ -109,7 +118,13 @@ class ImageLoader(Executor):
         looks_like_image = path.suffix.lower() in IMAGE_EXTENSIONS
         doc = ImageDoc(uri=str(path), label=label_for(path, root))
         try:
-            size = path.stat().st_size
+            st = path.stat()  # follows links: a looping or dangling one raises here
+            if not stat.S_ISREG(st.st_mode):
+                if not looks_like_image:
+                    return None
+                doc.error = "not a regular file (a FIFO, socket or device); never opened"  # a FIFO would block
+                return doc
+            size = st.st_size
             with path.open("rb") as fh:
                 head = fh.read(SNIFF_BYTES)
                 mime = sniff_mime(head)
@@ -134,6 +149,11 @@ class ImageLoader(Executor):
 
     @requests(on=["/index", "/search"])
     def read(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+        with self.timed("read", len(docs)):
+            self._read(docs)
+        return docs
+
+    def _read(self, docs: DocList[ImageDoc]) -> None:
         for doc in docs:
             if failed(doc) or doc.text is not None:
                 continue
@@ -164,9 +184,3 @@ class ImageLoader(Executor):
             doc.size = len(doc.blob)
             # Hash what is read now: the file may have changed since the scan.
             doc.hash = hashlib.sha256(doc.blob).hexdigest()
-        return docs
-
-    @requests
-    def pass_through(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
-        """Endpoints this stage has no part in (``/count``, ``/info``...) pass through untouched."""
-        return None

@@ -41,17 +41,31 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
+def fit_size(width: int, height: int, rule: dict) -> tuple[int, int]:
+    """(width, height) after a model's resize rule, computed as transformers does."""
+    if rule.get("shortest_edge"):
+        edge = int(rule["shortest_edge"])
+        if width <= height:
+            return edge, int(edge * height / width)
+        return int(edge * width / height), edge
+    return int(rule["width"]), int(rule["height"])
+
+
 def decode_image(
     data: bytes,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_side: Optional[int] = None,
     resize: Optional[int] = None,
+    fit: Optional[dict] = None,
 ) -> tuple[np.ndarray, int, int]:
     """Decode ``data`` to (uint8 RGB array, original width, original height).
 
     The width and height are those of the upright original. ``max_side`` caps the longer
     side of the returned pixels (keeping the aspect ratio); ``resize`` forces a square
-    ``resize``×``resize`` image instead, as the original meme study did (96×96).
+    ``resize``×``resize`` image instead, as the original meme study did (96×96). ``fit``
+    applies the encoder's own first resize (``{"shortest_edge"|"height"/"width",
+    "resample"}``, see ImagePreprocessor.resize_rule) so that only model-sized pixels
+    leave this stage and the encoder's resize becomes a no-op.
     Raises ImageDecodeError with a readable reason for anything unusable.
     """
     if not data:
@@ -74,7 +88,10 @@ def decode_image(
     try:
         if getattr(img, "is_animated", False):
             img.seek(0)  # first frame of GIF/WebP/APNG animations
-        target = resize or max_side
+        if fit and not resize:
+            target = int(fit.get("shortest_edge") or max(fit["width"], fit["height"]))
+        else:
+            target = resize or max_side
         if target and img.format == "JPEG":
             # Let libjpeg decode at a reduced scale (≥ target) instead of full size.
             img.draft("RGB", (target, target))
@@ -89,6 +106,10 @@ def decode_image(
         raise ImageDecodeError(f"cannot decode image: {exc}") from None
     if resize:
         img = img.resize((resize, resize), Image.Resampling.BICUBIC)
+    elif fit:
+        size = fit_size(*img.size, fit)
+        if size != img.size:
+            img = img.resize(size, Image.Resampling(int(fit.get("resample", Image.Resampling.BICUBIC))))
     elif max_side and max(img.size) > max_side:
         img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
     return np.asarray(img, dtype=np.uint8), width, height

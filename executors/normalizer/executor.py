@@ -5,15 +5,35 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 from docarray import DocList
-from jina import Executor, requests
+from jina import requests
 
 from executors.docs import ImageDoc, failed
+from executors.stage import Stage
 from executors.normalizer.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 
 logger = logging.getLogger(__name__)
 
 
-class ImageNormalizer(Executor):
+def _fit_rule(rule: object) -> Optional[dict]:
+    """A well-formed resize rule from request parameters, else None (send the capped image)."""
+    if not isinstance(rule, dict):
+        return None
+    try:
+        if rule.get("shortest_edge"):
+            out = {"shortest_edge": int(rule["shortest_edge"])}
+        else:
+            out = {"width": int(rule["width"]), "height": int(rule["height"])}
+        out["resample"] = int(rule.get("resample", 3))
+    except (KeyError, TypeError, ValueError):
+        logger.warning("ignoring malformed resize rule %r", rule)
+        return None
+    if not all(0 < v <= 4096 for k, v in out.items() if k != "resample") or out["resample"] not in range(6):
+        logger.warning("ignoring out-of-range resize rule %r", rule)
+        return None
+    return out
+
+
+class ImageNormalizer(Stage):
     """Decodes once (EXIF orientation, any mode to RGB, first frame, bomb guard, size cap).
 
     ``max_side`` caps the longer side of the pixels sent on (large enough for every
@@ -36,25 +56,25 @@ class ImageNormalizer(Executor):
         # Pillow releases the GIL while decoding, so threads overlap decodes of one batch.
         self._pool = ThreadPoolExecutor(max_workers=max(1, decode_threads))
 
-    def _decode(self, doc: ImageDoc) -> None:
+    def _decode(self, doc: ImageDoc, fit: Optional[dict] = None) -> None:
         try:
             doc.tensor, doc.width, doc.height = decode_image(
-                doc.blob, max_pixels=self.max_pixels, max_side=self.max_side, resize=self.resize
+                doc.blob, max_pixels=self.max_pixels, max_side=self.max_side, resize=self.resize, fit=fit
             )
         except ImageDecodeError as exc:
             doc.error = str(exc)
         doc.blob = None  # the bytes are not needed past this stage
 
     @requests(on=["/index", "/search"])
-    def normalize(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+    def normalize(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+        # The client passes the encoder's resize rule (its /info) as ``fit``: resizing here,
+        # where the image is decoded, sends model-sized pixels on instead of up to 1024 px.
+        fit = _fit_rule((parameters or {}).get("fit"))
         todo = [d for d in docs if not failed(d) and d.blob is not None]
-        list(self._pool.map(self._decode, todo))
+        with self.timed("normalize", len(todo)):
+            list(self._pool.map(lambda d: self._decode(d, fit), todo))
         return docs
 
-    @requests
-    def pass_through(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
-        """Endpoints this stage has no part in pass through untouched."""
-        return None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)

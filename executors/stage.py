@@ -1,0 +1,80 @@
+"""Stage: what every executor of the flow shares.
+
+- Endpoints a stage has no part in pass through untouched (Jina needs a default handler).
+- ``/timings`` reports, per stage process, the busy time of each handler, the process's
+  CPU time, peak and current memory and open file descriptors, so a benchmark can show
+  where time goes (work in handlers vs. gRPC/serialisation around them) and a soak can
+  show memory and descriptors staying flat. ``parameters: {"reset": true}`` zeroes the
+  handler counters after reading them.
+"""
+
+import contextlib
+import logging
+import os
+import resource
+import threading
+import time
+from typing import Iterator, Optional
+
+from docarray import DocList
+from jina import Executor, requests
+
+from executors.docs import ImageDoc
+
+logger = logging.getLogger(__name__)
+
+
+def process_usage() -> dict:
+    """CPU seconds, peak/current RSS (MB) and open descriptors of this process."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    try:
+        with open("/proc/self/statm") as f:
+            rss_mb = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        rss_mb = None
+    try:
+        fds: Optional[int] = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        fds = None
+    return {
+        "pid": os.getpid(),
+        "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 3),
+        "peak_rss_mb": round(ru.ru_maxrss / 1024, 1),  # Linux reports KiB
+        "rss_mb": None if rss_mb is None else round(rss_mb, 1),
+        "open_fds": fds,
+    }
+
+
+class Stage(Executor):
+    """Base of every flow executor: pass-through default, per-handler timings, /timings."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._timings: dict[str, dict] = {}
+        self._timings_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def timed(self, handler: str, docs: int) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = time.perf_counter() - started
+            with self._timings_lock:
+                t = self._timings.setdefault(handler, {"calls": 0, "docs": 0, "seconds": 0.0})
+                t["calls"] += 1
+                t["docs"] += docs
+                t["seconds"] += spent
+
+    @requests(on="/timings")
+    def timings(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+        with self._timings_lock:
+            handlers = {k: {**v, "seconds": round(v["seconds"], 4)} for k, v in self._timings.items()}
+            if (parameters or {}).get("reset"):
+                self._timings.clear()
+        return {"stage": type(self).__name__, "handlers": handlers, **process_usage()}
+
+    @requests
+    def pass_through(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+        """Endpoints this stage has no part in pass through untouched."""
+        return None

@@ -1,0 +1,236 @@
+"""`app.py bench`: every measurement of one run, printed as tables, saved as JSON and a chart."""
+
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, TextIO
+
+from imgsearch.flow import REPO
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchOptions:
+    encoders: list[str] = field(default_factory=lambda: ["clip", "efficientnet-lite0"])
+    models: dict[str, str] = field(default_factory=dict)  # encoder -> checkpoint override
+    data: Optional[Path] = None  # images to measure on (default: data/memes, else synthetic)
+    images: int = 256
+    batch_sizes: list[int] = field(default_factory=lambda: [8, 16, 32])
+    bare_seconds: float = 8.0
+    search_queries: int = 50
+    clients: int = 8
+    per_client: int = 25
+    store_sizes: list[int] = field(default_factory=lambda: [10_000, 100_000])
+    local_size: int = 10_000
+    growth: list[int] = field(default_factory=lambda: [1_000, 10_000, 100_000])
+    growth_encoder: str = "clip"
+    growth_model: Optional[str] = None  # default: the tiny CLIP (data/tiny-models/clip)
+    out: Path = Path("results/bench")
+    cache: Path = Path("data/bench")
+
+
+def _versions() -> dict:
+    from importlib.metadata import version
+
+    out = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
+    for pkg in ("torch", "transformers", "jina", "docarray", "qdrant-edge-py", "qdrant-client", "grpcio"):
+        try:
+            out[pkg] = version(pkg)
+        except Exception:
+            out[pkg] = None
+    try:
+        out["cpu"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        out["cpu"] = None
+    return out
+
+
+def _checkpoints(opts: BenchOptions) -> dict[str, Optional[str]]:
+    """Per encoder: the override, else a full-size random checkpoint (built in a clean process)."""
+    from imgsearch.bench.models import BUILDERS
+
+    need = [e for e in opts.encoders if e not in opts.models and e in BUILDERS]
+    built: dict[str, str] = {}
+    if need:
+        proc = subprocess.run([sys.executable, "-m", "imgsearch.bench.models", str(opts.cache / "models"), *need],
+                              cwd=REPO, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"building full-size random models failed: {proc.stderr.strip()[-1500:]}")
+        built = dict(line.split("\t", 1) for line in proc.stdout.strip().splitlines())
+    return {e: opts.models.get(e) or built.get(e) or None for e in opts.encoders}
+
+
+def _images(opts: BenchOptions, work: Path) -> Path:
+    from imgsearch.bench.images import sample_folder, synthetic_folder
+
+    data = opts.data or (REPO / "data" / "memes")
+    if data.is_dir():
+        return sample_folder(data, opts.images, work / "images")
+    return synthetic_folder(opts.cache / "images", opts.images)
+
+
+def _growth_model(opts: BenchOptions) -> Optional[str]:
+    if opts.growth_model:
+        return opts.growth_model
+    tiny = REPO / "data" / "tiny-models" / "clip"
+    if not tiny.is_dir():
+        subprocess.run([sys.executable, "app.py", "tiny-models"], cwd=REPO, check=True, capture_output=True)
+    return str(tiny)
+
+
+def run_bench(opts: BenchOptions, log: TextIO) -> dict:
+    from imgsearch.bench.bare import run_in_subprocess
+    from imgsearch.bench.growth import run_growth
+    from imgsearch.bench.images import image_files
+    from imgsearch.bench.pipeline import run_pipeline
+    from imgsearch.bench.store import run_store
+
+    opts.out.mkdir(parents=True, exist_ok=True)
+    result: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "versions": _versions(), "encoders": []}
+    with tempfile.TemporaryDirectory(prefix="imgsearch-bench-") as tmp:
+        work = Path(tmp)
+        folder = _images(opts, work)
+        files = image_files(folder)
+        result["images"] = {"folder": str(opts.data or folder), "count": len(files)}
+        checkpoints = _checkpoints(opts)
+        for encoder in opts.encoders:
+            model = checkpoints[encoder]
+            print(f"[bench] {encoder}: bare model ({model or 'default checkpoint'})", file=log, flush=True)
+            bare = run_in_subprocess(encoder, model, files, opts.batch_sizes, opts.bare_seconds, work)
+            print(f"[bench] {encoder}: end to end at batch {bare['best_batch_size']}", file=log, flush=True)
+            e2e = run_pipeline(encoder, model, folder, bare["best_batch_size"], work / f"store-{encoder}",
+                               opts.search_queries, opts.clients, opts.per_client)
+            warm = e2e.get("warm", {}).get("images_per_second")
+            result["encoders"].append({
+                "encoder": encoder,
+                "random_weights": bool(model and "bench/models" in str(model)) or _is_tiny(model),
+                "bare": bare,
+                "end_to_end": e2e,
+                "ratio_e2e_to_bare": round(warm / bare["best_images_per_second"], 3) if warm else None,
+            })
+        if opts.store_sizes or opts.local_size:
+            print(f"[bench] store: {opts.store_sizes} (+ local mode at {opts.local_size})", file=log, flush=True)
+            result["store"] = run_store(opts.store_sizes, opts.local_size)
+        if opts.growth:
+            model = _growth_model(opts)
+            print(f"[bench] growth: {opts.growth} with {opts.growth_encoder} ({model})", file=log, flush=True)
+            result["growth"] = {"encoder": opts.growth_encoder, "model": model,
+                                "rows": run_growth(opts.growth_encoder, model, opts.growth, opts.cache / "images",
+                                                   work / "growth")}
+    result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    (opts.out / "bench.json").write_text(json.dumps(result, indent=2))
+    result["chart"] = str(write_chart(result, opts.out / "bench.png"))
+    return result
+
+
+def _is_tiny(model: Optional[str]) -> bool:
+    from imgsearch.compare import is_tiny_random
+
+    return is_tiny_random(model)
+
+
+def write_chart(result: dict, out: Path) -> Path:
+    from imgsearch.bench.chart import bar_panels
+
+    panels = []
+    rate_bars, ratio_bars = [], []
+    for rec in result["encoders"]:
+        bare = rec["bare"]["best_images_per_second"]
+        warm = rec["end_to_end"].get("warm", {}).get("images_per_second")
+        rate_bars.append((f"{rec['encoder']} bare", bare, f"{bare:.1f}/s"))
+        rate_bars.append((f"{rec['encoder']} end to end", warm, f"{warm:.1f}/s" if warm else "n/a"))
+        ratio = rec["ratio_e2e_to_bare"]
+        ratio_bars.append((rec["encoder"], ratio, f"{ratio:.2f}" if ratio is not None else "n/a"))
+    if rate_bars:
+        panels += [("images/s: bare model vs end to end (warm)", rate_bars), ("end to end ÷ bare (target ≥ 0.90)", ratio_bars)]
+    for rec in result["encoders"][:2]:
+        procs = rec["end_to_end"].get("warm", {}).get("breakdown", {}).get("processes", {})
+        n = max(rec["end_to_end"].get("warm", {}).get("indexed", 0), 1)
+        panels.append((f"{rec['encoder']}: CPU ms per image by process",
+                       [(k, v["cpu_seconds"] / n * 1e3, f"{v['cpu_seconds'] / n * 1e3:.1f} ms") for k, v in procs.items()]))
+    if result.get("store"):
+        panels.append(("store search p99 ms (indexed)",
+                       [(f"{r['backend'][:12]} {r['n'] // 1000}k", r.get("p99_ms"), f"{r.get('p99_ms', 0):.2f}")
+                        for r in result["store"]]))
+    growth = (result.get("growth") or {}).get("rows") or []
+    if growth:
+        panels.append(("growth: index images/s", [(f"{r['images']:,}", r["images_per_second"], f"{r['images_per_second']}")
+                                                  for r in growth]))
+        panels.append(("growth: search p99 ms", [(f"{r['images']:,}", r["search_p99_ms"], f"{r['search_p99_ms']}")
+                                                 for r in growth]))
+    return bar_panels(panels, out)
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def _fmt(v, spec: str = "") -> str:
+    if v is None:
+        return "n/a"
+    return format(v, spec) if spec else str(v)
+
+
+def print_report(result: dict, out: TextIO) -> None:
+    v = result["versions"]
+    print(f"Machine: {v.get('cpu')} × {v.get('cpus')} CPUs; torch {v.get('torch')}, transformers {v.get('transformers')}, "
+          f"jina {v.get('jina')}, qdrant-edge-py {v.get('qdrant-edge-py')}", file=out)
+    print(f"Images: {result['images']['count']} from {result['images']['folder']}\n", file=out)
+    if result["encoders"]:
+        print("1-3. Bare model vs end to end (warm), same images, same batch size, dtype and threads", file=out)
+        print(f"  {'encoder':<20} {'weights':<8} {'batch':>5} {'bare img/s':>10} {'e2e img/s':>10} {'e2e/bare':>9} "
+              f"{'cold+start img/s':>16} {'ready s':>8} {'(model load)':>12}", file=out)
+        for rec in result["encoders"]:
+            b, e = rec["bare"], rec["end_to_end"]
+            print(f"  {rec['encoder']:<20} {'RANDOM' if rec['random_weights'] else 'real':<8} {b['best_batch_size']:>5} "
+                  f"{b['best_images_per_second']:>10.1f} {_fmt(e.get('warm', {}).get('images_per_second'), '.1f'):>10} "
+                  f"{_fmt(rec['ratio_e2e_to_bare'], '.2f'):>9} {_fmt(e['cold']['images_per_second_with_startup'], '.1f'):>16} "
+                  f"{e['startup']['flow_ready_seconds']:>8.2f} {_fmt(e['startup']['model_load_seconds'], '.2f'):>12}", file=out)
+            print(f"  {'':<20} bare by batch size: {b['images_per_second']}; decode {b['decode_ms_per_image']} ms/img, "
+                  f"preprocess {b['preprocess_ms_per_image']} ms/img (outside the bare figure)", file=out)
+        print("\n4. Where the time goes (warm indexing run): per process, wall in handlers and CPU", file=out)
+        for rec in result["encoders"]:
+            bd = rec["end_to_end"].get("warm", {}).get("breakdown")
+            if not bd:
+                continue
+            print(f"  {rec['encoder']}: {bd['images']} images in {bd['wall_seconds']} s; encoder busy "
+                  f"{_fmt(bd['encoder_busy_share'], '.0%')} of the wall; CPU {bd['cpu_seconds_total']} s in all", file=out)
+            print(f"    {'process':<11} {'work':<26} {'handler s':>9} {'ms/img':>7} {'CPU s':>7} {'CPU outside handlers s':>23}", file=out)
+            for name, p in bd["processes"].items():
+                print(f"    {name:<11} {p['work']:<26} {_fmt(p['handler_seconds']):>9} {_fmt(p['handler_ms_per_image']):>7} "
+                      f"{p['cpu_seconds']:>7} {p['outside_handlers_cpu_seconds']:>23}", file=out)
+        print("\n6. Search end to end through the gateway (latency includes the client)", file=out)
+        for rec in result["encoders"]:
+            s, c = rec["end_to_end"]["search"], rec["end_to_end"].get("concurrent") or {}
+            text = s.get("text")
+            print(f"  {rec['encoder']:<20} image p50 {s['image']['p50_ms']} ms p99 {s['image']['p99_ms']} ms; "
+                  + (f"text p50 {text['p50_ms']} ms p99 {text['p99_ms']} ms; " if text else "text n/a; ")
+                  + (f"{c['clients']} clients × {c['queries'] // max(c['clients'], 1)}: {c['queries_per_second']} q/s, "
+                     f"p50 {c['latency'].get('p50_ms')} ms p99 {c['latency'].get('p99_ms')} ms, errors {c['errors']}, "
+                     f"mean encoder batch {c['mean_encoder_batch']}" if c else ""), file=out)
+    if result.get("store"):
+        print("\n5. Embedded store (512-d, clustered vectors, batches of 256)", file=out)
+        print(f"  {'backend':<32} {'n':>7} {'upserts/s':>9} {'exact p50/p99 ms':>17} {'optimize s':>10} "
+              f"{'p50/p99 ms':>12} {'recall@10':>9} {'B/vector':>8} {'×raw':>5}", file=out)
+        for r in result["store"]:
+            exact = f"{r['exact_p50_ms']}/{r['exact_p99_ms']}" if "exact_p50_ms" in r else "-"
+            print(f"  {r['backend']:<32} {r['n']:>7} {r['upserts_per_second']:>9} {exact:>17} "
+                  f"{_fmt(r.get('optimize_seconds')):>10} {r.get('p50_ms')}/{r.get('p99_ms'):<6} {r.get('recall_at_10'):>9} "
+                  f"{r['disk_bytes_per_vector']:>8} {r['disk_vs_raw']:>5}", file=out)
+    growth = result.get("growth")
+    if growth:
+        print(f"\n7. Growth ({growth['encoder']}, {growth['model']}; synthetic 160×120 JPEGs; a fresh flow per size)", file=out)
+        print(f"  {'images':>7} {'index s':>8} {'img/s':>7} {'optimize s':>10} {'search p50/p99 ms':>18} {'disk MB':>8}  peak RSS MB per process",
+              file=out)
+        for r in growth["rows"]:
+            print(f"  {r['images']:>7} {r['index_seconds']:>8} {r['images_per_second']:>7} {r['optimize_seconds']:>10} "
+                  f"{str(r['search_p50_ms']) + '/' + str(r['search_p99_ms']):>18} {r['disk_mb']:>8}  "
+                  f"{r['peak_rss_mb']} client {r['client_rss_mb']}", file=out)
+    print(f"\nbench.json and bench.png in {Path(result.get('chart', '.')).parent}", file=out)

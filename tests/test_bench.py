@@ -1,0 +1,64 @@
+"""`app.py bench` runs end to end and its figures are well-formed (never timed assertions)."""
+
+import json
+import math
+
+import pytest
+
+from test_cli import app
+
+pytestmark = [pytest.mark.flow, pytest.mark.slow]
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_bench_quick_run_reports_every_section(tmp_path, tiny_models, photo_dir):
+    tiny_clip = str(tiny_models["clip"])
+    run = app("bench", "--quick", "--json", "--encoders", "clip", "--model", f"clip={tiny_clip}",
+              "--data", str(photo_dir), "--growth-model", tiny_clip, "--out", str(tmp_path / "out"),
+              "--cache", str(tmp_path / "cache"), timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout)
+    n_images = len(list(photo_dir.rglob("*.jpg")))
+    assert result["images"]["count"] == n_images
+
+    (rec,) = result["encoders"]
+    bare, e2e = rec["bare"], rec["end_to_end"]
+    assert rec["encoder"] == "clip"
+    assert set(bare["images_per_second"]) == {"8", "16"} and all(map(_positive, bare["images_per_second"].values()))
+    assert bare["best_images_per_second"] == max(bare["images_per_second"].values())
+    warm = e2e["warm"]
+    assert warm["indexed"] == e2e["cold"]["indexed"] == n_images
+    assert _positive(warm["images_per_second"])
+    assert rec["ratio_e2e_to_bare"] == pytest.approx(warm["images_per_second"] / bare["best_images_per_second"], rel=1e-2)
+    assert e2e["startup"]["flow_ready_excluding_model_load_seconds"] == pytest.approx(
+        e2e["startup"]["flow_ready_seconds"] - e2e["startup"]["model_load_seconds"], abs=0.02)
+
+    procs = warm["breakdown"]["processes"]
+    assert set(procs) == {"loader", "normalizer", "encoder", "indexer", "gateway", "client"}
+    for name in ("loader", "normalizer", "encoder", "indexer"):
+        assert procs[name]["handler_seconds"] > 0 and procs[name]["cpu_seconds"] >= 0
+        assert _positive(procs[name]["peak_rss_mb"])
+    assert 0 < warm["breakdown"]["encoder_busy_share"] <= 1
+
+    search = e2e["search"]
+    assert search["image"]["n"] == 5 and search["image"]["p99_ms"] >= search["image"]["p50_ms"] > 0
+    assert search["text"]["n"] == 5  # CLIP embeds text
+    conc = e2e["concurrent"]
+    assert conc["errors"] == 0 and conc["queries"] == 6 and _positive(conc["queries_per_second"])
+    assert conc["mean_encoder_batch"] >= 1
+
+    (store_row,) = result["store"]
+    assert store_row["n"] == 2000 and _positive(store_row["upserts_per_second"])
+    assert store_row["recall_at_10"] >= 0.95 and store_row["disk_vs_raw"] > 0
+
+    rows = result["growth"]["rows"]
+    assert [r["images"] for r in rows] == [100, 300] and [r["indexed"] for r in rows] == [100, 300]
+    assert all(_positive(r["search_p50_ms"]) and set(r["peak_rss_mb"]) == {"loader", "normalizer", "encoder", "indexer"}
+               for r in rows)
+
+    saved = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert saved["encoders"][0]["bare"] == bare
+    assert (tmp_path / "out" / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,77 @@
+"""The preprocessing fast path equals the checkpoint's own processor, and resizing where the
+image is decoded (the normalizer's ``fit``) gives the encoder exactly the same input."""
+
+import io
+
+import numpy as np
+import pytest
+import transformers
+from PIL import Image
+
+from executors.encoders.preprocess import ImagePreprocessor
+from executors.encoders.specs import SPECS
+from executors.normalizer.decode import decode_image, fit_size
+from tiny_models import _processor
+
+CONFIGS = {
+    "clip": ("CLIPImageProcessor", {}),
+    "bit": ("BitImageProcessor", {}),
+    "dinov2": ("BitImageProcessor", {"size": {"shortest_edge": 256}, "crop_size": {"height": 224, "width": 224}}),
+    "vit": ("ViTImageProcessor", {}),
+    "blip": ("BlipImageProcessor", {}),
+}
+
+
+def _images(seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    shapes = [(600, 800, 3), (333, 200, 3), (224, 298, 3), (31, 40, 3), (224, 224, 3)]
+    return [rng.integers(0, 256, s, dtype=np.uint8) for s in shapes]
+
+
+@pytest.mark.parametrize("kind", sorted(CONFIGS))
+def test_fast_path_equals_the_processor(kind):
+    name, kwargs = CONFIGS[kind]
+    pre = ImagePreprocessor(_processor(name, **kwargs))
+    assert pre.fast, f"{name} should take the fast path"
+    images = _images()
+    ours = pre(images)
+    ref = pre.processor(images=images, return_tensors="pt", input_data_format="channels_last")["pixel_values"]
+    assert ours.shape == ref.shape and ours.dtype == ref.dtype
+    assert float((ours - ref).abs().max()) < 1e-5
+
+
+def test_lite0_config_takes_the_fast_path_and_efficientnet_does_not():
+    lite = ImagePreprocessor.load("efficientnet-lite0", SPECS["efficientnet-lite0"].processor)
+    assert lite.fast and lite.resize_rule() == {"shortest_edge": 256, "resample": 3}
+    eff = ImagePreprocessor(_processor("EfficientNetImageProcessor"))
+    assert not eff.fast and eff.resize_rule() is None  # model-specific steps: called as it is
+    images = _images(1)[:2]
+    ref = eff.processor(images=images, return_tensors="pt", input_data_format="channels_last")["pixel_values"]
+    assert np.array_equal(eff(images).numpy(), ref.numpy())
+
+
+@pytest.mark.parametrize("kind", sorted(CONFIGS))
+def test_resizing_at_decode_time_gives_the_encoder_the_same_input(kind):
+    """PNG (no JPEG draft): decoding with the model's rule, then preprocessing, equals
+    preprocessing the full decoded image; only model-sized pixels leave the normalizer."""
+    name, kwargs = CONFIGS[kind]
+    pre = ImagePreprocessor(_processor(name, **kwargs))
+    rule = pre.resize_rule()
+    assert rule is not None
+    for img in _images(2):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="PNG")
+        full, w, h = decode_image(buf.getvalue())
+        fitted, w2, h2 = decode_image(buf.getvalue(), fit=rule)
+        assert (w2, h2) == (w, h) == (img.shape[1], img.shape[0])  # the original size is reported
+        assert (fitted.shape[1], fitted.shape[0]) == fit_size(w, h, rule)
+        assert float((pre([fitted]) - pre([full])).abs().max()) < 1e-5
+
+
+def test_fit_shrinks_a_big_jpeg_before_it_travels():
+    rng = np.random.default_rng(3)
+    big = Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).resize((4000, 3000))
+    buf = io.BytesIO()
+    big.save(buf, format="JPEG", quality=90)
+    pixels, w, h = decode_image(buf.getvalue(), max_side=1024, fit={"shortest_edge": 224, "resample": 3})
+    assert (w, h) == (4000, 3000) and pixels.shape == (224, 298, 3)
