@@ -114,7 +114,7 @@ def run_bench(opts: BenchOptions, log: TextIO) -> dict:
                 "random_weights": bool(model and "bench/models" in str(model)) or _is_tiny(model),
                 "bare": bare,
                 "end_to_end": e2e,
-                "ratio_e2e_to_bare": round(warm / bare["best_images_per_second"], 3) if warm else None,
+                "ratio_e2e_to_bare": warm / bare["best_images_per_second"] if warm else None,
             })
         if opts.store_sizes or opts.local_size:
             print(f"[bench] store: {opts.store_sizes} (+ local mode at {opts.local_size})", file=log, flush=True)
