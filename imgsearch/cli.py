@@ -175,6 +175,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     # jina's hub SDK imports pkg_resources; its deprecation notice is noise for users
     # (and for the executor processes, which inherit the environment).
     os.environ.setdefault("PYTHONWARNINGS", "ignore:pkg_resources is deprecated")
+    # Before torch loads OpenMP (the executors fork from here and inherit it): idle OpenMP
+    # threads sleep instead of spinning, leaving the CPU to decoding and gRPC in the other
+    # stages (EfficientNet-Lite0 end to end 29.9 -> 33.5 images/s on 2 cores, app.py bench).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

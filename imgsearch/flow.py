@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 from docarray import DocList
 
 from executors.docs import ImageDoc
+from imgsearch import jina_fixes
 
 logger = logging.getLogger(__name__)
 
@@ -79,25 +80,6 @@ def _prepare_start_method(encoder: str) -> None:
         for module in ("executors.loader", "executors.normalizer", "executors.indexer",
                        f"executors.encoders.{get_spec(encoder).family}"):
             importlib.import_module(module)
-
-
-def _skip_empty_unknown_arg_warning() -> None:
-    """Jina 3.34 builds its whole command-line parser (~2 s of a 3-4 s start) on every
-    ``Flow.load_config`` to warn about unknown arguments, even when there are none; only
-    warn when there are.
-    """
-    import jina.helper
-
-    original = jina.helper.warn_unknown_args
-    if getattr(original, "skips_empty", False):
-        return
-
-    def warn_unknown_args(unknown_args) -> None:
-        if unknown_args:
-            original(unknown_args)
-
-    warn_unknown_args.skips_empty = True
-    jina.helper.warn_unknown_args = warn_unknown_args
 
 
 _die_hook_registered = False
@@ -184,7 +166,7 @@ def _started_flow(
     from jina.excepts import RuntimeFailToStart
 
     _prepare_start_method(encoder)
-    _skip_empty_unknown_arg_warning()
+    jina_fixes.apply()
     port = port or free_port()
     os.environ.update(
         ENCODER=encoder,

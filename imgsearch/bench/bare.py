@@ -11,6 +11,7 @@ L2 normalisation are timed, per batch size.
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -99,7 +100,10 @@ def run_in_subprocess(encoder: str, model: Optional[str], files: list[Path], bat
            "--batch-sizes", *map(str, batch_sizes), "--min-seconds", str(min_seconds)]
     if model:
         cmd += ["--model", str(model)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    # The ceiling: OpenMP's default (spinning) wait, fastest for a model alone; the flow's
+    # processes use passive waiting (cli.py), better when stages share the cores.
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"bare-model run of {encoder} failed: {proc.stderr.strip()[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -117,22 +117,20 @@ def _percentiles(latencies: list[float]) -> dict:
             "p99_ms": round(float(np.percentile(ms, 99)), 2), "mean_ms": round(float(ms.mean()), 2)}
 
 
-def search_latency(gateway: Gateway, collection: str, info: dict, queries: list[Path], texts: list[str]) -> dict:
-    out = {}
-    run_search(gateway, collection, info, image=queries[0])  # warm-up
+def _latencies(search, items: list) -> dict:
     lat = []
-    for q in queries:
+    for item in items:
         t = time.perf_counter()
-        run_search(gateway, collection, info, image=q)
+        search(item)
         lat.append(time.perf_counter() - t)
-    out["image"] = _percentiles(lat)
+    return _percentiles(lat)
+
+
+def search_latency(gateway: Gateway, collection: str, info: dict, queries: list[Path], texts: list[str]) -> dict:
+    run_search(gateway, collection, info, image=queries[0])  # warm-up
+    out = {"image": _latencies(lambda q: run_search(gateway, collection, info, image=q), queries)}
     if info.get("text") and texts:
-        lat = []
-        for text in texts:
-            t = time.perf_counter()
-            run_search(gateway, collection, info, text=text)
-            lat.append(time.perf_counter() - t)
-        out["text"] = _percentiles(lat)
+        out["text"] = _latencies(lambda text: run_search(gateway, collection, info, text=text), texts)
     return out
 
 

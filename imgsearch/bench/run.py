@@ -40,7 +40,8 @@ class BenchOptions:
 def _versions() -> dict:
     from importlib.metadata import version
 
-    out = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
+    out = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+           "omp_wait_policy_flow": os.environ.get("OMP_WAIT_POLICY"), "omp_wait_policy_bare": "default (active)"}
     for pkg in ("torch", "transformers", "jina", "docarray", "qdrant-edge-py", "qdrant-client", "grpcio"):
         try:
             out[pkg] = version(pkg)
