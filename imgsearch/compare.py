@@ -220,12 +220,14 @@ def _looks_like_image(data: bytes) -> bool:
 # --------------------------------------------------------------------------- one encoder
 
 
-def _search(gateway, collection: str, docs: list[ImageDoc], depth: int) -> list[ImageDoc]:
+def _search(gateway, collection: str, docs: list[ImageDoc], depth: int, fit: Optional[dict] = None) -> list[ImageDoc]:
+    params = {"collection": collection, "top_k": depth, "exclude_self": True}
+    if fit:
+        params["fit"] = fit  # the normalizer resizes query images as it decodes them
     out = []
     for start in range(0, len(docs), SEARCH_CHUNK):
         chunk = docs[start : start + SEARCH_CHUNK]
-        got = gateway.post("/search", chunk, {"collection": collection, "top_k": depth, "exclude_self": True},
-                           request_size=len(chunk))
+        got = gateway.post("/search", chunk, params, request_size=len(chunk))
         out.extend(got)
     return out
 
@@ -316,7 +318,7 @@ def _queries(gateway, info: dict, collection: str, count: int, opts: CompareOpti
     else:
         docs = [ImageDoc(uri=q.path, hash=q.hash) for q in queries]
     t0 = time.perf_counter()
-    results = {d.hash: d for d in _search(gateway, collection, docs, depth)}
+    results = {d.hash: d for d in _search(gateway, collection, docs, depth, info.get("resize_rule"))}
     search_seconds = time.perf_counter() - t0
     ranked, per_query = [], []
     for q in queries:
