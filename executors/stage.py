@@ -24,6 +24,11 @@ from executors.docs import ImageDoc
 logger = logging.getLogger(__name__)
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def process_usage() -> dict:
     """CPU seconds, peak/current RSS (MB) and open descriptors of this process."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
@@ -39,7 +44,7 @@ def process_usage() -> dict:
     return {
         "pid": os.getpid(),
         "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 3),
-        "peak_rss_mb": round(ru.ru_maxrss / 1024, 1),  # Linux reports KiB
+        "peak_rss_mb": peak_rss_mb(),
         "rss_mb": None if rss_mb is None else round(rss_mb, 1),
         "open_fds": fds,
     }

@@ -9,7 +9,6 @@ and the per-document error handling that keeps one bad input from failing a requ
 
 import logging
 import os
-import resource
 import time
 from pathlib import Path
 from typing import Any, ClassVar, Optional, Sequence
@@ -23,7 +22,7 @@ from transformers import PreTrainedModel
 from executors.docs import ImageDoc, failed
 from executors.encoders.preprocess import ImagePreprocessor
 from executors.encoders.specs import EncoderSpec, get_spec
-from executors.stage import Stage
+from executors.stage import Stage, peak_rss_mb
 
 logger = logging.getLogger(__name__)
 
@@ -47,19 +46,46 @@ def pick_dtype(device: torch.device, requested: Optional[str] = None) -> torch.d
     return torch.float32
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this (executor) process so far, in MB (Linux reports KiB)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
 def describe_checkpoint(checkpoint: str) -> str:
     return "local folder" if Path(checkpoint).expanduser().is_dir() else "hub id"
 
 
-class TorchEncoder(Stage):
-    """Encodes images (and texts, where the model can) into L2-normalised float32 vectors."""
+class EncoderStage(Stage):
+    """What every encoder executor shares, local model or remote API: its registry spec
+    (checked against the family it runs) and the ``/info`` it answers clients with.
+
+    A subclass sets ``checkpoint``, ``dim``, ``batch_size`` and ``load_seconds``, and adds
+    its own fields to ``info()``.
+    """
 
     family: ClassVar[str] = ""
+
+    def __init__(self, name: str, **kwargs):
+        super().__init__(**kwargs)
+        self.spec: EncoderSpec = get_spec(name)
+        if self.spec.family != self.family:
+            raise ValueError(f"encoder '{name}' belongs to the {self.spec.family} family, not {self.family}")
+
+    def info(self) -> dict:
+        return {
+            "encoder": self.spec.name,
+            "family": self.family,
+            "model": self.checkpoint,
+            "dim": self.dim,
+            "batch_size": self.batch_size,
+            "load_seconds": round(self.load_seconds, 3),
+            "pooling": self.spec.pooling,
+            "peak_rss_mb": peak_rss_mb(),
+        }
+
+    @requests(on="/info")
+    def info_endpoint(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+        return self.info()
+
+
+class TorchEncoder(EncoderStage):
+    """Encodes images (and texts, where the model can) into L2-normalised float32 vectors."""
+
     # Convolutional families run faster in NHWC (measured 1.35× for EfficientNet-Lite0 on CPU;
     # also what tensor cores want on GPU).
     channels_last: ClassVar[bool] = False
@@ -74,12 +100,7 @@ class TorchEncoder(Stage):
         num_threads: Optional[int] = None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.spec: EncoderSpec = get_spec(name)
-        if self.spec.family != self.family:
-            raise ValueError(
-                f"encoder '{name}' belongs to the {self.spec.family} family, not {self.family}"
-            )
+        super().__init__(name, **kwargs)
         # An empty string comes from an unset ${{ ENV.ENCODER_MODEL }} in the flow YAML.
         self.checkpoint = os.path.expanduser(model) if model else self.spec.checkpoint
         self.batch_size = int(batch_size)
@@ -207,23 +228,12 @@ class TorchEncoder(Stage):
 
     def info(self) -> dict:
         return {
-            "encoder": self.spec.name,
-            "family": self.family,
-            "model": self.checkpoint,
-            "dim": self.dim,
+            **super().info(),
             "text": self.supports_text,
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
-            "batch_size": self.batch_size,
-            "load_seconds": round(self.load_seconds, 3),
-            "pooling": self.spec.pooling,
             "preprocess": self.preprocess.describe(),
             # Clients pass this to the normalizer (parameter ``fit``) so it resizes as it decodes.
             "resize_rule": self.preprocess.resize_rule(),
             "torch": torch.__version__,
-            "peak_rss_mb": peak_rss_mb(),
         }
-
-    @requests(on="/info")
-    def info_endpoint(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
-        return self.info()

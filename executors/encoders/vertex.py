@@ -41,9 +41,8 @@ from docarray import DocList
 from jina import requests
 
 from executors.docs import ImageDoc, failed
-from executors.encoders.base import peak_rss_mb
+from executors.encoders.base import EncoderStage
 from executors.encoders.specs import get_spec
-from executors.stage import Stage
 
 logger = logging.getLogger(__name__)
 
@@ -245,7 +244,7 @@ def _api_message(exc: urllib.error.HTTPError) -> str:
         return str(exc.reason)
 
 
-class VertexEncoder(Stage):
+class VertexEncoder(EncoderStage):
     """Images and texts → Vertex AI multimodal embeddings (L2-normalised float32)."""
 
     family = "vertex"
@@ -265,10 +264,7 @@ class VertexEncoder(Stage):
         timeout_s: float = 60.0,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.spec = get_spec(name)
-        if self.spec.family != self.family:
-            raise ValueError(f"encoder '{name}' belongs to the {self.spec.family} family, not {self.family}")
+        super().__init__(name, **kwargs)
         if int(dimension) not in DIMENSIONS:
             raise VertexConfigError(f"vertex dimension must be one of {DIMENSIONS}, not {dimension}")
         started = time.perf_counter()
@@ -311,24 +307,13 @@ class VertexEncoder(Stage):
 
     def info(self) -> dict:
         return {
-            "encoder": self.spec.name,
-            "family": self.family,
-            "model": self.checkpoint,
-            "dim": self.dim,
+            **super().info(),
             "text": True,
             "device": f"remote: Vertex AI {self.settings.region}",
             "dtype": "float32",
-            "batch_size": self.batch_size,
-            "load_seconds": round(self.load_seconds, 3),
-            "pooling": self.spec.pooling,
             "preprocess": {"format": "JPEG q≤90", "max_base64_bytes": MAX_IMAGE_B64_BYTES},
             "api": self.settings.endpoint,
             "project": self.settings.project,
             "credentials": self.settings.credentials,
             "retries": self.client.retries,
-            "peak_rss_mb": peak_rss_mb(),
         }
-
-    @requests(on="/info")
-    def info_endpoint(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
-        return self.info()
