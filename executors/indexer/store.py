@@ -121,6 +121,7 @@ class VectorStore(Protocol):
         limit: int,
         score_threshold: float | None = None,
         exclude_ids: list[list[str] | None] | None = None,
+        with_vectors: bool = False,
     ) -> list[list[Hit]]: ...
     def retrieve(self, name: str, ids: list[str], with_vectors: bool = False) -> list[Hit]: ...
     def optimize(self, name: str) -> bool: ...
@@ -480,26 +481,9 @@ class EdgeStore:
         exclude_ids: list[str] | None = None,
         with_vectors: bool = False,
     ) -> list[Hit]:
-        from qdrant_edge import Filter, HasIdCondition, Query, SearchRequest
-
-        sh = self._shard(name)
-        _check_limit(limit)
-        q = _check_query(vector, self._dim(name))
-        flt = Filter(must_not=[HasIdCondition(set(_norm_ids(exclude_ids)))]) if exclude_ids else None
-        res = sh.search(
-            SearchRequest(
-                query=Query.Nearest(q.tolist()),
-                limit=int(limit),
-                filter=flt,
-                with_payload=True,
-                with_vector=with_vectors,
-                score_threshold=score_threshold,
-                params=_edge_search_params(),
-            )
-        )
-        return [
-            Hit(str(p.id), float(p.score), p.payload or {}, _vec(p.vector) if with_vectors else None) for p in res
-        ]
+        """One query: a batch of one (one place builds the engine's request)."""
+        excludes = [exclude_ids] if exclude_ids else None
+        return self.search_batch(name, np.asarray(vector)[None], limit, score_threshold, excludes, with_vectors)[0]
 
     def search_batch(
         self,
@@ -508,6 +492,7 @@ class EdgeStore:
         limit: int,
         score_threshold: float | None = None,
         exclude_ids: list[list[str] | None] | None = None,
+        with_vectors: bool = False,
     ) -> list[list[Hit]]:
         """Several queries in one engine call: they share one pass over the segments."""
         from qdrant_edge import Filter, HasIdCondition, Query, QueryBatchRequest, QueryRequest
@@ -523,6 +508,7 @@ class EdgeStore:
                 limit=int(limit),
                 filter=Filter(must_not=[HasIdCondition(set(_norm_ids(ex)))]) if ex else None,
                 with_payload=True,
+                with_vector=with_vectors,
                 score_threshold=score_threshold,
                 params=params,
             )
@@ -531,7 +517,10 @@ class EdgeStore:
         if not requests:
             return []
         results = sh.query_batch(QueryBatchRequest(requests))
-        return [[Hit(str(p.id), float(p.score), p.payload or {}) for p in res] for res in results]
+        return [
+            [Hit(str(p.id), float(p.score), p.payload or {}, _vec(p.vector) if with_vectors else None) for p in res]
+            for res in results
+        ]
 
     def retrieve(self, name: str, ids: list[str], with_vectors: bool = False) -> list[Hit]:
         sh = self._shard(name)
@@ -804,27 +793,9 @@ class ServerStore:
         exclude_ids: list[str] | None = None,
         with_vectors: bool = False,
     ) -> list[Hit]:
-        from qdrant_client import models
-
-        _check_limit(limit)
-        q = _check_query(vector, self._dim(name))
-        flt = (
-            models.Filter(must_not=[models.HasIdCondition(has_id=_norm_ids(exclude_ids))]) if exclude_ids else None
-        )
-        res = self.client.query_points(
-            name,
-            query=q.tolist(),
-            limit=int(limit),
-            query_filter=flt,
-            score_threshold=score_threshold,
-            with_payload=True,
-            with_vectors=with_vectors,
-            search_params=_server_search_params(),
-        ).points
-        return [
-            Hit(str(uuid.UUID(str(p.id))), float(p.score), p.payload or {}, _vec(p.vector) if with_vectors else None)
-            for p in res
-        ]
+        """One query: a batch of one (one place builds the engine's request)."""
+        excludes = [exclude_ids] if exclude_ids else None
+        return self.search_batch(name, np.asarray(vector)[None], limit, score_threshold, excludes, with_vectors)[0]
 
     def search_batch(
         self,
@@ -833,6 +804,7 @@ class ServerStore:
         limit: int,
         score_threshold: float | None = None,
         exclude_ids: list[list[str] | None] | None = None,
+        with_vectors: bool = False,
     ) -> list[list[Hit]]:
         """Several queries in one round trip (the server plans them together)."""
         from qdrant_client import models
@@ -847,6 +819,7 @@ class ServerStore:
                 filter=models.Filter(must_not=[models.HasIdCondition(has_id=_norm_ids(ex))]) if ex else None,
                 score_threshold=score_threshold,
                 with_payload=True,
+                with_vector=with_vectors,
                 params=_server_search_params(),
             )
             for v, ex in zip(vectors, excludes)
@@ -855,7 +828,11 @@ class ServerStore:
             return []
         results = self.client.query_batch_points(name, requests=requests)
         return [
-            [Hit(str(uuid.UUID(str(p.id))), float(p.score), p.payload or {}) for p in r.points] for r in results
+            [
+                Hit(str(uuid.UUID(str(p.id))), float(p.score), p.payload or {}, _vec(p.vector) if with_vectors else None)
+                for p in r.points
+            ]
+            for r in results
         ]
 
     def retrieve(self, name: str, ids: list[str], with_vectors: bool = False) -> list[Hit]:
