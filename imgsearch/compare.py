@@ -220,10 +220,10 @@ def _looks_like_image(data: bytes) -> bool:
 # --------------------------------------------------------------------------- one encoder
 
 
-def _search(gateway, collection: str, docs: list[ImageDoc], depth: int, fit: Optional[dict] = None) -> list[ImageDoc]:
-    params = {"collection": collection, "top_k": depth, "exclude_self": True}
-    if fit:
-        params["fit"] = fit  # the normalizer resizes query images as it decodes them
+def _search(gateway, collection: str, docs: list[ImageDoc], depth: int, info: Optional[dict] = None) -> list[ImageDoc]:
+    from imgsearch.flow import fit_parameter
+
+    params = {"collection": collection, "top_k": depth, "exclude_self": True, **fit_parameter(info or {})}
     out = []
     for start in range(0, len(docs), SEARCH_CHUNK):
         chunk = docs[start : start + SEARCH_CHUNK]
@@ -318,7 +318,7 @@ def _queries(gateway, info: dict, collection: str, count: int, opts: CompareOpti
     else:
         docs = [ImageDoc(uri=q.path, hash=q.hash) for q in queries]
     t0 = time.perf_counter()
-    results = {d.hash: d for d in _search(gateway, collection, docs, depth, info.get("resize_rule"))}
+    results = {d.hash: d for d in _search(gateway, collection, docs, depth, info)}
     search_seconds = time.perf_counter() - t0
     ranked, per_query = [], []
     for q in queries:

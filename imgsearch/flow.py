@@ -63,6 +63,12 @@ def collection_name(dataset: str, model: str, resize: Optional[int] = None) -> s
     return f"{name}--{resize}px" if resize else name
 
 
+def fit_parameter(info: dict) -> dict:
+    """Request parameters that let the normalizer apply the encoder's own first resize as it
+    decodes (``resize_rule`` from the encoder's /info), so only model-sized pixels travel."""
+    return {"fit": info["resize_rule"]} if info.get("resize_rule") else {}
+
+
 def _prepare_start_method(encoder: str) -> None:
     """Fork by default: executor processes then inherit the imports (torch, transformers,
     jina) instead of paying for them again, which cuts flow start-up several-fold. A forked

@@ -9,7 +9,7 @@ from typing import Optional
 from docarray import DocList
 
 from executors.docs import ImageDoc
-from imgsearch.flow import INDEX_REQUEST_TIMEOUT_S, Gateway, collection_name
+from imgsearch.flow import INDEX_REQUEST_TIMEOUT_S, Gateway, collection_name, fit_parameter
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +59,8 @@ def run_index(
     data = data.resolve()
     name = collection_name(dataset or data.name, info["model"], resize)
     summary = IndexSummary(collection=name, encoder=info["encoder"], model=info["model"], data=str(data))
-    params = {"data": str(data), "collection": name, "encoder_name": info["encoder"], "dataset": dataset or data.name}
-    if info.get("resize_rule"):
-        params["fit"] = info["resize_rule"]  # the normalizer resizes as it decodes
+    params = {"data": str(data), "collection": name, "encoder_name": info["encoder"], "dataset": dataset or data.name,
+              **fit_parameter(info)}
     total = int(gateway.call("/scan_total", params).get("files", 0))
     bar = _progress(total, progress, f"{info['encoder']} → {name}")
     seen_hashes: dict[str, str] = {}

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from executors.docs import MAX_IMAGE_BYTES, ImageDoc
-from imgsearch.flow import RETRY_UNREACHABLE_S, SEARCH_TIMEOUT_S, Gateway
+from imgsearch.flow import RETRY_UNREACHABLE_S, SEARCH_TIMEOUT_S, Gateway, fit_parameter
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +58,7 @@ def run_search(
             raise QueryError(f"cannot read query image {image}: {exc.strerror or exc}") from exc
     else:
         query = ImageDoc(text=text)
-    params = {"collection": collection, "top_k": top_k, "exclude_self": exclude_self}
-    if info.get("resize_rule"):
-        params["fit"] = info["resize_rule"]  # the normalizer resizes as it decodes
+    params = {"collection": collection, "top_k": top_k, "exclude_self": exclude_self, **fit_parameter(info)}
     if score_threshold is not None:
         params["score_threshold"] = score_threshold
     # A short deadline: one image through every stage. A search changes nothing, so it may be
