@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 
 
 def encoder_class(encoder: str):

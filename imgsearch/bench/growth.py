@@ -11,22 +11,13 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from executors.stage import process_usage
 from imgsearch.bench.images import image_files, synthetic_folder
 from imgsearch.bench.pipeline import search_latency
 from imgsearch.flow import Gateway, local_flow
 from imgsearch.indexing import encoder_info, run_index
 
 logger = logging.getLogger(__name__)
-
-
-def _rss_mb() -> Optional[float]:
-    import os
-
-    try:
-        with open("/proc/self/statm") as f:
-            return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-    except OSError:
-        return None
 
 
 def run_growth(encoder: str, model: Optional[str], sizes: list[int], images_root: Path, store_root: Path,
@@ -54,7 +45,7 @@ def run_growth(encoder: str, model: Optional[str], sizes: list[int], images_root
             "search_p99_ms": search["image"].get("p99_ms"),
             "disk_mb": round((summary.disk_bytes or 0) / 2**20, 1),
             "peak_rss_mb": {name: s.get("peak_rss_mb") for name, s in sorted(stages.items())},
-            "client_rss_mb": _rss_mb(),
+            "client_rss_mb": process_usage()["rss_mb"],
         })
         logger.info("growth %d: %s", n, rows[-1])
     return rows

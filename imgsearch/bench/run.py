@@ -112,7 +112,7 @@ def run_bench(opts: BenchOptions, log: TextIO) -> dict:
             warm = e2e.get("warm", {}).get("images_per_second")
             result["encoders"].append({
                 "encoder": encoder,
-                "random_weights": bool(model and "bench/models" in str(model)) or _is_tiny(model),
+                "random_weights": _random_weights(model),
                 "bare": bare,
                 "end_to_end": e2e,
                 "ratio_e2e_to_bare": warm / bare["best_images_per_second"] if warm else None,
@@ -132,10 +132,12 @@ def run_bench(opts: BenchOptions, log: TextIO) -> dict:
     return result
 
 
-def _is_tiny(model: Optional[str]) -> bool:
+def _random_weights(model: Optional[str]) -> bool:
+    """A full-size random checkpoint built for the bench, or a tiny random one (their marker files)."""
+    from imgsearch.bench.models import MARKER
     from imgsearch.compare import is_tiny_random
 
-    return is_tiny_random(model)
+    return bool(model) and ((Path(model) / MARKER).is_file() or is_tiny_random(model))
 
 
 def write_chart(result: dict, out: Path) -> Path:
