@@ -7,7 +7,7 @@ and pixels never travel further than they must.
 
 from typing import Any, Dict, List, Optional
 
-from docarray import BaseDoc, DocList
+from docarray import BaseDoc
 from docarray.typing import NdArray
 
 # The largest image file the pipeline accepts (loader and client): bigger ones are refused

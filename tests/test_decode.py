@@ -1,7 +1,6 @@
 """The normalizer's decoding on real odd files: every good one upright RGB, every bad one a reason."""
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest

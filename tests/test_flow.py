@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from conftest import TINY_FOR_ENCODER
 from corpus import DUPLICATES, OK, SKIP, make_corpus, make_photo

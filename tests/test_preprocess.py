@@ -5,7 +5,6 @@ import io
 
 import numpy as np
 import pytest
-import transformers
 from PIL import Image
 
 from executors.encoders.preprocess import ImagePreprocessor
