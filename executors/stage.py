@@ -9,6 +9,7 @@
 """
 
 import contextlib
+import ctypes
 import logging
 import os
 import resource
@@ -50,11 +51,41 @@ def process_usage() -> dict:
     }
 
 
+# glibc malloc options (mallopt(3)); values from malloc.h.
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
+_malloc_tuned = False
+
+
+def keep_freed_memory(trim_threshold: int = 1 << 30, top_pad: int = 64 << 20) -> bool:
+    """Let glibc reuse freed memory instead of handing it back to the kernel at every free.
+
+    Tensors and decoded images are large, so glibc serves each from a fresh ``mmap`` and
+    ``munmap``s it when freed: every forward pass then page-faults its activations in again,
+    and the kernel's share of the CPU reached 25-50% (EfficientNet-Lite0 on 2 cores ran at
+    about half the speed it runs with this). Serving them from the heap and keeping up to
+    ``trim_threshold`` of freed memory makes the steady state fault-free; peak memory is
+    unchanged (the pages are the working set either way). Once per process; a no-op where
+    the C library is not glibc.
+    """
+    global _malloc_tuned
+    if _malloc_tuned:
+        return True
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    _malloc_tuned = bool(
+        mallopt(_M_MMAP_MAX, 0) and mallopt(_M_TRIM_THRESHOLD, trim_threshold) and mallopt(_M_TOP_PAD, top_pad)
+    )
+    return _malloc_tuned
+
+
 class Stage(Executor):
     """Base of every flow executor: pass-through default, per-handler timings, /timings."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        keep_freed_memory()
         self._timings: dict[str, dict] = {}
         self._timings_lock = threading.Lock()
 

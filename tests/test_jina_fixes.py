@@ -3,14 +3,19 @@
 import asyncio
 import time
 
+import pytest
+
 from imgsearch import jina_fixes
 
 
-def test_gateway_waits_for_a_prefetch_slot_without_spinning():
+@pytest.mark.parametrize("waking", [True, False], ids=["jina-stream-counter", "plain-counter"])
+def test_gateway_waits_for_a_prefetch_slot_without_spinning(waking):
+    import jina.serve.stream
     from jina.serve.stream.helper import AsyncRequestsIterator, _RequestsCounter
 
     jina_fixes.gateway_waits_without_spinning()
-    counter = _RequestsCounter()
+    # The counter Jina's request streamer makes is the waking one; any other is polled.
+    counter = jina.serve.stream._RequestsCounter() if waking else _RequestsCounter()
     counter.count = 4  # every slot taken: the next request must wait
     iterator = AsyncRequestsIterator(iter(["req-1"]), request_counter=counter, prefetch=4,
                                      iterate_sync_in_thread=False)
@@ -29,6 +34,8 @@ def test_gateway_waits_for_a_prefetch_slot_without_spinning():
     assert request == "req-1"
     assert waited >= 0.29  # it did wait for the slot...
     assert cpu < 0.15  # ...without burning a core meanwhile (the original spin: ~0.3 s of CPU)
+    if waking:  # woken by the freed slot itself, not by polling
+        assert isinstance(counter, jina_fixes._WakingCounter) and counter._freed.is_set()
     assert iterator._prefetch == 4
 
 
