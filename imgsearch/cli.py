@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=256, help="how many images (default 256)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32])
     p.add_argument("--bare-seconds", type=float, default=8.0, help="minimum timed seconds per bare batch size")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="warm end-to-end runs, each between two bare-model runs; the median ratio is reported")
     p.add_argument("--clients", type=int, default=8, help="concurrent gRPC search clients (0 = skip)")
     p.add_argument("--per-client", type=int, default=25, help="queries per concurrent client")
     p.add_argument("--store-sizes", type=int, nargs="*", default=[10_000, 100_000], metavar="N")

@@ -32,7 +32,15 @@ def test_bench_quick_run_reports_every_section(tmp_path, tiny_models, photo_dir)
     warm = e2e["warm"]
     assert warm["indexed"] == e2e["cold"]["indexed"] == n_images
     assert _positive(warm["images_per_second"])
-    assert rec["ratio_e2e_to_bare"] == pytest.approx(warm["images_per_second"] / bare["best_images_per_second"], rel=1e-2)
+    # Two warm runs, each between bare runs; the one with the median ratio is reported.
+    rounds = e2e["rounds"]
+    assert len(rounds) == 2 and all(_positive(r["bare_images_per_second"]) for r in rounds)
+    for r in rounds:
+        assert r["ratio"] == pytest.approx(r["images_per_second"] / r["bare_images_per_second"], rel=1e-2)
+    (middle,) = [r for r in rounds if r["ratio"] == rec["ratio_e2e_to_bare"]][:1]
+    assert middle["ratio"] == sorted(r["ratio"] for r in rounds)[1]
+    assert warm["images_per_second"] == middle["images_per_second"]
+    assert rec["bare_same_time"] == middle["bare_images_per_second"]
     assert e2e["startup"]["flow_ready_excluding_model_load_seconds"] == pytest.approx(
         e2e["startup"]["flow_ready_seconds"] - e2e["startup"]["model_load_seconds"], abs=0.02)
 

@@ -5,6 +5,7 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from executors.encoders.preprocess import ImagePreprocessor
@@ -37,6 +38,21 @@ def test_fast_path_equals_the_processor(kind):
     ref = pre.processor(images=images, return_tensors="pt", input_data_format="channels_last")["pixel_values"]
     assert ours.shape == ref.shape and ours.dtype == ref.dtype
     assert float((ours - ref).abs().max()) < 1e-5
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kind", ["clip", "dinov2"])
+def test_normalising_on_the_model_device_gives_the_same_pixels(kind, device):
+    """On a GPU the uint8 batch travels and is normalised there; the values must not change."""
+    name, kwargs = CONFIGS[kind]
+    pre = ImagePreprocessor(_processor(name, **kwargs))
+    images = _images(seed=3)
+    on_device = pre(images, torch.device(device))
+    assert on_device.device.type == device and on_device.dtype == torch.float32
+    assert float((on_device.cpu() - pre(images)).abs().max()) < 1e-5
 
 
 def test_lite0_config_takes_the_fast_path_and_efficientnet_does_not():

@@ -9,6 +9,7 @@ and the per-document error handling that keeps one bad input from failing a requ
 
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, ClassVar, Optional, Sequence
@@ -20,6 +21,7 @@ from jina import requests
 from transformers import PreTrainedModel
 
 from executors.docs import ImageDoc, failed
+from executors.encoders.coalesce import Coalescer
 from executors.encoders.preprocess import ImagePreprocessor
 from executors.encoders.specs import EncoderSpec, get_spec
 from executors.stage import Stage, peak_rss_mb
@@ -127,6 +129,8 @@ class TorchEncoder(EncoderStage):
                 f"encoder '{name}' cannot load model '{self.checkpoint}' "
                 f"({describe_checkpoint(self.checkpoint)}): {type(exc).__name__}: {exc}"
             ) from exc
+        self._model_lock = threading.Lock()
+        self._queries = Coalescer(self._encode_locked, max_items=self.batch_size)
         # One warm-up batch: checks the model end to end and tells the true dimension.
         h, w = self.preprocess.input_size
         self.dim = int(self.embed_images([np.zeros((h, w, 3), np.uint8)]).shape[-1])
@@ -168,7 +172,7 @@ class TorchEncoder(EncoderStage):
     def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         out = []
         for start in range(0, len(images), self.batch_size):
-            pixels = self.preprocess(images[start : start + self.batch_size]).to(self.device, self.dtype)
+            pixels = self.preprocess(images[start : start + self.batch_size], self.device).to(self.device, self.dtype)
             if self.channels_last:
                 pixels = pixels.contiguous(memory_format=torch.channels_last)
             feats = self.image_features(pixels)
@@ -194,10 +198,22 @@ class TorchEncoder(EncoderStage):
         feats = feats.float()
         return torch.nn.functional.normalize(feats, dim=-1).cpu().numpy()
 
-    @requests(on=["/index", "/search"])
+    @requests(on="/index")
     def encode(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
-        self.encode_docs(docs)
+        with self._model_lock:
+            self.encode_docs(docs)
         return docs
+
+    @requests(on="/search")
+    async def encode_queries(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+        # Async, so Jina does not serialise the calls: queries waiting while the model runs
+        # share its next forward pass (coalesce.py).
+        await self._queries.submit(docs)
+        return docs
+
+    def _encode_locked(self, docs: list[ImageDoc]) -> None:
+        with self._model_lock:  # /index runs in Jina's own thread; one forward pass at a time
+            self.encode_docs(docs)
 
     def encode_docs(self, docs: Sequence[ImageDoc]) -> None:
         """Embed every image and text document in place (errors go on the document)."""

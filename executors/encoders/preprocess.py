@@ -91,10 +91,12 @@ class ImagePreprocessor:
             return {"height": int(size.height), "width": int(size.width), "resample": resample}
         return None
 
-    def __call__(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+    def __call__(self, images: Sequence[np.ndarray], device: Optional[torch.device] = None) -> torch.Tensor:
+        """The batch as float32 on ``device`` (default CPU). On a GPU the fast path ships the
+        uint8 pixels (a quarter of the bytes) and rescales and normalises there."""
         if not self.fast:
             out = self.processor(images=list(images), return_tensors="pt", input_data_format="channels_last")
-            return out["pixel_values"]
+            return out["pixel_values"].to(device) if device is not None else out["pixel_values"]
         p = self.processor
         chw = []
         for img in images:
@@ -104,8 +106,11 @@ class ImagePreprocessor:
             if p.do_center_crop:
                 x = p.center_crop(x, p.crop_size)
             chw.append(x)
-        batch = torch.from_numpy(np.stack(chw)).float()
-        return batch.mul_(self._mul).sub_(self._sub)
+        batch = torch.from_numpy(np.stack(chw))
+        if device is not None and device.type != "cpu":
+            batch = batch.pin_memory().to(device, non_blocking=True)
+        batch = batch.float()
+        return batch.mul_(self._mul.to(batch.device)).sub_(self._sub.to(batch.device))
 
     def describe(self) -> dict:
         """The settings that matter for reproducing a run."""

@@ -9,11 +9,12 @@ end-to-end rate can only approach the bare model's when the rest is small.
 """
 
 import logging
+import multiprocessing
 import os
-import threading
+import queue
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -134,34 +135,56 @@ def search_latency(gateway: Gateway, collection: str, info: dict, queries: list[
     return out
 
 
-def concurrent_search(host: str, collection: str, info: dict, queries: list[Path], clients: int, per_client: int,
-                      timeout: float = 60.0) -> dict:
-    """``clients`` threads, each its own gRPC client, each sending ``per_client`` image queries."""
+def _search_client(host: str, collection: str, info: dict, queries: list[Path], timeout: float,
+                   ready: Any, results: Any) -> None:
+    """One concurrent client, in its own process: waits at ``ready``, then sends its queries."""
+    gateway = Gateway(host, timeout=timeout)
     latencies: list[float] = []
     errors: list[str] = []
-    lock = threading.Lock()
+    ready.wait()
+    for q in queries:
+        t = time.perf_counter()
+        try:
+            run_search(gateway, collection, info, image=q)
+            latencies.append(time.perf_counter() - t)
+        except Exception as exc:  # counted and shown, never hidden
+            errors.append(f"{type(exc).__name__}: {exc}"[:200])
+    results.put((latencies, errors))
 
-    def client(i: int) -> None:
-        gateway = Gateway(host, timeout=timeout)
-        for j in range(per_client):
-            q = queries[(i * per_client + j) % len(queries)]
-            t = time.perf_counter()
-            try:
-                run_search(gateway, collection, info, image=q)
-                with lock:
-                    latencies.append(time.perf_counter() - t)
-            except Exception as exc:  # counted and shown, never hidden
-                with lock:
-                    errors.append(f"{type(exc).__name__}: {exc}"[:200])
 
+def concurrent_search(host: str, collection: str, info: dict, queries: list[Path], clients: int, per_client: int,
+                      timeout: float = 60.0) -> dict:
+    """``clients`` processes, each its own gRPC client, each sending ``per_client`` image queries.
+
+    Processes, not threads: Jina's client sends one request at a time per process whatever
+    the number of threads, so threads would measure one client's queue, not concurrency.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    ready, results = ctx.Barrier(clients + 1), ctx.Queue()
+    procs = [
+        ctx.Process(target=_search_client, daemon=True,
+                    args=(host, collection, info,
+                          [queries[(i * per_client + j) % len(queries)] for j in range(per_client)],
+                          timeout, ready, results))
+        for i in range(clients)
+    ]
+    for p in procs:
+        p.start()
     before = Gateway(host).call_each("/timings")
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    ready.wait(timeout=120)  # every client has started (imports are not timed)
     started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    latencies, errors = [], []
+    for _ in procs:
+        try:
+            got, failed = results.get(timeout=timeout * per_client + 60)
+        except queue.Empty:
+            errors.append("a client process gave no result (it died, or every query hung)")
+            break
+        latencies += got
+        errors += failed
     wall = time.perf_counter() - started
+    for p in procs:
+        p.join(timeout=10)
     after = Gateway(host).call_each("/timings")
     calls = docs = 0
     for key, value in after.items():
@@ -182,6 +205,33 @@ def concurrent_search(host: str, collection: str, info: dict, queries: list[Path
     }
 
 
+def _warm_rounds(gateway: Gateway, encoder: str, folder: Path, info: dict, batch_size: int, runs: int,
+                 bare_probe: Optional[Callable[[], float]]) -> list[dict]:
+    rounds = []
+    bare_before = bare_probe() if bare_probe else None
+    for i in range(runs):
+        before = snapshot(gateway)
+        t = time.perf_counter()
+        warm = run_index(gateway, folder, info, batch_size=batch_size, dataset=f"bench-warm{i}-{encoder}", progress=False)
+        wall = time.perf_counter() - t
+        after = snapshot(gateway)
+        run = {
+            "indexed": warm.indexed,
+            "index_seconds": round(wall, 2),
+            "images_per_second": round(warm.indexed / wall, 2),
+            "disk_bytes": warm.disk_bytes,
+            "breakdown": breakdown(before, after, warm.indexed, wall),
+        }
+        record = {"images_per_second": run["images_per_second"], "run": run, "collection": warm.collection}
+        if bare_probe:
+            bare_after = bare_probe()
+            bare = (bare_before + bare_after) / 2
+            record.update(bare_images_per_second=round(bare, 2), ratio=round(run["images_per_second"] / bare, 4))
+            bare_before = bare_after
+        rounds.append(record)
+    return rounds
+
+
 def run_pipeline(
     encoder: str,
     model: Optional[str],
@@ -191,9 +241,14 @@ def run_pipeline(
     search_queries: int = 50,
     clients: int = 8,
     per_client: int = 25,
-    warm_run: bool = True,
+    warm_runs: int = 1,
+    bare_probe: Optional[Callable[[], float]] = None,
 ) -> dict:
-    """Start the flow, index ``folder`` cold and warm, search; every figure from one flow."""
+    """Start the flow, index ``folder`` cold, then warm ``warm_runs`` times, search; every
+    figure from one flow. With ``bare_probe`` (the bare model's images/s, measured now) the
+    bare model is measured before and after every warm run, and each run's ratio is taken
+    against the mean of the two: this machine's speed drifts by ±20% over minutes, so a
+    ratio of figures taken minutes apart would measure the drift as much as the flow."""
     from imgsearch.bench.images import image_files
 
     files = image_files(folder)
@@ -220,20 +275,15 @@ def run_pipeline(
             "index_seconds": round(cold_wall, 2),
             "images_per_second_with_startup": round(cold.indexed / (ready + cold_wall), 2),
         }
-        if warm_run:
-            before = snapshot(gateway)
-            t = time.perf_counter()
-            warm = run_index(gateway, folder, info, batch_size=batch_size, dataset=f"bench-warm-{encoder}", progress=False)
-            wall = time.perf_counter() - t
-            after = snapshot(gateway)
-            result["warm"] = {
-                "indexed": warm.indexed,
-                "index_seconds": round(wall, 2),
-                "images_per_second": round(warm.indexed / wall, 2),
-                "disk_bytes": warm.disk_bytes,
-                "breakdown": breakdown(before, after, warm.indexed, wall),
-            }
-            collection = warm.collection
+        if warm_runs:
+            rounds = _warm_rounds(gateway, encoder, folder, info, batch_size, warm_runs, bare_probe)
+            # The round with the median ratio (or rate) stands for the run, breakdown included.
+            key = "ratio" if bare_probe else "images_per_second"
+            middle = sorted(rounds, key=lambda r: r[key])[len(rounds) // 2]
+            result["warm"] = middle["run"]
+            result["ratio_median"] = middle.get("ratio")
+            result["rounds"] = [{k: v for k, v in r.items() if k not in ("run", "collection")} for r in rounds]
+            collection = middle["collection"]
         else:
             collection = cold.collection
         result["search"] = search_latency(gateway, collection, info, queries, texts)
