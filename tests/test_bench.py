@@ -48,6 +48,7 @@ def test_bench_quick_run_reports_every_section(tmp_path, tiny_models, photo_dir)
     assert set(procs) == {"loader", "normalizer", "encoder", "indexer", "gateway", "client"}
     for name in ("loader", "normalizer", "encoder", "indexer"):
         assert procs[name]["handler_seconds"] > 0 and procs[name]["cpu_seconds"] >= 0
+        assert 0 <= procs[name]["handler_cpu_seconds"] <= procs[name]["cpu_seconds"] + 0.05
         assert _positive(procs[name]["peak_rss_mb"])
     assert 0 < warm["breakdown"]["encoder_busy_share"] <= 1
 

@@ -77,15 +77,19 @@ def breakdown(before: dict, after: dict, images: int, wall: float) -> dict:
     rows = {}
     for name, a in after["stages"].items():
         b = before["stages"].get(name, {"handlers": {}, "cpu_seconds": 0.0})
-        handler_s = sum(float(h["seconds"]) for h in a["handlers"].values()) - sum(
-            float(h["seconds"]) for h in b["handlers"].values()
-        )
+        def total(handlers: dict, key: str) -> float:
+            return sum(float(h.get(key, 0.0)) for h in handlers.values())
+
+        handler_s = total(a["handlers"], "seconds") - total(b["handlers"], "seconds")
+        handler_cpu = total(a["handlers"], "cpu_seconds") - total(b["handlers"], "cpu_seconds")
         cpu_s = float(a["cpu_seconds"]) - float(b["cpu_seconds"])
         rows[name] = {
             "work": STAGE_HANDLERS.get(name, name),
             "handler_seconds": round(handler_s, 3),
+            "handler_cpu_seconds": round(handler_cpu, 3),
             "cpu_seconds": round(cpu_s, 3),
-            "outside_handlers_cpu_seconds": round(max(cpu_s - handler_s, 0.0), 3),
+            # gRPC (de)serialisation and Jina's own work (what the process did between handlers)
+            "outside_handlers_cpu_seconds": round(max(cpu_s - handler_cpu, 0.0), 3),
             "handler_ms_per_image": round(handler_s / max(images, 1) * 1e3, 3),
             "peak_rss_mb": a.get("peak_rss_mb"),
         }
@@ -94,6 +98,7 @@ def breakdown(before: dict, after: dict, images: int, wall: float) -> dict:
         rows[name] = {
             "work": "gRPC routing" if name == "gateway" else "scan requests, callbacks",
             "handler_seconds": None,
+            "handler_cpu_seconds": None,
             "cpu_seconds": round(cpu_s, 3),
             "outside_handlers_cpu_seconds": round(cpu_s, 3),
             "handler_ms_per_image": None,

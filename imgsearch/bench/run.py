@@ -220,10 +220,12 @@ def print_report(result: dict, out: TextIO) -> None:
                 continue
             print(f"  {rec['encoder']}: {bd['images']} images in {bd['wall_seconds']} s; encoder busy "
                   f"{_fmt(bd['encoder_busy_share'], '.0%')} of the wall; CPU {bd['cpu_seconds_total']} s in all", file=out)
-            print(f"    {'process':<11} {'work':<26} {'handler s':>9} {'ms/img':>7} {'CPU s':>7} {'CPU outside handlers s':>23}", file=out)
+            print(f"    {'process':<11} {'work':<26} {'handler s':>9} {'ms/img':>7} {'handler CPU s':>13} {'CPU s':>7} "
+                  f"{'CPU outside handlers s':>23}", file=out)
             for name, p in bd["processes"].items():
                 print(f"    {name:<11} {p['work']:<26} {_fmt(p['handler_seconds']):>9} {_fmt(p['handler_ms_per_image']):>7} "
-                      f"{p['cpu_seconds']:>7} {p['outside_handlers_cpu_seconds']:>23}", file=out)
+                      f"{_fmt(p.get('handler_cpu_seconds')):>13} {p['cpu_seconds']:>7} {p['outside_handlers_cpu_seconds']:>23}",
+                      file=out)
         print("\n6. Search end to end through the gateway (latency includes the client)", file=out)
         for rec in result["encoders"]:
             s, c = rec["end_to_end"]["search"], rec["end_to_end"].get("concurrent") or {}
