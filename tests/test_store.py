@@ -391,3 +391,18 @@ def test_optimize_builds_the_index_and_search_stays_exact_enough(tmp_path: Path)
     with EdgeStore(str(tmp_path / "ws")) as store:  # the index survives a reopen
         assert store._shard("big").info().indexed_vectors_count == n
         assert store.count("big") == n
+
+
+def test_upsert_takes_strided_and_float64_vectors_exactly(edge: EdgeStore) -> None:
+    """Rows go to the engine as memoryviews: a non-contiguous or float64 input stores the same vectors."""
+    ids, vecs, payloads = make_data(6, 16, seed=21)
+    edge.ensure_collection("s", 16, {"model": "m"})
+    wide = np.zeros((6, 32), np.float64)
+    wide[:, ::2] = vecs  # every other column: strided rows, float64
+    edge.upsert("s", ids[:3], wide[:3, ::2], payloads[:3])
+    edge.upsert("s", ids[3:], np.asfortranarray(vecs[3:]), payloads[3:])
+    got = {h.id: h for h in edge.retrieve("s", ids, with_vectors=True)}
+    for i, pid in enumerate(ids):
+        np.testing.assert_allclose(got[pid].vector, unit(vecs[i]), atol=1e-6)
+        assert got[pid].payload == payloads[i]
+
