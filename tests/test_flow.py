@@ -9,6 +9,7 @@ import pytest
 from conftest import TINY_FOR_ENCODER
 from corpus import DUPLICATES, OK, SKIP, make_corpus, make_photo
 from executors.docs import ImageDoc
+from executors.indexer.executor import STORED_FIELDS
 from executors.indexer.store import EdgeStore, point_id
 from imgsearch.flow import Gateway, local_flow
 from imgsearch.indexing import encoder_info, run_index
@@ -70,12 +71,14 @@ def test_index_odd_files_then_reindex_and_search(tmp_path, photo_dir):
         vectors = np.stack([p.vector for p in points])
         assert np.isfinite(vectors).all() and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
         payload = points[0].payload
-        assert {"uri", "hash", "label", "width", "height", "model"} <= set(payload)
+        assert set(STORED_FIELDS) <= set(payload) and "model" not in payload  # the collection's, not each point's
         query = vectors[[p.id for p in points].index(point_id(probe))]
         scores = vectors @ query
         order = np.argsort(-scores)[:7]
         expected = [points[i].id for i in order]
     got = found[0].matches
+    assert {"uri", "hash", "label", "width", "height", "size", "mime", "paths"} <= set(got[0])
+    assert got[0]["model"] == info["model"] and got[0]["paths"][0] == got[0]["uri"]
     assert [m["id"] for m in got] == expected
     assert np.allclose([m["score"] for m in got], scores[order], atol=1e-4)
 

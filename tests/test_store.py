@@ -391,3 +391,93 @@ def test_optimize_builds_the_index_and_search_stays_exact_enough(tmp_path: Path)
     with EdgeStore(str(tmp_path / "ws")) as store:  # the index survives a reopen
         assert store._shard("big").info().indexed_vectors_count == n
         assert store.count("big") == n
+
+
+def test_upsert_takes_strided_and_float64_vectors_exactly(edge: EdgeStore) -> None:
+    """Rows go to the engine as memoryviews: a non-contiguous or float64 input stores the same vectors."""
+    ids, vecs, payloads = make_data(6, 16, seed=21)
+    edge.ensure_collection("s", 16, {"model": "m"})
+    wide = np.zeros((6, 32), np.float64)
+    wide[:, ::2] = vecs  # every other column: strided rows, float64
+    edge.upsert("s", ids[:3], wide[:3, ::2], payloads[:3])
+    edge.upsert("s", ids[3:], np.asfortranarray(vecs[3:]), payloads[3:])
+    got = {h.id: h for h in edge.retrieve("s", ids, with_vectors=True)}
+    for i, pid in enumerate(ids):
+        np.testing.assert_allclose(got[pid].vector, unit(vecs[i]), atol=1e-6)
+        assert got[pid].payload == payloads[i]
+
+
+def _indexer(workspace: Path):
+    from executors.indexer.executor import QdrantIndexer
+
+    return QdrantIndexer(store_path=str(workspace))
+
+
+def _image(name: str, vector: np.ndarray, uri: str | None = None):
+    from executors.docs import ImageDoc
+
+    return ImageDoc(uri=uri or f"/data/{name}.jpg", hash=name * 64, label="lab", width=30, height=20, size=1234,
+                    mime="image/jpeg", model="m-1", embedding=vector)
+
+
+# Every field a match has carried since paths were added; clients read them by name.
+MATCH_KEYS = {"uri", "hash", "label", "width", "height", "model", "size", "mime", "paths", "id", "score"}
+
+
+def test_indexer_stores_slim_payloads_and_matches_carry_every_field(tmp_path: Path) -> None:
+    from docarray import DocList
+
+    from executors.docs import ImageDoc
+    from executors.indexer.executor import STORED_FIELDS
+
+    vecs = unit(np.random.default_rng(3).standard_normal((2, 8)).astype(np.float32))
+    ix = _indexer(tmp_path / "ws")
+    try:
+        ix.index(DocList[ImageDoc]([_image("a", vecs[0]), _image("b", vecs[1])]), parameters={"collection": "c"})
+        ix.add_paths(DocList[ImageDoc]([ImageDoc(hash="b" * 64, paths=["/data/b copy.jpg"])]), parameters={"collection": "c"})
+        stored = {h.payload["hash"][0]: h.payload for h in ix.store.scroll("c")}
+        # Only what cannot be derived: no model (the collection's), no paths while it is [uri].
+        assert stored["a"] == {k: getattr(_image("a", vecs[0]), k) for k in STORED_FIELDS}
+        assert stored["b"]["paths"] == ["/data/b.jpg", "/data/b copy.jpg"] and "model" not in stored["b"]
+
+        res = ix.search(DocList[ImageDoc]([ImageDoc(embedding=vecs[0])]), parameters={"collection": "c", "top_k": 2})
+        a, b = res[0].matches
+        assert set(a) == set(b) == MATCH_KEYS
+        assert a["model"] == b["model"] == "m-1"  # from the collection's metadata
+        assert a["uri"] == "/data/a.jpg" and a["paths"] == ["/data/a.jpg"] and a["score"] == pytest.approx(1.0, abs=1e-5)
+        assert b["uri"] == "/data/b.jpg" and b["paths"] == ["/data/b.jpg", "/data/b copy.jpg"]
+        assert (a["hash"], a["label"], a["width"], a["height"], a["size"], a["mime"]) == (
+            "a" * 64, "lab", 30, 20, 1234, "image/jpeg")
+
+        # Re-indexing a stored image from another path keeps both paths (and stores them).
+        ix.index(DocList[ImageDoc]([_image("a", vecs[0], uri="/data/a2.jpg")]), parameters={"collection": "c"})
+        (again,) = ix.store.retrieve("c", [point_id("a" * 64)])
+        assert again.payload["paths"] == ["/data/a.jpg", "/data/a2.jpg"]
+    finally:
+        ix.close()
+
+
+def test_indexer_reads_collections_stored_with_full_payloads(tmp_path: Path) -> None:
+    """Points written before the payload was slimmed (model, paths and uri on every point) read as before."""
+    from docarray import DocList
+
+    from executors.docs import ImageDoc
+
+    vecs = unit(np.random.default_rng(4).standard_normal((2, 8)).astype(np.float32))
+    old = [{"uri": f"/old/{n}.jpg", "hash": n * 64, "label": "x", "width": 1, "height": 2, "model": "m-old",
+            "size": 3, "mime": "image/png", "paths": [f"/old/{n}.jpg"] + ([f"/old/{n} dup.jpg"] if n == "d" else [])}
+           for n in ("c", "d")]
+    with EdgeStore(str(tmp_path / "ws")) as st:
+        st.ensure_collection("old", 8, {"model": "m-old"})
+        st.upsert("old", [point_id(p["hash"]) for p in old], vecs, old)
+    ix = _indexer(tmp_path / "ws")
+    try:
+        res = ix.search(DocList[ImageDoc]([ImageDoc(embedding=vecs[0])]), parameters={"collection": "old", "top_k": 2})
+        got = {m["hash"]: m for m in res[0].matches}
+        for p in old:
+            m = got[p["hash"]]
+            assert set(m) == MATCH_KEYS and {k: m[k] for k in p} == p  # exactly what was stored
+        scan = ix.mark_indexed(DocList[ImageDoc]([ImageDoc(hash="d" * 64)]), parameters={"collection": "old"})
+        assert scan[0].indexed and scan[0].paths == ["/old/d.jpg", "/old/d dup.jpg"]
+    finally:
+        ix.close()

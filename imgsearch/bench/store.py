@@ -2,10 +2,11 @@
 qdrant-client's local mode for comparison (the two embedded choices; picked by this).
 
 Vectors are clustered like image embeddings (1,000 centres plus noise, 512-d), payloads
-shaped like the indexer's. Per size: upserts/s in batches of 256 through the store layer
-(Python conversion included), exact-scan search before the index is built, the time to
-build it (``optimize``), indexed search p50/p99 with recall@10 against exact NumPy
-search, and bytes on disk per vector against the 2,048 raw bytes of float32 × 512.
+the ones the indexer stores (``point_payload``). Per size: upserts/s in batches of 256
+through the store layer (Python conversion included), exact-scan search before the index
+is built, the time to build it (``optimize``), indexed search p50/p99 with recall@10
+against exact NumPy search, and bytes on disk per vector against the 2,048 raw bytes of
+float32 × 512.
 """
 
 import hashlib
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from executors.docs import ImageDoc
+from executors.indexer.executor import point_payload
 from executors.indexer.store import EdgeStore, ServerStore, VectorStore, point_id
 
 logger = logging.getLogger(__name__)
@@ -30,9 +33,9 @@ def make_data(n: int, seed: int = 0) -> tuple[list[str], np.ndarray, list[dict]]
     centres = rng.standard_normal((1000, DIM)).astype(np.float32)
     vecs = centres[rng.integers(0, len(centres), n)] + 0.5 * rng.standard_normal((n, DIM)).astype(np.float32)
     hashes = [hashlib.sha256(i.to_bytes(8, "little")).hexdigest() for i in range(n)]
-    payloads = [{"uri": f"/data/images/{i // 1000:04d}/{i:07d}.jpg", "hash": h, "label": f"{i // 1000:04d}",
-                 "width": 640, "height": 480, "model": "bench", "size": 48_000, "mime": "image/jpeg"}
-                for i, h in enumerate(hashes)]
+    docs = (ImageDoc(uri=f"/data/images/{i // 1000:04d}/{i:07d}.jpg", hash=h, label=f"{i // 1000:04d}", width=640,
+                     height=480, model="bench", size=48_000, mime="image/jpeg") for i, h in enumerate(hashes))
+    payloads = [point_payload(d, [d.uri]) for d in docs]  # what the indexer stores for a new image
     return [point_id(h) for h in hashes], vecs, payloads
 
 
