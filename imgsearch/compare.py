@@ -363,6 +363,7 @@ def full_scores(opts: CompareOptions, collection: str, queries: list[Item], item
     """Each in-index query against the whole collection (itself excluded), by the stored vectors."""
     import numpy as np
 
+    from executors.indexer.executor import full_payload
     from executors.indexer.store import EdgeStore, ServerStore
 
     store = ServerStore(opts.qdrant_url) if opts.qdrant_url else EdgeStore(str(opts.store), read_only=True)
@@ -371,7 +372,7 @@ def full_scores(opts: CompareOptions, collection: str, queries: list[Item], item
     finally:
         store.close()
     hashes = [p.payload.get("hash") for p in points]
-    labels = [p.payload.get("label") for p in points]
+    labels = [full_payload(p.payload)["label"] for p in points]  # stored only where the folder does not say it
     vectors = np.stack([np.asarray(p.vector, dtype=np.float32) for p in points])
     where = {h: i for i, h in enumerate(hashes)}
     label_count: dict = {}

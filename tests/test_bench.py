@@ -62,6 +62,7 @@ def test_bench_quick_run_reports_every_section(tmp_path, tiny_models, photo_dir)
     (store_row,) = result["store"]
     assert store_row["n"] == 2000 and _positive(store_row["upserts_per_second"])
     assert store_row["recall_at_10"] >= 0.95 and store_row["disk_vs_raw"] > 0
+    assert 0 < store_row["wal_bytes"] < store_row["disk_bytes"]
 
     rows = result["growth"]["rows"]
     assert [r["images"] for r in rows] == [100, 300] and [r["indexed"] for r in rows] == [100, 300]
@@ -71,3 +72,16 @@ def test_bench_quick_run_reports_every_section(tmp_path, tiny_models, photo_dir)
     saved = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert saved["encoders"][0]["bare"] == bare
     assert (tmp_path / "out" / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_disk_fit_separates_the_bounded_write_ahead_log():
+    from imgsearch.bench.store import DIM, disk_fit
+
+    raw = DIM * 4
+    rows = [{"n": n, "disk_bytes": int(1.4 * raw * n + 2e6 + wal), "wal_bytes": int(wal)}
+            for n, wal in ((10_000, 28e6), (100_000, 44e6))]
+    fit = disk_fit(rows + [{"backend": "local mode", "n": 5_000, "disk_bytes_per_vector": 1}])
+    assert fit["data_per_raw"] == pytest.approx(1.4, abs=1e-3) and fit["data_fixed_mb"] == pytest.approx(2.0, abs=0.1)
+    assert fit["per_raw"] == pytest.approx(1.4 + 16e6 / (90_000 * raw), abs=1e-3)  # the WAL's growth lands in the slope
+    assert fit["wal_mb"] == [28.0, 44.0]
+    assert disk_fit(rows[:1]) is None

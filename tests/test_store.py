@@ -413,11 +413,11 @@ def _indexer(workspace: Path):
     return QdrantIndexer(store_path=str(workspace))
 
 
-def _image(name: str, vector: np.ndarray, uri: str | None = None):
+def _image(name: str, vector: np.ndarray, uri: str, label: str | None, mime: str = "image/jpeg"):
     from executors.docs import ImageDoc
 
-    return ImageDoc(uri=uri or f"/data/{name}.jpg", hash=name * 64, label="lab", width=30, height=20, size=1234,
-                    mime="image/jpeg", model="m-1", embedding=vector)
+    return ImageDoc(uri=uri, hash=name * 64, label=label, width=30, height=20, size=1234, mime=mime, model="m-1",
+                    embedding=vector)
 
 
 # Every field a match has carried since paths were added; clients read them by name.
@@ -428,37 +428,40 @@ def test_indexer_stores_slim_payloads_and_matches_carry_every_field(tmp_path: Pa
     from docarray import DocList
 
     from executors.docs import ImageDoc
-    from executors.indexer.executor import STORED_FIELDS
 
     vecs = unit(np.random.default_rng(3).standard_normal((2, 8)).astype(np.float32))
+    a = _image("a", vecs[0], "/data/lab/a.jpg", "lab")  # label = its folder, MIME = its extension's
+    b = _image("b", vecs[1], "/data/b.png", None)  # directly in the data root (unlabelled), JPEG bytes named .png
     ix = _indexer(tmp_path / "ws")
     try:
-        ix.index(DocList[ImageDoc]([_image("a", vecs[0]), _image("b", vecs[1])]), parameters={"collection": "c"})
-        ix.add_paths(DocList[ImageDoc]([ImageDoc(hash="b" * 64, paths=["/data/b copy.jpg"])]), parameters={"collection": "c"})
+        ix.index(DocList[ImageDoc]([a, b]), parameters={"collection": "c"})
+        ix.add_paths(DocList[ImageDoc]([ImageDoc(hash="b" * 64, paths=["/data/b copy.png"])]), parameters={"collection": "c"})
         stored = {h.payload["hash"][0]: h.payload for h in ix.store.scroll("c")}
-        # Only what cannot be derived: no model (the collection's), no paths while it is [uri].
-        assert stored["a"] == {k: getattr(_image("a", vecs[0]), k) for k in STORED_FIELDS}
-        assert stored["b"]["paths"] == ["/data/b.jpg", "/data/b copy.jpg"] and "model" not in stored["b"]
+        # Only what the uri and the collection do not say already.
+        assert stored["a"] == {"uri": "/data/lab/a.jpg", "hash": "a" * 64, "width": 30, "height": 20, "size": 1234}
+        assert stored["b"] == {"uri": "/data/b.png", "hash": "b" * 64, "width": 30, "height": 20, "size": 1234,
+                               "label": None, "mime": "image/jpeg", "paths": ["/data/b.png", "/data/b copy.png"]}
 
         res = ix.search(DocList[ImageDoc]([ImageDoc(embedding=vecs[0])]), parameters={"collection": "c", "top_k": 2})
-        a, b = res[0].matches
-        assert set(a) == set(b) == MATCH_KEYS
-        assert a["model"] == b["model"] == "m-1"  # from the collection's metadata
-        assert a["uri"] == "/data/a.jpg" and a["paths"] == ["/data/a.jpg"] and a["score"] == pytest.approx(1.0, abs=1e-5)
-        assert b["uri"] == "/data/b.jpg" and b["paths"] == ["/data/b.jpg", "/data/b copy.jpg"]
-        assert (a["hash"], a["label"], a["width"], a["height"], a["size"], a["mime"]) == (
-            "a" * 64, "lab", 30, 20, 1234, "image/jpeg")
+        ma, mb = res[0].matches
+        assert set(ma) == set(mb) == MATCH_KEYS and ma["score"] == pytest.approx(1.0, abs=1e-5)
+        for m, doc in ((ma, a), (mb, b)):
+            assert {k: m[k] for k in ("uri", "hash", "label", "width", "height", "size", "mime")} == {
+                k: getattr(doc, k) for k in ("uri", "hash", "label", "width", "height", "size", "mime")}
+            assert m["model"] == "m-1"  # from the collection's metadata
+        assert ma["paths"] == ["/data/lab/a.jpg"] and mb["paths"] == ["/data/b.png", "/data/b copy.png"]
 
         # Re-indexing a stored image from another path keeps both paths (and stores them).
-        ix.index(DocList[ImageDoc]([_image("a", vecs[0], uri="/data/a2.jpg")]), parameters={"collection": "c"})
+        ix.index(DocList[ImageDoc]([_image("a", vecs[0], "/data/lab/a2.jpg", "lab")]), parameters={"collection": "c"})
         (again,) = ix.store.retrieve("c", [point_id("a" * 64)])
-        assert again.payload["paths"] == ["/data/a.jpg", "/data/a2.jpg"]
+        assert again.payload["paths"] == ["/data/lab/a.jpg", "/data/lab/a2.jpg"]
     finally:
         ix.close()
 
 
 def test_indexer_reads_collections_stored_with_full_payloads(tmp_path: Path) -> None:
-    """Points written before the payload was slimmed (model, paths and uri on every point) read as before."""
+    """Points written before the payload was slimmed (every field on every point) read as before,
+    their own label and MIME type winning over what their uri says."""
     from docarray import DocList
 
     from executors.docs import ImageDoc

@@ -1,10 +1,15 @@
 """Recognise image files by their first bytes, not by their names."""
 
+import os
 from typing import Optional
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".dib", ".tif", ".tiff"}
-)
+# The type each image extension names. Files are still told by content (sniff_mime); this
+# lets the indexer leave out of storage a MIME type that the file's name already says.
+EXTENSION_MIME = {
+    ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".jpe": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
+    ".webp": "image/webp", ".bmp": "image/bmp", ".dib": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff",
+}
+IMAGE_EXTENSIONS = frozenset(EXTENSION_MIME)
 SNIFF_BYTES = 16
 
 
@@ -23,6 +28,11 @@ def sniff_mime(head: bytes) -> Optional[str]:
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return "image/tiff"
     return None
+
+
+def mime_by_name(path: str) -> Optional[str]:
+    """The MIME type a file's extension names; None for other extensions."""
+    return EXTENSION_MIME.get(os.path.splitext(path)[1].lower())
 
 
 def describe_non_image(head: bytes) -> str:

@@ -244,6 +244,13 @@ def print_report(result: dict, out: TextIO) -> None:
             print(f"  {r['backend']:<32} {r['n']:>7} {r['upserts_per_second']:>9} {exact:>17} "
                   f"{_fmt(r.get('optimize_seconds')):>10} {r.get('p50_ms')}/{r.get('p99_ms'):<6} {r.get('recall_at_10'):>9} "
                   f"{r['disk_bytes_per_vector']:>8} {r['disk_vs_raw']:>5}", file=out)
+        from imgsearch.bench.store import disk_fit
+
+        fit = disk_fit(result["store"])
+        if fit:
+            print(f"  disk: {fit['per_raw']}× raw + {fit['fixed_mb']} MB; without the write-ahead log "
+                  f"({' / '.join(map(str, fit['wal_mb']))} MB, bounded) {fit['data_per_raw']}× raw + "
+                  f"{fit['data_fixed_mb']} MB", file=out)
     growth = result.get("growth")
     if growth:
         print(f"\n7. Growth ({growth['encoder']}, {growth['model']}; synthetic 160×120 JPEGs; a fresh flow per size)", file=out)

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,8 @@ def edge_row(n: int, optimize: bool = True) -> dict:
                            recall_at_10=round(_recall(ids, vecs, queries, got), 3))
             store.flush()
             disk = store.disk_bytes("bench") or 0
-            row.update(disk_bytes_per_vector=round(disk / n), disk_vs_raw=round(disk / (n * DIM * 4), 2))
+            row.update(disk_bytes=disk, wal_bytes=store.wal_bytes("bench") or 0,
+                       disk_bytes_per_vector=round(disk / n), disk_vs_raw=round(disk / (n * DIM * 4), 2))
         finally:
             store.close()
     return row
@@ -115,6 +117,26 @@ def local_mode_row(n: int) -> dict:
     return {"backend": "qdrant-client local mode", "n": n, "upserts_per_second": round(ups),
             "p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "recall_at_10": round(_recall(ids, vecs, queries, got), 3),
             "disk_bytes_per_vector": round(disk / n), "disk_vs_raw": round(disk / (n * DIM * 4), 2)}
+
+
+def _fit(lo: dict, hi: dict, size: Callable[[dict], int]) -> tuple[float, float]:
+    """(× raw float32 bytes per vector, fixed MB) of the line through two rows' sizes."""
+    per_raw = (size(hi) - size(lo)) / ((hi["n"] - lo["n"]) * DIM * 4)
+    return round(per_raw, 3), round((size(lo) - per_raw * lo["n"] * DIM * 4) / 1e6, 1)
+
+
+def disk_fit(rows: list[dict]) -> dict | None:
+    """Disk as × raw bytes per vector + fixed MB, through the smallest and the largest embedded
+    row: over all bytes, and without the write-ahead log, whose bounded size (EdgeStore.wal_bytes)
+    depends on where each size leaves its open segment, not on the size."""
+    edge = sorted((r for r in rows if "wal_bytes" in r), key=lambda r: r["n"])
+    if len(edge) < 2 or edge[0]["n"] == edge[-1]["n"]:
+        return None
+    lo, hi = edge[0], edge[-1]
+    per_raw, fixed_mb = _fit(lo, hi, lambda r: r["disk_bytes"])
+    data_per_raw, data_fixed_mb = _fit(lo, hi, lambda r: r["disk_bytes"] - r["wal_bytes"])
+    return {"per_raw": per_raw, "fixed_mb": fixed_mb, "data_per_raw": data_per_raw, "data_fixed_mb": data_fixed_mb,
+            "wal_mb": [round(r["wal_bytes"] / 1e6, 1) for r in edge]}
 
 
 def run_store(sizes: list[int], local_size: int) -> list[dict]:
