@@ -215,6 +215,11 @@ class TorchEncoder(EncoderStage):
         with self._model_lock:  # /index runs in Jina's own thread; one forward pass at a time
             self.encode_docs(docs)
 
+    def close(self) -> None:
+        if getattr(self, "_queries", None) is not None:  # absent when loading failed
+            self._queries.close()
+        super().close()
+
     def encode_docs(self, docs: Sequence[ImageDoc]) -> None:
         """Embed every image and text document in place (errors go on the document)."""
         images = [d for d in docs if not failed(d) and d.tensor is not None]
