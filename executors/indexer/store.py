@@ -114,7 +114,11 @@ class VectorStore(Protocol):
         score_threshold: float | None = None,
         exclude_ids: list[str] | None = None,
         with_vectors: bool = False,
-    ) -> list[Hit]: ...
+    ) -> list[Hit]:
+        """One query: a batch of one, for every backend (search_batch builds the engine's request)."""
+        excludes = [exclude_ids] if exclude_ids else None
+        return self.search_batch(name, np.asarray(vector)[None], limit, score_threshold, excludes, with_vectors)[0]
+
     def search_batch(
         self,
         name: str,
@@ -258,7 +262,7 @@ def _edge_search_params():
                         quantization=QuantizationSearchParams(rescore=True, oversampling=RESCORE_OVERSAMPLING))
 
 
-class EdgeStore:
+class EdgeStore(VectorStore):
     """Qdrant Edge embedded in process: one EdgeShard per collection in the workspace.
 
     Durability: every update goes to the shard's write-ahead log before ``update()``
@@ -478,19 +482,6 @@ class EdgeStore:
         sh.update(UpdateOperation.set_payload(_norm_ids(ids), payload))
         self._maybe_flush(name, sh)
 
-    def search(
-        self,
-        name: str,
-        vector: np.ndarray,
-        limit: int,
-        score_threshold: float | None = None,
-        exclude_ids: list[str] | None = None,
-        with_vectors: bool = False,
-    ) -> list[Hit]:
-        """One query: a batch of one (one place builds the engine's request)."""
-        excludes = [exclude_ids] if exclude_ids else None
-        return self.search_batch(name, np.asarray(vector)[None], limit, score_threshold, excludes, with_vectors)[0]
-
     def search_batch(
         self,
         name: str,
@@ -672,7 +663,7 @@ def _server_search_params():
     )
 
 
-class ServerStore:
+class ServerStore(VectorStore):
     """A Qdrant server (or any QdrantClient, e.g. local mode) behind the same interface.
 
     Collection metadata is stored in the collection's ``metadata`` field. Upserts use
@@ -796,19 +787,6 @@ class ServerStore:
             return
         self._require(name)
         self.client.set_payload(name, payload=payload, points=_norm_ids(ids), wait=True)
-
-    def search(
-        self,
-        name: str,
-        vector: np.ndarray,
-        limit: int,
-        score_threshold: float | None = None,
-        exclude_ids: list[str] | None = None,
-        with_vectors: bool = False,
-    ) -> list[Hit]:
-        """One query: a batch of one (one place builds the engine's request)."""
-        excludes = [exclude_ids] if exclude_ids else None
-        return self.search_batch(name, np.asarray(vector)[None], limit, score_threshold, excludes, with_vectors)[0]
 
     def search_batch(
         self,
