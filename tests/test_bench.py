@@ -39,6 +39,7 @@ def test_bench_quick_run_reports_every_section(tmp_path, tiny_models, photo_dir)
         assert r["ratio"] == pytest.approx(r["images_per_second"] / r["bare_images_per_second"], rel=1e-2)
     (middle,) = [r for r in rounds if r["ratio"] == rec["ratio_e2e_to_bare"]][:1]
     assert middle["ratio"] == sorted(r["ratio"] for r in rounds)[1]
+    assert rounds[e2e["median_round"]] == middle
     assert warm["images_per_second"] == middle["images_per_second"]
     assert rec["bare_same_time"] == middle["bare_images_per_second"]
     assert e2e["startup"]["flow_ready_excluding_model_load_seconds"] == pytest.approx(

@@ -200,8 +200,7 @@ class TorchEncoder(EncoderStage):
 
     @requests(on="/index")
     def encode(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
-        with self._model_lock:
-            self.encode_docs(docs)
+        self._encode_locked(docs)
         return docs
 
     @requests(on="/search")
@@ -211,8 +210,8 @@ class TorchEncoder(EncoderStage):
         await self._queries.submit(docs)
         return docs
 
-    def _encode_locked(self, docs: list[ImageDoc]) -> None:
-        with self._model_lock:  # /index runs in Jina's own thread; one forward pass at a time
+    def _encode_locked(self, docs: Sequence[ImageDoc]) -> None:
+        with self._model_lock:  # /index and the query coalescer run in different threads
             self.encode_docs(docs)
 
     def close(self) -> None:

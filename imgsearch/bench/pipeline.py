@@ -72,16 +72,17 @@ def snapshot(gateway: Gateway) -> dict:
     return {"stages": stages, "gateway_cpu": gateway_cpu, "client_cpu": time.process_time()}
 
 
+def _total(handlers: dict, key: str) -> float:
+    return sum(float(h.get(key, 0.0)) for h in handlers.values())
+
+
 def breakdown(before: dict, after: dict, images: int, wall: float) -> dict:
     """Per process: handler seconds, CPU seconds, CPU outside handlers, per image."""
     rows = {}
     for name, a in after["stages"].items():
         b = before["stages"].get(name, {"handlers": {}, "cpu_seconds": 0.0})
-        def total(handlers: dict, key: str) -> float:
-            return sum(float(h.get(key, 0.0)) for h in handlers.values())
-
-        handler_s = total(a["handlers"], "seconds") - total(b["handlers"], "seconds")
-        handler_cpu = total(a["handlers"], "cpu_seconds") - total(b["handlers"], "cpu_seconds")
+        handler_s = _total(a["handlers"], "seconds") - _total(b["handlers"], "seconds")
+        handler_cpu = _total(a["handlers"], "cpu_seconds") - _total(b["handlers"], "cpu_seconds")
         cpu_s = float(a["cpu_seconds"]) - float(b["cpu_seconds"])
         rows[name] = {
             "work": STAGE_HANDLERS.get(name, name),
@@ -286,6 +287,7 @@ def run_pipeline(
             key = "ratio" if bare_probe else "images_per_second"
             middle = sorted(rounds, key=lambda r: r[key])[len(rounds) // 2]
             result["warm"] = middle["run"]
+            result["median_round"] = rounds.index(middle)
             result["ratio_median"] = middle.get("ratio")
             result["rounds"] = [{k: v for k, v in r.items() if k not in ("run", "collection")} for r in rounds]
             collection = middle["collection"]

@@ -116,7 +116,7 @@ def run_bench(opts: BenchOptions, log: TextIO) -> dict:
 
             e2e = run_pipeline(encoder, model, folder, best, work / f"store-{encoder}", opts.search_queries,
                                opts.clients, opts.per_client, warm_runs=opts.rounds, bare_probe=bare_probe)
-            middle = next((r for r in e2e.get("rounds", []) if r.get("ratio") == e2e.get("ratio_median")), {})
+            middle = e2e["rounds"][e2e["median_round"]] if "median_round" in e2e else {}
             result["encoders"].append({
                 "encoder": encoder,
                 "random_weights": _random_weights(model),
