@@ -7,7 +7,7 @@ COPY --chown=10001:10001 executors /app/executors
 COPY --chown=10001:10001 docker/bake_model.py /app/docker/bake_model.py
 USER 10001
 # Bake the weights into the image (HF cache under $HF_HOME), or build with
-# --build-arg CHECKPOINT= and mount a cache volume at $HF_HOME instead (README: Deploy).
+# --build-arg CHECKPOINT= and mount a cache volume at $HF_HOME instead (docs/deploy.md).
 ARG CHECKPOINT=facebook/dinov2-base
 RUN if [ -n "$CHECKPOINT" ]; then python docker/bake_model.py executors/encoders/configs/dinov2.yml "$CHECKPOINT"; fi
 EXPOSE 8080

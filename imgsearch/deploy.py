@@ -336,7 +336,7 @@ def dockerfile(stage: str) -> str:
         lines += [f"COPY --chown={APP_UID}:{APP_UID} docker/bake_model.py /app/docker/bake_model.py",
                   f"USER {APP_UID}",
                   "# Bake the weights into the image (HF cache under $HF_HOME), or build with",
-                  "# --build-arg CHECKPOINT= and mount a cache volume at $HF_HOME instead (README: Deploy).",
+                  "# --build-arg CHECKPOINT= and mount a cache volume at $HF_HOME instead (docs/deploy.md).",
                   f"ARG CHECKPOINT={get_spec(encoder).checkpoint}",
                   f'RUN if [ -n "$CHECKPOINT" ]; then python docker/bake_model.py {config} "$CHECKPOINT"; fi']
     else:

@@ -28,12 +28,13 @@ from executors.indexer.store import (  # noqa: E402
     point_id,
 )
 
-STORE_PY = REPO / "executors" / "indexer" / "store.py"
+STORE_PKG = REPO / "executors" / "indexer" / "store"
 
-# Subprocesses load store.py by path: importing the executors package pulls in jina (~2 s).
+# Subprocesses load the store package by path: importing the executors package pulls in jina (~2 s).
 SUBPROCESS_PRELUDE = f"""
 import importlib.util, sys
-spec = importlib.util.spec_from_file_location("store_under_test", {str(STORE_PY)!r})
+spec = importlib.util.spec_from_file_location("store_under_test", {str(STORE_PKG / "__init__.py")!r},
+                                              submodule_search_locations=[{str(STORE_PKG)!r}])
 store = importlib.util.module_from_spec(spec)
 sys.modules["store_under_test"] = store
 spec.loader.exec_module(store)
