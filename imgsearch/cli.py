@@ -6,18 +6,17 @@ import json
 import logging
 import os
 import sys
+import traceback
 import warnings
 from pathlib import Path
 from typing import Iterator, Optional, TextIO
 
+from executors.encoders.specs import DEFAULT_ENCODER
+from executors.errors import UserError
+
 logger = logging.getLogger("imgsearch")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-DEFAULT_ENCODER = "efficientnet-lite0"  # the one whose weights need no hub
-
-
-class UserError(Exception):
-    """A mistake the user can fix; printed without a traceback, exit code 2."""
 
 
 @contextlib.contextmanager
@@ -191,21 +190,23 @@ def main(argv: Optional[list[str]] = None) -> int:
     with real_stdout() as out:
         try:
             return handler(args, out)
-        except (UserError, ValueError, KeyError) as exc:
+        except UserError as exc:
             return _fail(args, out, exc, EXIT_USAGE)
-        except Exception as exc:  # FlowError, store errors: the message is the story
+        except Exception as exc:  # a bug or an outage (FlowError...): exit 1, traceback with -v
             if args.verbose:
-                logger.exception("failed")
-            return _fail(args, out, exc, EXIT_FAILURE)
+                traceback.print_exc(file=sys.stderr)
+            return _fail(args, out, exc, EXIT_FAILURE, hint=not args.verbose)
         except KeyboardInterrupt:
             print("interrupted: what was acknowledged as stored stays stored", file=sys.stderr)
             return 130
 
 
-def _fail(args: argparse.Namespace, out: TextIO, exc: Exception, code: int) -> int:
+def _fail(args: argparse.Namespace, out: TextIO, exc: Exception, code: int, hint: bool = False) -> int:
     message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
     if getattr(args, "json", False):
         json.dump({"error": message, "type": type(exc).__name__}, out)
         out.write("\n")
     print(f"error: {message}", file=sys.stderr)
+    if hint:
+        print(f"({type(exc).__name__}; run again with -v for the traceback)", file=sys.stderr)
     return code

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Iterator, Optional, TextIO
 
 from executors.encoders.resolve import resolve_checkpoint
-from executors.encoders.specs import SPECS, get_spec
-from imgsearch.cli import DEFAULT_ENCODER, UserError
+from executors.encoders.specs import DEFAULT_ENCODER, SPECS, get_spec
+from executors.errors import UserError
 from imgsearch.flow import Gateway, collection_name, local_flow
 from imgsearch.grid import render_html, render_png
 from imgsearch.indexing import encoder_info, run_index
@@ -34,21 +34,9 @@ def gateway_for(args: argparse.Namespace, encoder: str, model: Optional[str]) ->
         yield gateway, info
         return
     resolve_checkpoint(encoder, model)  # one clear error before the flow starts
-    if not args.qdrant_url:
-        _check_store_free(args.store)
     with local_flow(encoder, model, store=args.store, qdrant_url=args.qdrant_url, resize=getattr(args, "resize", None)) as host:
         gateway = Gateway(host)
         yield gateway, encoder_info(gateway)
-
-
-def _check_store_free(store: str) -> None:
-    """A second writer would fail deep inside the flow; say so plainly before starting it."""
-    from executors.indexer.store import EdgeStore, StoreInUseError
-
-    try:
-        EdgeStore(store).close()
-    except StoreInUseError as exc:
-        raise UserError(str(exc)) from None
 
 
 def cmd_index(args: argparse.Namespace, out: TextIO) -> int:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Optional, TextIO
 
 from executors.docs import ImageDoc
+from executors.errors import UserError
 from imgsearch.metrics import RankedQuery, evaluate, per_query_ap
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ TINY_MARKER = "IMGSEARCH_TINY_RANDOM_MODEL.txt"
 SEARCH_CHUNK = 32
 
 
-class CompareError(ValueError):
+class CompareError(UserError, ValueError):
     """A mistake in the compare options (exit code 2)."""
 
 

@@ -37,8 +37,8 @@ from typing import Any, Optional
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-FLOW_YAML = REPO / "flows" / "index.yml"
+from imgsearch.flowfile import REPO, read_flow
+
 
 NAMESPACE = "imgsearch"
 VERSION = "0.1.0"  # image tag; follows [project].version in pyproject.toml (a test checks)
@@ -98,17 +98,6 @@ def executor_config(stage: str) -> str:
 
 
 # --------------------------------------------------------------------------- the flow
-
-
-def read_flow(encoder: str) -> dict:
-    """flows/index.yml for one encoder: executors in order, ``uses_with`` placeholders kept."""
-    flow = yaml.safe_load(FLOW_YAML.read_text())
-    executors = []
-    for ex in flow["executors"]:
-        uses = ex["uses"].replace("${{ ENV.ENCODER }}", encoder)
-        executors.append({"name": ex["name"], "uses": uses, "uses_with": ex.get("uses_with") or {},
-                          "uses_dynamic_batching": ex.get("uses_dynamic_batching")})
-    return {"with": flow.get("with") or {}, "executors": executors}
 
 
 def stage_of(executor_name: str, encoder: str) -> str:

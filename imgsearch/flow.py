@@ -16,11 +16,10 @@ from docarray import DocList
 
 from executors.docs import ImageDoc
 from imgsearch import jina_fixes
+from imgsearch.flowfile import FLOW_YAML, REPO, expand_env, read_flow
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
-FLOW_YAML = REPO / "flows" / "index.yml"
 # Every call has a deadline. Control calls (/info, /count, /scan of a page...) get the
 # default; a search is one image through every stage, so it gets a short one; /index gets
 # INDEX_REQUEST_TIMEOUT_S per request it streams (see imgsearch/indexing.py).
@@ -159,6 +158,17 @@ def local_flows(
         yield hosts
 
 
+def _check_store_free(store: str) -> None:
+    """A second writer would fail deep inside the indexer; say so plainly before starting anything.
+
+    Raises StoreInUseError (a UserError). Imported here, not at the top: the store package
+    pulls in jina and both Qdrant clients, which `app.py` commands without a flow never need.
+    """
+    from executors.indexer.store import EdgeStore
+
+    EdgeStore(store).close()
+
+
 @contextlib.contextmanager
 def _started_flow(
     encoder: str,
@@ -171,6 +181,8 @@ def _started_flow(
 ) -> Iterator[tuple[Any, str]]:
     from jina.excepts import RuntimeFailToStart
 
+    if not qdrant_url and not shared:
+        _check_store_free(store)
     _prepare_start_method(encoder)
     jina_fixes.apply()
     port = port or free_port()
@@ -208,25 +220,17 @@ def _flow_sharing(encoder: str, port: int, shared: dict[str, int]) -> Any:
     """flows/index.yml's chain for `encoder`, its `shared` stages reached at running executors."""
     from jina import Flow
 
-    from imgsearch.deploy import read_flow
-
     spec = read_flow(encoder)
     flow = Flow(protocol=spec["with"].get("protocol", "grpc"), port=port)
     for ex in spec["executors"]:
         if ex["name"] in shared:
             flow = flow.add(name=ex["name"], host="127.0.0.1", port=shared[ex["name"]], external=True)
         else:
-            uses_with = {k: _expand_env(v) for k, v in ex["uses_with"].items()}
+            uses_with = {k: expand_env(v) for k, v in ex["uses_with"].items()}
             extra = {"uses_dynamic_batching": ex["uses_dynamic_batching"]} if ex.get("uses_dynamic_batching") else {}
             flow = flow.add(name=ex["name"], uses=str(REPO / ex["uses"]), uses_with=uses_with, **extra)
     return flow
 
-
-def _expand_env(value: Any) -> Any:
-    """The YAML's ``${{ ENV.X }}`` placeholders, filled as Jina fills them when it loads the file."""
-    if not isinstance(value, str):
-        return value
-    return re.sub(r"\$\{\{\s*ENV\.(\w+)\s*\}\}", lambda m: os.environ.get(m.group(1), ""), value) or None
 
 
 class Gateway:

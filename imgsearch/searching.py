@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Optional
 
 from executors.docs import MAX_IMAGE_BYTES, ImageDoc
+from executors.errors import UserError
 from imgsearch.flow import RETRY_UNREACHABLE_S, SEARCH_TIMEOUT_S, Gateway, fit_parameter
 
 logger = logging.getLogger(__name__)
 
 
-class QueryError(ValueError):
+class QueryError(UserError, ValueError):
     """The query itself is unusable (unreadable image, text on an image-only encoder...)."""
 
 

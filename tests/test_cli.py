@@ -124,3 +124,30 @@ def test_a_second_writer_gets_a_clear_in_use_error(tmp_path, photo_dir):
     with EdgeStore(str(store)):  # another process's indexer holding the store
         run = app("index", "--data", str(photo_dir), "--store", str(store))
     assert run.returncode == 2 and "is in use by another process" in run.stderr
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_bug_exits_1_with_a_pointer_to_verbose_not_as_a_user_error(monkeypatch, capsys, verbose):
+    """Only UserError means "your mistake" (exit 2); a ValueError from a bug is exit 1, traceback with -v."""
+    from imgsearch import cli, commands
+
+    def broken(args, out):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setattr(commands, "cmd_encoders", broken)
+    code = cli.main(["-v", "encoders"] if verbose else ["encoders"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "error: an internal invariant broke" in err
+    assert ("Traceback" in err) == verbose
+    assert ("run again with -v" in err) != verbose
+
+
+def test_a_user_error_from_a_lower_layer_exits_2(monkeypatch, capsys):
+    from executors.encoders.specs import get_spec
+    from imgsearch import cli, commands
+
+    monkeypatch.setattr(commands, "cmd_encoders", lambda args, out: get_spec("no-such-encoder"))
+    assert cli.main(["encoders"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown encoder 'no-such-encoder'" in err and "Traceback" not in err

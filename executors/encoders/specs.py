@@ -9,6 +9,8 @@ own image-processor config, except for checkpoints that ship none (``processor``
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from executors.errors import UserError
+
 # EfficientNet-Lite's evaluation transform: shorter side to 256, centre crop 224, pixels
 # scaled to [-1, 1] (the TF-Lite models' mean 127 / std 128; ImageNet's mean/std gave
 # visibly less confident, sometimes wrong, top-1 classes on the scikit-image photos).
@@ -83,8 +85,12 @@ SPECS: dict[str, EncoderSpec] = {
 }
 
 
-class UnknownEncoderError(ValueError):
-    pass
+# The default everywhere (CLI, flows, tests): the one encoder whose weights need no model hub.
+DEFAULT_ENCODER = "efficientnet-lite0"
+
+
+class UnknownEncoderError(UserError, ValueError):
+    """An encoder name that is not in the registry."""
 
 
 def get_spec(name: str) -> EncoderSpec:

@@ -7,7 +7,8 @@ import socket
 from pathlib import Path
 from typing import Iterator, TextIO
 
-from imgsearch.cli import DEFAULT_ENCODER, UserError
+from executors.encoders.specs import DEFAULT_ENCODER
+from executors.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +50,6 @@ def gateways(args: argparse.Namespace) -> Iterator[dict[str, str]]:
     models = parse_models(args.model, names)
     for name in names:
         resolve_checkpoint(name, models.get(name))  # one clear error before any flow starts
-    if not args.qdrant_url:
-        from imgsearch.commands import _check_store_free
-
-        _check_store_free(args.store)
     with local_flows([(n, models.get(n)) for n in names], store=args.store, qdrant_url=args.qdrant_url,
                      resize=args.resize) as hosts:
         yield hosts

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from executors.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 # Fixed namespace of this project: changing it would orphan every stored point.
@@ -47,11 +49,11 @@ class CollectionInfo:
     disk_bytes: int | None
 
 
-class StoreInUseError(RuntimeError):
+class StoreInUseError(UserError, RuntimeError):
     """The workspace (or one of its shards) is held by another process/store."""
 
 
-class UnknownCollectionError(KeyError):
+class UnknownCollectionError(UserError, KeyError):
     """A collection that does not exist was asked for."""
 
     def __init__(self, name: str, existing: list[str]):
