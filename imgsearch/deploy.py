@@ -37,6 +37,7 @@ from typing import Any, Optional
 
 import yaml
 
+from executors.encoders.specs import SPECS, get_spec
 from imgsearch.flowfile import REPO, read_flow
 
 
@@ -51,11 +52,11 @@ DATA_MOUNT = "/data"  # the loader's dataset volume: `app.py index --host ... --
 HF_HOME = "/models"  # Hugging Face cache in the encoder images (baked weights, or a mounted volume)
 APP_UID = 10001
 
-# The GPU encoders that get an image, a Deployment and a gateway. efficientnet-lite0 (the
-# CPU demo encoder) runs from the efficientnet image: `--encoders ... efficientnet-lite0`.
-ENCODERS = ("clip", "bit", "efficientnet", "vit", "dinov2", "blip2")
+# The GPU encoders that get an image, a Deployment and a gateway: the registry's specs with a
+# cluster memory size. efficientnet-lite0 (the CPU demo encoder) runs from its family's image:
+# `--encoders ... efficientnet-lite0`.
+ENCODERS = tuple(name for name, spec in SPECS.items() if spec.cluster_memory)
 CPU_STAGES = ("loader", "normalizer", "indexer")
-ENCODER_IMAGE = {"efficientnet-lite0": "efficientnet"}  # encoders served by another family's image
 
 # gRPC health checking (grpc.health.v1): Jina's servers register a HealthServicer; the
 # empty service name is SERVING as soon as the port is open, and every Jina service is set
@@ -65,8 +66,7 @@ READY_SERVICE = "jina.JinaSingleDataRequestRPC"
 CPU_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}
 GATEWAY_RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "2Gi"}}
 QDRANT_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "8Gi"}}
-ENCODER_MEMORY = {"blip2": ("16Gi", "32Gi"), "efficientnet": ("8Gi", "16Gi"), "vit": ("8Gi", "16Gi")}
-ENCODER_MEMORY_DEFAULT = ("6Gi", "12Gi")
+ENCODER_MEMORY_DEFAULT = ("6Gi", "12Gi")  # encoders deployed by name that have no size of their own
 GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}  # label set by NVIDIA GPU feature discovery
 GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
@@ -85,8 +85,7 @@ def image(name: str, registry: str = REGISTRY) -> str:
 def image_name(stage: str) -> str:
     """The image (and Dockerfile) of a flow stage: loader, ..., encoder-clip."""
     if stage.startswith("encoder-"):
-        enc = stage[len("encoder-"):]
-        return f"encoder-{ENCODER_IMAGE.get(enc, enc)}"
+        return f"encoder-{get_spec(stage[len('encoder-'):]).family}"  # one image per family
     return stage
 
 
@@ -210,7 +209,7 @@ def _adapt(docs: list[dict], stage: str, component: str, encoder: Optional[str],
     if component == "encoder":
         # flows/index.yml's `model: ${{ ENV.ENCODER_MODEL }}`, per encoder from the ConfigMap.
         extra_env.append({"name": "ENCODER_MODEL", "valueFrom": {"configMapKeyRef": {"name": CONFIGMAP, "key": env_key(encoder)}}})
-        low, high = ENCODER_MEMORY.get(encoder, ENCODER_MEMORY_DEFAULT)
+        low, high = get_spec(encoder).cluster_memory or ENCODER_MEMORY_DEFAULT
         container["resources"] = {
             "requests": {"cpu": "2", "memory": low, "nvidia.com/gpu": 1},
             "limits": {"cpu": "8", "memory": high, "nvidia.com/gpu": 1},
@@ -243,8 +242,6 @@ def _namespace() -> list[dict]:
 
 
 def _configmap(encoders: tuple[str, ...]) -> list[dict]:
-    from executors.encoders.specs import get_spec
-
     data = {
         "QDRANT_URL": QDRANT_URL,  # the indexer's Qdrant (flows/index.yml: qdrant_url)
         "IMGSEARCH_STORE": "/tmp/imgsearch-store",  # embedded store; unused while QDRANT_URL is set
@@ -306,8 +303,6 @@ def _pvc(name: str, size: str, mode: str) -> dict:
 
 def dockerfile(stage: str) -> str:
     """The Dockerfile of one image: shared base, the code, Jina's executor entrypoint."""
-    from executors.encoders.specs import get_spec
-
     name = image_name(stage)
     gpu = name.startswith("encoder-")
     lines = [HEADER.rstrip("\n"), f"# Image {image(name)}: build from the repo root, after the base (docker/build.sh).", ""]
@@ -344,8 +339,6 @@ def _dump(docs: list[dict]) -> str:
 
 def render(encoders: tuple[str, ...] = ENCODERS, registry: str = REGISTRY, model_cache: Optional[str] = None) -> dict[str, str]:
     """Every generated file, by repo-relative path → text."""
-    from executors.encoders.specs import get_spec
-
     for e in encoders:
         get_spec(e)
     files: dict[str, str] = {
@@ -373,13 +366,26 @@ def render(encoders: tuple[str, ...] = ENCODERS, registry: str = REGISTRY, model
         files[f"k8s/20-{stage}.yml"] = _dump(docs)
     for name in sorted({"gateway", *CPU_STAGES, *(image_name(f"encoder-{e}") for e in encoders)}):
         files[f"docker/{name}.Dockerfile"] = dockerfile(name)
+    files.update(encoder_configs())
     return dict(sorted(files.items()))
+
+
+def encoder_configs() -> dict[str, str]:
+    """executors/encoders/configs/<name>.yml for every spec: the flow's `uses:` for that encoder."""
+    header = HEADER.replace("from flows/index.yml", "from the encoder registry (executors/encoders/specs.py)")
+    return {
+        f"executors/encoders/configs/{name}.yml": header + yaml.safe_dump(
+            {"jtype": spec.executor, "py_modules": [spec.module],
+             "with": {"name": name, "model": None, "batch_size": spec.batch_size}},
+            sort_keys=False)
+        for name, spec in SPECS.items()
+    }
 
 
 def write(out: Path = REPO, **kwargs: Any) -> list[Path]:
     """Write the generated files under ``out``; remove stale generated files there."""
     files = render(**kwargs)
-    for folder, pattern in (("k8s", "*.yml"), ("docker", "*.Dockerfile")):
+    for folder, pattern in (("k8s", "*.yml"), ("docker", "*.Dockerfile"), ("executors/encoders/configs", "*.yml")):
         for old in (out / folder).glob(pattern):
             if f"{folder}/{old.name}" not in files and old.read_text().startswith(HEADER):
                 old.unlink()

@@ -12,6 +12,8 @@ for p in (str(ROOT), str(ROOT / "tests")):
     if p not in sys.path:
         sys.path.insert(0, p)
 
+from executors.encoders.specs import SPECS  # noqa: E402 (after the path set-up above)
+
 # Nothing in the tests may reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -22,15 +24,8 @@ os.environ.setdefault("JINA_LOG_LEVEL", "ERROR")
 # app.py's default, fork, is what test_cli.py runs.
 os.environ.setdefault("IMGSEARCH_START_METHOD", "spawn")
 
-# encoder registry name -> tiny model kind (tests/tiny_models.py)
-TINY_FOR_ENCODER = {
-    "clip": "clip",
-    "bit": "bit",
-    "efficientnet": "efficientnet",
-    "vit": "vit",
-    "dinov2": "dinov2",
-    "blip2": "blip2-itm",
-}
+# encoder registry name -> its tiny model kind, from the registry
+TINY_FOR_ENCODER = {name: spec.tiny for name, spec in SPECS.items() if spec.tiny}
 
 
 @pytest.fixture(scope="session")

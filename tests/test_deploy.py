@@ -52,6 +52,8 @@ def test_regenerating_gives_the_committed_files(tmp_path):
     generated = deploy.render()
     committed = {f"k8s/{p.name}": p.read_text() for p in K8S.glob("*.yml")}
     committed |= {f"docker/{p.name}": p.read_text() for p in DOCKER.glob("*.Dockerfile") if p.read_text().startswith(deploy.HEADER)}
+    committed |= {f"executors/encoders/configs/{p.name}": p.read_text()
+                  for p in (ROOT / "executors" / "encoders" / "configs").glob("*.yml")}
     assert sorted(generated) == sorted(committed), "run `python app.py k8s`"
     for path, text in generated.items():
         assert committed[path] == text, f"{path} is stale: run `python app.py k8s`"
@@ -144,7 +146,7 @@ def test_every_flow_executor_has_a_deployment_a_service_and_a_dockerfile():
         assert uses == ex["uses"] and (ROOT / uses).is_file()
         assert c["command"] == ["jina"] and c["args"][0] == "executor" and arg(c["args"], "--name") == ex["name"]
         assert json.loads(arg(c["args"], "--uses-with")) == ex["uses_with"]
-        if stage == f"encoder-{deploy.ENCODER_IMAGE.get(ex['encoder'], ex['encoder'])}" or not stage.startswith("encoder-"):
+        if stage == deploy.image_name(f"encoder-{ex['encoder']}") or not stage.startswith("encoder-"):
             assert arg(entry, "--uses") == uses  # the image's own entrypoint runs the same config
 
 

@@ -9,15 +9,9 @@ import torch
 from conftest import TINY_FOR_ENCODER
 from executors.encoders.specs import SPECS, UnknownEncoderError, get_spec
 
-CLASSES = {
-    "clip": "ClipEncoder", "bit": "BitEncoder", "efficientnet": "EfficientNetEncoder",
-    "vit": "VitEncoder", "dinov2": "Dinov2Encoder", "blip2": "Blip2Encoder",
-}
-
-
 def make_encoder(name: str, model: str | None = None, **kwargs):
-    family = get_spec(name).family
-    cls = getattr(importlib.import_module(f"executors.encoders.{family}"), CLASSES[family])
+    spec = get_spec(name)
+    cls = getattr(importlib.import_module(spec.module), spec.executor)
     return cls(name=name, model=model, **kwargs)
 
 

