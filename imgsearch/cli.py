@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("k8s", help="regenerate k8s/ manifests and docker/ Dockerfiles from flows/index.yml",
                        description="Write the Kubernetes manifests (k8s/) and per-executor Dockerfiles (docker/) generated from flows/index.yml.")
-    from imgsearch.deploy import add_arguments as _add_deploy_args
+    from imgsearch.deploy import add_arguments as _add_deploy_args  # local: deploy pulls in yaml and the registry only here
 
     _add_deploy_args(p)
     p = sub.add_parser("compare", help="index the same images with several encoders and write a comparison report",
@@ -184,7 +184,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:
         os.environ.setdefault("JINA_LOG_LEVEL", "ERROR")
-    from imgsearch import commands
+    from imgsearch import commands  # local: after the environment above is set, before torch/jina load
 
     handler = getattr(commands, f"cmd_{args.command}")
     with real_stdout() as out:

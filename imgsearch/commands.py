@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional, TextIO
 
-from executors.encoders.resolve import resolve_checkpoint
+from executors.encoders.resolve import CheckpointError, parse_model_overrides, resolve_checkpoint
 from executors.encoders.specs import DEFAULT_ENCODER, SPECS, get_spec
 from executors.errors import UserError
 from imgsearch.flow import Gateway, collection_name, local_flow
@@ -139,7 +139,7 @@ def cmd_stats(args: argparse.Namespace, out: TextIO) -> int:
     if args.host:
         collections = Gateway(args.host).call("/stats").get("collections", [])
     else:
-        from executors.indexer.store import EdgeStore, ServerStore
+        from executors.indexer.store import EdgeStore, ServerStore  # local: both Qdrant clients, only for stats
 
         if args.qdrant_url:
             store = ServerStore(args.qdrant_url)
@@ -166,7 +166,7 @@ def cmd_stats(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_sample(args: argparse.Namespace, out: TextIO) -> int:
-    from imgsearch.sample_data import build_memes
+    from imgsearch.sample_data import build_memes  # local: image generation, only for sample
 
     started = time.perf_counter()
     summary = build_memes(args.out, variants=args.variants, hard=args.hard, limit=args.limit, wheel=args.wheel)
@@ -185,7 +185,6 @@ def cmd_encoders(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     """The README's first command: everything a new user should see, offline."""
-    from executors.encoders.resolve import CheckpointError
 
     if not (args.data.is_dir() and any(args.data.rglob("*.jpg"))):
         cmd_sample(argparse.Namespace(out=args.data, variants=4, hard=False, limit=None, wheel=None), out)
@@ -212,9 +211,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     """Several encoders, the same images and queries, one report (imgsearch/compare.py)."""
-    import sys
-
-    from imgsearch.compare import CompareOptions, parse_encoders, parse_models, run_compare
+    from imgsearch.compare import CompareOptions, parse_encoders, parse_models, run_compare  # local: reports, plots
 
     encoders = parse_encoders(args.encoders)
     opts = CompareOptions(
@@ -243,16 +240,11 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
-    from imgsearch.bench.run import BenchOptions, print_report, run_bench
+    from imgsearch.bench.run import BenchOptions, print_report, run_bench  # local: torch and the models
 
-    models = {}
-    for item in args.model or []:
-        encoder, sep, checkpoint = item.partition("=")
-        if not sep or not checkpoint:
-            raise UserError(f"--model expects ENCODER=CHECKPOINT, got {item!r}")
-        models[encoder] = checkpoint
     for name in args.encoders:
         get_spec(name)  # unknown names fail before anything starts
+    models = parse_model_overrides(args.model, args.encoders)
     opts = BenchOptions(
         encoders=args.encoders, models=models, data=args.data, images=args.images, batch_sizes=args.batch_sizes,
         bare_seconds=args.bare_seconds, rounds=args.rounds, clients=args.clients, per_client=args.per_client,
@@ -275,7 +267,7 @@ def cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_tiny_models(args: argparse.Namespace, out: TextIO) -> int:
-    from imgsearch.compare import build_tiny_models
+    from imgsearch.compare import build_tiny_models  # local: transformers' model classes
 
     built = build_tiny_models(args.out)
     print(f"Tiny RANDOM models (for offline runs; their numbers mean nothing) in {args.out}:", file=out)
@@ -286,7 +278,7 @@ def cmd_tiny_models(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_k8s(args: argparse.Namespace, out: TextIO) -> int:
     """Regenerate k8s/ and docker/ from flows/index.yml (imgsearch/deploy.py)."""
-    from imgsearch.deploy import write
+    from imgsearch.deploy import write  # local: Jina's Kubernetes export
 
     paths = write(args.out, encoders=tuple(args.encoders), registry=args.registry, model_cache=args.model_cache)
     for path in paths:
@@ -296,7 +288,7 @@ def cmd_k8s(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_export_fashion_mnist(args: argparse.Namespace, out: TextIO) -> int:
-    from imgsearch.fashion_mnist import export
+    from imgsearch.fashion_mnist import export  # local: only for this export
 
     try:
         summary = export(args.out, args.split, args.per_class or None, args.source)
@@ -309,6 +301,6 @@ def cmd_export_fashion_mnist(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     """The search page (imgsearch/web/)."""
-    from imgsearch.web.serve import cmd_serve as serve
+    from imgsearch.web.serve import cmd_serve as serve  # local: the web stack
 
     return serve(args, out)

@@ -73,3 +73,16 @@ def _probe_hub(timeout: float = 3.0) -> None:
         socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
     except OSError as exc:
         raise ConnectionError(f"cannot reach {url.hostname}: {exc}") from None
+
+
+def parse_model_overrides(items: Optional[list[str]], encoders: list[str]) -> dict[str, str]:
+    """``--model clip=/path/to/tiny-clip`` (repeatable) → {encoder: checkpoint}."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, model = item.partition("=")
+        if not sep or not name or not model:
+            raise UserError(f"--model takes ENCODER=CHECKPOINT (e.g. clip=openai/clip-vit-large-patch14), not '{item}'")
+        if name not in encoders:
+            raise UserError(f"--model names encoder '{name}', which is not among the encoders ({', '.join(encoders)})")
+        out[name] = model
+    return out

@@ -3,20 +3,22 @@
 import argparse
 import contextlib
 import logging
+import os
 import socket
 from pathlib import Path
 from typing import Iterator, TextIO
 
-from executors.encoders.specs import DEFAULT_ENCODER
+from executors.encoders.resolve import parse_model_overrides, resolve_checkpoint
+from executors.encoders.specs import DEFAULT_ENCODER, get_spec
 from executors.errors import UserError
+from imgsearch.flow import Gateway, local_flows
+from imgsearch.indexing import encoder_info
 
 logger = logging.getLogger(__name__)
 
 
 def parse_encoder_names(values: list[str]) -> list[str]:
     """``--encoders a b`` or ``--encoders a,b``; unknown names fail before anything starts."""
-    from executors.encoders.specs import get_spec
-
     names = [n for v in values for n in v.replace(",", " ").split() if n]
     for name in names:
         get_spec(name)
@@ -28,11 +30,6 @@ def parse_encoder_names(values: list[str]) -> list[str]:
 @contextlib.contextmanager
 def gateways(args: argparse.Namespace) -> Iterator[dict[str, str]]:
     """{encoder: gateway address}: the user's gateways (--host) or flows started here."""
-    from executors.encoders.resolve import resolve_checkpoint
-    from imgsearch.compare import parse_models
-    from imgsearch.flow import Gateway, local_flows
-    from imgsearch.indexing import encoder_info
-
     if args.host:
         hosts = {}
         for host in args.host:
@@ -47,7 +44,7 @@ def gateways(args: argparse.Namespace) -> Iterator[dict[str, str]]:
         yield {n: hosts[n] for n in wanted}
         return
     names = parse_encoder_names(args.encoders or [])
-    models = parse_models(args.model, names)
+    models = parse_model_overrides(args.model, names)
     for name in names:
         resolve_checkpoint(name, models.get(name))  # one clear error before any flow starts
     with local_flows([(n, models.get(n)) for n in names], store=args.store, qdrant_url=args.qdrant_url,
@@ -68,6 +65,7 @@ def default_reports(args: argparse.Namespace) -> list[Path]:
 
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    # The web stack (uvicorn, FastAPI) only for `serve`: cli imports this module for its arguments.
     import uvicorn
 
     from imgsearch.web.server import PageOptions, create_app
@@ -117,8 +115,6 @@ def _check_port(bind: str, port: int) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    import os
-
     p.add_argument("--encoders", nargs="+", metavar="NAME", help=f"encoders to serve, e.g. efficientnet-lite0 clip (default: {DEFAULT_ENCODER}; with --host: what the gateways serve)")
     p.add_argument("--model", action="append", metavar="ENCODER=CHECKPOINT", help="checkpoint override per encoder (repeatable): hub id or local folder")
     p.add_argument("--port", type=int, default=8000, help="the page's port (default 8000; 0 = any free port)")
