@@ -109,3 +109,23 @@ def test_concurrent_searches_through_the_flow_each_get_their_own_answer(tiny_mod
             assert matches[0]["path"] == str(value) and matches[0]["score"] > 0.999
         else:
             assert [m["hash"] for m in matches] == [m["hash"] for m in alone[value]]
+
+
+@pytest.mark.flow
+@pytest.mark.slow
+def test_concurrent_clients_share_forward_passes_through_the_flow(photo_dir, tmp_path):
+    """Separate client processes querying at once: the encoder runs fewer passes than queries."""
+    from imgsearch.bench.pipeline import concurrent_search
+    from imgsearch.flow import Gateway, local_flow
+    from imgsearch.indexing import encoder_info, run_index
+
+    images = sorted(photo_dir.rglob("*.jpg"))
+    with local_flow("efficientnet-lite0", store=str(tmp_path / "store")) as host:
+        gw = Gateway(host)
+        info = encoder_info(gw)
+        collection = run_index(gw, photo_dir, info, batch_size=8, progress=False).collection
+        result = concurrent_search(host, collection, info, images, clients=6, per_client=4)
+    assert result["errors"] == 0, result["error_examples"]
+    assert result["queries"] == 24
+    # Every query is embedded once; shared passes put more than one query in a pass on average.
+    assert result["mean_encoder_batch"] > 1, result

@@ -82,14 +82,16 @@ def test_point_id_is_deterministic_uuid5() -> None:
     assert u.version == 5 and str(u) == point_id(h)
 
 
-def test_both_backends_satisfy_protocol(edge: EdgeStore) -> None:
-    from qdrant_client import QdrantClient
+def test_a_backend_missing_a_method_cannot_be_built() -> None:
+    """The interface is enforced: a backend that forgets a method fails when built, not mid-index."""
 
-    server = ServerStore(client=QdrantClient(":memory:"))
-    try:
-        assert isinstance(edge, VectorStore) and isinstance(server, VectorStore)
-    finally:
-        server.close()
+    class Partial(VectorStore):
+        def count(self, name: str) -> int:
+            return 0
+
+    with pytest.raises(TypeError, match="abstract") as exc:
+        Partial()
+    assert "search_batch" in str(exc.value) and "upsert" in str(exc.value)
 
 
 def test_upsert_count_and_search_matches_brute_force(filled) -> None:
