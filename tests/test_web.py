@@ -273,13 +273,15 @@ def test_api_errors_are_clear(site):
 
 
 @pytest.fixture(scope="module")
-def page(site):
+def browser_page(site):
+    # A missing browser fails the run: a skipped browser test would hide a broken page.
+    # IMGSEARCH_NO_BROWSER=1 opts out by hand, on a machine that cannot have Chromium.
     if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's `chromium` package (the README's test command does)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the playwright package is not installed (it is in requirements.lock)")
+        if os.environ.get("IMGSEARCH_NO_BROWSER") == "1":
+            pytest.skip("IMGSEARCH_NO_BROWSER=1: the page's browser tests were not run")
+        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's `chromium` package (the README's test command "
+                    "does), or set IMGSEARCH_NO_BROWSER=1 to skip the browser tests knowingly")
+    from playwright.sync_api import sync_playwright
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -290,6 +292,23 @@ def page(site):
         yield pg
         browser.close()
     print(f"\nscreenshots: {ARTIFACTS}")
+
+
+@pytest.fixture()
+def page(site, browser_page):
+    """The page freshly loaded for each test: no test depends on what another left on screen."""
+    browser_page.set_viewport_size({"width": 1400, "height": 900})
+    browser_page.goto(site["base"])
+    browser_page.wait_for_selector("#encoder option", state="attached")
+    return browser_page
+
+
+def show_more_like_chelsea(site, page) -> None:
+    """Upload chelsea_crop.jpg to the EfficientNet-Lite0 column, then "more like this" on chelsea_full.jpg."""
+    page.select_option("#encoder", LITE)
+    act(page, lambda: page.set_input_files("#file", str(site["data"] / "chelsea" / "chelsea_crop.jpg")))
+    card = page.locator(f'.column[data-encoder="{LITE}"] li.card[data-name="chelsea_full.jpg"] .thumb')
+    act(page, lambda: card.click())
 
 
 def act(page, action) -> None:
@@ -331,6 +350,9 @@ def test_drop_and_upload_an_image(site, page):
 
     gw = Gateway(site["hosts"][LITE])
     info = gw.call("/info")
+    page.select_option("#encoder", CLIP)
+    page.fill("#text", "a cat on a sofa")
+    act(page, lambda: page.press("#text", "Enter"))
     page.select_option("#encoder", LITE)  # re-runs the text query: this encoder says it cannot
     page.wait_for_function("document.body.dataset.done === document.body.dataset.started")
     assert "cannot embed text" in page.inner_text(f'.column[data-encoder="{LITE}"] .message')
@@ -363,8 +385,7 @@ DROP = """([b64, name]) => {
 
 
 def test_more_like_this_dims_below_the_threshold_and_pages(site, page):
-    card = page.locator(f'.column[data-encoder="{LITE}"] li.card[data-name="chelsea_full.jpg"] .thumb')
-    act(page, lambda: card.click())
+    show_more_like_chelsea(site, page)
     want = site["expected"][LITE][sha(site["data"] / "chelsea" / "chelsea_full.jpg")]
     assert shown(page, LITE) == [n for n, _ in want[:K]]
     thr = site["thresholds"][LITE]
@@ -379,6 +400,7 @@ def test_more_like_this_dims_below_the_threshold_and_pages(site, page):
 
 def test_compare_mode(site, page):
     chelsea = sha(site["data"] / "chelsea" / "chelsea_full.jpg")
+    show_more_like_chelsea(site, page)
     page.set_viewport_size({"width": 1500, "height": 900})
     act(page, lambda: page.check("input[name=mode][value=compare]"))  # the same query, every encoder
     for enc in (LITE, CLIP):
@@ -408,13 +430,25 @@ def test_unknown_encoder_in_the_address(site, page):
     assert f"Unknown encoder 'nope': this server serves {LITE}, {CLIP}, {EMPTY}" in page.inner_text("#banner")
 
 
-def test_server_down_is_said_plainly(site, page):
-    """Last: stops the server."""
-    page.goto(site["base"])
-    page.wait_for_selector("#encoder option", state="attached")
-    proc = site["proc"]
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=90)
+def test_server_down_is_said_plainly(site, browser_page):
+    """A second page server over the same gateways (`serve --host`), stopped under the page."""
+    from imgsearch.flow import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), "serve", "--host", *site["hosts"].values(), "--port", str(port),
+         "--store", str(site["store"]), "--thumb-cache", str(site["thumbs"])],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert "Search page:" in proc.stdout.readline()
+        page = browser_page
+        page.goto(f"http://localhost:{port}/")
+        page.wait_for_selector("#encoder option", state="attached")
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     page.select_option("#encoder", CLIP)
     page.fill("#text", "anything")
     act(page, lambda: page.press("#text", "Enter"))
