@@ -101,6 +101,18 @@ def post_search(base: str, fields: dict, files: dict | None = None) -> tuple[int
         return exc.code, json.loads(exc.read())
 
 
+def _wait_healthy(base: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(base + "api/health", timeout=5).read()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, photo_dir, tiny_models):
     """Index the folder with two encoders, then `app.py serve` three (one with nothing indexed)."""
@@ -147,15 +159,7 @@ def site(tmp_path_factory, photo_dir, tiny_models):
         proc.kill()
         pytest.fail(f"app.py serve did not start: {line!r}\n{(root / 'serve.log').read_text()[-4000:]}")
     hosts = dict(re.findall(r"([\w-]+) at (grpc://[\d.:]+)", line))
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(base + "api/health", timeout=5).read()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    _wait_healthy(base)
     yield {"base": base, "proc": proc, "data": data, "store": store, "hosts": hosts, "expected": expected,
            "collections": collections, "thresholds": thresholds, "thumbs": root / "thumbs", "clip_model": clip_model}
     if proc.poll() is None:
@@ -441,6 +445,7 @@ def test_server_down_is_said_plainly(site, browser_page):
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert "Search page:" in proc.stdout.readline()
+        _wait_healthy(f"http://localhost:{port}/")
         page = browser_page
         page.goto(f"http://localhost:{port}/")
         page.wait_for_selector("#encoder option", state="attached")
