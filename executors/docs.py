@@ -16,18 +16,6 @@ from docarray.typing import NdArray
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
 
 
-class MatchDoc(BaseDoc):
-    """One search result: a stored image and its similarity to the query."""
-
-    uri: Optional[str] = None
-    hash: Optional[str] = None
-    label: Optional[str] = None
-    width: Optional[int] = None
-    height: Optional[int] = None
-    model: Optional[str] = None
-    score: float = 0.0
-
-
 class ImageDoc(BaseDoc):
     """An image (or a text query) on its way through loader → normalizer → encoder → indexer."""
 
@@ -45,7 +33,6 @@ class ImageDoc(BaseDoc):
     model: Optional[str] = None  # checkpoint that made the embedding
     error: Optional[str] = None  # why this document was skipped; later stages pass it on untouched
     indexed: Optional[bool] = None  # set by the indexer: already stored / stored now
-    duplicate_of: Optional[str] = None  # uri of an earlier file with the same content
     paths: Optional[List[str]] = None  # every path known to hold these bytes (duplicates included)
     # Plain dicts rather than nested docs: Jina's gateway cannot rebuild nested-doc schemas
     # under pydantic 2, and JSON-like results are easiest for clients in other languages.

@@ -177,7 +177,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     os.environ.setdefault("PYTHONWARNINGS", "ignore:pkg_resources is deprecated")
     # Before torch loads OpenMP (the executors fork from here and inherit it): idle OpenMP
     # threads sleep instead of spinning, leaving the CPU to decoding and gRPC in the other
-    # stages (EfficientNet-Lite0 end to end 29.9 -> 33.5 images/s on 2 cores, app.py bench).
+    # stages (measured by `app.py bench`; docs/performance.md).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     args = build_parser().parse_args(argv)

@@ -25,7 +25,7 @@ from executors.indexer.store import EdgeStore, ServerStore, VectorStore, point_i
 logger = logging.getLogger(__name__)
 
 # What a point stores: only what cannot be derived, as converting payloads is most of an
-# upsert's cost (a string ~2.8 µs, a number ~1.2, a list of one path ~6). full_payload puts
+# upsert's cost (every field is converted per point; see docs/performance.md). full_payload puts
 # the rest back for every reader: ``model`` is the collection's, and ``label``, ``mime`` and
 # ``paths`` are stored only where they differ from what the uri says (its folder, its
 # extension's type, ``[uri]``). Points stored before this carry every field themselves.

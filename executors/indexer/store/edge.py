@@ -52,9 +52,9 @@ class EdgeStore(VectorStore):
     returns, and the WAL lives in the kernel's page cache, so an acknowledged upsert
     survives kill -9 of this process without a flush (tested). ``flush()`` (persisting the
     segments, and letting the WAL be truncated) after every 256-vector batch cut upsert
-    throughput by 17-33% (measured with `app.py bench`'s store rows), for no kill -9 benefit, so it
+    throughput markedly (`app.py bench`'s store rows), for no kill -9 benefit, so it
     runs at most every ``flush_interval_s`` seconds and on close(); that bounds WAL replay
-    on restart to a few seconds of writes (50k×512 unflushed replays in ~1.8 s).
+    on restart to a few seconds of writes.
     ``flush_interval_s=0`` flushes after every call. Protection against power loss/OS
     crash (WAL fsync) is not attempted.
     """
@@ -213,7 +213,7 @@ class EdgeStore(VectorStore):
             return
         # One batched operation per call: the per-call overhead dominates small batches.
         # A row's memoryview hands the engine its float32s without a Python float per value
-        # (tolist() plus reading the list back cost ~13 µs per 512-d vector, this ~8).
+        # (tolist() would build and read back one per value).
         points = [Point(i, memoryview(row), p) for i, row, p in zip(ids, v, payloads)]
         sh.update(UpdateOperation.upsert_points(points))
         self._maybe_flush(name, sh)
@@ -369,7 +369,7 @@ class EdgeStore(VectorStore):
     def optimize(self, name: str) -> bool:
         """Build the HNSW index and quantised vectors of what was added (blocking).
 
-        The engine holds the GIL while it builds (~15-35 s per 100k × 512 on 2 cores), so
+        The engine holds the GIL while it builds (tens of seconds per 100k vectors), so
         this runs when a client asks (``app.py index`` does once its images are stored),
         not behind the back of searches. Until then search is an exact scan.
         """
