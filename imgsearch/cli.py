@@ -130,9 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="a search page on localhost: text, image upload, \"more like this\", encoders side by side",
                        description="Start the flow(s) and a web page to search them (imgsearch/web/).")
-    from imgsearch.web.serve import add_arguments as _add_serve_args
+    from imgsearch.web import serve  # local: see main()
 
-    _add_serve_args(p)
+    serve.add_arguments(p)
 
     p = sub.add_parser("bench", help="measure speed: bare model vs end to end, stages, store, search, growth",
                        description="One run, same images: the bare model's images/s, the same through the flow "
@@ -184,9 +184,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:
         os.environ.setdefault("JINA_LOG_LEVEL", "ERROR")
-    from imgsearch import commands  # local: after the environment above is set, before torch/jina load
+    # Local: after the environment above is set, before torch and jina load.
+    from imgsearch import commands
+    from imgsearch.web import serve
 
-    handler = getattr(commands, f"cmd_{args.command}")
+    # The page is an entry point beside this command line, not a command of commands.py.
+    handler = serve.cmd_serve if args.command == "serve" else getattr(commands, f"cmd_{args.command}")
     with real_stdout() as out:
         try:
             return handler(args, out)

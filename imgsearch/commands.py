@@ -298,9 +298,3 @@ def cmd_export_fashion_mnist(args: argparse.Namespace, out: TextIO) -> int:
           f"folders under {summary['out_dir']}", file=out)
     return 0
 
-
-def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
-    """The search page (imgsearch/web/)."""
-    from imgsearch.web.serve import cmd_serve as serve  # local: the web stack
-
-    return serve(args, out)
