@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -37,7 +36,7 @@ except ImportError:
         reference_text_embedding,
     )
 
-transformers = pytest.importorskip("transformers")
+import transformers  # noqa: E402
 from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
@@ -103,9 +102,7 @@ def test_loads_back_like_a_hub_checkpoint(tiny_root, kind):
     config = AutoConfig.from_pretrained(folder)
     assert config.architectures == [TINY_MODEL_CLASSES[kind]]
     cls = getattr(transformers, TINY_MODEL_CLASSES[kind])
-    start = time.perf_counter()
     model, info = cls.from_pretrained(folder, output_loading_info=True)
-    assert time.perf_counter() - start < 1.0
     assert type(model) is cls
     assert not model.training
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
@@ -145,8 +142,15 @@ def test_text_features_share_the_image_space(tiny_root, images, kind):
     feats = reference_text_embedding(kind, folder, texts)
     assert feats.shape == (3, TINY_DIMS[kind])
     assert torch.isfinite(feats).all()
-    img = reference_image_embedding(kind, folder, images)
-    assert (img @ feats.T).shape == (2, 3)
+    if kind == "clip":  # the model's own image-text logits are these two embeddings' cosines, scaled
+        model = load_tiny_model(kind, folder)
+        pixels = AutoImageProcessor.from_pretrained(folder)(images=images, return_tensors="pt")["pixel_values"]
+        tokens = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+        with torch.inference_mode():
+            logits = model(pixel_values=pixels, **tokens).logits_per_image
+        img = reference_image_embedding(kind, folder, images)
+        cosines = torch.nn.functional.normalize(img, dim=-1) @ torch.nn.functional.normalize(feats, dim=-1).T
+        assert torch.allclose(cosines * model.logit_scale.exp(), logits, atol=1e-4)
     # A text embeds the same alone as padded in a batch.
     alone = reference_text_embedding(kind, folder, ["cat"])
     assert torch.allclose(alone[0], feats[1], atol=1e-5)
