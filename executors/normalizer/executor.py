@@ -14,6 +14,8 @@ from executors.normalizer.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, de
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_MAX_SIDE = 1024
+
 
 def _fit_rule(rule: object) -> Optional[dict]:
     """A well-formed resize rule from request parameters, else None (send the capped image)."""
@@ -45,14 +47,14 @@ class ImageNormalizer(Stage):
     def __init__(
         self,
         max_pixels: int = DEFAULT_MAX_PIXELS,
-        max_side: Optional[int] = 1024,
+        max_side: int = DEFAULT_MAX_SIDE,
         resize: Optional[int] = None,
         decode_threads: int = 4,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.max_pixels = flow_kwarg("max_pixels", max_pixels, DEFAULT_MAX_PIXELS, int)
-        self.max_side = flow_kwarg("max_side", max_side, None, int) or None
+        self.max_side = flow_kwarg("max_side", max_side, DEFAULT_MAX_SIDE, int) or None  # 0: no cap
         self.resize = flow_kwarg("resize", resize, None, int) or None
         # Pillow releases the GIL while decoding, so threads overlap decodes of one batch.
         self._pool = ThreadPoolExecutor(max_workers=max(1, flow_kwarg("decode_threads", decode_threads, 4, int)))
