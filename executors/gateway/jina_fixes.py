@@ -11,7 +11,8 @@ Where they run:
   the Kubernetes gateway image (``jina gateway --uses executors/gateway/config.yml``) —
   patches its own process before it serves a request.
 - ``app.py`` also calls :func:`apply` before ``Flow.load_config``, which is where the
-  unknown-argument warning costs its ~2 s.
+  unknown-argument warning costs its time (``jina flow`` itself loads the YAML before any
+  project code runs, so by hand that start stays slow; the gateway is patched all the same).
 
 The upstream fixes, which would make this module unnecessary:
 
@@ -75,8 +76,9 @@ def check_internals() -> None:
 
 
 def skip_empty_unknown_arg_warning() -> None:
-    """``Flow.load_config`` builds Jina's whole command-line parser (~2 s of a 3-4 s start)
-    to warn about unknown arguments, even when there are none; only warn when there are."""
+    """``Flow.load_config`` builds Jina's whole command-line parser (most of a flow's start,
+    docs/architecture.md) to warn about unknown arguments, even when there are none; only
+    warn when there are."""
     original: Callable[[Any], None] = jina.helper.warn_unknown_args
     if hasattr(original, "__wrapped__"):
         return
@@ -139,11 +141,6 @@ def gateway_waits_without_spinning() -> None:
     __anext__.__wrapped__ = original
     AsyncRequestsIterator.__anext__ = __anext__
     jina.serve.stream._RequestsCounter = _WakingCounter
-
-
-def patched() -> bool:
-    """Whether this process runs the fixes."""
-    return hasattr(AsyncRequestsIterator.__anext__, "__wrapped__") and hasattr(jina.helper.warn_unknown_args, "__wrapped__")
 
 
 def apply() -> None:
