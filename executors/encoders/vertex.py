@@ -43,6 +43,7 @@ from jina import requests
 from executors.docs import ImageDoc, failed
 from executors.encoders.base import EncoderStage
 from executors.encoders.specs import get_spec
+from executors.flow_kwargs import flow_kwarg
 
 logger = logging.getLogger(__name__)
 
