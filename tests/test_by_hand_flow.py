@@ -5,7 +5,9 @@ the port are swapped for a temporary folder and a free loopback port), and no ot
 variable is set: an unset one must mean its default, as for a user typing the command.
 """
 
+import dataclasses
 import io
+import itertools
 import os
 import re
 import shlex
@@ -36,14 +38,16 @@ def documented_command() -> tuple[dict[str, str], list[str]]:
     """The by-hand command of docs/architecture.md: its variables and its argv."""
     (command,) = re.findall(r"`([^`]*jina flow --uses flows/index\.yml[^`]*)`", DOC.read_text())
     words = shlex.split(command)
-    assigns = [w for w in words if re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", w)]
+    assigns = list(itertools.takewhile(lambda w: re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", w), words))
     argv = words[len(assigns):]
     return dict(w.split("=", 1) for w in assigns), argv
 
 
+@dataclasses.dataclass
 class ByHandFlow:
-    def __init__(self, proc: subprocess.Popen, log: Path, host: str):
-        self.proc, self.log, self.host = proc, log, host
+    proc: subprocess.Popen
+    log: Path
+    host: str
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
