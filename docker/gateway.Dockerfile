@@ -3,7 +3,9 @@
 
 FROM imgsearch/base-cpu:0.1.0
 
-# The Jina gateway needs no project code: it learns the schemas from the executors.
+# Jina's gRPC gateway with the Jina fixes (executors/gateway/); it learns the schemas
+# from the executors, so it needs no other project code.
+COPY --chown=10001:10001 executors /app/executors
 USER 10001
 EXPOSE 8080
-ENTRYPOINT ["jina", "gateway", "--uses", "GRPCGateway", "--port", "8080"]
+ENTRYPOINT ["jina", "gateway", "--uses", "executors/gateway/config.yml", "--port", "8080"]

@@ -19,7 +19,8 @@ placeholders kept, not expanded), every executor's ``uses`` is swapped for its i
 Jina's own ``Flow.to_kubernetes_yaml`` writes the manifests (``JINA_GATEWAY_IMAGE`` set, so
 it never asks Jina's hub). The result is then adapted in code: shared namespace and
 ConfigMap, object names, gRPC health probes, resources, GPU requests, tolerations and node
-selector, non-root security context, the executor config path the image's ENTRYPOINT names.
+selector, non-root security context, the config (an executor's, or the patched gateway's in
+executors/gateway/) the image's ENTRYPOINT names.
 The ``${{ ENV.X }}`` placeholders stay in the executors' ``--uses-with`` exactly as in the
 flow; Jina expands them when the executor starts, from environment variables that the
 ConfigMap ``imgsearch-config`` provides.
@@ -97,6 +98,11 @@ def executor_config(stage: str) -> str:
 
 
 # --------------------------------------------------------------------------- the flow
+
+
+def gateway_config() -> str:
+    """The gateway config (repo-relative) of flows/index.yml, which the gateway image runs."""
+    return read_flow("")["gateway"]["uses"]
 
 
 def stage_of(executor_name: str, encoder: str) -> str:
@@ -200,6 +206,7 @@ def _adapt(docs: list[dict], stage: str, component: str, encoder: Optional[str],
             name: [f"grpc://{stage_of(name, encoder)}.{NAMESPACE}.svc:{PORT}"] for name in addresses
         }
         _replace_arg(args, "--deployments-addresses", json.dumps(addresses, sort_keys=True))
+        _replace_arg(args, "--uses", gateway_config())  # the patched gateway (executors/gateway/)
     else:
         _replace_arg(args, "--uses", executor_config(stage))  # what the image's ENTRYPOINT runs
     container["ports"] = [{"name": "grpc", "containerPort": PORT}]
@@ -308,9 +315,11 @@ def dockerfile(stage: str) -> str:
     lines = [HEADER.rstrip("\n"), f"# Image {image(name)}: build from the repo root, after the base (docker/build.sh).", ""]
     if name == "gateway":
         lines += [f"FROM {image('base-cpu')}", "",
-                  "# The Jina gateway needs no project code: it learns the schemas from the executors.",
+                  "# Jina's gRPC gateway with the Jina fixes (executors/gateway/); it learns the schemas",
+                  "# from the executors, so it needs no other project code.",
+                  f"COPY --chown={APP_UID}:{APP_UID} executors /app/executors",
                   f"USER {APP_UID}", f"EXPOSE {PORT}",
-                  f'ENTRYPOINT ["jina", "gateway", "--uses", "GRPCGateway", "--port", "{PORT}"]', ""]
+                  f'ENTRYPOINT ["jina", "gateway", "--uses", "{gateway_config()}", "--port", "{PORT}"]', ""]
         return "\n".join(lines)
     config = executor_config(stage)
     lines += [f"FROM {image('base-gpu' if gpu else 'base-cpu')}", "",

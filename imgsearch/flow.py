@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 from docarray import DocList
 
 from executors.docs import ImageDoc
-from imgsearch import jina_fixes
+from executors.gateway import jina_fixes
 from imgsearch.flowfile import FLOW_YAML, REPO, expand_env, read_flow
 
 logger = logging.getLogger(__name__)
@@ -222,6 +222,8 @@ def _flow_sharing(encoder: str, port: int, shared: dict[str, int]) -> Any:
 
     spec = read_flow(encoder)
     flow = Flow(protocol=spec["with"].get("protocol", "grpc"), port=port)
+    if spec["gateway"].get("uses"):  # the patched gateway class, as `jina flow` would run it
+        flow = flow.config_gateway(uses=str(REPO / spec["gateway"]["uses"]))
     for ex in spec["executors"]:
         if ex["name"] in shared:
             flow = flow.add(name=ex["name"], host="127.0.0.1", port=shared[ex["name"]], external=True)

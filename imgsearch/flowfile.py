@@ -20,7 +20,7 @@ def read_flow(encoder: str) -> dict:
         uses = ex["uses"].replace("${{ ENV.ENCODER }}", encoder)
         executors.append({"name": ex["name"], "uses": uses, "uses_with": ex.get("uses_with") or {},
                           "uses_dynamic_batching": ex.get("uses_dynamic_batching")})
-    return {"with": flow.get("with") or {}, "executors": executors}
+    return {"with": flow.get("with") or {}, "gateway": flow.get("gateway") or {}, "executors": executors}
 
 
 def expand_env(value: Any) -> Any:

@@ -1,21 +1,28 @@
-"""The Jina workarounds app.py applies before forking its flow (imgsearch/jina_fixes.py)."""
+"""The Jina workarounds (executors/gateway/jina_fixes.py) and the gateway class that applies them."""
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import jina.helper
+import jina.serve.stream
+import jina_cli.lookup
 import pytest
+from jina.serve.stream.helper import AsyncRequestsIterator
 
-from imgsearch import jina_fixes
+from executors.gateway import jina_fixes
+from imgsearch.flow import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+JINA = Path(sys.executable).parent / "jina"
 
 
-@pytest.mark.parametrize("waking", [True, False], ids=["jina-stream-counter", "plain-counter"])
-def test_gateway_waits_for_a_prefetch_slot_without_spinning(waking):
-    import jina.serve.stream
-    from jina.serve.stream.helper import AsyncRequestsIterator, _RequestsCounter
-
-    jina_fixes.gateway_waits_without_spinning()
-    # The counter Jina's request streamer makes is the waking one; any other is polled.
-    counter = jina.serve.stream._RequestsCounter() if waking else _RequestsCounter()
+def test_gateway_waits_for_a_prefetch_slot_without_spinning():
+    jina_fixes.apply()
+    counter = jina.serve.stream._RequestsCounter()  # what Jina's request streamer makes per stream
     counter.count = 4  # every slot taken: the next request must wait
     iterator = AsyncRequestsIterator(iter(["req-1"]), request_counter=counter, prefetch=4,
                                      iterate_sync_in_thread=False)
@@ -34,17 +41,51 @@ def test_gateway_waits_for_a_prefetch_slot_without_spinning(waking):
     assert request == "req-1"
     assert waited >= 0.29  # it did wait for the slot...
     assert cpu < 0.15  # ...without burning a core meanwhile (the original spin: ~0.3 s of CPU)
-    if waking:  # woken by the freed slot itself, not by polling
-        assert isinstance(counter, jina_fixes._WakingCounter) and counter._freed.is_set()
+    assert isinstance(counter, jina_fixes._WakingCounter) and counter._freed.is_set()  # woken, not polled
     assert iterator._prefetch == 4
 
 
 def test_load_config_skips_the_parser_build_when_nothing_is_unknown(monkeypatch):
-    import jina.helper
-    import jina_cli.lookup
-
-    jina_fixes.skip_empty_unknown_arg_warning()
+    jina_fixes.apply()
     built = []
     monkeypatch.setattr(jina_cli.lookup, "_build_lookup_table", lambda: built.append(1) or ({}, {}))
     jina.helper.warn_unknown_args(set())
     assert built == []
+    assert hasattr(jina.helper.warn_unknown_args, "__wrapped__")
+
+
+async def _anext_without_prefetch(self):  # a Jina whose iterator no longer has the spin
+    return await self.iterator.__anext__()
+
+
+def _init_without_prefetch(self, iterator, request_counter=None):
+    self.iterator = iterator
+
+
+@pytest.mark.parametrize("change, said", [
+    (lambda mp: mp.delattr(jina.serve.stream, "_RequestsCounter"), "_RequestsCounter is gone"),
+    (lambda mp: mp.setattr(AsyncRequestsIterator, "__anext__", _anext_without_prefetch), "no longer waits"),
+    (lambda mp: mp.setattr(AsyncRequestsIterator, "__init__", _init_without_prefetch), "not request_counter and prefetch"),
+    (lambda mp: mp.setattr(jina.helper, "warn_unknown_args", lambda: None), "warn_unknown_args"),
+], ids=["counter-gone", "iterator-changed", "signature-changed", "warn-changed"])
+def test_a_changed_jina_fails_loudly_instead_of_polling(monkeypatch, change, said):
+    change(monkeypatch)
+    with pytest.raises(jina_fixes.JinaPatchError, match="jina 3.34") as err:
+        jina_fixes.apply()
+    assert said in str(err.value)
+
+
+@pytest.mark.slow
+def test_the_gateway_image_entrypoint_refuses_to_start_on_a_changed_jina(tmp_path):
+    """`jina gateway --uses executors/gateway/config.yml` (the gateway image's ENTRYPOINT)
+    exits with the reason when Jina's internals changed, rather than serve with a busy wait."""
+    (tmp_path / "sitecustomize.py").write_text("import jina.serve.stream\ndel jina.serve.stream._RequestsCounter\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    run = subprocess.run(
+        [str(JINA), "gateway", "--uses", "executors/gateway/config.yml", "--host", "127.0.0.1",
+         "--port", str(free_port()), "--graph-description", '{"start-gateway": ["end-gateway"]}'],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert run.returncode != 0
+    assert "cannot apply imgsearch's Jina fixes" in run.stdout + run.stderr
+    assert "_RequestsCounter is gone" in run.stdout + run.stderr

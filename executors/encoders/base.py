@@ -24,6 +24,7 @@ from executors.docs import ImageDoc, failed
 from executors.encoders.coalesce import Coalescer
 from executors.encoders.preprocess import ImagePreprocessor
 from executors.encoders.specs import EncoderSpec, get_spec
+from executors.flow_kwargs import flow_kwarg
 from executors.stage import Stage, peak_rss_mb
 
 logger = logging.getLogger(__name__)
@@ -103,9 +104,9 @@ class TorchEncoder(EncoderStage):
         **kwargs,
     ):
         super().__init__(name, **kwargs)
-        # An empty string comes from an unset ${{ ENV.ENCODER_MODEL }} in the flow YAML.
+        model = flow_kwarg("model", model, None)  # ${{ ENV.ENCODER_MODEL }}: unset or empty = the spec's
         self.checkpoint = os.path.expanduser(model) if model else self.spec.checkpoint
-        self.batch_size = int(batch_size)
+        self.batch_size = flow_kwarg("batch_size", batch_size, 32, int)
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
         if num_threads and self.device.type == "cpu":

@@ -43,6 +43,7 @@ from jina import requests
 from executors.docs import ImageDoc, failed
 from executors.encoders.base import EncoderStage
 from executors.encoders.specs import get_spec
+from executors.flow_kwargs import flow_kwarg
 
 logger = logging.getLogger(__name__)
 
@@ -268,9 +269,9 @@ class VertexEncoder(EncoderStage):
         if int(dimension) not in DIMENSIONS:
             raise VertexConfigError(f"vertex dimension must be one of {DIMENSIONS}, not {dimension}")
         started = time.perf_counter()
-        # Empty strings come from unset ${{ ENV.* }} in the flow YAML.
-        self.settings = resolve_settings(project or None, region or None, base_url or None,
-                                         access_token or None, model or None)
+        # Unset or empty ${{ ENV.* }} in the flow YAML mean the environment's or the default.
+        given = {"project": project, "region": region, "base_url": base_url, "access_token": access_token, "model": model}
+        self.settings = resolve_settings(**{k: flow_kwarg(k, v, None) for k, v in given.items()})
         self.checkpoint = self.settings.model
         self.dim = int(dimension)
         self.batch_size = int(batch_size)  # concurrent requests

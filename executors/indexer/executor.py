@@ -18,6 +18,7 @@ from docarray import DocList
 from jina import requests
 
 from executors.docs import ImageDoc, failed
+from executors.flow_kwargs import flow_kwarg
 from executors.loader.filetypes import mime_by_name
 from executors.stage import Stage
 from executors.indexer.store import EdgeStore, ServerStore, VectorStore, point_id
@@ -86,7 +87,9 @@ class QdrantIndexer(Stage):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.store = open_store(store_path or "workspace", qdrant_url or None, api_key)
+        store_path = flow_kwarg("store_path", store_path, "workspace")
+        qdrant_url = flow_kwarg("qdrant_url", qdrant_url, None)
+        self.store = open_store(store_path, qdrant_url, flow_kwarg("api_key", api_key, None))
         self._models: dict[str, Optional[str]] = {}  # collection -> model, from its metadata
         logger.info("indexer: %s", f"Qdrant server {qdrant_url}" if qdrant_url else f"embedded Qdrant in {store_path}")
 

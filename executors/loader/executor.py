@@ -21,6 +21,7 @@ from docarray import DocList
 from jina import requests
 
 from executors.docs import MAX_IMAGE_BYTES, ImageDoc, failed
+from executors.flow_kwargs import flow_kwarg
 from executors.stage import Stage
 from executors.loader.filetypes import IMAGE_EXTENSIONS, SNIFF_BYTES, describe_non_image, sniff_mime
 
@@ -83,7 +84,7 @@ class ImageLoader(Stage):
 
     def __init__(self, max_file_bytes: int = MAX_IMAGE_BYTES, **kwargs):
         super().__init__(**kwargs)
-        self.max_file_bytes = max_file_bytes
+        self.max_file_bytes = flow_kwarg("max_file_bytes", max_file_bytes, MAX_IMAGE_BYTES, int)
         self._listing: tuple[Optional[str], list[Path]] = (None, [])
 
     def _files(self, root: Path, refresh: bool) -> list[Path]:

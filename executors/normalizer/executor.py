@@ -8,10 +8,13 @@ from docarray import DocList
 from jina import requests
 
 from executors.docs import ImageDoc, failed
+from executors.flow_kwargs import flow_kwarg
 from executors.stage import Stage
 from executors.normalizer.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_SIDE = 1024
 
 
 def _fit_rule(rule: object) -> Optional[dict]:
@@ -44,17 +47,17 @@ class ImageNormalizer(Stage):
     def __init__(
         self,
         max_pixels: int = DEFAULT_MAX_PIXELS,
-        max_side: Optional[int] = 1024,
+        max_side: int = DEFAULT_MAX_SIDE,
         resize: Optional[int] = None,
         decode_threads: int = 4,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.max_pixels = max_pixels
-        self.max_side = max_side or None
-        self.resize = resize or None
+        self.max_pixels = flow_kwarg("max_pixels", max_pixels, DEFAULT_MAX_PIXELS, int)
+        self.max_side = flow_kwarg("max_side", max_side, DEFAULT_MAX_SIDE, int) or None  # 0: no cap
+        self.resize = flow_kwarg("resize", resize, None, int) or None
         # Pillow releases the GIL while decoding, so threads overlap decodes of one batch.
-        self._pool = ThreadPoolExecutor(max_workers=max(1, decode_threads))
+        self._pool = ThreadPoolExecutor(max_workers=max(1, flow_kwarg("decode_threads", decode_threads, 4, int)))
 
     def _decode(self, doc: ImageDoc, fit: Optional[dict] = None) -> None:
         try:
