@@ -13,7 +13,9 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT
-from imgsearch.compare import CompareError, Item, parse_encoders, parse_models, pick_queries
+from imgsearch.compare import CompareError, parse_encoders, parse_models
+from imgsearch.compare.queries import Item, pick_queries
+from imgsearch.compare.summary import label_disagreement, significance
 from imgsearch.metrics import RankedQuery, evaluate, per_query_ap
 from imgsearch.report import write_report
 
@@ -79,33 +81,47 @@ def _images(root: Path) -> dict[str, str]:
     return paths
 
 
-def _encoder(name, ranking: dict[str, list[tuple[str, float]]], paths, random_weights=False, n_rel=None):
+NAMES = ["a1", "a2", "a3", "b1", "b2", "c1"]
+QUERIES = ["a1", "b1", "c1"]
+
+
+def _encoder(name, ranking: dict[str, list[tuple[str, float]]], random_weights=False, n_rel=None):
+    """A run record in report.json's compact form: top results as numbers into the image table."""
     label = lambda n: n[0]  # noqa: E731
     n_rel = n_rel or {"a1": 2, "b1": 1, "c1": 0}
-    ranked, per_query = [], []
-    for q, results in ranking.items():
+    ranked = []
+    per = {"ap": [], "hit@1": [], "top": [], "scores": [], "errors": {}}
+    for q in QUERIES:
+        results = ranking[q]
         rq = RankedQuery(label(q), [label(r) for r, _ in results], [s for _, s in results], n_rel[q])
         ranked.append(rq)
-        per_query.append({"query": paths[q], "label": label(q), "n_relevant": n_rel[q], "ap": per_query_ap(rq, 10),
-                          "matches": [{"path": paths[r], "label": label(r), "score": s, "relevant": rel}
-                                      for (r, s), rel in zip(results, rq.relevance)]})
+        per["ap"].append(per_query_ap(rq, 10))
+        per["hit@1"].append(None if not n_rel[q] else float(rq.relevance[0]))
+        per["top"].append([NAMES.index(r) for r, _ in results])
+        per["scores"].append([s for _, s in results])
+    quality = evaluate(ranked)
+    quality["ci"] = {"recall@1": [0.1, 0.9], "mAP@10": [0.2, 0.95], "auc": [0.4, 0.99]}
     return {"encoder": name, "status": "ok", "model": f"model-{name}", "random_weights": random_weights,
             "checkpoint_note": "default checkpoint", "wall_seconds": 3.0, "flow_start_seconds": 1.0, "load_seconds": 0.5,
-            "images_per_second": 10.0, "indexed": 6, "disk_mb": 0.1, "bytes_per_vector": 100.0, "dim": 8, "peak_rss_mb": 300.0,
-            "info": {"encoder": name, "model": f"model-{name}", "device": "cpu", "batch_size": 32},
-            "quality": evaluate(ranked), "per_query": per_query}
+            "images_per_second": 10.0, "indexed": 6, "count": 6, "disk_mb": 0.1, "bytes_per_vector": 100.0, "dim": 8,
+            "peak_rss_mb": 300.0, "info": {"encoder": name, "model": f"model-{name}", "device": "cpu", "batch_size": 32},
+            "quality": quality, "per_query": per,
+            "per_label_recall@1": {"a": per["hit@1"][0], "b": per["hit@1"][1]}}
 
 
 def synthetic_result(paths: dict, labelled: bool = True) -> dict:
     good = {"a1": [("a2", .9), ("a3", .8), ("b1", .3)], "b1": [("b2", .7), ("a1", .2), ("c1", .1)], "c1": [("a1", .4), ("b1", .3), ("a2", .2)]}
     poor = {"a1": [("b1", .6), ("a2", .5), ("a3", .4)], "b1": [("b2", .9), ("c1", .5), ("a1", .4)], "c1": [("b2", .4), ("a3", .3), ("a1", .2)]}
+    runs = [_encoder("good", good), _encoder("poor", poor, random_weights=True),
+            {"encoder": "gone", "status": "failed", "reason": "RuntimeError: checkpoint unreachable here"}]
     return {
         "title": "Encoder comparison on six", "created": "now", "seconds": 1.0,
         "data": {"folder": "/x", "images": 6, "labels": 3 if labelled else 0, "labelled": labelled, "unlabelled_images": 0},
-        "queries": {"source": "test", "count": 3, "top_k": 3},
+        "queries": {"source": "test", "count": 3, "top_k": 3, "list": [[paths[q], q[0] if labelled else None] for q in QUERIES]},
+        "images": {"paths": [paths[n] for n in NAMES], "labels": [n[0] if labelled else None for n in NAMES]},
         "settings": {"encoders": ["good", "poor", "gone"]}, "environment": {"python": "3"},
-        "encoders": [_encoder("good", good, paths), _encoder("poor", poor, paths, random_weights=True),
-                     {"encoder": "gone", "status": "skipped", "reason": "checkpoint unreachable here"}],
+        "encoders": runs, "significance": significance(runs, 200), "labels": label_disagreement(runs),
+        "timing": {"indexing_seconds": 6.0, "evaluation_seconds": 0.5, "report_seconds": 0.1}, "client_peak_rss_mb": 321.0,
         "grid": {"rows": 3, "k": 2},
     }
 
@@ -137,8 +153,12 @@ def test_report_files_grid_cells_and_winners(tmp_path):
     for name in ("good", "poor", "gone"):
         assert name in md and name in [e["encoder"] for e in saved["encoders"]]
     assert "TINY RANDOM MODEL" in md and "checkpoint unreachable here" in md
+    assert "1.000 [0.100–0.900]" in md  # recall@1 of "good" (a1 and b1 hit; c1 has nothing relevant), its interval
+    assert "Is the difference real?" in md and "no significant difference between good and poor" in md  # 2 queries prove nothing
+    assert "no clear winner" in md and "client peak RSS 321.0 MB" in md
     assert saved["wins"] == {"good": 1.5, "poor": 0.5}
     assert [r["query"] for r in saved["grid"]["shown"]] == [r["query"] for r in page.rows]
+    assert "matches" not in (out / "report.json").read_text()  # per-query results stay compact
 
 
 def test_unlabelled_report_says_no_labels(tmp_path):
@@ -146,10 +166,7 @@ def test_unlabelled_report_says_no_labels(tmp_path):
     result = synthetic_result(paths, labelled=False)
     for rec in result["encoders"][:2]:
         rec["quality"] = {"labelled": False, "queries": 3}
-        for q in rec["per_query"]:
-            q["label"], q["ap"] = None, None
-            for m in q["matches"]:
-                m["relevant"] = None
+        rec["per_query"]["ap"] = [None] * 3
     write_report(result, tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
     assert "no labels" in md

@@ -1,0 +1,152 @@
+"""Compare's evaluation at scale: blockwise stratification, AUC/threshold, ranking metrics
+and significance, each checked against an independent computation."""
+
+import numpy as np
+import pytest
+from ranx import Qrels, Run
+from ranx import evaluate as ranx_evaluate
+from sklearn.metrics import precision_recall_curve, roc_auc_score
+
+from imgsearch.compare.significance import (
+    compare_pairs,
+    paired_test,
+    stratification_ci,
+    winner,
+)
+from imgsearch.compare.stratify import BINS, stratify
+from imgsearch.metrics import (
+    RankedQuery,
+    average_precision_at_k,
+    evaluate,
+    roc_auc,
+    suggest_threshold,
+)
+
+
+def _unit(rng, n, d):
+    v = rng.normal(size=(n, d)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _clustered(seed=0, n=300, d=16, labels=6):
+    rng = np.random.default_rng(seed)
+    lab = rng.integers(-1, labels, size=n)  # -1: unlabelled images are never relevant
+    centres = _unit(rng, labels, d)
+    v = rng.normal(scale=0.8, size=(n, d)).astype(np.float32) + np.where(lab[:, None] >= 0, centres[lab], 0)
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32), lab
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_auc_and_threshold_equal_scikit_learn_ties_included(seed):
+    rng = np.random.default_rng(seed)
+    pos = rng.integers(0, 40, size=300) / 40  # a coarse grid: many ties, within and across classes
+    neg = rng.integers(0, 30, size=900) / 40
+    y = np.r_[np.ones(pos.size), np.zeros(neg.size)]
+    s = np.r_[pos, neg]
+    assert roc_auc(pos, neg) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    p, r, t = precision_recall_curve(y, s)
+    with np.errstate(invalid="ignore"):
+        f1 = np.nan_to_num(2 * p * r / (p + r))[:-1]
+    best = f1.max()
+    thr = suggest_threshold(pos, neg)
+    assert thr.f1 == pytest.approx(best, abs=1e-12)
+    # Among cuts with the best F1 ours is the highest (fewest results kept).
+    assert thr.threshold == pytest.approx(t[np.nonzero(np.isclose(f1, best, atol=1e-12))[0]].max())
+    assert thr.precision == pytest.approx(((pos >= thr.threshold).sum()) / ((s >= thr.threshold).sum()))
+
+
+def _whole_matrix(v, lab, rows):
+    """The plain computation: the full queries × collection matrix, each score listed."""
+    scores = v[rows] @ v.T
+    pos, neg, gaps = [], [], []
+    for r, q in enumerate(rows):
+        keep = np.arange(len(v)) != q
+        rel = (lab == lab[q]) & (lab[q] >= 0)
+        pos += list(scores[r][keep & rel])
+        neg += list(scores[r][keep & ~rel])
+        order = [i for i in np.argsort(-scores[r], kind="stable") if i != q]
+        rq = RankedQuery(str(lab[q]), [str(lab[i]) if lab[i] >= 0 else None for i in order], list(scores[r][order]), 0)
+        ev = evaluate([rq])
+        if ev.get("break_gap") is not None:
+            gaps.append(ev["break_gap"])
+    return np.array(pos, np.float64), np.array(neg, np.float64), gaps
+
+
+def test_blockwise_stratification_equals_the_whole_matrix():
+    v, lab = _clustered()
+    rows = np.array([i for i in range(0, 300, 3) if lab[i] >= 0])
+    small = stratify(v, lab, rows, block_scores=7 * len(v))  # 7 queries a block, the last one short
+    whole = stratify(v, lab, rows, block_scores=10**9)
+    assert np.array_equal(small.pos, whole.pos) and np.array_equal(small.neg, whole.neg)
+    assert np.array_equal(small.coarse, whole.coarse) and np.allclose(small.gap, whole.gap, equal_nan=True)
+    got = small.summary()
+    pos, neg, gaps = _whole_matrix(v, lab, rows)
+    assert got["relevant_scores"] == pos.size and got["irrelevant_scores"] == neg.size
+    assert got["auc"] == pytest.approx(roc_auc_score(np.r_[np.ones(pos.size), np.zeros(neg.size)], np.r_[pos, neg]), abs=1e-5)
+    assert got["mean_relevant_score"] == pytest.approx(pos.mean(), abs=1e-6)
+    assert got["separation"] == pytest.approx(pos.mean() - neg.mean(), abs=1e-6)
+    exact = suggest_threshold(pos, neg)
+    assert got["threshold"]["f1"] == pytest.approx(exact.f1, abs=1e-3)
+    assert abs(got["threshold"]["threshold"] - exact.threshold) <= 2 * 2 / BINS + 1e-6
+    assert got["break_gap_queries"] == len(gaps) and got["break_gap"] == pytest.approx(np.mean(gaps), abs=1e-5)
+    assert sum(got["histogram_relevant"]) == pos.size
+    assert got["histogram_relevant"] == np.histogram(np.clip(pos, -1, 1), bins=80, range=(-1, 1))[0].tolist()
+    cis = stratification_ci(small, n_boot=300)
+    assert cis["auc"][0] < got["auc"] < cis["auc"][1] and cis["separation"][0] < got["separation"] < cis["separation"][1]
+
+
+def test_recall_and_map_equal_ranx():
+    rng = np.random.default_rng(3)
+    qrels, run, mine_r1, mine_r5, mine_ap = {}, {}, [], [], []
+    for q in range(40):
+        n_rel = int(rng.integers(1, 8))
+        docs = [f"d{i}" for i in range(30)]
+        relevant = set(rng.choice(docs, size=n_rel, replace=False))
+        ranking = list(rng.permutation(docs))
+        qrels[f"q{q}"] = {d: 1 for d in relevant}
+        run[f"q{q}"] = {d: float(30 - i) for i, d in enumerate(ranking)}
+        rel = [d in relevant for d in ranking]
+        mine_r1.append(any(rel[:1]))
+        mine_r5.append(any(rel[:5]))
+        mine_ap.append(average_precision_at_k(rel, 10, n_rel))
+    got = ranx_evaluate(Qrels(qrels), Run(run), ["hit_rate@1", "hit_rate@5", "map@10"])
+    assert np.mean(mine_r1) == pytest.approx(got["hit_rate@1"]) and np.mean(mine_r5) == pytest.approx(got["hit_rate@5"])
+    # ranx's AP@k divides by every relevant item; ours by min(k, relevant), as image-retrieval
+    # papers do. Equal when no query has more than k relevant items, as here.
+    assert np.mean(mine_ap) == pytest.approx(got["map@10"], abs=1e-9)
+
+
+def _aps_of_noisy_rankings(rng, truth, relevant, noise):
+    """AP@10 per query of a ranking by the true scores plus noise."""
+    out = []
+    for t, rel in zip(truth, relevant):
+        order = np.argsort(-(t + rng.normal(scale=noise, size=t.size)))
+        out.append(average_precision_at_k(list(rel[order]), 10, int(rel.sum())))
+    return np.array(out)
+
+
+def test_a_known_difference_is_found_and_noise_is_not():
+    rng = np.random.default_rng(5)
+    base = rng.uniform(0.2, 0.8, size=400)
+    better = np.clip(base + 0.1 + rng.normal(scale=0.05, size=400), 0, 1)
+    t = paired_test(better, base, n_boot=1000)
+    assert t["significant"] and t["ci"][0] < 0.1 < t["ci"][1] and t["p"] < 0.01
+    # Two runs that are the same ranking with noise: 200 queries, 100 candidates, 8 relevant.
+    relevant = np.zeros((200, 100), bool)
+    relevant[:, :8] = True
+    truth = rng.normal(size=(200, 100)) + 1.5 * relevant
+    runs = [_aps_of_noisy_rankings(rng, truth, relevant, 0.3) for _ in range(21)]
+    verdicts = [paired_test(runs[0], r, n_boot=300) for r in runs[1:]]
+    # At the 5% level about one in twenty such pairs is called different by chance, no more.
+    assert sum(v["significant"] for v in verdicts) <= 3
+    quiet = next(i for i, v in enumerate(verdicts, 1) if not v["significant"])
+    noisy = runs[quiet]
+    pairs = compare_pairs({"b": dict(enumerate(better)), "a": dict(enumerate(base)),
+                           "x": dict(enumerate(runs[0])), "n": dict(enumerate(noisy))}, n_boot=300)
+    sentences = {(p["a"], p["b"]): p["verdict"] for p in pairs}
+    assert sentences[("b", "a")].startswith("b beats a by +0.1")
+    assert sentences[("x", "n")].startswith("no significant difference between x and n")
+    means = {"b": better.mean(), "a": base.mean()}
+    assert winner([p for p in pairs if {p["a"], p["b"]} == {"a", "b"}], ["b", "a"], means)["encoder"] == "b"
+    w = winner([p for p in pairs if {p["a"], p["b"]} == {"x", "n"}], ["x", "n"], {"x": runs[0].mean(), "n": noisy.mean()})
+    assert w["encoder"] is None and "no clear winner" in w["sentence"]
