@@ -212,48 +212,82 @@ def test_report_renders_in_headless_chromium(tmp_path):
 # --------------------------------------------------------------------------- a real run
 
 
-@pytest.mark.flow
-def test_compare_through_the_flows(tmp_path, monkeypatch):
-    """EfficientNet-Lite0 (real weights), tiny CLIP (text), Vertex against the fake server; DINOv2 unreachable."""
-    from imgsearch.compare import CompareOptions, run_compare
-    from imgsearch.sample_data import build_memes
-    from test_vertex import TOKEN, FakeVertex
-    from executors.indexer.store import EdgeStore
+def _photo_variants(photos: dict, root: Path) -> Path:
+    """Four views of each photo, one folder (label) per photo: the whole, two crops, a mirror."""
+    for name, arr in photos.items():
+        folder = root / name
+        folder.mkdir(parents=True)
+        img = Image.fromarray(arr).convert("RGB")
+        w, h = img.size
+        views = {"full": img, "left": img.crop((0, 0, int(w * .8), h)), "low": img.crop((0, int(h * .2), w, h)),
+                 "mirror": img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)}
+        for view, im in views.items():
+            im.save(folder / f"{name}-{view}.jpg", quality=88)
+    return root
 
-    data = tmp_path / "memes"
-    build_memes(data, variants=3, hard=True, limit=6)
+
+def _tiny_clip(path: Path) -> Path:
     # Built in a child process: torch work in this process before the flow forks its executors
     # can leave libgomp deadlocked in the forked EfficientNet-Lite0 executor.
-    clip = tmp_path / "tiny-clip"
-    subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'tests'); from tiny_models import build_tiny_model; "
-                    f"build_tiny_model('clip', {str(clip)!r})"], cwd=ROOT, check=True, capture_output=True, timeout=120)
-    (clip / "IMGSEARCH_TINY_RANDOM_MODEL.txt").write_text("random")
+    subprocess.run([sys.executable, "-c", "from imgsearch.tiny_models import build_tiny_model, mark_random; "
+                    f"mark_random(build_tiny_model('clip', {str(path)!r}), 'test')"],
+                   cwd=ROOT, check=True, capture_output=True, timeout=120)
+    return path
+
+
+@pytest.mark.flow
+@pytest.mark.slow
+def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
+    """EfficientNet-Lite0 (real weights), tiny CLIP (text), Vertex against the fake server; DINOv2
+    unreachable. A first run whose CLIP fails keeps Lite0's results; the rerun reuses them."""
+    import io
+
+    from executors.indexer.store import EdgeStore
+    from imgsearch.compare import CompareOptions, run_compare
+    from test_vertex import TOKEN, FakeVertex
+
+    data = _photo_variants(photos, tmp_path / "photos")
+    clip = _tiny_clip(tmp_path / "tiny-clip")
+    broken = shutil.copytree(clip, tmp_path / "broken-clip")
+    (broken / "model.safetensors").write_bytes(b"not a model")  # the second encoder fails as it loads
     out = tmp_path / "report"
+    common = dict(data=data, out=out, query_fraction=0.5, top_k=5, grid_rows=4, grid_k=3, batch_size=8, progress=False)
+    first = run_compare(CompareOptions(encoders=["efficientnet-lite0", "clip"], models={"clip": str(broken)}, **common))
+    runs = {r["encoder"]: r for r in first["encoders"]}
+    assert runs["efficientnet-lite0"]["status"] == "ok" and runs["clip"]["status"] == "failed"
+    assert "Not run" in (out / "report.md").read_text() and parse_html(out / "report.html").not_run == ["clip"]
+
+    log = io.StringIO()
     with FakeVertex() as fake:
         monkeypatch.setenv("VERTEX_BASE_URL", fake.url)
         monkeypatch.setenv("VERTEX_ACCESS_TOKEN", TOKEN)
         monkeypatch.setenv("VERTEX_PROJECT", "proj-t")  # run_compare sets it too; monkeypatch restores it
-        opts = CompareOptions(data=data, encoders=["efficientnet-lite0", "clip", "dinov2", "vertex"], out=out,
-                              models={"clip": str(clip)}, query_fraction=0.5, top_k=5, grid_rows=4, grid_k=3,
-                              batch_size=8, progress=False, vertex_project="proj-t")
-        result = run_compare(opts)
+        opts = CompareOptions(encoders=["efficientnet-lite0", "clip", "dinov2", "vertex"], models={"clip": str(clip)},
+                              vertex_project="proj-t", **common)
+        result = run_compare(opts, log)
+    assert "efficientnet-lite0: reused (20 vectors, evaluation cached)" in log.getvalue()
     runs = {r["encoder"]: r for r in result["encoders"]}
+    assert runs["efficientnet-lite0"]["quality"] == {r["encoder"]: r for r in first["encoders"]}["efficientnet-lite0"]["quality"]
+    assert result["timing"]["reused"] == ["efficientnet-lite0"]
     assert runs["dinov2"]["status"] == "skipped" and "Hugging Face hub" in runs["dinov2"]["reason"]
     for name in ("efficientnet-lite0", "clip", "vertex"):
         r = runs[name]
         assert r["status"] == "ok", r.get("reason")
-        assert r["indexed"] == r["count"] == 24 == result["data"]["images"]
-        assert r["wall_seconds"] >= r["index_seconds"] > r["encode_seconds"] > 0 and r["images_per_second"] > 0
-        assert r["disk_bytes"] > 0 and r["bytes_per_vector"] == pytest.approx(r["disk_bytes"] / 24, abs=0.1)
+        assert r["count"] == 20 == result["data"]["images"]
+        assert r["wall_seconds"] >= r["index_seconds"] > 0 and r["eval_seconds"] > 0
+        assert r["disk_bytes"] > 0 and r["bytes_per_vector"] == pytest.approx(r["disk_bytes"] / 20, abs=0.1)
         assert r["peak_rss_mb"] > 50 and r["scores_cover_collection"]
         q = r["quality"]
-        assert q["labelled"] and q["queries"] == result["queries"]["count"] == 12  # ceil(.5·4) per template
-        assert 0 <= q["recall@1"] <= q["recall@5"] <= q["recall@10"] <= 1 and 0 <= q["auc"] <= 1
-        assert q["relevant_scores"] == 12 * 3 and q["relevant_scores"] + q["irrelevant_scores"] == 12 * 23
+        assert q["labelled"] and q["queries"] == result["queries"]["count"] == 10  # ceil(.5·4) per photo
+        assert q["relevant_scores"] == 10 * 3 and q["relevant_scores"] + q["irrelevant_scores"] == 10 * 19
+        for key in ("recall@1", "mAP@10", "auc"):
+            lo, hi = q["ci"][key]
+            assert lo <= q[key] <= hi, (name, key)
     assert runs["clip"]["random_weights"] and not runs["efficientnet-lite0"]["random_weights"]
-    assert runs["clip"]["text_quality"]["queries"] == 6 and "text_quality" not in runs["efficientnet-lite0"]
+    assert runs["clip"]["text_quality"]["queries"] == 5 and "text_quality" not in runs["efficientnet-lite0"]
     assert runs["vertex"]["info"]["device"].startswith("remote") and runs["vertex"]["dim"] == 1408
-    assert runs["efficientnet-lite0"]["quality"]["recall@5"] >= 0.5  # real weights find the template's variants
+    assert runs["efficientnet-lite0"]["quality"]["recall@5"] >= 0.5  # real weights find the photo's other views
+    assert len(result["significance"]["pairs"]) == 3 and result["client_peak_rss_mb"] > 50
 
     page = parse_html(out / "report.html")
     assert page.headline == ["efficientnet-lite0", "clip", "vertex"] and page.not_run == ["dinov2"] and page.random == ["clip"]
@@ -266,14 +300,14 @@ def test_compare_through_the_flows(tmp_path, monkeypatch):
         points = list(st.scroll(lite["index"]["collection"], with_vectors=True))
     vectors = np.stack([p.vector for p in points])
     uris = [p.payload["uri"] for p in points]
-    assert len(page.rows) == 4
+    assert len(page.rows) >= 4
     for row in page.rows:
         qi = uris.index(row["query"])
         scores = vectors @ vectors[qi]
         order = [i for i in np.argsort(-scores) if i != qi][:3]
         cell = row["cells"]["efficientnet-lite0"]
         assert [c[1] for c in cell] == [uris[i] for i in order]
-        assert np.allclose([c[2] for c in cell], scores[order], atol=1e-4)
+        assert np.allclose([c[2] for c in cell], scores[order], atol=1e-3)
         assert [c[0] for c in cell] == [1, 2, 3] and set(row["cells"]) == {"efficientnet-lite0", "clip", "vertex"}
         query_label = Path(row["query"]).parent.name
         assert [c[3] for c in cell] == ["rel" if Path(uris[i]).parent.name == query_label else "irr" for i in order]

@@ -150,3 +150,16 @@ def test_a_known_difference_is_found_and_noise_is_not():
     assert winner([p for p in pairs if {p["a"], p["b"]} == {"a", "b"}], ["b", "a"], means)["encoder"] == "b"
     w = winner([p for p in pairs if {p["a"], p["b"]} == {"x", "n"}], ["x", "n"], {"x": runs[0].mean(), "n": noisy.mean()})
     assert w["encoder"] is None and "no clear winner" in w["sentence"]
+
+
+def test_auc_interval_surrounds_the_auc_when_scores_crowd_together():
+    """Every score within 0.02 of 1 (one common direction dominates): the bootstrap's coarse
+    bins must still resolve it."""
+    v, lab = _clustered(seed=4)
+    crowded = v * 0.02 + np.r_[1.0, np.zeros(v.shape[1] - 1)].astype(np.float32)
+    crowded = (crowded / np.linalg.norm(crowded, axis=1, keepdims=True)).astype(np.float32)
+    rows = np.array([i for i in range(0, 300, 2) if lab[i] >= 0])
+    st = stratify(crowded, lab, rows)
+    auc = st.summary()["auc"]
+    lo, hi = stratification_ci(st, n_boot=300)["auc"]
+    assert 0.55 < auc < 0.99 and lo < auc < hi and hi - lo < 0.1

@@ -5,7 +5,8 @@ product, a block of queries at a time, so memory is bounded by the block, never 
 queries × images, and nothing is kept per score. Each score lands in one of ``BINS`` fine
 bins over [-1, 1] (width 1.2e-6); AUC and the best-F1 threshold then come from the bins'
 cumulative counts (``metrics.score_curve``), the 80-bar histograms from summing bins.
-Per query it keeps a coarse histogram and a few sums, which the bootstrap resamples.
+Per query it keeps a coarse histogram (``COARSE`` bins holding equal shares of a sample of the
+scores, so they are fine where the scores are) and a few sums, which the bootstrap resamples.
 """
 
 import logging
@@ -19,9 +20,9 @@ from imgsearch.metrics import score_curve
 
 logger = logging.getLogger(__name__)
 
-COARSE = 400  # per-query bins (width 0.005), for the bootstrap of AUC
-FINE_PER_COARSE = 4096
-BINS = COARSE * FINE_PER_COARSE
+COARSE = 400  # per-query bins for the bootstrap of AUC: equal-mass bins of a sample of the scores
+EDGE_SAMPLE_QUERIES = 64  # the queries whose scores place those bins
+BINS = 400 * 4096
 HIST_BINS = 80  # the report's histograms
 BLOCK_SCORES = 1 << 21  # scores per block (a block of queries × the whole collection): ~100 MB of temporaries
 MAX_BLOCK_QUERIES = 1024
@@ -39,6 +40,7 @@ class Stratification:
     neg_n: np.ndarray
     gap: np.ndarray  # (queries,) break gap, NaN where undefined
     coarse: np.ndarray  # (queries, COARSE, 2) int32: [:, :, 0] irrelevant, [:, :, 1] relevant
+    coarse_edges: np.ndarray  # (COARSE - 1,) inner bin edges of ``coarse``
 
     def summary(self) -> dict:
         auc, thr = score_curve(self.pos, self.neg, fine_edges())
@@ -74,11 +76,20 @@ def stratify(vectors: np.ndarray, labels: np.ndarray, query_rows: np.ndarray,
     block = min(MAX_BLOCK_QUERIES, max(1, block_scores // max(1, n)))
     st = Stratification(np.zeros(BINS, np.int64), np.zeros(BINS, np.int64), np.zeros(m), np.zeros(m),
                         np.zeros(m, np.int64), np.zeros(m, np.int64), np.full(m, np.nan),
-                        np.zeros((m, COARSE, 2), np.int32))
+                        np.zeros((m, COARSE, 2), np.int32), _coarse_edges(vectors, query_rows))
     for start in range(0, m, block):
         rows = query_rows[start : start + block]
         _block(st, slice(start, start + len(rows)), vectors[rows] @ vectors.T, labels[rows], labels, rows)
     return st
+
+
+def _coarse_edges(vectors: np.ndarray, query_rows: np.ndarray) -> np.ndarray:
+    """COARSE - 1 edges splitting a sample of the scores (the first queries') into equal shares."""
+    sample = (vectors[query_rows[:EDGE_SAMPLE_QUERIES]] @ vectors.T).ravel()
+    if sample.size == 0:
+        return np.linspace(-1, 1, COARSE + 1)[1:-1]
+    edges = np.quantile(sample.astype(np.float64), np.linspace(0, 1, COARSE + 1)[1:-1])
+    return np.maximum.accumulate(edges)  # equal scores give equal edges: empty bins, which do no harm
 
 
 def _block(st: Stratification, out: slice, scores: np.ndarray, qlabels: np.ndarray, labels: np.ndarray,
@@ -97,7 +108,7 @@ def _block(st: Stratification, out: slice, scores: np.ndarray, qlabels: np.ndarr
     counts = np.bincount(code.ravel(), minlength=2 * BINS + 1)[: 2 * BINS].reshape(BINS, 2)
     st.neg += counts[:, 0]
     st.pos += counts[:, 1]
-    coarse = (keys // FINE_PER_COARSE) * 2 + rel + (np.arange(b) * 2 * COARSE)[:, None]
+    coarse = np.searchsorted(st.coarse_edges, scores, side="right") * 2 + rel + (np.arange(b) * 2 * COARSE)[:, None]
     coarse[own] = b * 2 * COARSE
     st.coarse[out] = np.bincount(coarse.ravel(), minlength=b * 2 * COARSE + 1)[:-1].reshape(b, COARSE, 2)
     st.pos_sum[out] = np.sum(scores, axis=1, where=rel, dtype=np.float64)
