@@ -229,7 +229,7 @@ class SearchService:
 
 
 def _is_tiny_random(model: str) -> bool:
-    from imgsearch.compare import is_tiny_random
+    from imgsearch.tiny_models import is_tiny_random
 
     return is_tiny_random(model)
 
