@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from PIL import Image
 
-from conftest import ROOT
 from imgsearch.compare import CompareError, parse_encoders, parse_models
 from imgsearch.compare.queries import Item, pick_queries
 from imgsearch.compare.summary import label_disagreement, significance
@@ -242,9 +242,10 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     unreachable. A first run whose CLIP fails keeps Lite0's results; the rerun reuses them."""
     import io
 
+    from test_vertex import TOKEN, FakeVertex
+
     from executors.indexer.store import EdgeStore
     from imgsearch.compare import CompareOptions, run_compare
-    from test_vertex import TOKEN, FakeVertex
 
     data = _photo_variants(photos, tmp_path / "photos")
     clip = _tiny_clip(tmp_path / "tiny-clip")

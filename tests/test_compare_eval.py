@@ -163,3 +163,33 @@ def test_auc_interval_surrounds_the_auc_when_scores_crowd_together():
     auc = st.summary()["auc"]
     lo, hi = stratification_ci(st, n_boot=300)["auc"]
     assert 0.55 < auc < 0.99 and lo < auc < hi and hi - lo < 0.1
+
+
+def test_stratification_reads_the_same_from_the_embedded_store_and_a_server(tmp_path):
+    """Paged scrolls (a page smaller than the collection) from either backend give the same counts."""
+    import hashlib
+
+    from qdrant_client import QdrantClient
+
+    from executors.indexer.store import EdgeStore, ServerStore, point_id
+    from imgsearch.compare.stratify import label_codes, read_vectors
+
+    v, lab = _clustered(seed=6, n=250)
+    hashes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(len(v))]
+    payloads = [{"hash": h, "uri": f"/data/{i}.jpg", "label": None if lab[i] < 0 else f"l{lab[i]}"}
+                for i, h in enumerate(hashes)]
+    results = []
+    for store in (EdgeStore(str(tmp_path / "ws")), ServerStore(client=QdrantClient(":memory:"))):
+        with store:
+            store.ensure_collection("c", v.shape[1], {"model": "m"})
+            store.upsert("c", [point_id(h) for h in hashes], v, payloads)
+            vectors, labels, got_hashes = read_vectors(store, "c", page=64)
+        assert len(got_hashes) == 250 and sorted(got_hashes) == sorted(hashes)
+        codes, names = label_codes(labels)
+        row = {h: i for i, h in enumerate(got_hashes)}
+        queries = np.array([row[hashes[i]] for i in range(0, 250, 5) if lab[i] >= 0])
+        results.append(stratify(vectors, codes, queries).summary())
+    edge, server = results
+    for key, value in edge.items():  # counts exactly; means to float32 rounding (rows come in another order)
+        assert server[key] == (pytest.approx(value, abs=1e-6) if isinstance(value, float) else value), key
+    assert edge["relevant_scores"] == sum(int((lab == lab[i]).sum() - 1) for i in range(0, 250, 5) if lab[i] >= 0)
