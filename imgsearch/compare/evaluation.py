@@ -28,6 +28,7 @@ SEARCH_CHUNK = 32
 KS = (1, 5, 10)
 MAP_K = 10
 SCORE_DIGITS = 4
+LATENCY_QUERIES = 64
 
 
 def search(gateway, collection: str, docs: list[ImageDoc], depth: int, info: Optional[dict] = None) -> list[ImageDoc]:
@@ -44,46 +45,89 @@ def _ranked(doc: ImageDoc, label: Optional[str], n_relevant: int) -> RankedQuery
     return RankedQuery(label, [m.get("label") for m in matches], [float(m.get("score", 0.0)) for m in matches], n_relevant)
 
 
-def rank_queries(gateway, info: dict, collection: str, count: int, opts: CompareOptions, qs: QuerySet) -> dict:
-    """Send every query through the flow; per-query hits, AP@10 and top-k as image numbers."""
+def _empty_per() -> dict:
+    return {"ap": [], **{f"hit@{k}": [] for k in KS}, "top": [], "scores": [], "errors": {}}
+
+
+def _add(per: dict, qi: int, rel: list[bool], n_rel: int, labelled: bool, top: list[int], scores: list[float]) -> None:
+    useful = labelled and n_rel > 0
+    per["ap"].append(average_precision_at_k(rel, MAP_K, n_rel) if useful else None)
+    for k in KS:
+        per[f"hit@{k}"].append((1.0 if any(rel[:k]) else 0.0) if useful else None)
+    per["top"].append(top)
+    per["scores"].append([round(float(x), SCORE_DIGITS) for x in scores])
+
+
+def _missing(per: dict, qi: int, why: str) -> None:
+    per["errors"][qi] = why
+    _add(per, qi, [], 0, False, [], [])
+
+
+def rank_outside_queries(gateway, info: dict, collection: str, count: int, opts: CompareOptions, qs: QuerySet) -> dict:
+    """Outside images (--queries DIR), sent as bytes through the flow, scored to --score-depth."""
     label_count = qs.label_counts()
-    in_index = {it.hash for it in qs.items}
     number = {it.hash: i for i, it in enumerate(qs.items)}
-    outside = opts.queries is not None
-    # In-index queries: the flow ranks the top results, the stored vectors give every score
-    # afterwards. Outside queries: the flow scores the first `score_depth` results.
-    depth = max(1, min(opts.score_depth if outside else max(opts.top_k, MAP_K), count))
-    docs = [ImageDoc(uri=q.path, hash=q.hash, blob=Path(q.path).read_bytes()) if outside else ImageDoc(uri=q.path, hash=q.hash)
-            for q in qs.queries]
+    depth = max(1, min(opts.score_depth, count))
+    docs = [ImageDoc(uri=q.path, hash=q.hash, blob=Path(q.path).read_bytes()) for q in qs.queries]
     t0 = time.perf_counter()
     answers = {d.hash: d for d in search(gateway, collection, docs, depth, info)}
     search_seconds = time.perf_counter() - t0
-    per = {"ap": [], **{f"hit@{k}": [] for k in KS}, "top": [], "scores": [], "errors": {}}
-    ranked = []
+    per, ranked = _empty_per(), []
     for qi, q in enumerate(qs.queries):
         doc = answers.get(q.hash)
-        n_rel = label_count.get(q.label, 0) - (1 if q.hash in in_index else 0) if q.label is not None else 0
         if doc is None or doc.error:
-            per["errors"][qi] = doc.error if doc else "no answer"
-            per["ap"].append(None)
-            for k in KS:
-                per[f"hit@{k}"].append(None)
-            per["top"].append([])
-            per["scores"].append([])
+            _missing(per, qi, doc.error if doc else "no answer")
             continue
+        n_rel = label_count.get(q.label, 0) if q.label is not None else 0
         rq = _ranked(doc, q.label, n_rel)
         ranked.append(rq)
-        rel = rq.relevance
-        useful = q.label is not None and n_rel > 0
-        per["ap"].append(average_precision_at_k(rel, MAP_K, n_rel) if useful else None)
-        for k in KS:
-            per[f"hit@{k}"].append((1.0 if any(rel[:k]) else 0.0) if useful else None)
         top = (doc.matches or [])[: opts.top_k]
-        per["top"].append([number.get(m.get("hash"), -1) for m in top])
-        per["scores"].append([round(float(m.get("score", 0.0)), SCORE_DIGITS) for m in top])
-    quality = evaluate(ranked, ks=KS, map_k=MAP_K) if outside else _ranking_quality(per, len(ranked))
-    return {"per_query": per, "quality": quality, "search_ms_per_query": round(1000 * search_seconds / max(1, len(docs)), 3),
-            "score_depth": depth if outside else count, "scores_cover_collection": (depth >= count - 1) if outside else True}
+        _add(per, qi, rq.relevance, n_rel, q.label is not None, [number.get(m.get("hash"), -1) for m in top],
+             [float(m.get("score", 0.0)) for m in top])
+    return {"per_query": per, "quality": evaluate(ranked, ks=KS, map_k=MAP_K),
+            "search_ms_per_query": round(1000 * search_seconds / max(1, len(docs)), 3),
+            "score_depth": depth, "scores_cover_collection": depth >= count - 1}
+
+
+def search_latency(gateway, info: dict, collection: str, qs: QuerySet, n: int = LATENCY_QUERIES) -> dict:
+    """Search time through the gateway on a sample of the in-index queries (their ranking comes
+    from the stored vectors, exactly: `evaluate_in_index`)."""
+    docs = [ImageDoc(uri=q.path, hash=q.hash) for q in qs.queries[:n]]
+    t0 = time.perf_counter()
+    search(gateway, collection, docs, MAP_K, info)
+    return {"search_ms_per_query": round(1000 * (time.perf_counter() - t0) / max(1, len(docs)), 3),
+            "search_latency_queries": len(docs)}
+
+
+def evaluate_in_index(store, collection: str, qs: QuerySet, opts: CompareOptions) -> tuple[dict, str]:
+    """Every in-index query against the whole collection from the stored vectors, in one blockwise
+    pass: exact top-k (ranking metrics, grid) and score stratification, with 95% intervals."""
+    vectors, labels, hashes = read_vectors(store, collection)
+    digest = content_digest(hashes)
+    codes, _ = label_codes(labels)
+    row = {h: i for i, h in enumerate(hashes)}
+    number = {it.hash: i for i, it in enumerate(qs.items)}
+    item_of_row = np.array([number.get(h, -1) for h in hashes], dtype=np.int64)
+    present = [qi for qi, q in enumerate(qs.queries) if q.hash in row]
+    rows = np.array([row[qs.queries[qi].hash] for qi in present], dtype=np.int64)
+    st = stratify(vectors, codes, rows, top_k=max(opts.top_k, MAP_K))
+    per, j = _empty_per(), 0
+    for qi in range(len(qs.queries)):
+        if j >= len(present) or present[j] != qi:
+            _missing(per, qi, "not in the collection")
+            continue
+        qcode = codes[rows[j]]
+        top = st.top[j]
+        rel = [bool(qcode >= 0 and c == qcode) for c in codes[top]]
+        _add(per, qi, rel, int(st.pos_n[j]), bool(qcode >= 0), item_of_row[top[: opts.top_k]].tolist(),
+             st.top_scores[j, : opts.top_k].tolist())
+        j += 1
+    quality = _ranking_quality(per, len(present))
+    if quality.get("labelled"):
+        summary = st.summary()
+        cis = {**ranking_cis(per, opts.bootstrap), **stratification_ci(st, opts.bootstrap)}
+        quality.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in summary.items()}, ci=cis)
+    return {"per_query": per, "quality": quality, "score_depth": len(hashes), "scores_cover_collection": True}, digest
 
 
 def _ranking_quality(per: dict, answered: int) -> dict:
@@ -130,22 +174,6 @@ def text_quality(gateway, collection: str, count: int, opts: CompareOptions, qs:
         ci[f"mAP@{MAP_K}"] = mean_ci([average_precision_at_k(r.relevance, MAP_K, r.n_relevant) for r in ranked], opts.bootstrap)
         tq["ci"] = ci
     return {"text_quality": tq, "text_queries": "captions file" if opts.captions else "label names"}
-
-
-def stratify_collection(store, collection: str, qs: QuerySet, n_boot: int) -> tuple[dict, str]:
-    """Stratification of every in-index query against the whole collection, with intervals;
-    and the digest of the collection's content (its sorted content hashes)."""
-    vectors, labels, hashes = read_vectors(store, collection)
-    digest = content_digest(hashes)
-    codes, _ = label_codes(labels)
-    row = {h: i for i, h in enumerate(hashes)}
-    rows = np.array([row[q.hash] for q in qs.queries if q.hash in row and q.label is not None], dtype=np.int64)
-    if rows.size == 0 or vectors.size == 0:
-        return {}, digest
-    st = stratify(vectors, codes, rows)
-    summary = st.summary()
-    summary["ci"] = stratification_ci(st, n_boot)
-    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in summary.items()}, digest
 
 
 def content_digest(hashes: list[Optional[str]]) -> str:

@@ -20,14 +20,8 @@ from typing import Optional, TextIO
 
 from executors.indexer.store import EdgeStore, ServerStore
 from imgsearch.compare.cache import EvalCache, folder_digest, key_of
-from imgsearch.compare.evaluation import (
-    content_digest,
-    per_label_recall,
-    rank_queries,
-    ranking_cis,
-    stratify_collection,
-    text_quality,
-)
+from imgsearch.compare.evaluation import (content_digest, evaluate_in_index, per_label_recall, rank_outside_queries,
+                                          ranking_cis, search_latency, text_quality)
 from imgsearch.compare.options import CompareOptions, choose_checkpoint
 from imgsearch.compare.queries import QuerySet, in_index_queries, outside_queries, scan
 from imgsearch.compare.summary import label_disagreement, significance
@@ -37,6 +31,8 @@ from imgsearch.report import write_report
 from imgsearch.tiny_models import is_tiny_random
 
 logger = logging.getLogger(__name__)
+
+EVAL_VERSION = 2  # part of every cached evaluation's key: a change in what it holds invalidates old caches
 
 def _open_store(opts: CompareOptions):
     return ServerStore(opts.qdrant_url) if opts.qdrant_url else EdgeStore(str(opts.store), read_only=True)
@@ -90,7 +86,7 @@ class Run:
             self.say(f"{encoder}: skipped: {exc}")
             return rec
         rec.update(requested_model=model, checkpoint_note=note, random_weights=is_tiny_random(model))
-        key = key_of(encoder=encoder, model=model, data=self.data_key, settings=opts.settings_key())
+        key = key_of(encoder=encoder, model=model, data=self.data_key, settings=opts.settings_key(), version=EVAL_VERSION)
         cached = self.cache.load(encoder, key) if self.qs is not None else None
         if cached:
             count, digest = stored_content(opts, cached["rec"]["index"]["collection"])
@@ -107,7 +103,7 @@ class Run:
         self.cache.save(encoder, key, digest=rec.pop("digest"), rec=rec)
         q = rec.get("quality") or {}
         self.say(f"{encoder}: {rec['model']}: {rec['indexed']:,} indexed, {rec['count']:,} vectors, {rec['wall_seconds']:.1f} s "
-                 f"wall ({rec['images_per_second']:.1f} img/s encoding), evaluation {rec['eval_seconds']:.1f} s, "
+                 f"wall ({rec['images_per_second'] or 0:.1f} img/s encoding), evaluation {rec['eval_seconds']:.1f} s, "
                  f"peak {rec['peak_rss_mb']} MB"
                  + (f", R@1 {q.get('recall@1')}, mAP@10 {q.get('mAP@10')}, AUC {q.get('auc')}" if q.get("labelled") else ""))
         return rec
@@ -131,23 +127,25 @@ class Run:
                 self.say(f"{encoder}: reused ({summary.count:,} vectors), evaluating")
             t_eval = time.perf_counter()
             qs = self.query_set(gateway)
-            rec.update(rank_queries(gateway, info, summary.collection, summary.count, opts, qs))
+            if opts.queries:
+                rec.update(rank_outside_queries(gateway, info, summary.collection, summary.count, opts, qs))
+            else:
+                rec.update(search_latency(gateway, info, summary.collection, qs))
             if info.get("text"):
                 rec.update(text_quality(gateway, summary.collection, summary.count, opts, qs))
             info = encoder_info(gateway)  # again: peak memory after indexing and searching
             flow_eval = time.perf_counter() - t_eval
         t_strat = time.perf_counter()
-        per = rec["per_query"]
-        if not opts.queries and rec["quality"].get("labelled"):
-            # The flow is down, so the store can be read: every query against every image.
-            with _open_store(opts) as store:
-                strat, digest = stratify_collection(store, summary.collection, qs, opts.bootstrap)
-            cis = {**ranking_cis(per, opts.bootstrap), **strat.pop("ci", {})}
-            rec["quality"].update(strat, ci=cis)
-        else:
+        if opts.queries:
             digest = stored_content(opts, summary.collection)[1]
             if rec["quality"].get("labelled"):
-                rec["quality"]["ci"] = ranking_cis(per, opts.bootstrap)
+                rec["quality"]["ci"] = ranking_cis(rec["per_query"], opts.bootstrap)
+        else:
+            # The flow is down, so the store can be read: every query against every image.
+            with _open_store(opts) as store:
+                evaluated, digest = evaluate_in_index(store, summary.collection, qs, opts)
+            rec.update(evaluated)
+        per = rec["per_query"]
         rec["per_label_recall@1"] = per_label_recall(per, qs.queries)
         rec["eval_seconds"] = round(flow_eval + time.perf_counter() - t_strat, 3)
         rec.update(
@@ -155,7 +153,8 @@ class Run:
                                                                                                      "duplicates": summary.duplicates[:50]},
             indexed=summary.indexed, already_indexed=summary.already_indexed, count=summary.count,
             skipped_files=len(summary.skipped), index_seconds=round(summary.seconds, 3),
-            encode_seconds=round(summary.encode_seconds, 3), images_per_second=round(summary.images_per_second, 3),
+            encode_seconds=round(summary.encode_seconds, 3),
+            images_per_second=round(summary.images_per_second, 3) if summary.indexed else None,
             load_seconds=info.get("load_seconds"), disk_bytes=summary.disk_bytes,
             disk_mb=None if summary.disk_bytes is None else round(summary.disk_bytes / 1e6, 3),
             bytes_per_vector=None if not summary.disk_bytes or not summary.count else round(summary.disk_bytes / summary.count, 1),

@@ -5,6 +5,7 @@ product, a block of queries at a time, so memory is bounded by the block, never 
 queries × images, and nothing is kept per score. Each score lands in one of ``BINS`` fine
 bins over [-1, 1] (width 1.2e-6); AUC and the best-F1 threshold then come from the bins'
 cumulative counts (``metrics.score_curve``), the 80-bar histograms from summing bins.
+The same pass keeps each query's exact top-k, for the ranking metrics and the grid.
 Per query it keeps a coarse histogram (``COARSE`` bins holding equal shares of a sample of the
 scores, so they are fine where the scores are) and a few sums, which the bootstrap resamples.
 """
@@ -41,6 +42,8 @@ class Stratification:
     gap: np.ndarray  # (queries,) break gap, NaN where undefined
     coarse: np.ndarray  # (queries, COARSE, 2) int32: [:, :, 0] irrelevant, [:, :, 1] relevant
     coarse_edges: np.ndarray  # (COARSE - 1,) inner bin edges of ``coarse``
+    top: np.ndarray  # (queries, k) rows of each query's best-scoring images, best first (the query excluded)
+    top_scores: np.ndarray  # (queries, k)
 
     def __post_init__(self) -> None:
         # fine bin → coarse bin, looked up per score (a binary search per score costs 10× more)
@@ -72,7 +75,7 @@ def fine_edges() -> np.ndarray:
     return -1.0 + 2.0 * np.arange(BINS, dtype=np.float64) / BINS
 
 
-def stratify(vectors: np.ndarray, labels: np.ndarray, query_rows: np.ndarray,
+def stratify(vectors: np.ndarray, labels: np.ndarray, query_rows: np.ndarray, top_k: int = 10,
              block_scores: int = BLOCK_SCORES) -> Stratification:
     """``vectors`` (n, d) unit rows, ``labels`` (n,) ints (-1: none), ``query_rows`` indices of
     the queries among them. Each query's own row is left out of its scores."""
@@ -80,7 +83,8 @@ def stratify(vectors: np.ndarray, labels: np.ndarray, query_rows: np.ndarray,
     block = min(MAX_BLOCK_QUERIES, max(1, block_scores // max(1, n)))
     st = Stratification(np.zeros(BINS, np.int64), np.zeros(BINS, np.int64), np.zeros(m), np.zeros(m),
                         np.zeros(m, np.int64), np.zeros(m, np.int64), np.full(m, np.nan),
-                        np.zeros((m, COARSE, 2), np.int32), _coarse_edges(vectors, query_rows))
+                        np.zeros((m, COARSE, 2), np.int32), _coarse_edges(vectors, query_rows),
+                        np.zeros((m, min(top_k, max(0, n - 1))), np.int64), np.zeros((m, min(top_k, max(0, n - 1))), np.float32))
     for start in range(0, m, block):
         rows = query_rows[start : start + block]
         _block(st, slice(start, start + len(rows)), vectors[rows] @ vectors.T, labels[rows], labels, rows)
@@ -126,6 +130,15 @@ def _block(st: Stratification, out: slice, scores: np.ndarray, qlabels: np.ndarr
     last_rel = np.min(scores, axis=1, where=rel & (scores > first_irr[:, None]), initial=np.inf)
     ok = np.isfinite(first_irr) & np.isfinite(last_rel)
     st.gap[out] = np.where(ok, last_rel - np.where(ok, first_irr, 0), np.nan)
+    # The exact top-k of each query, the query itself excluded: what the ranking metrics use.
+    k = st.top.shape[1]
+    if k:
+        scores[np.arange(b), rows] = -np.inf
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(scores, part, axis=1)
+        order = np.lexsort((part, -vals), axis=1)  # by score, then by row: a stable order for ties
+        st.top[out] = np.take_along_axis(part, order, axis=1)
+        st.top_scores[out] = np.take_along_axis(vals, order, axis=1)
 
 
 def read_vectors(store, collection: str, page: int = 1000) -> tuple[np.ndarray, list[Optional[str]], list[str]]:
