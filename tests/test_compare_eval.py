@@ -193,3 +193,39 @@ def test_stratification_reads_the_same_from_the_embedded_store_and_a_server(tmp_
     for key, value in edge.items():  # counts exactly; means to float32 rounding (rows come in another order)
         assert server[key] == (pytest.approx(value, abs=1e-6) if isinstance(value, float) else value), key
     assert edge["relevant_scores"] == sum(int((lab == lab[i]).sum() - 1) for i in range(0, 250, 5) if lab[i] >= 0)
+
+
+def test_compare_ranking_of_a_stored_collection_equals_ranx_on_the_same_run(tmp_path):
+    """evaluate_in_index on a real embedded store; ranx scores the same queries from the vectors."""
+    import hashlib
+
+    from executors.indexer.store import EdgeStore, point_id
+    from imgsearch.compare.evaluation import evaluate_in_index
+    from imgsearch.compare.options import CompareOptions
+    from imgsearch.compare.queries import Item, QuerySet
+
+    rng = np.random.default_rng(8)
+    lab = np.repeat(np.arange(10), 10)  # ten images a label: at most 9 relevant, so AP@10 conventions agree
+    centres = _unit(rng, 10, 24)
+    v = rng.normal(scale=0.9, size=(100, 24)).astype(np.float32) + centres[lab]
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    hashes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(100)]
+    items = [Item(f"/d/l{lab[i]}/{i}.jpg", hashes[i], f"l{lab[i]}") for i in range(100)]
+    qs = QuerySet(items, items[::3], 34, "test")
+    with EdgeStore(str(tmp_path / "ws")) as store:
+        store.ensure_collection("c", 24, {"model": "m"})
+        store.upsert("c", [point_id(h) for h in hashes], v,
+                     [{"hash": it.hash, "uri": it.path, "label": it.label} for it in items])
+        got, _ = evaluate_in_index(store, "c", qs, CompareOptions(data=tmp_path, encoders=["clip"], out=tmp_path, bootstrap=200))
+    qrels, run = {}, {}
+    for q in range(0, 100, 3):
+        qrels[f"q{q}"] = {f"d{i}": 1 for i in range(100) if lab[i] == lab[q] and i != q}
+        scores = v @ v[q]
+        run[f"q{q}"] = {f"d{i}": float(scores[i]) for i in range(100) if i != q}
+    ref = ranx_evaluate(Qrels(qrels), Run(run), ["hit_rate@1", "hit_rate@5", "hit_rate@10", "map@10"])
+    q = got["quality"]
+    assert q["queries"] == 34 and q["recall@1"] < 1
+    assert (q["recall@1"], q["recall@5"], q["recall@10"]) == pytest.approx((ref["hit_rate@1"], ref["hit_rate@5"], ref["hit_rate@10"]), abs=1e-6)
+    assert q["mAP@10"] == pytest.approx(ref["map@10"], abs=1e-5)
+    for key in ("recall@1", "mAP@10", "auc"):
+        assert q["ci"][key][0] <= q[key] <= q["ci"][key][1]
