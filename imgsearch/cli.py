@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--captions", type=Path, metavar="JSON", help="text queries for text-capable encoders: {label: caption}; default: the label names")
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--score-depth", type=int, default=1000, help="results scored per query for AUC/threshold (the whole collection when smaller)")
-    p.add_argument("--grid-rows", type=int, default=8, help="query rows in the result grid")
+    p.add_argument("--max-queries", type=int, default=2000, metavar="N", help="at most N queries: past it, those with the lowest content hash (default 2000)")
+    p.add_argument("--grid-rows", type=int, default=24, help="query rows in the result grid: where encoders disagree most, and a quarter at random (default 24)")
     p.add_argument("--grid-k", type=int, default=5, help="thumbnails per grid cell")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--out", type=Path, default=Path("results/compare"), help="report folder (default: results/compare)")
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resize", type=int, metavar="N", help="normalise every image to N×N first")
     p.add_argument("--store", type=Path, help="embedded Qdrant folder for the compared collections (default: OUT/store)")
     p.add_argument("--qdrant-url", default=os.environ.get("QDRANT_URL"), help="use a Qdrant server instead")
+    p.add_argument("--fresh", action="store_true", help="re-index and re-evaluate every encoder (default: resume, reusing complete collections and cached evaluations)")
 
     p = sub.add_parser("serve", help="a search page on localhost: text, image upload, \"more like this\", encoders side by side",
                        description="Start the flow(s) and a web page to search them (imgsearch/web/).")

@@ -210,17 +210,17 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
-    """Several encoders, the same images and queries, one report (imgsearch/compare.py)."""
-    from imgsearch.compare import CompareOptions, parse_encoders, parse_models, run_compare  # local: reports, plots
+    """Several encoders, the same images and queries, one report (imgsearch/compare/)."""
+    from imgsearch.compare import CompareOptions, parse_encoders, run_compare  # local: reports, plots
 
     encoders = parse_encoders(args.encoders)
     opts = CompareOptions(
-        data=args.data, encoders=encoders, out=args.out, models=parse_models(args.model, encoders),
-        tiny_models=args.tiny_models, queries=args.queries, query_fraction=args.query_fraction,
+        data=args.data, encoders=encoders, out=args.out, models=parse_model_overrides(args.model, encoders),
+        tiny_models=args.tiny_models, queries=args.queries, query_fraction=args.query_fraction, max_queries=args.max_queries,
         captions=args.captions, top_k=args.top_k, score_depth=args.score_depth, grid_rows=args.grid_rows,
         grid_k=args.grid_k, batch_size=args.batch_size, resize=args.resize, store=args.store,
         qdrant_url=args.qdrant_url, vertex_project=args.vertex_project, vertex_region=args.vertex_region,
-        progress=not (args.json or args.no_progress), argv=["app.py", *sys.argv[1:]],
+        fresh=args.fresh, progress=not (args.json or args.no_progress), argv=["app.py", *sys.argv[1:]],
     )
     if not args.data.is_dir():
         _check_data(args.data)
@@ -267,9 +267,9 @@ def cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_tiny_models(args: argparse.Namespace, out: TextIO) -> int:
-    from imgsearch.compare import build_tiny_models  # local: transformers' model classes
+    from imgsearch.tiny_models import build_for_encoders  # local: transformers' model classes
 
-    built = build_tiny_models(args.out)
+    built = build_for_encoders(args.out)
     print(f"Tiny RANDOM models (for offline runs; their numbers mean nothing) in {args.out}:", file=out)
     for encoder, folder in built.items():
         print(f"  {encoder:<13} {folder}", file=out)

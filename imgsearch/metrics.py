@@ -18,6 +18,9 @@ Definitions (one query = one ranked result list, the query itself already exclud
   mean a score threshold can cut the list cleanly.
 - ``suggest_threshold``: the score t that maximises F1 when "score ≥ t" is read as
   "relevant" over all (query, result) pairs; with its precision and recall.
+
+AUC and threshold come from one sort and cumulative counts (``score_curve``), so millions
+of scores cost a sort; imgsearch/compare/stratify.py feeds it binned counts instead.
 """
 
 from __future__ import annotations
@@ -57,26 +60,43 @@ def mean_average_precision_at_k(relevance: Sequence[Sequence[bool]], k: int, n_r
     return float(np.mean(aps)) if aps else None
 
 
-def roc_auc(positive: Sequence[float], negative: Sequence[float]) -> Optional[float]:
-    """P(score of a relevant result > score of an irrelevant one), ties one half."""
+def score_curve(pos: np.ndarray, neg: np.ndarray, values: np.ndarray) -> tuple[Optional[float], Optional["Threshold"]]:
+    """ROC AUC and the best-F1 cut from per-value counts: one cumulative pass, O(values).
+
+    ``values`` ascending (distinct scores, or score bins' lower edges), ``pos[i]`` / ``neg[i]``
+    how many relevant / irrelevant scores equal (fall in) ``values[i]``. Equal scores are
+    ties: they count one half in the AUC and fall on the same side of every cut.
+    """
+    pos = np.asarray(pos, dtype=np.float64)
+    neg = np.asarray(neg, dtype=np.float64)
+    n_pos, n_neg = pos.sum(), neg.sum()
+    if n_pos == 0:
+        return None, None
+    auc = None
+    if n_neg > 0:
+        neg_below = np.cumsum(neg) - neg
+        auc = float((pos * (neg_below + 0.5 * neg)).sum() / (n_pos * n_neg))
+    tp = np.cumsum(pos[::-1])[::-1]  # kept when the cut is values[i]: every score ≥ values[i]
+    fp = np.cumsum(neg[::-1])[::-1]
+    f1 = np.where(tp > 0, 2 * tp / np.maximum(tp + fp + n_pos, 1), -1.0)
+    best = f1.max()
+    i = int(np.nonzero(f1 >= best - 1e-12)[0].max())  # among equal F1 the higher cut: fewer results kept
+    return auc, Threshold(float(values[i]), float(tp[i] / (tp[i] + fp[i])), float(tp[i] / n_pos), float(f1[i]))
+
+
+def _exact_counts(positive: Sequence[float], negative: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     pos = np.asarray(positive, dtype=np.float64)
     neg = np.asarray(negative, dtype=np.float64)
-    if pos.size == 0 or neg.size == 0:
+    values, inverse = np.unique(np.concatenate([pos, neg]), return_inverse=True)
+    return (np.bincount(inverse[: pos.size], minlength=values.size),
+            np.bincount(inverse[pos.size :], minlength=values.size), values)
+
+
+def roc_auc(positive: Sequence[float], negative: Sequence[float]) -> Optional[float]:
+    """P(score of a relevant result > score of an irrelevant one), ties one half."""
+    if len(positive) == 0 or len(negative) == 0:
         return None
-    allv = np.concatenate([pos, neg])
-    order = np.argsort(allv, kind="mergesort")
-    ranks = np.empty(allv.size, dtype=np.float64)
-    sorted_v = allv[order]
-    # Average ranks over ties (1-based).
-    i = 0
-    while i < sorted_v.size:
-        j = i
-        while j + 1 < sorted_v.size and sorted_v[j + 1] == sorted_v[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    u = ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2.0
-    return float(u / (pos.size * neg.size))
+    return score_curve(*_exact_counts(positive, negative))[0]
 
 
 def break_gap(scores: Sequence[float], rel: Sequence[bool]) -> Optional[float]:
@@ -106,21 +126,9 @@ def suggest_threshold(positive: Sequence[float], negative: Sequence[float]) -> O
     Candidates are the observed scores; among equal F1 the higher threshold wins (fewer
     results kept for the same quality). Recall is relative to the relevant scores given.
     """
-    pos = np.asarray(positive, dtype=np.float64)
-    neg = np.asarray(negative, dtype=np.float64)
-    if pos.size == 0:
+    if len(positive) == 0:
         return None
-    best: Optional[Threshold] = None
-    for t in np.unique(np.concatenate([pos, neg]))[::-1]:
-        tp = int((pos >= t).sum())
-        fp = int((neg >= t).sum())
-        if tp == 0:
-            continue
-        precision, recall = tp / (tp + fp), tp / pos.size
-        f1 = 2 * precision * recall / (precision + recall)
-        if best is None or f1 > best.f1 + 1e-12:
-            best = Threshold(float(t), precision, recall, f1)
-    return best
+    return score_curve(*_exact_counts(positive, negative))[1]
 
 
 def histogram(values: Iterable[float], bins: int = 80, lo: float = -1.0, hi: float = 1.0) -> list[int]:

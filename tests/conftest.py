@@ -12,7 +12,7 @@ for p in (str(ROOT), str(ROOT / "tests")):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from executors.encoders.specs import SPECS  # noqa: E402 (after the path set-up above)
+from imgsearch.tiny_models import TINY_KIND  # noqa: E402 (after the path set-up above)
 
 # Nothing in the tests may reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,7 +25,7 @@ os.environ.setdefault("JINA_LOG_LEVEL", "ERROR")
 os.environ.setdefault("IMGSEARCH_START_METHOD", "spawn")
 
 # encoder registry name -> its tiny model kind, from the registry
-TINY_FOR_ENCODER = {name: spec.tiny for name, spec in SPECS.items() if spec.tiny}
+TINY_FOR_ENCODER = TINY_KIND
 
 
 @pytest.fixture(scope="session")

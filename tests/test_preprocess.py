@@ -11,7 +11,7 @@ from PIL import Image
 from executors.encoders.preprocess import ImagePreprocessor
 from executors.encoders.specs import SPECS
 from executors.normalizer.decode import decode_image, fit_size
-from tiny_models import _processor
+from imgsearch.tiny_models.processors import image_processor as _processor
 
 CONFIGS = {
     "clip": ("CLIPImageProcessor", {}),

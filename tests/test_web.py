@@ -27,7 +27,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT
-from imgsearch.compare import TINY_MARKER
+from imgsearch.tiny_models import MARKER as TINY_MARKER
 from corpus import _bomb_png, make_exif_rotated, make_photo
 
 pytestmark = [pytest.mark.flow, pytest.mark.web]

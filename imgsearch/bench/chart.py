@@ -6,7 +6,7 @@ from typing import Optional
 from PIL import Image, ImageDraw
 
 from imgsearch.grid import _font
-from imgsearch.report import PALETTE
+from imgsearch.report.common import PALETTE
 
 
 def bar_panels(panels: list[tuple[str, list[tuple[str, Optional[float], str]]]], out: Path, cols: int = 2) -> Path:

@@ -13,46 +13,35 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
-from imgsearch.flow import REPO
+from imgsearch.tiny_models.processors import clip_tokenizer, image_processor
 
 logger = logging.getLogger(__name__)
 
 MARKER = "IMGSEARCH_FULL_SIZE_RANDOM_MODEL.txt"
 
 
-def _tiny_helpers():
-    """The tokenizer/processor builders the tiny test models use (one place for them)."""
-    sys.path.insert(0, str(REPO / "tests"))
-    try:
-        import tiny_models
-    finally:
-        sys.path.remove(str(REPO / "tests"))
-    return tiny_models
-
-
 def _clip():
     from transformers import CLIPConfig, CLIPModel
 
-    t = _tiny_helpers()
-    tok = t._clip_tokenizer(77)
+    tok = clip_tokenizer(77)
     config = CLIPConfig(
         text_config={"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
                      "pad_token_id": tok.pad_token_id},
         projection_dim=512,
     )
-    return CLIPModel(config), t._processor("CLIPImageProcessor"), tok
+    return CLIPModel(config), image_processor("CLIPImageProcessor"), tok
 
 
 def _vit():
     from transformers import ViTConfig, ViTModel
 
-    return ViTModel(ViTConfig(), add_pooling_layer=False), _tiny_helpers()._processor("ViTImageProcessor"), None
+    return ViTModel(ViTConfig(), add_pooling_layer=False), image_processor("ViTImageProcessor"), None
 
 
 def _dinov2():
     from transformers import Dinov2Config, Dinov2Model
 
-    processor = _tiny_helpers()._processor(
+    processor = image_processor(
         "BitImageProcessor", size={"shortest_edge": 256}, crop_size={"height": 224, "width": 224},
         resample=3, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
     )
@@ -62,7 +51,7 @@ def _dinov2():
 def _bit():
     from transformers import BitConfig, BitModel
 
-    return BitModel(BitConfig()), _tiny_helpers()._processor("BitImageProcessor"), None
+    return BitModel(BitConfig()), image_processor("BitImageProcessor"), None
 
 
 BUILDERS: dict[str, Callable] = {"clip": _clip, "vit": _vit, "dinov2": _dinov2, "bit": _bit}

@@ -144,7 +144,7 @@ def run_bench(opts: BenchOptions, log: TextIO) -> dict:
 def _random_weights(model: Optional[str]) -> bool:
     """A full-size random checkpoint built for the bench, or a tiny random one (their marker files)."""
     from imgsearch.bench.models import MARKER
-    from imgsearch.compare import is_tiny_random
+    from imgsearch.tiny_models import is_tiny_random
 
     return bool(model) and ((Path(model) / MARKER).is_file() or is_tiny_random(model))
 

@@ -15,6 +15,7 @@ from typing import Optional
 
 from executors.docs import ImageDoc
 from imgsearch.flow import FlowError, Gateway, collection_name
+from imgsearch.tiny_models import is_tiny_random
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class SearchService:
                     datasets[dataset] = datasets.get(dataset, 0) + (1 if c.get("count") else 0)
             encoders.append({
                 "name": served.name, "model": model, "text": bool(served.info.get("text")),
-                "dim": _int_or_none(served.info.get("dim")), "random_weights": _is_tiny_random(model),
+                "dim": _int_or_none(served.info.get("dim")), "random_weights": is_tiny_random(model),
                 "collections": mine, "error": error,
             })
         # Default: the dataset the most encoders have indexed (ties: by name).
@@ -179,7 +180,7 @@ class SearchService:
         model = served.info.get("model", "")
         collection = collection_name(dataset, model, self.resize)
         col = {"encoder": served.name, "model": model, "collection": collection, "count": 0,
-               "threshold": self.thresholds.get(collection), "random_weights": _is_tiny_random(model),
+               "threshold": self.thresholds.get(collection), "random_weights": is_tiny_random(model),
                "matches": [], "has_more": False, "error": None, "state": "ok"}
         # The report's threshold separates image→image scores; text→image scores live on another scale.
         col["threshold_applies"] = col["threshold"] is not None and query.text is None
@@ -228,10 +229,6 @@ class SearchService:
         self._pool.shutdown(wait=False)
 
 
-def _is_tiny_random(model: str) -> bool:
-    from imgsearch.compare import is_tiny_random
-
-    return is_tiny_random(model)
 
 
 def _int_or_none(value) -> Optional[int]:

@@ -1,0 +1,101 @@
+"""What a compare run is asked to do: its options, checked before anything starts."""
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from executors.encoders.resolve import CheckpointError, resolve_checkpoint
+from executors.encoders.specs import get_spec
+from executors.errors import UserError
+from imgsearch.tiny_models import TINY_KIND
+
+logger = logging.getLogger(__name__)
+
+
+class CompareError(UserError, ValueError):
+    """A mistake in the compare options (exit code 2)."""
+
+
+@dataclass
+class CompareOptions:
+    data: Path
+    encoders: list[str]
+    out: Path
+    models: dict[str, str] = field(default_factory=dict)
+    tiny_models: Optional[Path] = None
+    queries: Optional[Path] = None
+    query_fraction: float = 0.2
+    max_queries: int = 2000
+    captions: Optional[Path] = None
+    top_k: int = 10
+    score_depth: int = 1000
+    grid_rows: int = 24
+    grid_k: int = 5
+    batch_size: int = 32
+    resize: Optional[int] = None
+    store: Optional[Path] = None
+    qdrant_url: Optional[str] = None
+    vertex_project: Optional[str] = None
+    vertex_region: Optional[str] = None
+    fresh: bool = False  # drop the compared collections and cached evaluations first
+    bootstrap: int = 1000  # resamples for every confidence interval
+    progress: bool = True
+    argv: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        if not self.data.is_dir():
+            raise CompareError(f"data folder not found: {self.data}")
+        if self.queries is not None and not self.queries.is_dir():
+            raise CompareError(f"query folder not found: {self.queries}")
+        if self.captions is not None and not self.captions.is_file():
+            raise CompareError(f"captions file not found: {self.captions}")
+        if not 0 < self.query_fraction <= 1:
+            raise CompareError("--query-fraction must be in (0, 1]")
+        if self.max_queries < 1:
+            raise CompareError("--max-queries must be at least 1")
+        if self.top_k < 1 or self.grid_k < 1:
+            raise CompareError("--top-k and --grid-k must be at least 1")
+        if self.grid_rows < 0:
+            raise CompareError("--grid-rows cannot be negative")
+
+    def settings_key(self) -> dict:
+        """The settings an encoder's cached evaluation depends on (besides its collection)."""
+        return {"queries": str(self.queries) if self.queries else None, "query_fraction": self.query_fraction,
+                "max_queries": self.max_queries, "captions": str(self.captions) if self.captions else None,
+                "top_k": self.top_k, "score_depth": self.score_depth, "resize": self.resize,
+                "bootstrap": self.bootstrap}
+
+
+def parse_encoders(text: str) -> list[str]:
+    names = [n.strip() for n in text.replace(" ", ",").split(",") if n.strip()]
+    if not names:
+        raise CompareError("--encoders needs at least one name")
+    for n in names:
+        get_spec(n)  # unknown names fail before anything starts
+    if len(set(names)) != len(names):
+        raise CompareError(f"an encoder is named twice in --encoders {text}")
+    return names
+
+
+def choose_checkpoint(encoder: str, opts: CompareOptions) -> tuple[Optional[str], str]:
+    """(checkpoint override or None for the default, note); raises with the reason to skip."""
+    override = opts.models.get(encoder)
+    if get_spec(encoder).family == "vertex":
+        # Here, not at the top: the Vertex client pulls in google-auth, which most runs never need.
+        from executors.encoders.vertex import resolve_settings
+
+        resolve_settings(opts.vertex_project, opts.vertex_region, model=override)  # raises VertexConfigError
+        return override, "cloud API"
+    if override:
+        resolve_checkpoint(encoder, override)
+        return override, "given with --model"
+    try:
+        resolve_checkpoint(encoder)
+        return None, "default checkpoint"
+    except CheckpointError as exc:
+        kind = TINY_KIND.get(encoder)
+        tiny = opts.tiny_models / kind if opts.tiny_models and kind else None
+        if tiny is not None and (tiny / "config.json").is_file():
+            return str(tiny), f"default checkpoint unreachable, tiny random stand-in used ({str(exc)[:160]})"
+        raise

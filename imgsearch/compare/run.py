@@ -1,0 +1,234 @@
+"""The run: each encoder through the same flow as `app.py index`, its evaluation, then the report.
+
+Each encoder indexes into its own collection of a store kept beside the report, so every
+number in the report is measured: wall time with flow start-up, encoding throughput, model
+load time, size on disk, the encoder process's peak memory, retrieval quality and how
+well scores separate relevant from irrelevant results. An encoder that fails is recorded
+with its error; the others' results stand. A rerun resumes (compare/cache.py).
+"""
+
+import importlib.metadata as md
+import logging
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional, TextIO
+
+from executors.indexer.store import EdgeStore, ServerStore
+from imgsearch.compare.cache import EvalCache, folder_digest, key_of
+from imgsearch.compare.evaluation import (content_digest, evaluate_in_index, per_label_recall, rank_outside_queries,
+                                          ranking_cis, search_latency, text_quality)
+from imgsearch.compare.options import CompareOptions, choose_checkpoint
+from imgsearch.compare.queries import QuerySet, in_index_queries, outside_queries, scan
+from imgsearch.compare.summary import label_disagreement, significance
+from imgsearch.flow import REPO, Gateway, collection_name, local_flow
+from imgsearch.indexing import encoder_info, run_index
+from imgsearch.report import write_report
+from imgsearch.tiny_models import is_tiny_random
+
+logger = logging.getLogger(__name__)
+
+EVAL_VERSION = 2  # part of every cached evaluation's key: a change in what it holds invalidates old caches
+
+def _open_store(opts: CompareOptions):
+    return ServerStore(opts.qdrant_url) if opts.qdrant_url else EdgeStore(str(opts.store), read_only=True)
+
+
+def stored_content(opts: CompareOptions, collection: str) -> tuple[int, Optional[str]]:
+    """(points, content digest) of a collection; (0, None) when there is none."""
+    if not opts.qdrant_url and not Path(opts.store).is_dir():
+        return 0, None
+    with _open_store(opts) as store:
+        if not store.has_collection(collection):
+            return 0, None
+        hashes = [hit.payload.get("hash") for hit in store.scroll(collection)]
+    return len(hashes), content_digest(hashes)
+
+
+class Run:
+    """State shared by the encoders of one compare: options, the query set and the cache."""
+
+    def __init__(self, opts: CompareOptions, log: TextIO):
+        self.opts, self.log = opts, log
+        self.cache = EvalCache((opts.out if opts.qdrant_url else opts.store) / "compare-eval")
+        if opts.fresh:
+            self.cache.clear()
+        self.data_key = key_of(data=folder_digest(opts.data), queries=folder_digest(opts.queries))
+        self.query_key = key_of(data=self.data_key, fraction=opts.query_fraction, max_queries=opts.max_queries)
+        cached = None if opts.fresh else self.cache.load("queries", self.query_key)
+        self.qs: Optional[QuerySet] = QuerySet.from_json(cached) if cached else None
+
+    def say(self, text: str) -> None:
+        print(text, file=self.log, flush=True)
+
+    def query_set(self, gateway) -> QuerySet:
+        if self.qs is None:
+            items = scan(gateway, self.opts.data.resolve())
+            if self.opts.queries:
+                queries = outside_queries(self.opts.queries)
+                self.qs = QuerySet(items, queries, len(queries), f"every image in {self.opts.queries}")
+            else:
+                self.qs = in_index_queries(items, self.opts.query_fraction, self.opts.max_queries)
+            self.cache.save("queries", self.query_key, **self.qs.to_json())
+        return self.qs
+
+    def encoder(self, encoder: str) -> dict:
+        opts = self.opts
+        rec: dict = {"encoder": encoder, "status": "skipped"}
+        try:
+            model, note = choose_checkpoint(encoder, opts)
+        except Exception as exc:
+            rec["reason"] = str(exc)
+            self.say(f"{encoder}: skipped: {exc}")
+            return rec
+        rec.update(requested_model=model, checkpoint_note=note, random_weights=is_tiny_random(model))
+        key = key_of(encoder=encoder, model=model, data=self.data_key, settings=opts.settings_key(), version=EVAL_VERSION)
+        cached = self.cache.load(encoder, key) if self.qs is not None else None
+        if cached:
+            count, digest = stored_content(opts, cached["rec"]["index"]["collection"])
+            if digest == cached["digest"]:
+                self.say(f"{encoder}: reused ({count:,} vectors, evaluation cached)")
+                return {**cached["rec"], "resumed": "evaluation cached"}
+        try:
+            rec.update(self._measure(encoder, model))
+        except Exception as exc:
+            logger.debug("%s failed", encoder, exc_info=True)
+            rec.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
+            self.say(f"{encoder}: failed: {rec['reason']}")
+            return rec
+        self.cache.save(encoder, key, digest=rec.pop("digest"), rec=rec)
+        q = rec.get("quality") or {}
+        self.say(f"{encoder}: {rec['model']}: {rec['indexed']:,} indexed, {rec['count']:,} vectors, {rec['wall_seconds']:.1f} s "
+                 f"wall ({rec['images_per_second'] or 0:.1f} img/s encoding), evaluation {rec['eval_seconds']:.1f} s, "
+                 f"peak {rec['peak_rss_mb']} MB"
+                 + (f", R@1 {q.get('recall@1')}, mAP@10 {q.get('mAP@10')}, AUC {q.get('auc')}" if q.get("labelled") else ""))
+        return rec
+
+    def _measure(self, encoder: str, model: Optional[str]) -> dict:
+        opts = self.opts
+        data = opts.data.resolve()
+        started = time.perf_counter()
+        rec: dict = {}
+        with local_flow(encoder, model, store=str(opts.store), qdrant_url=opts.qdrant_url, resize=opts.resize) as host:
+            gateway = Gateway(host)
+            info = encoder_info(gateway)
+            rec["flow_start_seconds"] = round(time.perf_counter() - started, 3)
+            name = collection_name(f"compare-{data.name}", info["model"], opts.resize)
+            if opts.fresh:
+                gateway.call("/delete", {"collection": name, "drop": True})
+            summary = run_index(gateway, data, info, opts.batch_size, f"compare-{data.name}", progress=opts.progress,
+                                resize=opts.resize)
+            rec["wall_seconds"] = round(time.perf_counter() - started, 3)
+            if summary.already_indexed and not summary.indexed:
+                self.say(f"{encoder}: reused ({summary.count:,} vectors), evaluating")
+            t_eval = time.perf_counter()
+            qs = self.query_set(gateway)
+            if opts.queries:
+                rec.update(rank_outside_queries(gateway, info, summary.collection, summary.count, opts, qs))
+            else:
+                rec.update(search_latency(gateway, info, summary.collection, qs))
+            if info.get("text"):
+                rec.update(text_quality(gateway, summary.collection, summary.count, opts, qs))
+            info = encoder_info(gateway)  # again: peak memory after indexing and searching
+            flow_eval = time.perf_counter() - t_eval
+        t_strat = time.perf_counter()
+        if opts.queries:
+            digest = stored_content(opts, summary.collection)[1]
+            if rec["quality"].get("labelled"):
+                rec["quality"]["ci"] = ranking_cis(rec["per_query"], opts.bootstrap)
+        else:
+            # The flow is down, so the store can be read: every query against every image.
+            with _open_store(opts) as store:
+                evaluated, digest = evaluate_in_index(store, summary.collection, qs, opts)
+            rec.update(evaluated)
+        per = rec["per_query"]
+        rec["per_label_recall@1"] = per_label_recall(per, qs.queries)
+        rec["eval_seconds"] = round(flow_eval + time.perf_counter() - t_strat, 3)
+        rec.update(
+            status="ok", digest=digest, info=info, model=info["model"], index=summary.to_json() | {"skipped": summary.skipped[:50],
+                                                                                                     "duplicates": summary.duplicates[:50]},
+            indexed=summary.indexed, already_indexed=summary.already_indexed, count=summary.count,
+            skipped_files=len(summary.skipped), index_seconds=round(summary.seconds, 3),
+            encode_seconds=round(summary.encode_seconds, 3),
+            images_per_second=round(summary.images_per_second, 3) if summary.indexed else None,
+            load_seconds=info.get("load_seconds"), disk_bytes=summary.disk_bytes,
+            disk_mb=None if summary.disk_bytes is None else round(summary.disk_bytes / 1e6, 3),
+            bytes_per_vector=None if not summary.disk_bytes or not summary.count else round(summary.disk_bytes / summary.count, 1),
+            peak_rss_mb=info.get("peak_rss_mb"), dim=info.get("dim"),
+        )
+        return rec
+
+
+def environment() -> dict:
+    versions = {}
+    for pkg in ("torch", "transformers", "jina", "docarray", "qdrant-edge-py", "qdrant-client", "numpy", "pillow",
+                "efficientnet-lite-pytorch", "google-auth"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except Exception:
+        commit = None
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+            "machine": platform.machine(), "versions": versions, "git_commit": commit or None}
+
+
+def peak_rss_mb() -> float:
+    """This (client) process's peak resident memory; the executors are separate processes."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def run_compare(opts: CompareOptions, log: TextIO = sys.stderr) -> dict:
+    """Run every encoder, then write the report; returns the report dict (report.json)."""
+    opts.check()
+    opts.out.mkdir(parents=True, exist_ok=True)
+    opts.store = Path(opts.store or opts.out / "store")
+    if opts.vertex_project:
+        os.environ["VERTEX_PROJECT"] = opts.vertex_project  # the executor process reads it
+    if opts.vertex_region:
+        os.environ["VERTEX_REGION"] = opts.vertex_region
+    started = time.perf_counter()
+    run = Run(opts, log)
+    runs = [run.encoder(name) for name in opts.encoders]
+    qs = run.qs or QuerySet()
+    t_summary = time.perf_counter()
+    labels = {it.label for it in qs.items if it.label is not None}
+    measured = [r for r in runs if r.get("status") == "ok" and not r.get("resumed")]
+    result = {
+        "title": f"Encoder comparison on {opts.data.resolve().name}",
+        "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "seconds": None,
+        "data": {"folder": str(opts.data.resolve()), "images": len(qs.items), "labels": len(labels),
+                 "labelled": bool(labels), "unlabelled_images": sum(1 for it in qs.items if it.label is None)},
+        "queries": {"source": qs.how, "count": len(qs.queries), "candidates": qs.candidates,
+                    "max_queries": opts.max_queries, "top_k": opts.top_k,
+                    "list": [[q.path, q.label] for q in qs.queries]},
+        # Per-query results name images by their number here, so no path is written twice.
+        "images": {"paths": [it.path for it in qs.items], "labels": [it.label for it in qs.items]},
+        "settings": {"encoders": opts.encoders, "models": opts.models, "tiny_models": str(opts.tiny_models) if opts.tiny_models else None,
+                     "batch_size": opts.batch_size, "resize": opts.resize, "score_depth": opts.score_depth,
+                     "query_fraction": opts.query_fraction, "max_queries": opts.max_queries, "bootstrap": opts.bootstrap,
+                     "store": str(opts.store), "qdrant_url": opts.qdrant_url,
+                     "command": " ".join(opts.argv) if opts.argv else None},
+        "environment": environment(),
+        "encoders": runs,
+        "significance": significance(runs, opts.bootstrap),
+        "labels": label_disagreement(runs),
+        "grid": {"rows": opts.grid_rows, "k": opts.grid_k},
+    }
+    summary_seconds = time.perf_counter() - t_summary
+    t_report = time.perf_counter()
+    write_report(result, opts.out, finish=lambda r: r.update(
+        seconds=round(time.perf_counter() - started, 1),
+        timing={"indexing_seconds": round(sum(r.get("wall_seconds") or 0 for r in measured), 1),
+                "evaluation_seconds": round(sum(r.get("eval_seconds") or 0 for r in measured) + summary_seconds, 1),
+                "report_seconds": round(time.perf_counter() - t_report, 1),
+                "reused": [r["encoder"] for r in runs if r.get("resumed")]},
+        client_peak_rss_mb=peak_rss_mb()))
+    return result
