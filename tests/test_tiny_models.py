@@ -11,20 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-try:  # works whether or not tests/ is a package
-    from tests.tiny_models import (
-        TEXT_KINDS,
-        TINY_DIMS,
-        TINY_KINDS,
-        TINY_MODEL_CLASSES,
-        build_tiny_model,
-        folder_size,
-        load_tiny_model,
-        reference_image_embedding,
-        reference_text_embedding,
-    )
-except ImportError:
-    from tiny_models import (
+from tiny_models import (
         TEXT_KINDS,
         TINY_DIMS,
         TINY_KINDS,
