@@ -9,10 +9,14 @@ from imgsearch.tiny_models.processors import (
     IMAGENET_STD,
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
+    SQUARE,
     bert_tokenizer,
     clip_tokenizer,
-    image_processor,
+    normalising_processor,
 )
+
+# The vision transformers' shared shape (CLIP's tower, ViT, DINOv2): 2 layers, 32 wide, 8-px patches.
+TINY_VIT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=IMAGE_SIZE, patch_size=8)
 
 
 def _build_clip(seed, torch):
@@ -32,29 +36,15 @@ def _build_clip(seed, torch):
         pad_token_id=tok.pad_token_id,
         projection_dim=16,
     )
-    vision_config = dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=IMAGE_SIZE,
-        patch_size=8,
-        projection_dim=16,
-    )
+    vision_config = dict(**TINY_VIT, intermediate_size=64, projection_dim=16)
     config = CLIPConfig(text_config=text_config, vision_config=vision_config, projection_dim=16)
-    torch.manual_seed(seed)
-    model = CLIPModel(config)
-    _signal_preserving_init(model, torch)
-    processor = image_processor(
+    model = _seeded(CLIPModel, config, seed, torch)
+    processor = normalising_processor(
         "CLIPImageProcessor",
-        do_resize=True,
         size={"shortest_edge": IMAGE_SIZE},
         resample=3,
         do_center_crop=True,
-        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
+        crop_size=SQUARE,
         image_mean=OPENAI_CLIP_MEAN,
         image_std=OPENAI_CLIP_STD,
         do_convert_rgb=True,
@@ -75,19 +65,13 @@ def _build_bit(seed, torch):
         embedding_dynamic_padding=True,
         num_groups=4,  # must divide every width incl. the bottleneck's hidden/4
     )
-    torch.manual_seed(seed)
-    model = BitModel(config)
-    _signal_preserving_init(model, torch)
-    processor = image_processor(
+    model = _seeded(BitModel, config, seed, torch)
+    processor = normalising_processor(
         "BitImageProcessor",
-        do_resize=True,
         size={"shortest_edge": IMAGE_SIZE},
         resample=2,  # google/bit-50: shortest edge 448, crop 448, bilinear, mean/std 0.5
         do_center_crop=True,
-        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
+        crop_size=SQUARE,
         image_mean=[0.5, 0.5, 0.5],
         image_std=[0.5, 0.5, 0.5],
         do_convert_rgb=True,
@@ -109,24 +93,18 @@ def _build_efficientnet(seed, torch):
         dropout_rate=0.0,
         drop_connect_rate=0.0,
     )
-    torch.manual_seed(seed)
-    model = EfficientNetModel(config)
-    _signal_preserving_init(model, torch)
+    model = _seeded(EfficientNetModel, config, seed, torch)
     _calibrate_batchnorm(model, torch, seed)
     # google/efficientnet-b7: resize straight to 600x600 (no crop); mean ImageNet,
     # std sqrt(ImageNet std) applied twice (do_normalize, then include_top divides by
     # std again), i.e. ImageNet normalisation overall.
-    processor = image_processor(
+    processor = normalising_processor(
         "EfficientNetImageProcessor",
-        do_resize=True,
-        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        size=SQUARE,
         resample=2,  # the real one: 0 (nearest) at 600 px; nearest at 32 px is too noisy
         do_center_crop=False,
-        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-        do_rescale=True,
-        rescale_factor=1 / 255,
+        crop_size=SQUARE,
         rescale_offset=False,
-        do_normalize=True,
         image_mean=IMAGENET_MEAN,
         image_std=[0.47853944, 0.4732864, 0.47434163],
         include_top=True,
@@ -137,25 +115,12 @@ def _build_efficientnet(seed, torch):
 def _build_vit(seed, torch):
     from transformers import ViTConfig, ViTModel
 
-    config = ViTConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=IMAGE_SIZE,
-        patch_size=8,
-    )
-    torch.manual_seed(seed)
-    model = ViTModel(config)  # with pooler, like the in21k checkpoints
-    _signal_preserving_init(model, torch)
-    processor = image_processor(
+    config = ViTConfig(**TINY_VIT, intermediate_size=64)
+    model = _seeded(ViTModel, config, seed, torch)  # with pooler, like the in21k checkpoints
+    processor = normalising_processor(
         "ViTImageProcessor",
-        do_resize=True,
-        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        size=SQUARE,
         resample=2,
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
         image_mean=[0.5, 0.5, 0.5],
         image_std=[0.5, 0.5, 0.5],
     )
@@ -165,29 +130,16 @@ def _build_vit(seed, torch):
 def _build_dinov2(seed, torch):
     from transformers import Dinov2Config, Dinov2Model
 
-    config = Dinov2Config(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        mlp_ratio=2,
-        image_size=IMAGE_SIZE,
-        patch_size=8,
-    )
-    torch.manual_seed(seed)
-    model = Dinov2Model(config)
-    _signal_preserving_init(model, torch)
+    config = Dinov2Config(**TINY_VIT, mlp_ratio=2)
+    model = _seeded(Dinov2Model, config, seed, torch)
     # facebook/dinov2-base: BitImageProcessor, shortest_edge 256 -> centre crop 224,
     # bicubic, ImageNet mean/std. Scaled: 36 -> 32.
-    processor = image_processor(
+    processor = normalising_processor(
         "BitImageProcessor",
-        do_resize=True,
         size={"shortest_edge": 36},
         resample=3,
         do_center_crop=True,
-        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
+        crop_size=SQUARE,
         image_mean=IMAGENET_MEAN,
         image_std=IMAGENET_STD,
         do_convert_rgb=True,
@@ -243,14 +195,10 @@ def _blip2_config(qformer_vocab_size: int, use_qformer_text_input: bool = False,
 
 def _blip_processor():
     # Salesforce/blip2-*: resize straight to 224x224 (bicubic), OpenAI CLIP mean/std.
-    return image_processor(
+    return normalising_processor(
         "BlipImageProcessor",
-        do_resize=True,
-        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        size=SQUARE,
         resample=3,
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
         image_mean=OPENAI_CLIP_MEAN,
         image_std=OPENAI_CLIP_STD,
         do_convert_rgb=True,
@@ -261,9 +209,7 @@ def _build_blip2(seed, torch):
     from transformers import Blip2Model
 
     config = _blip2_config(qformer_vocab_size=64)
-    torch.manual_seed(seed)
-    model = Blip2Model(config)
-    _signal_preserving_init(model, torch)
+    model = _seeded(Blip2Model, config, seed, torch)
     _randomise_query_tokens(model, torch)
     return model, _blip_processor(), None
 
@@ -275,11 +221,17 @@ def _build_blip2_itm(seed, torch):
     config = _blip2_config(
         qformer_vocab_size=len(tok), use_qformer_text_input=True, image_text_hidden_size=16
     )
-    torch.manual_seed(seed)
-    model = Blip2ForImageTextRetrieval(config)
-    _signal_preserving_init(model, torch)
+    model = _seeded(Blip2ForImageTextRetrieval, config, seed, torch)
     _randomise_query_tokens(model, torch)
     return model, _blip_processor(), tok
+
+
+def _seeded(model_class, config, seed: int, torch):
+    """The model built after seeding torch, so a seed gives the same weights, then re-initialised."""
+    torch.manual_seed(seed)
+    model = model_class(config)
+    _signal_preserving_init(model, torch)
+    return model
 
 
 def _signal_preserving_init(model, torch):

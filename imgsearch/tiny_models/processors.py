@@ -92,3 +92,10 @@ def image_processor(name: str, **kwargs):
         cls = getattr(transformers, name + "Pil", None) or getattr(transformers, name)
     return cls(**kwargs)
 
+
+SQUARE = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
+
+
+def normalising_processor(name: str, **kwargs):
+    """Image processor ``name`` that resizes, rescales to [0, 1] and normalises (every tiny kind does)."""
+    return image_processor(name, do_resize=True, do_rescale=True, rescale_factor=1 / 255, do_normalize=True, **kwargs)
