@@ -135,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_serve_args(p)
 
+    p = sub.add_parser("up", help="serve one or more encoders' flows to gRPC clients until SIGTERM or Ctrl-C",
+                       description="Start the flows (one gateway per encoder, on --port, --port+1...) and keep them up for gRPC clients.")
+    from imgsearch.up import add_arguments as _add_up_args
+
+    _add_up_args(p)
+
     p = sub.add_parser("bench", help="measure speed: bare model vs end to end, stages, store, search, growth",
                        description="One run, same images: the bare model's images/s, the same through the flow "
                                    "(warm and with start-up) and their ratio, where the time goes, search latency "

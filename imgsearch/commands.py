@@ -324,3 +324,10 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     from imgsearch.web.serve import cmd_serve as serve
 
     return serve(args, out)
+
+
+def cmd_up(args: argparse.Namespace, out: TextIO) -> int:
+    """A long-lived gRPC server (imgsearch/up.py)."""
+    from imgsearch.up import cmd_up as up
+
+    return up(args, out)

@@ -14,13 +14,13 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 from docarray import DocList
 
+from executors.auth import TOKEN_ENV, TOKEN_PARAMETER
 from executors.docs import ImageDoc
 from imgsearch import jina_fixes
 
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
-FLOW_YAML = REPO / "flows" / "index.yml"
 # Every call has a deadline. Control calls (/info, /count, /scan of a page...) get the
 # default; a search is one image through every stage, so it gets a short one; /index gets
 # INDEX_REQUEST_TIMEOUT_S per request it streams (see imgsearch/indexing.py).
@@ -31,6 +31,11 @@ INDEX_REQUEST_TIMEOUT_S = 300.0
 # needs a moment to reconnect) for this long, always within the call's deadline.
 RETRY_UNREACHABLE_S = 8.0
 PREFETCH = 4  # requests in flight per client call
+LOOPBACK = "127.0.0.1"  # where local flows listen unless the gateway is exposed on purpose (--bind)
+# The gateway refuses larger requests (gRPC RESOURCE_EXHAUSTED): the largest legitimate one is
+# a search carrying one query image of at most executors/docs.py MAX_IMAGE_BYTES (32 MiB).
+MAX_REQUEST_MB_DEFAULT = 64
+TLS_CERT_ENV, TLS_KEY_ENV = "IMGSEARCH_TLS_CERT", "IMGSEARCH_TLS_KEY"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _UNREACHABLE = re.compile(r"Communication error with deployment (\S+) at address")
 
@@ -127,9 +132,10 @@ def local_flow(
     qdrant_url: Optional[str] = None,
     port: Optional[int] = None,
     resize: Optional[int] = None,
+    bind: str = LOOPBACK,
 ) -> Iterator[str]:
     """Start flows/index.yml (each executor its own gRPC process); yield the gateway address."""
-    with _started_flow(encoder, model, store, qdrant_url, port, resize) as (_, host):
+    with _started_flow(encoder, model, store, qdrant_url, port, resize, bind=bind) as (_, host):
         yield host
 
 
@@ -142,19 +148,23 @@ def local_flows(
     store: str = "workspace",
     qdrant_url: Optional[str] = None,
     resize: Optional[int] = None,
+    bind: str = LOOPBACK,
+    port: Optional[int] = None,
 ) -> Iterator[dict[str, str]]:
     """Several encoders at once, one gateway each; yield {encoder: gateway address}.
 
     The first flow is flows/index.yml as `local_flow` starts it; the others run only their
     encoder and reach the first flow's loader, normalizer and indexer as external executors
     (as the Kubernetes deployment shares them). One indexer process is also what the
-    embedded store requires: a second one could not open it.
+    embedded store requires: a second one could not open it. Gateways listen on ``bind``, at
+    ``port``, ``port + 1``... when a port is given (free ports otherwise).
     """
     hosts: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         shared: Optional[dict[str, int]] = None
-        for encoder, model in encoders:
-            flow, hosts[encoder] = stack.enter_context(_started_flow(encoder, model, store, qdrant_url, None, resize, shared))
+        for i, (encoder, model) in enumerate(encoders):
+            flow, hosts[encoder] = stack.enter_context(_started_flow(
+                encoder, model, store, qdrant_url, port + i if port else None, resize, shared, bind))
             shared = shared or {name: flow[name].port for name in SHARED_STAGES}
         yield hosts
 
@@ -168,6 +178,7 @@ def _started_flow(
     port: Optional[int],
     resize: Optional[int],
     shared: Optional[dict[str, int]] = None,
+    bind: str = LOOPBACK,
 ) -> Iterator[tuple[Any, str]]:
     from jina.excepts import RuntimeFailToStart
 
@@ -185,7 +196,7 @@ def _started_flow(
     # Executors import `executors.*`; spawned processes need the repo on their path.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     with contextlib.chdir(REPO):  # the YAML's `uses:` paths are relative to the repo
-        flow = _flow_sharing(encoder, port, shared) if shared else _load_flow()
+        flow = _flow_sharing(encoder, port, shared or {}, bind)
     with contextlib.ExitStack() as stack:
         try:
             # Executors resolve the YAML's relative paths when they start, wherever app.py runs.
@@ -195,30 +206,56 @@ def _started_flow(
             raise FlowError(
                 f"the flow for encoder '{encoder}' failed to start; the executor's error is in the log above ({exc!r})"
             ) from exc
-        yield flow, f"grpc://127.0.0.1:{port}"
+        yield flow, gateway_address(bind, port)
 
 
-def _load_flow() -> Any:
-    from jina import Flow
+def gateway_address(bind: str, port: int) -> str:
+    """The address a client of this machine uses: ``grpcs://`` when the gateway has TLS."""
+    scheme = "grpcs" if os.environ.get(TLS_CERT_ENV) else "grpc"
+    host = LOOPBACK if bind in ("0.0.0.0", "::", "") else bind
+    return f"{scheme}://{host}:{port}"
 
-    return Flow.load_config(str(FLOW_YAML))
+
+def gateway_options() -> dict:
+    """The gateway's TLS (certificate and key files named by IMGSEARCH_TLS_CERT/_KEY) and its
+    request size cap (IMGSEARCH_MAX_REQUEST_MB), as Jina's Flow/gateway arguments."""
+    cert, key = os.environ.get(TLS_CERT_ENV), os.environ.get(TLS_KEY_ENV)
+    if bool(cert) != bool(key):
+        raise FlowError(f"TLS needs both {TLS_CERT_ENV} and {TLS_KEY_ENV} (a certificate and its key)")
+    limit = int(max_request_mb() * 2**20)
+    options: dict[str, Any] = {"grpc_server_options": {"grpc.max_receive_message_length": limit}}
+    if cert:
+        options.update(ssl_certfile=cert, ssl_keyfile=key)
+    return options
 
 
-def _flow_sharing(encoder: str, port: int, shared: dict[str, int]) -> Any:
-    """flows/index.yml's chain for `encoder`, its `shared` stages reached at running executors."""
+def max_request_mb() -> float:
+    return float(os.environ.get("IMGSEARCH_MAX_REQUEST_MB") or MAX_REQUEST_MB_DEFAULT)
+
+
+def _flow_sharing(encoder: str, port: int, shared: dict[str, int], bind: str = LOOPBACK) -> Any:
+    """flows/index.yml's chain for `encoder`, its `shared` stages reached at running executors.
+
+    Built here rather than by ``Flow.load_config`` so that every listening socket is bound on
+    purpose: the gateway to ``bind`` and every executor to loopback (Jina binds 0.0.0.0 else).
+    """
     from jina import Flow
 
     from imgsearch.deploy import read_flow
 
     spec = read_flow(encoder)
-    flow = Flow(protocol=spec["with"].get("protocol", "grpc"), port=port)
+    flow = Flow(protocol=spec["with"].get("protocol", "grpc"), port=port, host=bind, **gateway_options())
+    # Executors would inherit the Flow's keyword arguments: TLS (the gateway would then dial
+    # them with TLS) and the gateway's request cap (stage-to-stage requests carry pixels).
+    for_gateway_only = {"ssl_certfile": None, "ssl_keyfile": None, "grpc_server_options": None}
     for ex in spec["executors"]:
         if ex["name"] in shared:
-            flow = flow.add(name=ex["name"], host="127.0.0.1", port=shared[ex["name"]], external=True)
+            flow = flow.add(name=ex["name"], host=LOOPBACK, port=shared[ex["name"]], external=True, **for_gateway_only)
         else:
-            uses_with = {k: _expand_env(v) for k, v in ex["uses_with"].items()}
+            uses_with = {k: _expand_env(v) for k, v in (ex.get("uses_with") or {}).items()}
             extra = {"uses_dynamic_batching": ex["uses_dynamic_batching"]} if ex.get("uses_dynamic_batching") else {}
-            flow = flow.add(name=ex["name"], uses=str(REPO / ex["uses"]), uses_with=uses_with, **extra)
+            flow = flow.add(name=ex["name"], uses=str(REPO / ex["uses"]), uses_with=uses_with, host=LOOPBACK,
+                            **for_gateway_only, **extra)
     return flow
 
 
@@ -232,12 +269,17 @@ def _expand_env(value: Any) -> Any:
 class Gateway:
     """A thin gRPC client of the flow's gateway, typed for our documents."""
 
-    def __init__(self, host: str, timeout: float = DEFAULT_TIMEOUT_S):
+    def __init__(self, host: str, timeout: float = DEFAULT_TIMEOUT_S, token: Optional[str] = None):
         from jina import Client
 
         self.host = host
         self.timeout = timeout
+        # The executors' write credential (executors/stage.py), sent with every request.
+        self.token = token if token is not None else os.environ.get(TOKEN_ENV, "")
         self.client = Client(host=host)
+
+    def _params(self, parameters: Optional[dict]) -> dict:
+        return {**(parameters or {}), TOKEN_PARAMETER: self.token} if self.token else dict(parameters or {})
 
     def ready(self) -> bool:
         return bool(self.client.is_flow_ready(timeout=5))
@@ -291,7 +333,7 @@ class Gateway:
             self.client.post(
                 endpoint,
                 inputs=docs if not isinstance(docs, (list, tuple)) or docs else DocList[ImageDoc](),
-                parameters=parameters or {},
+                parameters=self._params(parameters),
                 request_size=request_size,
                 on_done=collect,
                 return_type=DocList[ImageDoc],
@@ -324,7 +366,7 @@ class Gateway:
                 responses = self.client.post(
                     endpoint,
                     inputs=DocList[ImageDoc](),
-                    parameters=parameters or {},
+                    parameters=self._params(parameters),
                     return_responses=True,
                     timeout=max(deadline - time.monotonic(), 0.001),
                 )
@@ -350,6 +392,9 @@ class Gateway:
             return ExecutorUnreachable(
                 f"{endpoint} failed: executor '{name}' is down or unreachable behind the gateway at {self.host} "
                 "(killed, crashed or restarting); restart it, or retry once it is up", name)
+        if "RESOURCE_EXHAUSTED" in text or "larger than max" in text:
+            return FlowError(f"{endpoint} at {self.host}: the request is larger than the gateway's limit "
+                             f"({_reason(exc)}); send fewer or smaller images per request")
         if "DEADLINE_EXCEEDED" in text or isinstance(exc, TimeoutError):
             return FlowError(f"{endpoint} at {self.host} did not answer within its deadline: {_reason(exc)}")
         if isinstance(exc, ConnectionError):
