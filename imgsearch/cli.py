@@ -44,6 +44,7 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resize", type=int, metavar="N", help="normalise every image to N×N first (the original meme study used 96); default: keep aspect")
     p.add_argument("--store", default="workspace", help="embedded Qdrant data folder (default: ./workspace)")
     p.add_argument("--qdrant-url", default=os.environ.get("QDRANT_URL"), help="use a Qdrant server instead, e.g. http://localhost:6333")
+    p.add_argument("--qdrant-api-key", help="the Qdrant server's API key (default: QDRANT_API_KEY)")
     p.add_argument("--host", help="a running flow's gateway, e.g. grpc://HOST:PORT (default: start the flow locally)")
 
 
@@ -191,6 +192,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:
         os.environ.setdefault("JINA_LOG_LEVEL", "ERROR")
+    if getattr(args, "qdrant_api_key", None):  # read by ServerStore here and in the executors started here
+        os.environ["QDRANT_API_KEY"] = args.qdrant_api_key
     from imgsearch import commands
 
     handler = getattr(commands, f"cmd_{args.command}")
