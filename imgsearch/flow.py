@@ -17,6 +17,8 @@ from docarray import DocList
 from executors.auth import TOKEN_ENV, TOKEN_PARAMETER
 from executors.docs import ImageDoc
 from imgsearch import jina_fixes
+from imgsearch.exposure import LOOPBACK, gateway_address, gateway_options
+from imgsearch.stall import Stalled, run_guarded
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +33,6 @@ INDEX_REQUEST_TIMEOUT_S = 300.0
 # needs a moment to reconnect) for this long, always within the call's deadline.
 RETRY_UNREACHABLE_S = 8.0
 PREFETCH = 4  # requests in flight per client call
-LOOPBACK = "127.0.0.1"  # where local flows listen unless the gateway is exposed on purpose (--bind)
-# The gateway refuses larger requests (gRPC RESOURCE_EXHAUSTED): the largest legitimate one is
-# a search carrying one query image of at most executors/docs.py MAX_IMAGE_BYTES (32 MiB).
-MAX_REQUEST_MB_DEFAULT = 64
-TLS_CERT_ENV, TLS_KEY_ENV = "IMGSEARCH_TLS_CERT", "IMGSEARCH_TLS_KEY"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _UNREACHABLE = re.compile(r"Communication error with deployment (\S+) at address")
 
@@ -209,36 +206,11 @@ def _started_flow(
         yield flow, gateway_address(bind, port)
 
 
-def gateway_address(bind: str, port: int) -> str:
-    """The address a client of this machine uses: ``grpcs://`` when the gateway has TLS."""
-    scheme = "grpcs" if os.environ.get(TLS_CERT_ENV) else "grpc"
-    host = LOOPBACK if bind in ("0.0.0.0", "::", "") else bind
-    return f"{scheme}://{host}:{port}"
-
-
-def gateway_options() -> dict:
-    """The gateway's TLS (certificate and key files named by IMGSEARCH_TLS_CERT/_KEY) and its
-    request size cap (IMGSEARCH_MAX_REQUEST_MB), as Jina's Flow/gateway arguments."""
-    cert, key = os.environ.get(TLS_CERT_ENV), os.environ.get(TLS_KEY_ENV)
-    if bool(cert) != bool(key):
-        raise FlowError(f"TLS needs both {TLS_CERT_ENV} and {TLS_KEY_ENV} (a certificate and its key)")
-    limit = int(max_request_mb() * 2**20)
-    options: dict[str, Any] = {"grpc_server_options": {"grpc.max_receive_message_length": limit}}
-    if cert:
-        options.update(ssl_certfile=cert, ssl_keyfile=key)
-    return options
-
-
-def max_request_mb() -> float:
-    return float(os.environ.get("IMGSEARCH_MAX_REQUEST_MB") or MAX_REQUEST_MB_DEFAULT)
-
-
 def _flow_sharing(encoder: str, port: int, shared: dict[str, int], bind: str = LOOPBACK) -> Any:
     """flows/index.yml's chain for `encoder`, its `shared` stages reached at running executors.
 
-    Built here rather than by ``Flow.load_config`` so that every listening socket is bound on
-    purpose: the gateway to ``bind`` and every executor to loopback (Jina binds 0.0.0.0 else).
-    """
+    Built here, not by ``Flow.load_config``, to bind every socket on purpose: the gateway to
+    ``bind``, every executor to loopback (Jina binds 0.0.0.0 else)."""
     from jina import Flow
 
     from imgsearch.deploy import read_flow
@@ -293,10 +265,13 @@ class Gateway:
         on_done: Optional[Callable[[DocList[ImageDoc]], None]] = None,
         timeout: Optional[float] = None,
         retry_unreachable_s: float = 0.0,
+        request_timeout: Optional[float] = None,
     ) -> DocList[ImageDoc]:
         """Send docs (streamed in requests of ``request_size``); return or hand back the results.
 
-        ``timeout`` is the deadline of the whole call (default: the gateway's). Idempotent
+        ``timeout`` is the deadline of the whole call (default: the gateway's);
+        ``request_timeout``, when given, fails the call once no response came for that long
+        (imgsearch/stall.py): a stuck stage costs one request's deadline, not the call's. Idempotent
         calls may pass ``retry_unreachable_s`` to retry, within that deadline, while an
         executor behind the gateway is unreachable (e.g. a pod restarting).
         """
@@ -308,16 +283,25 @@ class Gateway:
         while True:
             out = DocList[ImageDoc]()
 
-            def collect(resp: Any) -> None:
+            def collect(resp: Any, progress: Callable[[], None] = lambda: None) -> None:
                 resp.document_array_cls = DocList[ImageDoc]  # else callbacks see untyped AnyDocs
                 got = resp.docs
                 if on_done is not None:
                     on_done(got)
                 else:
                     out.extend(got)
+                progress()
+
+            def send(progress: Callable[[], None]) -> None:
+                self._send(endpoint, docs, parameters, request_size, lambda r: collect(r, progress),
+                           deadline - time.monotonic())
 
             try:
-                self._send(endpoint, docs, parameters, request_size, collect, deadline - time.monotonic())
+                try:
+                    run_guarded(send, request_timeout)
+                except Stalled as exc:
+                    raise FlowError(f"{endpoint} at {self.host}: {exc}, the deadline of one request; "
+                                    "a stage behind the gateway is stuck or far too slow") from None
                 return out
             except ExecutorUnreachable:
                 now = time.monotonic()

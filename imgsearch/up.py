@@ -18,7 +18,8 @@ from executors.encoders.resolve import resolve_checkpoint
 from executors.encoders.specs import get_spec
 from imgsearch.cli import DEFAULT_ENCODER, UserError
 from imgsearch.commands import _check_store_free
-from imgsearch.flow import LOOPBACK, TLS_CERT_ENV, TLS_KEY_ENV, Gateway, local_flows
+from imgsearch.exposure import LOOPBACK, TLS_CERT_ENV, TLS_KEY_ENV
+from imgsearch.flow import Gateway, local_flows
 
 logger = logging.getLogger(__name__)
 
