@@ -300,7 +300,8 @@ def cmd_k8s(args: argparse.Namespace, out: TextIO) -> int:
     """Regenerate k8s/ and docker/ from flows/index.yml (imgsearch/deploy.py)."""
     from imgsearch.deploy import write
 
-    paths = write(args.out, encoders=tuple(args.encoders), registry=args.registry, model_cache=args.model_cache)
+    paths = write(args.out, encoders=tuple(args.encoders), registry=args.registry, model_cache=args.model_cache,
+                  qdrant_nodes=args.qdrant_nodes)
     for path in paths:
         print(path, file=out)
     print(f"{len(paths)} files written; deploy with `kubectl apply -f {args.out / 'k8s'}`", file=out)
