@@ -152,12 +152,7 @@ def _jina_yamls(encoder: str, registry: str) -> dict[str, list[dict]]:
 # --------------------------------------------------------------------------- adapting
 
 
-def _meta(name: str, component: str) -> dict:
-    return {
-        "name": name,
-        "namespace": NAMESPACE,
-        "labels": {"app": name, "app.kubernetes.io/part-of": "imgsearch", "app.kubernetes.io/component": component},
-    }
+_meta = k8s_security.meta  # every object's name, namespace and labels
 
 
 def _probes(container: dict) -> None:

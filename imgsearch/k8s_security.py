@@ -26,7 +26,7 @@ DEFAULT_QDRANT_NODES = 3
 STORE_READERS = ("indexer",)  # the only components that talk to Qdrant directly on the cluster
 
 
-def _meta(name: str, component: str) -> dict:
+def meta(name: str, component: str) -> dict:
     return {"name": name, "namespace": NAMESPACE,
             "labels": {"app": name, "app.kubernetes.io/part-of": "imgsearch", "app.kubernetes.io/component": component}}
 
@@ -60,10 +60,10 @@ def qdrant(nodes: int = DEFAULT_QDRANT_NODES) -> list[dict]:
     name, headless_name = "qdrant", "qdrant-headless"
     client_ports = [{"name": "http", "port": QDRANT_HTTP, "targetPort": QDRANT_HTTP},
                     {"name": "grpc", "port": QDRANT_GRPC, "targetPort": QDRANT_GRPC}]
-    headless = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(headless_name, "vector-store"),
+    headless = {"apiVersion": "v1", "kind": "Service", "metadata": meta(headless_name, "vector-store"),
                 "spec": {"clusterIP": "None", "selector": {"app": name}, "publishNotReadyAddresses": True,
                          "ports": client_ports + [{"name": "p2p", "port": QDRANT_P2P, "targetPort": QDRANT_P2P}]}}
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, "vector-store"),
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": meta(name, "vector-store"),
                "spec": {"type": "ClusterIP", "selector": {"app": name}, "ports": client_ports}}
     peer = f"{headless_name}.{NAMESPACE}.svc.cluster.local"
     # Node 0 starts the cluster; every other node joins it through the headless Service's DNS.
@@ -94,7 +94,7 @@ def qdrant(nodes: int = DEFAULT_QDRANT_NODES) -> list[dict]:
         pod_spec["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
             {"labelSelector": {"matchLabels": {"app": name}}, "topologyKey": "kubernetes.io/hostname"}]}}
     statefulset = {
-        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(name, "vector-store"),
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta(name, "vector-store"),
         "spec": {
             "serviceName": headless_name, "replicas": nodes, "podManagementPolicy": "OrderedReady",
             "selector": {"matchLabels": {"app": name}},
@@ -103,7 +103,7 @@ def qdrant(nodes: int = DEFAULT_QDRANT_NODES) -> list[dict]:
                                       "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "20Gi"}}}}],
         },
     }
-    pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(name, "vector-store"),
+    pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta(name, "vector-store"),
            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": name}}}}
     return [headless, service, statefulset, pdb]
 
@@ -113,7 +113,7 @@ def _policy(name: str, selector: dict, ingress: list[dict], egress: list[dict] |
     if egress is not None:
         spec["policyTypes"].append("Egress")
         spec["egress"] = egress
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta(name, "network"), "spec": spec}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta(name, "network"), "spec": spec}
 
 
 def _from(*apps: str) -> list[dict]:
