@@ -11,7 +11,9 @@ What a client in any language needs (README: "gRPC clients"):
     parameters           {"collection": "<dataset>--<model>", "top_k": 10} (google.protobuf.Struct;
                          optional "score_threshold": float)
     data.docs.docs[0]    a docarray.DocProto whose map ``data`` has "blob" → NodeProto{blob: <image file bytes>}
-                         (or "text" → NodeProto{text: "..."} on a text-capable encoder)
+                         (or "text" → NodeProto{text: "..."} on a text-capable encoder);
+                         "token": the server's IMGSEARCH_TOKEN, only where it requires it for searches
+- TLS: a gateway started with a certificate (docs/deploy.md) is reached as grpcs://HOST:PORT;
 - the reply is a DataRequestProto: header.status.code (0 = SUCCESS, else description says why);
   documents in data.docs (or, serialized, in data.docs_bytes as a DocListProto); each
   result document's "matches" is a NodeProto list of dicts with uri, label, score, width,
@@ -19,11 +21,13 @@ What a client in any language needs (README: "gRPC clients"):
 
 Usage (Python needs `pip install grpcio protobuf grpcio-tools`, or stubs made beforehand):
     python examples/grpc_search_client.py --host localhost:8080 --image query.jpg --collection memes--efficientnet-lite0
+    python examples/grpc_search_client.py --host grpcs://localhost:8080 --ca-cert gateway.crt ...   (TLS)
 """
 
 import argparse
 import importlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -67,13 +71,15 @@ def node_value(node) -> Any:
 
 
 def search_request(jina_pb2, image_bytes: bytes | None, text: str | None, collection: str, top_k: int,
-                   score_threshold: float | None = None):
+                   score_threshold: float | None = None, token: str | None = None):
     req = jina_pb2.DataRequestProto()
     req.header.request_id = uuid.uuid4().hex
     req.header.exec_endpoint = "/search"
     params: dict[str, Any] = {"collection": collection, "top_k": top_k}
     if score_threshold is not None:
         params["score_threshold"] = score_threshold
+    if token:  # where the server requires its token for searches too (IMGSEARCH_TOKEN_FOR_SEARCH)
+        params["token"] = token
     req.parameters.update(params)
     doc = req.data.docs.docs.add()
     if image_bytes is not None:
@@ -83,15 +89,26 @@ def search_request(jina_pb2, image_bytes: bytes | None, text: str | None, collec
     return req
 
 
-def search(host: str, collection: str, image: Path | None = None, text: str | None = None, top_k: int = 10,
-           score_threshold: float | None = None, stubs: Path | None = None, timeout: float = 120.0) -> list[dict]:
-    """Ranked matches (dicts with uri, label, score...) for one query, best first."""
+def open_channel(host: str, ca_cert: Path | None = None):
+    """A channel to ``host``: TLS for ``grpcs://HOST:PORT`` (trusting ``ca_cert`` when given, else
+    the system's roots), plain for ``grpc://HOST:PORT`` or ``HOST:PORT``."""
     import grpc
 
-    jina_pb2, jina_pb2_grpc, docarray_pb2 = load_stubs(stubs)
-    request = search_request(jina_pb2, image.read_bytes() if image else None, text, collection, top_k, score_threshold)
     options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
-    with grpc.insecure_channel(host.removeprefix("grpc://"), options=options) as channel:
+    if host.startswith("grpcs://"):
+        roots = ca_cert.read_bytes() if ca_cert else None
+        return grpc.secure_channel(host.removeprefix("grpcs://"), grpc.ssl_channel_credentials(roots), options=options)
+    return grpc.insecure_channel(host.removeprefix("grpc://"), options=options)
+
+
+def search(host: str, collection: str, image: Path | None = None, text: str | None = None, top_k: int = 10,
+           score_threshold: float | None = None, stubs: Path | None = None, timeout: float = 120.0,
+           ca_cert: Path | None = None, token: str | None = None) -> list[dict]:
+    """Ranked matches (dicts with uri, label, score...) for one query, best first."""
+    jina_pb2, jina_pb2_grpc, docarray_pb2 = load_stubs(stubs)
+    request = search_request(jina_pb2, image.read_bytes() if image else None, text, collection, top_k, score_threshold,
+                             token)
+    with open_channel(host, ca_cert) as channel:
         reply = jina_pb2_grpc.JinaSingleDataRequestRPCStub(channel).process_single_data(request, timeout=timeout)
     if reply.header.status.code != jina_pb2.StatusProto.SUCCESS:
         raise RuntimeError(f"the gateway answered with an error: {reply.header.status.description}")
@@ -109,7 +126,8 @@ def search(host: str, collection: str, image: Path | None = None, text: str | No
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Search an imgsearch gateway over plain gRPC.")
-    p.add_argument("--host", required=True, help="gateway address, HOST:PORT (grpc:// prefix allowed)")
+    p.add_argument("--host", required=True, help="gateway address, HOST:PORT (grpc:// prefix allowed; grpcs://HOST:PORT for TLS)")
+    p.add_argument("--ca-cert", type=Path, help="with grpcs://: the certificate (or its CA) to trust instead of the system's roots")
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--image", type=Path, help="query image file")
     q.add_argument("--text", help="text query (clip, blip2)")
@@ -120,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the matches as JSON")
     args = p.parse_args(argv)
     try:
-        matches = search(args.host, args.collection, args.image, args.text, args.top_k, args.threshold, args.stubs)
+        matches = search(args.host, args.collection, args.image, args.text, args.top_k, args.threshold, args.stubs,
+                         ca_cert=args.ca_cert, token=os.environ.get("IMGSEARCH_TOKEN"))
     except Exception as exc:  # grpc.RpcError included: one line, exit 1
         print(f"error: {getattr(exc, 'details', lambda: None)() or exc}", file=sys.stderr)
         return 1

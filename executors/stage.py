@@ -6,6 +6,7 @@
   where time goes (work in handlers vs. gRPC/serialisation around them) and a soak can
   show memory and descriptors staying flat. ``parameters: {"reset": true}`` zeroes the
   handler counters after reading them.
+- The write credential (executors/auth.py) is checked before any handler runs.
 """
 
 import contextlib
@@ -20,6 +21,7 @@ from typing import Iterator, Optional
 from docarray import DocList
 from jina import Executor, requests
 
+from executors.auth import check_token
 from executors.docs import ImageDoc
 
 logger = logging.getLogger(__name__)
@@ -88,6 +90,11 @@ class Stage(Executor):
         keep_freed_memory()
         self._timings: dict[str, dict] = {}
         self._timings_lock = threading.Lock()
+
+    async def __acall__(self, req_endpoint: str, **kwargs):
+        # Jina's one entry to every handler (batched or not): the token is checked once, here.
+        check_token(req_endpoint, kwargs.get("parameters"))
+        return await super().__acall__(req_endpoint, **kwargs)
 
     @contextlib.contextmanager
     def timed(self, handler: str, docs: int) -> Iterator[None]:

@@ -43,6 +43,7 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resize", type=int, metavar="N", help="normalise every image to N×N first (the original meme study used 96); default: keep aspect")
     p.add_argument("--store", default="workspace", help="embedded Qdrant data folder (default: ./workspace)")
     p.add_argument("--qdrant-url", default=os.environ.get("QDRANT_URL"), help="use a Qdrant server instead, e.g. http://localhost:6333")
+    p.add_argument("--qdrant-api-key", help="the Qdrant server's API key (default: QDRANT_API_KEY)")
     p.add_argument("--host", help="a running flow's gateway, e.g. grpc://HOST:PORT (default: start the flow locally)")
 
 
@@ -136,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve.add_arguments(p)
 
+    p = sub.add_parser("up", help="serve one or more encoders' flows to gRPC clients until SIGTERM or Ctrl-C",
+                       description="Start the flows (one gateway per encoder, on --port, --port+1...) and keep them up for gRPC clients.")
+    from imgsearch.up import add_arguments as _add_up_args
+
+    _add_up_args(p)
+
     p = sub.add_parser("bench", help="measure speed: bare model vs end to end, stages, store, search, growth",
                        description="One run, same images: the bare model's images/s, the same through the flow "
                                    "(warm and with start-up) and their ratio, where the time goes, search latency "
@@ -186,6 +193,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:
         os.environ.setdefault("JINA_LOG_LEVEL", "ERROR")
+    if getattr(args, "qdrant_api_key", None):  # read by ServerStore here and in the executors started here
+        os.environ["QDRANT_API_KEY"] = args.qdrant_api_key
     # Local: after the environment above is set, before torch and jina load.
     from imgsearch import commands
     from imgsearch.web import serve

@@ -280,7 +280,8 @@ def cmd_k8s(args: argparse.Namespace, out: TextIO) -> int:
     """Regenerate k8s/ and docker/ from flows/index.yml (imgsearch/deploy.py)."""
     from imgsearch.deploy import write  # local: Jina's Kubernetes export
 
-    paths = write(args.out, encoders=tuple(args.encoders), registry=args.registry, model_cache=args.model_cache)
+    paths = write(args.out, encoders=tuple(args.encoders), registry=args.registry, model_cache=args.model_cache,
+                  qdrant_nodes=args.qdrant_nodes)
     for path in paths:
         print(path, file=out)
     print(f"{len(paths)} files written; deploy with `kubectl apply -f {args.out / 'k8s'}`", file=out)
@@ -298,3 +299,9 @@ def cmd_export_fashion_mnist(args: argparse.Namespace, out: TextIO) -> int:
           f"folders under {summary['out_dir']}", file=out)
     return 0
 
+
+def cmd_up(args: argparse.Namespace, out: TextIO) -> int:
+    """A long-lived gRPC server (imgsearch/up.py)."""
+    from imgsearch.up import cmd_up as up  # local: only for up
+
+    return up(args, out)

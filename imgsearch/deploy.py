@@ -12,7 +12,8 @@ Cluster design — one namespace, shared CPU stages, one gateway per encoder:
   each on one GPU.
 - one Jina gateway Deployment + Service per encoder (``gateway-clip``...): its graph is
   flows/index.yml with that encoder, so a client picks the encoder by the gateway it calls.
-- Qdrant: a StatefulSet with a persistent volume, and a Service the indexer talks to.
+- Qdrant: a distributed-mode StatefulSet (``--qdrant-nodes``), its Secrets and the NetworkPolicies:
+  imgsearch/k8s_security.py.
 
 How it is made: for each encoder, flows/index.yml is read (its ``${{ ENV.X }}``
 placeholders kept, not expanded), every executor's ``uses`` is swapped for its image and
@@ -39,15 +40,15 @@ from typing import Any, Optional
 import yaml
 
 from executors.encoders.specs import SPECS, get_spec
+from imgsearch import k8s_security
 from imgsearch.flowfile import REPO, read_flow
 
-
-NAMESPACE = "imgsearch"
+NAMESPACE = k8s_security.NAMESPACE
 VERSION = "0.1.0"  # image tag; follows [project].version in pyproject.toml (a test checks)
 REGISTRY = "imgsearch"  # image name prefix: <registry>/<image>:<version>
-PORT = 8080  # every executor and gateway listens here (Jina's Kubernetes convention)
+PORT = k8s_security.PORT  # every executor and gateway listens here (Jina's Kubernetes convention)
 CONFIGMAP = "imgsearch-config"
-QDRANT_IMAGE = "qdrant/qdrant:v1.19.0"
+QDRANT_IMAGE = k8s_security.QDRANT_IMAGE
 QDRANT_URL = f"http://qdrant.{NAMESPACE}.svc.cluster.local:6333"
 DATA_MOUNT = "/data"  # the loader's dataset volume: `app.py index --host ... --data /data/<folder>`
 HF_HOME = "/models"  # Hugging Face cache in the encoder images (baked weights, or a mounted volume)
@@ -66,7 +67,6 @@ READY_SERVICE = "jina.JinaSingleDataRequestRPC"
 
 CPU_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}
 GATEWAY_RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "2Gi"}}
-QDRANT_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "8Gi"}}
 ENCODER_MEMORY_DEFAULT = ("6Gi", "12Gi")  # encoders deployed by name that have no size of their own
 GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}  # label set by NVIDIA GPU feature discovery
 GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
@@ -144,12 +144,7 @@ def _jina_yamls(encoder: str, registry: str) -> dict[str, list[dict]]:
 # --------------------------------------------------------------------------- adapting
 
 
-def _meta(name: str, component: str) -> dict:
-    return {
-        "name": name,
-        "namespace": NAMESPACE,
-        "labels": {"app": name, "app.kubernetes.io/part-of": "imgsearch", "app.kubernetes.io/component": component},
-    }
+_meta = k8s_security.meta  # every object's name, namespace and labels
 
 
 def _probes(container: dict) -> None:
@@ -237,6 +232,8 @@ def _adapt(docs: list[dict], stage: str, component: str, encoder: Optional[str],
         if stage == "loader":
             container["volumeMounts"] = [{"name": "data", "mountPath": DATA_MOUNT}]
             pspec["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "imgsearch-data"}}]
+    if component != "gateway":
+        extra_env += k8s_security.stage_env(stage)  # the write token; the indexer's Qdrant key
     _env(container, stage, extra_env)
     return [svc, dep]
 
@@ -248,7 +245,7 @@ def _namespace() -> list[dict]:
     return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "imgsearch"}}}]
 
 
-def _configmap(encoders: tuple[str, ...]) -> list[dict]:
+def _configmap(encoders: tuple[str, ...], qdrant_nodes: int) -> list[dict]:
     data = {
         "QDRANT_URL": QDRANT_URL,  # the indexer's Qdrant (flows/index.yml: qdrant_url)
         "IMGSEARCH_STORE": "/tmp/imgsearch-store",  # embedded store; unused while QDRANT_URL is set
@@ -258,46 +255,9 @@ def _configmap(encoders: tuple[str, ...]) -> list[dict]:
         "HF_HUB_OFFLINE": "0",  # "1" where encoder images have their weights baked in and no internet
         "JINA_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
+        **k8s_security.layout_config(qdrant_nodes),
     }
     return [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(CONFIGMAP, "config"), "data": data}]
-
-
-def _qdrant() -> list[dict]:
-    name = "qdrant"
-    ports = [{"name": "http", "port": 6333, "targetPort": 6333}, {"name": "grpc", "port": 6334, "targetPort": 6334}]
-    headless = {"apiVersion": "v1", "kind": "Service", "metadata": _meta("qdrant-headless", "vector-store"),
-                "spec": {"clusterIP": "None", "selector": {"app": name}, "ports": ports, "publishNotReadyAddresses": True}}
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, "vector-store"),
-               "spec": {"type": "ClusterIP", "selector": {"app": name}, "ports": ports}}
-    container = {
-        "name": "qdrant",
-        "image": QDRANT_IMAGE,
-        "imagePullPolicy": "IfNotPresent",
-        "ports": [{"name": "http", "containerPort": 6333}, {"name": "grpc", "containerPort": 6334}],
-        "env": [{"name": "QDRANT__SERVICE__GRPC_PORT", "value": "6334"}],
-        "volumeMounts": [{"name": "qdrant-storage", "mountPath": "/qdrant/storage"}],
-        "resources": copy.deepcopy(QDRANT_RESOURCES),
-        "startupProbe": {"httpGet": {"path": "/readyz", "port": 6333}, "periodSeconds": 5, "failureThreshold": 60},
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 6333}, "periodSeconds": 10},
-        "livenessProbe": {"httpGet": {"path": "/livez", "port": 6333}, "periodSeconds": 20, "failureThreshold": 6},
-    }
-    statefulset = {
-        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(name, "vector-store"),
-        "spec": {
-            "serviceName": "qdrant-headless",
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name, "app.kubernetes.io/part-of": "imgsearch"}},
-                "spec": {"securityContext": {"fsGroup": 1000}, "containers": [container]},
-            },
-            "volumeClaimTemplates": [{
-                "metadata": {"name": "qdrant-storage"},
-                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "20Gi"}}},
-            }],
-        },
-    }
-    return [headless, service, statefulset]
 
 
 def _pvc(name: str, size: str, mode: str) -> dict:
@@ -346,16 +306,17 @@ def _dump(docs: list[dict]) -> str:
     return HEADER + "---\n".join(yaml.safe_dump(d, sort_keys=True, width=120) for d in docs)
 
 
-def render(encoders: tuple[str, ...] = ENCODERS, registry: str = REGISTRY, model_cache: Optional[str] = None) -> dict[str, str]:
+def render(encoders: tuple[str, ...] = ENCODERS, registry: str = REGISTRY, model_cache: Optional[str] = None,
+           qdrant_nodes: int = k8s_security.DEFAULT_QDRANT_NODES) -> dict[str, str]:
     """Every generated file, by repo-relative path → text."""
     for e in encoders:
         get_spec(e)
     files: dict[str, str] = {
         "k8s/00-namespace.yml": _dump(_namespace()),
-        "k8s/01-configmap.yml": _dump(_configmap(encoders)),
+        "k8s/01-configmap.yml": _dump(_configmap(encoders, qdrant_nodes)),
         "k8s/02-storage.yml": _dump([_pvc("imgsearch-data", "50Gi", "ReadWriteOnce")]
                                     + ([_pvc(model_cache, "200Gi", "ReadWriteMany")] if model_cache else [])),
-        "k8s/10-qdrant.yml": _dump(_qdrant()),
+        "k8s/10-qdrant.yml": _dump(k8s_security.qdrant(qdrant_nodes)),
     }
     shared: dict[str, list[dict]] = {}
     for encoder in encoders:
@@ -373,6 +334,8 @@ def render(encoders: tuple[str, ...] = ENCODERS, registry: str = REGISTRY, model
         files[f"k8s/40-gateway-{encoder}.yml"] = _dump(_adapt(jina["gateway"], f"gateway-{encoder}", "gateway", encoder, None))
     for stage, docs in shared.items():
         files[f"k8s/20-{stage}.yml"] = _dump(docs)
+    chains = {f"gateway-{e}": [stage_of(ex["name"], e) for ex in read_flow(e)["executors"]] for e in encoders}
+    files["k8s/50-network-policies.yml"] = _dump(k8s_security.network_policies(chains))
     for name in sorted({"gateway", *CPU_STAGES, *(image_name(f"encoder-{e}") for e in encoders)}):
         files[f"docker/{name}.Dockerfile"] = dockerfile(name)
     files.update(encoder_configs())
@@ -411,6 +374,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=REPO, help="repo root to write k8s/ and docker/ under (default: this repo)")
     p.add_argument("--encoders", nargs="+", default=list(ENCODERS), metavar="NAME", help=f"encoders to deploy (default: {' '.join(ENCODERS)})")
     p.add_argument("--registry", default=REGISTRY, help=f"image name prefix (default: {REGISTRY})")
+    p.add_argument("--qdrant-nodes", type=int, default=k8s_security.DEFAULT_QDRANT_NODES, metavar="N",
+                   help=f"Qdrant nodes in distributed mode (default {k8s_security.DEFAULT_QDRANT_NODES})")
     p.add_argument("--model-cache", metavar="CLAIM", help="mount this ReadWriteMany PVC (created too) as the encoders' model cache instead of baked weights")
 
 
@@ -419,7 +384,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     add_arguments(p)
     args = p.parse_args(argv)
     os.environ.setdefault("JINA_LOG_LEVEL", "ERROR")
-    for path in write(args.out, encoders=tuple(args.encoders), registry=args.registry, model_cache=args.model_cache):
+    for path in write(args.out, encoders=tuple(args.encoders), registry=args.registry, model_cache=args.model_cache,
+                      qdrant_nodes=args.qdrant_nodes):
         print(path)
     return 0
 

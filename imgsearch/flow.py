@@ -14,9 +14,12 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 from docarray import DocList
 
+from executors.auth import TOKEN_ENV, TOKEN_PARAMETER
 from executors.docs import ImageDoc
 from executors.gateway import jina_fixes
-from imgsearch.flowfile import FLOW_YAML, REPO, expand_env, read_flow
+from imgsearch.exposure import LOOPBACK, gateway_address, gateway_options
+from imgsearch.flowfile import REPO, expand_env, read_flow
+from imgsearch.stall import Stalled, run_guarded
 
 logger = logging.getLogger(__name__)
 
@@ -126,9 +129,10 @@ def local_flow(
     qdrant_url: Optional[str] = None,
     port: Optional[int] = None,
     resize: Optional[int] = None,
+    bind: str = LOOPBACK,
 ) -> Iterator[str]:
     """Start flows/index.yml (each executor its own gRPC process); yield the gateway address."""
-    with _started_flow(encoder, model, store, qdrant_url, port, resize) as (_, host):
+    with _started_flow(encoder, model, store, qdrant_url, port, resize, bind=bind) as (_, host):
         yield host
 
 
@@ -141,19 +145,23 @@ def local_flows(
     store: str = "workspace",
     qdrant_url: Optional[str] = None,
     resize: Optional[int] = None,
+    bind: str = LOOPBACK,
+    port: Optional[int] = None,
 ) -> Iterator[dict[str, str]]:
     """Several encoders at once, one gateway each; yield {encoder: gateway address}.
 
     The first flow is flows/index.yml as `local_flow` starts it; the others run only their
     encoder and reach the first flow's loader, normalizer and indexer as external executors
     (as the Kubernetes deployment shares them). One indexer process is also what the
-    embedded store requires: a second one could not open it.
+    embedded store requires: a second one could not open it. Gateways listen on ``bind``, at
+    ``port``, ``port + 1``... when a port is given (free ports otherwise).
     """
     hosts: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         shared: Optional[dict[str, int]] = None
-        for encoder, model in encoders:
-            flow, hosts[encoder] = stack.enter_context(_started_flow(encoder, model, store, qdrant_url, None, resize, shared))
+        for i, (encoder, model) in enumerate(encoders):
+            flow, hosts[encoder] = stack.enter_context(_started_flow(
+                encoder, model, store, qdrant_url, port + i if port else None, resize, shared, bind))
             shared = shared or {name: flow[name].port for name in SHARED_STAGES}
         yield hosts
 
@@ -178,6 +186,7 @@ def _started_flow(
     port: Optional[int],
     resize: Optional[int],
     shared: Optional[dict[str, int]] = None,
+    bind: str = LOOPBACK,
 ) -> Iterator[tuple[Any, str]]:
     from jina.excepts import RuntimeFailToStart
 
@@ -197,7 +206,7 @@ def _started_flow(
     # Executors import `executors.*`; spawned processes need the repo on their path.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     with contextlib.chdir(REPO):  # the YAML's `uses:` paths are relative to the repo
-        flow = _flow_sharing(encoder, port, shared) if shared else _load_flow()
+        flow = _flow_sharing(encoder, port, shared or {}, bind)
     with contextlib.ExitStack() as stack:
         try:
             # Executors resolve the YAML's relative paths when they start, wherever app.py runs.
@@ -207,30 +216,31 @@ def _started_flow(
             raise FlowError(
                 f"the flow for encoder '{encoder}' failed to start; the executor's error is in the log above ({exc!r})"
             ) from exc
-        yield flow, f"grpc://127.0.0.1:{port}"
+        yield flow, gateway_address(bind, port)
 
 
-def _load_flow() -> Any:
-    from jina import Flow
+def _flow_sharing(encoder: str, port: int, shared: dict[str, int], bind: str = LOOPBACK) -> Any:
+    """flows/index.yml's chain for `encoder`, its `shared` stages reached at running executors.
 
-    return Flow.load_config(str(FLOW_YAML))
-
-
-def _flow_sharing(encoder: str, port: int, shared: dict[str, int]) -> Any:
-    """flows/index.yml's chain for `encoder`, its `shared` stages reached at running executors."""
+    Built here, not by ``Flow.load_config``, to bind every socket on purpose: the gateway to
+    ``bind``, every executor to loopback (Jina binds 0.0.0.0 else)."""
     from jina import Flow
 
     spec = read_flow(encoder)
-    flow = Flow(protocol=spec["with"].get("protocol", "grpc"), port=port)
+    flow = Flow(protocol=spec["with"].get("protocol", "grpc"), port=port, host=bind, **gateway_options())
     if spec["gateway"].get("uses"):  # the patched gateway class, as `jina flow` would run it
         flow = flow.config_gateway(uses=str(REPO / spec["gateway"]["uses"]))
+    # Executors would inherit the Flow's keyword arguments: TLS (the gateway would then dial
+    # them with TLS) and the gateway's request cap (stage-to-stage requests carry pixels).
+    for_gateway_only = {"ssl_certfile": None, "ssl_keyfile": None, "grpc_server_options": None}
     for ex in spec["executors"]:
         if ex["name"] in shared:
-            flow = flow.add(name=ex["name"], host="127.0.0.1", port=shared[ex["name"]], external=True)
+            flow = flow.add(name=ex["name"], host=LOOPBACK, port=shared[ex["name"]], external=True, **for_gateway_only)
         else:
-            uses_with = {k: expand_env(v) for k, v in ex["uses_with"].items()}
+            uses_with = {k: expand_env(v) for k, v in (ex.get("uses_with") or {}).items()}
             extra = {"uses_dynamic_batching": ex["uses_dynamic_batching"]} if ex.get("uses_dynamic_batching") else {}
-            flow = flow.add(name=ex["name"], uses=str(REPO / ex["uses"]), uses_with=uses_with, **extra)
+            flow = flow.add(name=ex["name"], uses=str(REPO / ex["uses"]), uses_with=uses_with, host=LOOPBACK,
+                            **for_gateway_only, **extra)
     return flow
 
 
@@ -238,12 +248,17 @@ def _flow_sharing(encoder: str, port: int, shared: dict[str, int]) -> Any:
 class Gateway:
     """A thin gRPC client of the flow's gateway, typed for our documents."""
 
-    def __init__(self, host: str, timeout: float = DEFAULT_TIMEOUT_S):
+    def __init__(self, host: str, timeout: float = DEFAULT_TIMEOUT_S, token: Optional[str] = None):
         from jina import Client
 
         self.host = host
         self.timeout = timeout
+        # The executors' write credential (executors/stage.py), sent with every request.
+        self.token = token if token is not None else os.environ.get(TOKEN_ENV, "")
         self.client = Client(host=host)
+
+    def _params(self, parameters: Optional[dict]) -> dict:
+        return {**(parameters or {}), TOKEN_PARAMETER: self.token} if self.token else dict(parameters or {})
 
     def ready(self) -> bool:
         return bool(self.client.is_flow_ready(timeout=5))
@@ -257,10 +272,13 @@ class Gateway:
         on_done: Optional[Callable[[DocList[ImageDoc]], None]] = None,
         timeout: Optional[float] = None,
         retry_unreachable_s: float = 0.0,
+        request_timeout: Optional[float] = None,
     ) -> DocList[ImageDoc]:
         """Send docs (streamed in requests of ``request_size``); return or hand back the results.
 
-        ``timeout`` is the deadline of the whole call (default: the gateway's). Idempotent
+        ``timeout`` is the deadline of the whole call (default: the gateway's);
+        ``request_timeout``, when given, fails the call once no response came for that long
+        (imgsearch/stall.py): a stuck stage costs one request's deadline, not the call's. Idempotent
         calls may pass ``retry_unreachable_s`` to retry, within that deadline, while an
         executor behind the gateway is unreachable (e.g. a pod restarting).
         """
@@ -272,16 +290,25 @@ class Gateway:
         while True:
             out = DocList[ImageDoc]()
 
-            def collect(resp: Any) -> None:
+            def collect(resp: Any, progress: Callable[[], None] = lambda: None) -> None:
                 resp.document_array_cls = DocList[ImageDoc]  # else callbacks see untyped AnyDocs
                 got = resp.docs
                 if on_done is not None:
                     on_done(got)
                 else:
                     out.extend(got)
+                progress()
+
+            def send(progress: Callable[[], None]) -> None:
+                self._send(endpoint, docs, parameters, request_size, lambda r: collect(r, progress),
+                           deadline - time.monotonic())
 
             try:
-                self._send(endpoint, docs, parameters, request_size, collect, deadline - time.monotonic())
+                try:
+                    run_guarded(send, request_timeout)
+                except Stalled as exc:
+                    raise FlowError(f"{endpoint} at {self.host}: {exc}, the deadline of one request; "
+                                    "a stage behind the gateway is stuck or far too slow") from None
                 return out
             except ExecutorUnreachable:
                 now = time.monotonic()
@@ -297,7 +324,7 @@ class Gateway:
             self.client.post(
                 endpoint,
                 inputs=docs if not isinstance(docs, (list, tuple)) or docs else DocList[ImageDoc](),
-                parameters=parameters or {},
+                parameters=self._params(parameters),
                 request_size=request_size,
                 on_done=collect,
                 return_type=DocList[ImageDoc],
@@ -330,7 +357,7 @@ class Gateway:
                 responses = self.client.post(
                     endpoint,
                     inputs=DocList[ImageDoc](),
-                    parameters=parameters or {},
+                    parameters=self._params(parameters),
                     return_responses=True,
                     timeout=max(deadline - time.monotonic(), 0.001),
                 )
@@ -356,6 +383,9 @@ class Gateway:
             return ExecutorUnreachable(
                 f"{endpoint} failed: executor '{name}' is down or unreachable behind the gateway at {self.host} "
                 "(killed, crashed or restarting); restart it, or retry once it is up", name)
+        if "RESOURCE_EXHAUSTED" in text or "larger than max" in text:
+            return FlowError(f"{endpoint} at {self.host}: the request is larger than the gateway's limit "
+                             f"({_reason(exc)}); send fewer or smaller images per request")
         if "DEADLINE_EXCEEDED" in text or isinstance(exc, TimeoutError):
             return FlowError(f"{endpoint} at {self.host} did not answer within its deadline: {_reason(exc)}")
         if isinstance(exc, ConnectionError):

@@ -94,9 +94,10 @@ def run_index(
                 gateway.post(
                     "/index", todo, params, request_size=batch_size,
                     on_done=lambda got: _record(got, summary, bar),
-                    # A deadline that grows with the work: a stuck stage fails the run, a slow
-                    # encoder (a large model on CPU) does not.
+                    # A deadline per request (a stuck stage fails the run within it), and one
+                    # for the page that grows with the work (a slow encoder does not).
                     timeout=INDEX_REQUEST_TIMEOUT_S * -(-len(todo) // batch_size),
+                    request_timeout=INDEX_REQUEST_TIMEOUT_S,
                 )
                 summary.encode_seconds += time.perf_counter() - t0
         # Duplicates are stored once; every path that holds the bytes is kept with the point.

@@ -95,6 +95,8 @@ class Replay:
         c = container(self.deployments[stage])
         env = {**os.environ, **self.configmap, "PYTHONPATH": str(ROOT)}
         for e in c.get("env", []):
+            if "secretKeyRef" in e.get("valueFrom", {}):
+                continue  # no Secrets here: the replay runs without the token (executors/auth.py)
             ref = e.get("valueFrom", {}).get("configMapKeyRef")
             env[e["name"]] = self.configmap[ref["key"]] if ref else e.get("value", "x")
         args = list(c["args"])

@@ -113,7 +113,9 @@ def test_kubectl_parses_the_folder_without_a_cluster(tmp_path):
     run = subprocess.run([_kubectl(), "label", "--local", "--dry-run=client", "-f", str(K8S), "check=ok", "-o", "name"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert run.returncode == 0, run.stderr
-    want = [f"{d['kind'].lower()}{'.apps' if d['apiVersion'] == 'apps/v1' else ''}/{d['metadata']['name']}" for d in load_manifests()]
+    # kubectl names an object kind.group/name ("deployment.apps/x", "networkpolicy.networking.k8s.io/y").
+    want = [f"{d['kind'].lower()}{'.' + d['apiVersion'].split('/')[0] if '/' in d['apiVersion'] else ''}/{d['metadata']['name']}"
+            for d in load_manifests()]
     assert run.stdout.split() == want
 
 

@@ -2,15 +2,24 @@
 
 Collection metadata lives in the collection's own ``metadata`` field (qdrant-client >= 1.15 /
 server >= 1.15).
+
+Fit for a server or a cluster: gRPC (``prefer_grpc``) with numpy vectors, upserts batched and
+acknowledged (``wait=True``), transient errors (gRPC UNAVAILABLE/DEADLINE_EXCEEDED, HTTP 5xx,
+connection resets) retried with backoff within a deadline, collections that exist remembered
+instead of asked for on every call, and the cluster layout (``ClusterLayout``: shards,
+replication, write consistency) passed at creation and recorded in the collection's metadata.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 from qdrant_client import QdrantClient, models
@@ -21,6 +30,66 @@ from .interface import (_NAME_RE, FULL_SCAN_THRESHOLD_KB, HNSW_EF_CONSTRUCT, HNS
                                                _check_vectors, _merge_dim, _norm_ids, _vec, validate_name)
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RETRY_DEADLINE_S = 30.0  # how long one call keeps retrying transient errors
+_TRANSIENT_GRPC = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED")
+
+
+@dataclass(frozen=True)
+class ClusterLayout:
+    """How a collection is spread over a Qdrant cluster (all 1 on a single node).
+
+    From QDRANT_SHARD_NUMBER, QDRANT_REPLICATION_FACTOR, QDRANT_WRITE_CONSISTENCY_FACTOR (the
+    Kubernetes ConfigMap sets them for the cluster `app.py k8s --qdrant-nodes N` generates).
+    """
+
+    shard_number: int = 1
+    replication_factor: int = 1
+    write_consistency_factor: int = 1
+
+    @classmethod
+    def from_env(cls) -> "ClusterLayout":
+        def get(name: str) -> int:
+            value = int(os.environ.get(name) or 1)
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+            return value
+
+        return cls(get("QDRANT_SHARD_NUMBER"), get("QDRANT_REPLICATION_FACTOR"), get("QDRANT_WRITE_CONSISTENCY_FACTOR"))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """An error worth retrying: the server restarting, overloaded or briefly unreachable."""
+    code = getattr(exc, "code", None)
+    if callable(code):  # grpc.RpcError
+        try:
+            return getattr(code(), "name", "") in _TRANSIENT_GRPC
+        except Exception:  # noqa: BLE001 - a half-built RpcError: judge by its text below
+            pass
+    status = getattr(exc, "status_code", None)  # qdrant_client's UnexpectedResponse (REST)
+    if isinstance(status, int):
+        return status >= 500 or status == 429
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    name = type(exc).__name__
+    return name in ("ResponseHandlingException", "ConnectError", "ReadTimeout", "RemoteProtocolError")
+
+
+def with_retries(call: Callable[[], T], what: str, deadline_s: float = RETRY_DEADLINE_S,
+                 sleep: Callable[[float], None] | None = None) -> T:
+    """``call()``, retried with exponential backoff on transient errors until ``deadline_s``."""
+    deadline = time.monotonic() + deadline_s
+    wait = 0.2
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() + wait > deadline:
+                raise
+            logger.warning("%s: transient error (%s); retrying in %.1fs", what, exc, wait)
+            (sleep or time.sleep)(wait)
+            wait = min(wait * 2, 5.0)
 
 
 def _server_search_params():
@@ -34,10 +103,11 @@ class ServerStore(VectorStore):
     """A Qdrant server (or any QdrantClient, e.g. local mode) behind the same interface.
 
     Collection metadata is stored in the collection's ``metadata`` field. Upserts use
-    ``wait=True`` so they are in the server's WAL when this returns.
+    ``wait=True`` so they are in the server's WAL (on ``write_consistency_factor`` replicas)
+    when this returns. ``api_key`` defaults to QDRANT_API_KEY.
     """
 
-    # Keeps one REST request well under the server's 32 MiB JSON body limit at 2k-d.
+    # Keeps one request well under the server's message limits at 2k-d (32 MiB for REST JSON).
     _UPSERT_CHUNK = 1000
 
     def __init__(
@@ -47,18 +117,27 @@ class ServerStore(VectorStore):
         timeout: float = 10,
         *,
         client: Any | None = None,
+        layout: ClusterLayout | None = None,
+        retry_deadline_s: float = RETRY_DEADLINE_S,
     ):
 
         if client is None:
             if not url:
                 raise ValueError("ServerStore needs a url or a client")
-            client = QdrantClient(url=url, api_key=api_key, timeout=int(math.ceil(timeout)))
+            client = QdrantClient(url=url, api_key=api_key or os.environ.get("QDRANT_API_KEY") or None,
+                                  timeout=int(math.ceil(timeout)), prefer_grpc=True)
             self._owns_client = True
         else:
             self._owns_client = False
         self.client = client
         self.url = url
+        self.layout = layout or ClusterLayout.from_env()
+        self.retry_deadline_s = retry_deadline_s
         self._dims: dict[str, int] = {}
+        self._known: set[str] = set()  # collections seen to exist: not asked again
+
+    def _call(self, what: str, call: Callable[[], T]) -> T:
+        return with_retries(call, what, self.retry_deadline_s)
 
     def _names(self) -> list[str]:
         return sorted(c.name for c in self.client.get_collections().collections)
@@ -88,11 +167,16 @@ class ServerStore(VectorStore):
         dim = int(dim)
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
-        full_meta = _merge_dim(meta, dim)
+        # A cluster layout is recorded with the collection; single-node (all 1) needs no record.
+        layout = asdict(self.layout) if self.layout != ClusterLayout() else {}
+        full_meta = {**_merge_dim(meta, dim), **layout}
         if not self.has_collection(name):
             try:
                 self.client.create_collection(
                     name,
+                    shard_number=self.layout.shard_number,
+                    replication_factor=self.layout.replication_factor,
+                    write_consistency_factor=self.layout.write_consistency_factor,
                     vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
                     hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT,
                                                       full_scan_threshold=FULL_SCAN_THRESHOLD_KB),
@@ -101,8 +185,9 @@ class ServerStore(VectorStore):
                     ),
                     metadata=full_meta,
                 )
-                logger.info("created collection %s (dim %d) on %s", name, dim, self.url or "client")
+                logger.info("created collection %s (dim %d, %s) on %s", name, dim, self.layout, self.url or "client")
                 self._dims[name] = dim
+                self._known.add(name)
                 return
             except Exception:
                 if not self.has_collection(name):  # not a lost create race: a real error
@@ -116,7 +201,13 @@ class ServerStore(VectorStore):
             )
 
     def has_collection(self, name: str) -> bool:
-        return bool(self.client.collection_exists(validate_name(name)))
+        """Asked of the server once per collection that exists; a drop (here) forgets it."""
+        if validate_name(name) in self._known:
+            return True
+        exists = bool(self._call("collection_exists", lambda: self.client.collection_exists(name)))
+        if exists:
+            self._known.add(name)
+        return exists
 
     def collection_meta(self, name: str) -> dict | None:
         if not self.has_collection(name):
@@ -127,14 +218,11 @@ class ServerStore(VectorStore):
 
         ids = _norm_ids(ids)
         v = _check_vectors(ids, vectors, self._dim(name), payloads)
-        rows = v.tolist()
-        for s in range(0, len(ids), self._UPSERT_CHUNK):
-            e = s + self._UPSERT_CHUNK
-            self.client.upsert(
-                name,
-                points=models.Batch(ids=ids[s:e], vectors=rows[s:e], payloads=list(payloads[s:e])),
-                wait=True,
-            )
+        # upload_collection takes the numpy array as it is (no per-float Python lists, no
+        # pydantic models) and sends batches of _UPSERT_CHUNK, each acknowledged (wait=True).
+        # An upsert by id is idempotent, so a retried call cannot duplicate.
+        self._call("upsert", lambda: self.client.upload_collection(
+            name, vectors=v, payload=list(payloads), ids=ids, batch_size=self._UPSERT_CHUNK, wait=True, max_retries=0))
 
     def existing_ids(self, name: str, ids: list[str]) -> set[str]:
         if not ids or not self.has_collection(name):
@@ -232,9 +320,11 @@ class ServerStore(VectorStore):
 
     def drop_collection(self, name: str) -> bool:
         self._dims.pop(name, None)
+        self._known.discard(name)
         if not self.has_collection(name):
             return False
         self.client.delete_collection(name)
+        self._known.discard(name)
         logger.info("dropped collection %s on %s", name, self.url or "client")
         return True
 
