@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imgsearch.tiny_models import (  # noqa: F401  (tests import the builders from here too)
     TEXT_KINDS,
@@ -17,6 +18,9 @@ from imgsearch.tiny_models import (  # noqa: F401  (tests import the builders fr
     build_all,
     build_tiny_model,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 
 def load_tiny_model(kind: str, folder: Path):
