@@ -31,7 +31,7 @@ TINY_FOR_ENCODER = TINY_KIND
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """Every tiny model kind, built once per session (sentence-transformers style)."""
-    from tiny_models import build_all
+    from imgsearch.tiny_models import build_all
 
     return build_all(tmp_path_factory.mktemp("tiny-models"))
 

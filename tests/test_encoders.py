@@ -126,7 +126,7 @@ GOLDEN_VALUES = [0.2313, 0.2275, 0.2099, 0.1704, 0.1688]
 def test_blip2_generative_checkpoint_matches_qformer_features_without_its_language_model(tiny_models, tmp_path):
     from transformers import Blip2Model
 
-    from tiny_models import build_tiny_model
+    from imgsearch.tiny_models import build_tiny_model
 
     path = str(build_tiny_model("blip2", tmp_path / "blip2-opt"))
     enc = make_encoder("blip2", path)

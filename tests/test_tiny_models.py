@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_models import (TEXT_KINDS, TINY_DIMS, TINY_KINDS, TINY_MODEL_CLASSES, build_tiny_model, folder_size,
-                         load_tiny_model, reference_image_embedding, reference_text_embedding)
+from imgsearch.tiny_models import TEXT_KINDS, TINY_DIMS, TINY_KINDS, TINY_MODEL_CLASSES, build_tiny_model
+from tiny_models import folder_size, load_tiny_model, reference_image_embedding, reference_text_embedding
 
 import transformers  # noqa: E402
 from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer  # noqa: E402

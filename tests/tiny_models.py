@@ -6,18 +6,10 @@ plain transformers calls (see the notes in each), as an independent check on enc
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from imgsearch.tiny_models import (  # noqa: F401  (tests import the builders from here too)
-    TEXT_KINDS,
-    TINY_DIMS,
-    TINY_KINDS,
-    TINY_MODEL_CLASSES,
-    build_all,
-    build_tiny_model,
-)
+from imgsearch.tiny_models import TINY_MODEL_CLASSES
 
 if TYPE_CHECKING:
     import torch
@@ -112,11 +104,3 @@ def reference_text_embedding(kind: str, folder: Path, texts: list[str]) -> "torc
 def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
-
-if __name__ == "__main__":  # python tests/tiny_models.py OUT_DIR
-    import sys
-
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else "tiny_models")
-    for kind, folder in build_all(root).items():
-        print(f"{kind:13s} {folder_size(folder) / 1024:7.1f} KiB  {folder}")
-        print("   ", json.dumps(sorted(p.name for p in folder.iterdir())))

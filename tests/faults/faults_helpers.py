@@ -66,6 +66,6 @@ def shared_dir():
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> Path:
     """Only the tiny random CLIP (fast to build and to run), not every tiny model."""
-    from tiny_models import build_tiny_model
+    from imgsearch.tiny_models import build_tiny_model
 
     return build_tiny_model("clip", tmp_path_factory.mktemp("tiny-clip"))
