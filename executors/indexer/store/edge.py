@@ -21,7 +21,7 @@ from qdrant_edge import (CountRequest, Distance, EdgeConfig, EdgeShard, EdgeVect
                          HnswIndexConfig, Point, QuantizationSearchParams, Query, QueryBatchRequest, QueryRequest,
                          ScalarQuantizationConfig, ScalarType, ScrollRequest, SearchParams, UpdateOperation)
 
-from .interface import (_NAME_RE, FULL_SCAN_THRESHOLD_KB, HNSW_EF_CONSTRUCT, HNSW_M,
+from .interface import (Excludes, _NAME_RE, FULL_SCAN_THRESHOLD_KB, HNSW_EF_CONSTRUCT, HNSW_M,
                                                RESCORE_OVERSAMPLING, SEARCH_HNSW_EF, CollectionInfo, Hit,
                                                StoreInUseError, UnknownCollectionError, VectorStore, _check_limit,
                                                _check_query, _check_vectors, _merge_dim, _norm_ids, _vec,
@@ -239,15 +239,8 @@ class EdgeStore(VectorStore):
         sh.update(UpdateOperation.set_payload(_norm_ids(ids), payload))
         self._maybe_flush(name, sh)
 
-    def search_batch(
-        self,
-        name: str,
-        vectors: np.ndarray,
-        limit: int,
-        score_threshold: float | None = None,
-        exclude_ids: list[list[str] | None] | None = None,
-        with_vectors: bool = False,
-    ) -> list[list[Hit]]:
+    def search_batch(self, name: str, vectors: np.ndarray, limit: int, score_threshold: float | None = None,
+                     exclude_ids: Excludes = None, with_vectors: bool = False) -> list[list[Hit]]:
         """Several queries in one engine call: they share one pass over the segments."""
 
         sh = self._shard(name)

@@ -84,6 +84,10 @@ def point_id(content_hash: str) -> str:
     return str(uuid.uuid5(POINT_NAMESPACE, content_hash.strip().lower()))
 
 
+# Per query of a batch: point ids left out of its results (e.g. the query image itself), or None.
+Excludes = list[list[str] | None] | None
+
+
 class VectorStore(ABC):
     """What the indexer, compare and the web page need from a vector store; one subclass per backend."""
 
@@ -114,15 +118,8 @@ class VectorStore(ABC):
         return self.search_batch(name, np.asarray(vector)[None], limit, score_threshold, excludes, with_vectors)[0]
 
     @abstractmethod
-    def search_batch(
-        self,
-        name: str,
-        vectors: np.ndarray,
-        limit: int,
-        score_threshold: float | None = None,
-        exclude_ids: list[list[str] | None] | None = None,
-        with_vectors: bool = False,
-    ) -> list[list[Hit]]: ...
+    def search_batch(self, name: str, vectors: np.ndarray, limit: int, score_threshold: float | None = None,
+                     exclude_ids: Excludes = None, with_vectors: bool = False) -> list[list[Hit]]: ...
     @abstractmethod
     def retrieve(self, name: str, ids: list[str], with_vectors: bool = False) -> list[Hit]: ...
     @abstractmethod

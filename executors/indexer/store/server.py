@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from .interface import (_NAME_RE, FULL_SCAN_THRESHOLD_KB, HNSW_EF_CONSTRUCT, HNSW_M,
+from .interface import (Excludes, _NAME_RE, FULL_SCAN_THRESHOLD_KB, HNSW_EF_CONSTRUCT, HNSW_M,
                                                RESCORE_OVERSAMPLING, SEARCH_HNSW_EF, CollectionInfo, Hit,
                                                UnknownCollectionError, VectorStore, _check_limit, _check_query,
                                                _check_vectors, _merge_dim, _norm_ids, _vec, validate_name)
@@ -240,15 +240,8 @@ class ServerStore(VectorStore):
         self._require(name)
         self.client.set_payload(name, payload=payload, points=_norm_ids(ids), wait=True)
 
-    def search_batch(
-        self,
-        name: str,
-        vectors: np.ndarray,
-        limit: int,
-        score_threshold: float | None = None,
-        exclude_ids: list[list[str] | None] | None = None,
-        with_vectors: bool = False,
-    ) -> list[list[Hit]]:
+    def search_batch(self, name: str, vectors: np.ndarray, limit: int, score_threshold: float | None = None,
+                     exclude_ids: Excludes = None, with_vectors: bool = False) -> list[list[Hit]]:
         """Several queries in one round trip (the server plans them together)."""
 
         _check_limit(limit)
