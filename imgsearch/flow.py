@@ -1,12 +1,9 @@
 """Starting the flow locally, or reaching a running gateway, and talking to it over gRPC."""
 
 import contextlib
-import ctypes
 import logging
-import multiprocessing
 import os
 import re
-import signal
 import socket
 import time
 from pathlib import Path
@@ -19,6 +16,7 @@ from executors.docs import ImageDoc
 from executors.gateway import jina_fixes
 from imgsearch.exposure import LOOPBACK, gateway_address, gateway_options
 from imgsearch.flowfile import REPO, expand_env, read_flow
+from imgsearch.processes import prepare_start_method
 from imgsearch.stall import Stalled, run_guarded
 
 logger = logging.getLogger(__name__)
@@ -33,7 +31,6 @@ INDEX_REQUEST_TIMEOUT_S = 300.0
 # needs a moment to reconnect) for this long, always within the call's deadline.
 RETRY_UNREACHABLE_S = 8.0
 PREFETCH = 4  # requests in flight per client call
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _UNREACHABLE = re.compile(r"Communication error with deployment (\S+) at address")
 
 
@@ -69,56 +66,6 @@ def fit_parameter(info: dict) -> dict:
     """Request parameters that let the normalizer apply the encoder's own first resize as it
     decodes (``resize_rule`` from the encoder's /info), so only model-sized pixels travel."""
     return {"fit": info["resize_rule"]} if info.get("resize_rule") else {}
-
-
-def _prepare_start_method(encoder: str) -> None:
-    """Fork by default: executor processes then inherit the imports (torch, transformers,
-    jina) instead of paying for them again, which cuts flow start-up several-fold. A forked
-    child of a process that has already run torch compute can deadlock in OpenMP, so such
-    processes (the test-suite embeds in process) set IMGSEARCH_START_METHOD=spawn.
-    """
-    method = os.environ.get("IMGSEARCH_START_METHOD", "fork")
-    multiprocessing.set_start_method(method, force=True)
-    if method == "fork":
-        _forked_children_die_with_us()
-        import importlib
-
-        from executors.encoders.specs import get_spec
-
-        for module in ("executors.loader", "executors.normalizer", "executors.indexer",
-                       f"executors.encoders.{get_spec(encoder).family}"):
-            importlib.import_module(module)
-
-
-_die_hook_registered = False
-
-
-def _forked_children_die_with_us() -> None:
-    """Executors forked from here are killed when this process dies, even by SIGKILL.
-
-    Without it a killed `app.py index` leaves its executors running as orphans, and the
-    orphaned indexer keeps the store locked: the re-run would fail with "in use". SIGKILL,
-    not SIGTERM: Jina's gateway, orphaned, ignores SIGTERM and spins; and the store's WAL
-    already makes every acknowledged write survive a kill.
-    """
-    global _die_hook_registered
-    if _die_hook_registered or not hasattr(os, "register_at_fork"):
-        return
-    forking = [0]
-
-    def before() -> None:
-        forking[0] = os.getpid()
-
-    def in_child() -> None:
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):  # not Linux: no parent-death signal to ask for
-            return
-        if os.getppid() != forking[0]:  # the parent died before prctl took effect
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    os.register_at_fork(before=before, after_in_child=in_child)
-    _die_hook_registered = True
 
 
 @contextlib.contextmanager
@@ -192,7 +139,7 @@ def _started_flow(
 
     if not qdrant_url and not shared:
         _check_store_free(store)
-    _prepare_start_method(encoder)
+    prepare_start_method(encoder)
     jina_fixes.apply()
     port = port or free_port()
     os.environ.update(

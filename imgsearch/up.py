@@ -15,9 +15,8 @@ from typing import Optional, TextIO
 
 from executors.auth import TOKEN_ENV
 from executors.encoders.resolve import resolve_checkpoint
-from executors.encoders.specs import get_spec
-from imgsearch.cli import DEFAULT_ENCODER, UserError
-from imgsearch.commands import _check_store_free
+from executors.encoders.specs import DEFAULT_ENCODER, get_spec
+from executors.errors import UserError
 from imgsearch.exposure import LOOPBACK, TLS_CERT_ENV, TLS_KEY_ENV
 from imgsearch.flow import Gateway, local_flows
 
@@ -51,8 +50,6 @@ def cmd_up(args: argparse.Namespace, out: TextIO) -> int:
     if args.bind not in (LOOPBACK, "localhost", "::1") and not os.environ.get(TOKEN_ENV):
         print(f"warning: the gateways listen on {args.bind} with no {TOKEN_ENV} set: anyone who can reach them "
               "can index, delete and read files through them; set a token (docs/deploy.md)", file=sys.stderr)
-    if not args.qdrant_url:
-        _check_store_free(args.store)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
