@@ -63,3 +63,11 @@ def photo_dir(tmp_path_factory, photos) -> Path:
         Image.fromarray(arr).save(folder / f"{name}_full.jpg", quality=90)
         Image.fromarray(arr[: int(h * 0.8), int(w * 0.15) :]).save(folder / f"{name}_crop.jpg", quality=85)
     return root
+
+
+def pytest_collection_modifyitems(config, items):
+    """The quick tier (`pytest -m "not slow"`) leaves out everything that starts processes: a test
+    marked flow, web or faults is also slow."""
+    for item in items:
+        if any(item.get_closest_marker(m) for m in ("flow", "web", "faults")) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
