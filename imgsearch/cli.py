@@ -47,6 +47,15 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="a running flow's gateway, e.g. grpc://HOST:PORT (default: start the flow locally)")
 
 
+RUNTIME_CHOICES = ("auto", "torch", "onnx", "onnx-int8")  # executors/encoders/runtimes.py
+
+
+def _add_runtime_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runtime", choices=RUNTIME_CHOICES, default=os.environ.get("ENCODER_RUNTIME") or None,
+                   help="where the encoders run: torch, onnx (ONNX Runtime), onnx-int8, or auto "
+                        "(default: $ENCODER_RUNTIME, else auto = onnx on CPU, torch on CUDA)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="app.py",
@@ -64,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the human summary")
     p.add_argument("--no-progress", action="store_true")
     _add_store_args(p)
+    _add_runtime_arg(p)
 
     p = sub.add_parser("search", help="search by image or text", description="Search one collection; prints ranked results and writes a result grid (PNG and HTML).")
     q = p.add_mutually_exclusive_group(required=True)
@@ -79,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("results"), help="folder for the result grid (default: ./results)")
     p.add_argument("--json", action="store_true")
     _add_store_args(p)
+    _add_runtime_arg(p)
 
     p = sub.add_parser("stats", help="list collections: model, vectors, size on disk")
     p.add_argument("--json", action="store_true")
@@ -128,12 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resize", type=int, metavar="N", help="normalise every image to N×N first")
     p.add_argument("--store", type=Path, help="embedded Qdrant folder for the compared collections (default: OUT/store)")
     p.add_argument("--qdrant-url", default=os.environ.get("QDRANT_URL"), help="use a Qdrant server instead")
+    _add_runtime_arg(p)
 
     p = sub.add_parser("serve", help="a search page on localhost: text, image upload, \"more like this\", encoders side by side",
                        description="Start the flow(s) and a web page to search them (imgsearch/web/).")
     from imgsearch.web.serve import add_arguments as _add_serve_args
 
     _add_serve_args(p)
+    _add_runtime_arg(p)
 
     p = sub.add_parser("bench", help="measure speed: bare model vs end to end, stages, store, search, growth",
                        description="One run, same images: the bare model's images/s, the same through the flow "
@@ -158,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("results/bench"))
     p.add_argument("--cache", type=Path, default=Path("data/bench"), help="built models and synthetic images, reused")
     p.add_argument("--json", action="store_true", help="print bench.json on stdout")
+    _add_runtime_arg(p)
 
     p = sub.add_parser("tiny-models", help="build tiny random stand-ins for the hub encoders (offline tests and demos)")
     p.add_argument("--out", type=Path, default=Path("data/tiny-models"))
@@ -185,6 +199,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:
         os.environ.setdefault("JINA_LOG_LEVEL", "ERROR")
+    if getattr(args, "runtime", None):  # every flow this process starts inherits it
+        os.environ["ENCODER_RUNTIME"] = args.runtime
     from imgsearch import commands
 
     handler = getattr(commands, f"cmd_{args.command}")

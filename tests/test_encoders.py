@@ -15,10 +15,11 @@ CLASSES = {
 }
 
 
-def make_encoder(name: str, model: str | None = None, **kwargs):
+def make_encoder(name: str, model: str | None = None, runtime: str = "torch", **kwargs):
+    """The family's executor in process; torch unless asked (test_runtimes.py covers onnx)."""
     family = get_spec(name).family
     cls = getattr(importlib.import_module(f"executors.encoders.{family}"), CLASSES[family])
-    return cls(name=name, model=model, **kwargs)
+    return cls(name=name, model=model, runtime=runtime, **kwargs)
 
 
 @pytest.fixture(scope="module")

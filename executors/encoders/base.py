@@ -2,11 +2,15 @@
 
 A family subclass only says how to load its model and how to take a vector from it
 (``load_model``, ``image_features`` and, for text-capable models, ``text_features``).
-Everything else lives here once: device and precision choice, preprocessing from the
-checkpoint's config, minibatches under ``torch.inference_mode()``, L2 normalisation,
-and the per-document error handling that keeps one bad input from failing a request.
+Everything else lives here once: device and precision choice, the runtime the towers run
+on (torch, or ONNX Runtime on a graph traced from those same functions: runtimes.py),
+preprocessing from the checkpoint's config, minibatches under ``torch.inference_mode()``,
+L2 normalisation, and the per-document error handling that keeps one bad input from
+failing a request.
 """
 
+import gc
+import importlib.metadata
 import logging
 import os
 import threading
@@ -23,8 +27,9 @@ from transformers import PreTrainedModel
 from executors.docs import ImageDoc, failed
 from executors.encoders.coalesce import Coalescer
 from executors.encoders.preprocess import ImagePreprocessor
+from executors.encoders.runtimes import OnnxTower, RuntimeChoiceError, Tower, export_graph, folder_revision, graph_key, resolve_runtime
 from executors.encoders.specs import EncoderSpec, get_spec
-from executors.stage import Stage, peak_rss_mb
+from executors.stage import Stage, keep_freed_memory, peak_rss_mb
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +96,8 @@ class TorchEncoder(EncoderStage):
     # Convolutional families run faster in NHWC (measured 1.35× for EfficientNet-Lite0 on CPU;
     # also what tensor cores want on GPU).
     channels_last: ClassVar[bool] = False
+    # Decided once the runtime is known: only torch's allocations gain from it (stage.py).
+    tune_malloc: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -100,6 +107,7 @@ class TorchEncoder(EncoderStage):
         device: Optional[str] = None,
         dtype: Optional[str] = None,
         num_threads: Optional[int] = None,
+        runtime: Optional[str] = None,
         **kwargs,
     ):
         super().__init__(name, **kwargs)
@@ -107,9 +115,19 @@ class TorchEncoder(EncoderStage):
         self.checkpoint = os.path.expanduser(model) if model else self.spec.checkpoint
         self.batch_size = int(batch_size)
         self.device = pick_device(device)
+        self.runtime = resolve_runtime(runtime, self.device, dtype)
+        self.onnx_cuda = self.runtime != "torch" and self.device.type == "cuda"
+        if self.runtime != "torch":
+            # The graph is traced in fp32 on the CPU; onnxruntime picks its own device.
+            self.device, dtype = torch.device("cpu"), "float32"
+        else:
+            # Keeping freed memory makes torch's CPU forward passes fault-free, but it holds
+            # the high-water mark; onnxruntime has its own arena and does not need it.
+            keep_freed_memory()
         self.dtype = pick_dtype(self.device, dtype)
         if num_threads and self.device.type == "cpu":
             torch.set_num_threads(int(num_threads))
+        self.num_threads = int(num_threads or torch.get_num_threads())
         started = time.perf_counter()
         try:
             model = self.load_model(self.checkpoint)
@@ -118,11 +136,15 @@ class TorchEncoder(EncoderStage):
                 # they keep in fp32 (BLIP-2's Q-Former); a plain torch module is cast here.
                 model = model.to(dtype=self.dtype)
             self.model = model.to(self.device).eval()
-            if self.channels_last:
+            if self.channels_last and self.runtime == "torch":
                 self.model = self.model.to(memory_format=torch.channels_last)
             self.preprocess = self.load_preprocessor(self.checkpoint)
             self.tokenizer = self.load_tokenizer(self.checkpoint) if self.supports_text else None
-        except ModelLoadError:
+            self.image_tower: Tower = self._torch_image_features
+            self.text_tower: Tower = self.text_features
+            if self.runtime != "torch":
+                self._use_onnx()
+        except (ModelLoadError, RuntimeChoiceError):
             raise
         except Exception as exc:
             raise ModelLoadError(
@@ -166,17 +188,52 @@ class TorchEncoder(EncoderStage):
 
         return AutoTokenizer.from_pretrained(checkpoint)
 
+    def revision(self) -> str:
+        """What identifies these weights beyond the checkpoint name (keys the ONNX cache)."""
+        commit = getattr(getattr(self.model, "config", None), "_commit_hash", None)
+        if commit:
+            return str(commit)
+        if Path(self.checkpoint).is_dir():
+            return folder_revision(Path(self.checkpoint))
+        return f"transformers {importlib.metadata.version('transformers')}"
+
+    # --- runtimes -----------------------------------------------------------------------
+
+    def _torch_image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        pixels = pixels.to(self.device, self.dtype)
+        if self.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        return self.image_features(pixels)
+
+    def _use_onnx(self) -> None:
+        """Swap the towers for onnxruntime sessions on graphs traced from this model."""
+        int8 = self.runtime == "onnx-int8"
+        h, w = self.preprocess.input_size
+        revision, cls = self.revision(), type(self).__name__
+        path = export_graph(
+            self.model, self.image_features, [torch.zeros(2, 3, h, w)], ["pixel_values"],
+            {"pixel_values": {0: "batch"}}, graph_key(self.checkpoint, revision, "image", f"{cls}|{h}x{w}"), int8,
+        )
+        self.image_tower = OnnxTower(path, ["pixel_values"], self.num_threads, self.onnx_cuda)
+        if self.supports_text:
+            tokens = self.tokenizer(["a photo of a cat", "two dogs"], padding=True, return_tensors="pt")
+            names = ["input_ids", "attention_mask"]
+            path = export_graph(
+                self.model, self.text_features, [tokens[n] for n in names], names,
+                {n: {0: "batch", 1: "tokens"} for n in names}, graph_key(self.checkpoint, revision, "text", cls), int8,
+            )
+            self.text_tower = OnnxTower(path, names, self.num_threads, self.onnx_cuda)
+        self.model = None  # both towers run in onnxruntime now: free torch's copy of the weights
+        gc.collect()
+
     # --- shared machinery ---------------------------------------------------------------
 
     @torch.inference_mode()
     def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         out = []
         for start in range(0, len(images), self.batch_size):
-            pixels = self.preprocess(images[start : start + self.batch_size], self.device).to(self.device, self.dtype)
-            if self.channels_last:
-                pixels = pixels.contiguous(memory_format=torch.channels_last)
-            feats = self.image_features(pixels)
-            out.append(self._normalise(feats))
+            pixels = self.preprocess(images[start : start + self.batch_size], self.device)
+            out.append(self._normalise(self.image_tower(pixels)))
         return np.concatenate(out) if out else np.zeros((0, getattr(self, "dim", 0)), np.float32)
 
     @torch.inference_mode()
@@ -187,9 +244,7 @@ class TorchEncoder(EncoderStage):
                 list(texts[start : start + self.batch_size]),
                 padding=True, truncation=True, return_tensors="pt",
             )
-            feats = self.text_features(
-                tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
-            )
+            feats = self.text_tower(tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device))
             out.append(self._normalise(feats))
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
@@ -252,6 +307,8 @@ class TorchEncoder(EncoderStage):
             "text": self.supports_text,
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
+            "runtime": self.runtime,
+            "onnx_provider": getattr(self.image_tower, "provider", None),
             "preprocess": self.preprocess.describe(),
             # Clients pass this to the normalizer (parameter ``fit``) so it resizes as it decodes.
             "resize_rule": self.preprocess.resize_rule(),

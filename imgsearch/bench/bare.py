@@ -51,7 +51,7 @@ def measure(encoder: str, model: Optional[str], files: list[Path], batch_sizes: 
         pixels = pixels.contiguous(memory_format=torch.channels_last)
 
     def forward(batch: torch.Tensor) -> None:
-        enc._normalise(enc.image_features(batch))
+        enc._normalise(enc.image_tower(batch))
         if enc.device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -74,7 +74,8 @@ def measure(encoder: str, model: Optional[str], files: list[Path], batch_sizes: 
         "model": enc.checkpoint,
         "device": str(enc.device),
         "dtype": str(enc.dtype).removeprefix("torch."),
-        "threads": torch.get_num_threads(),
+        "runtime": enc.runtime,
+        "threads": enc.num_threads,
         "images": len(files),
         "input_size": list(enc.preprocess.input_size),
         "images_per_second": {str(b): round(r, 2) for b, r in rates.items()},
