@@ -13,14 +13,6 @@ from test_encoders import _images, make_encoder
 PARITY = 0.9999  # cosine between the torch and onnx vectors of one input
 
 
-@pytest.fixture(autouse=True)
-def onnx_cache(tmp_path_factory, monkeypatch):
-    """One graph cache per test session, never the user's."""
-    path = tmp_path_factory.getbasetemp() / "onnx-cache"
-    monkeypatch.setenv("IMGSEARCH_ONNX_CACHE", str(path))
-    return path
-
-
 def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     assert a.shape == b.shape
     return float((a * b).sum(axis=1).min())
@@ -129,3 +121,36 @@ def test_the_flow_indexes_and_searches_on_either_runtime(runtime, photo_dir, tmp
         found = run_search(gw, done.collection, info, image=photo_dir / "chelsea" / "chelsea_crop.jpg", top_k=3)
     assert found.matches[0]["path"].endswith("chelsea_crop.jpg") and found.matches[0]["score"] > 0.999
     assert found.matches[1]["label"] == "chelsea"  # the other crop of the same photo comes next
+
+
+def _needs_quantiser() -> None:
+    try:
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"onnxruntime's quantiser cannot be imported here ({exc})")
+
+
+@pytest.mark.slow
+def test_lite0_int8_stays_close_to_fp32_and_finds_the_same_photo(photos):
+    _needs_quantiser()
+    ref = make_encoder("efficientnet-lite0", runtime="onnx")
+    enc = make_encoder("efficientnet-lite0", runtime="onnx-int8")
+    assert enc.info()["runtime"] == "onnx-int8" and "int8" in enc.image_tower.path.parent.name
+    names, images = _photo_set(photos)
+    a, b = ref.embed_images(images), enc.embed_images(images)
+    assert _min_cosine(a, b) >= 0.95  # quantisation costs a little (measured 0.96), not the meaning
+    sims = b @ b.T
+    np.fill_diagonal(sims, -1)
+    same_photo = [names[i].split("/")[0] == names[j].split("/")[0] for i, j in enumerate(sims.argmax(axis=1))]
+    assert all(same_photo)
+
+
+def test_int8_text_tower_is_quantised_dynamically(tiny_models):
+    _needs_quantiser()
+    enc = make_encoder("clip", str(tiny_models["clip"]), runtime="onnx-int8")
+    ref = make_encoder("clip", str(tiny_models["clip"]), runtime="onnx")
+    texts = ["a doge meme", "cat", "two dogs playing in the snow at night"]
+    got = enc.embed_texts(texts)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+    assert _min_cosine(got, ref.embed_texts(texts)) >= 0.9
+    assert enc.text_tower.path != ref.text_tower.path

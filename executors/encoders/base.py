@@ -27,7 +27,9 @@ from transformers import PreTrainedModel
 from executors.docs import ImageDoc, failed
 from executors.encoders.coalesce import Coalescer
 from executors.encoders.preprocess import ImagePreprocessor
-from executors.encoders.runtimes import OnnxTower, RuntimeChoiceError, Tower, export_graph, folder_revision, graph_key, resolve_runtime
+from executors.encoders.runtimes import (
+    OnnxTower, RuntimeChoiceError, Tower, calibration_images, export_graph,     folder_revision, graph_key, resolve_runtime,
+)
 from executors.encoders.specs import EncoderSpec, get_spec
 from executors.stage import Stage, keep_freed_memory, peak_rss_mb
 
@@ -210,9 +212,16 @@ class TorchEncoder(EncoderStage):
         int8 = self.runtime == "onnx-int8"
         h, w = self.preprocess.input_size
         revision, cls = self.revision(), type(self).__name__
+        calibration_source, calibration = "", None
+        if int8:
+            calibration_source, photos = calibration_images()
+
+            def calibration() -> list[dict[str, np.ndarray]]:
+                return [{"pixel_values": self.preprocess([p]).numpy()} for p in photos]
+
         path = export_graph(
-            self.model, self.image_features, [torch.zeros(2, 3, h, w)], ["pixel_values"],
-            {"pixel_values": {0: "batch"}}, graph_key(self.checkpoint, revision, "image", f"{cls}|{h}x{w}"), int8,
+            self.model, self.image_features, [torch.zeros(2, 3, h, w)], ["pixel_values"], {"pixel_values": {0: "batch"}},
+            graph_key(self.checkpoint, revision, "image", f"{cls}|{h}x{w}"), int8, calibration, calibration_source,
         )
         self.image_tower = OnnxTower(path, ["pixel_values"], self.num_threads, self.onnx_cuda)
         if self.supports_text:

@@ -8,8 +8,9 @@ features``); the exported graph is cached per (checkpoint, revision, onnxruntime
 opset, tower) under ``IMGSEARCH_ONNX_CACHE`` (default ``~/.cache/imgsearch/onnx``).
 
 ``auto`` picks ONNX Runtime on a CPU (several times faster there for convolutional models)
-and torch on CUDA (bf16 with its fused kernels). ``onnx-int8`` is the fp32 graph with the weights of
-its matrix products quantised to int8 by onnxruntime's dynamic quantisation.
+and torch on CUDA (bf16 with its fused kernels). ``onnx-int8`` quantises the fp32 graph with onnxruntime:
+image towers statically (int8 QDQ, per channel, calibrated on sample photos or
+``IMGSEARCH_INT8_CALIBRATION``), text towers dynamically (matrix products).
 """
 
 import hashlib
@@ -22,6 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+import numpy as np
 import torch
 
 logger = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ CHOICES = ("auto", *RUNTIMES)
 OPSET = 17
 ENV_RUNTIME = "ENCODER_RUNTIME"  # empty or unset: auto
 ENV_CACHE = "IMGSEARCH_ONNX_CACHE"
+ENV_CALIBRATION = "IMGSEARCH_INT8_CALIBRATION"  # a folder of images for static int8
 
 Tower = Callable[..., torch.Tensor]  # input tensors -> (B, D) unnormalised features
 
@@ -89,22 +92,85 @@ class _Traced(torch.nn.Module):
         return self.fn(*inputs).float()
 
 
+def calibration_images() -> tuple[str, list[np.ndarray]]:
+    """Photos for static int8 calibration: ``IMGSEARCH_INT8_CALIBRATION`` (a folder), else the
+    photographs bundled with scikit-image, each also cropped and mirrored."""
+    folder = os.environ.get(ENV_CALIBRATION)
+    if folder:
+        from PIL import Image
+
+        files = sorted(p for p in Path(folder).expanduser().rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if not files:
+            raise RuntimeChoiceError(f"{ENV_CALIBRATION}={folder} holds no .jpg/.png images to calibrate int8 with")
+        images = [np.asarray(Image.open(f).convert("RGB")) for f in files[:64]]
+        return f"{folder}:{len(images)}", images
+    try:
+        import skimage.data as data
+    except ImportError:
+        raise RuntimeChoiceError(
+            f"runtime onnx-int8 calibrates on sample photos: set {ENV_CALIBRATION} to a folder of your images "
+            "(or pip install scikit-image for its bundled photos)"
+        ) from None
+    images = []
+    for photo in (data.coffee(), data.chelsea(), data.astronaut(), data.rocket(), data.stereo_motorcycle()[0]):
+        h, w = photo.shape[:2]
+        images += [photo, np.ascontiguousarray(photo[h // 4 :, : w * 3 // 4]), np.ascontiguousarray(photo[:, ::-1])]
+    return "skimage-photos", images
+
+
+class _Feeds:
+    """onnxruntime's CalibrationDataReader protocol over a list of input dicts."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]]):
+        self._it = iter(feeds)
+
+    def get_next(self) -> Optional[dict[str, np.ndarray]]:
+        return next(self._it, None)
+
+
+def _quantise(source: Path, target: Path, calibration: Optional[list[dict[str, np.ndarray]]]) -> None:
+    """int8 weights. With calibration inputs: static QDQ, per channel (convolutions run as
+    int8 kernels); without: dynamic, matrix products only (dynamically quantised
+    convolutions ran slower than fp32 here and moved Lite0's vectors far off)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_dynamic, quantize_static
+
+    if calibration is None:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+        return
+    prepared = target.with_name("prepared.onnx")
+    try:  # shape inference and fusions first, as onnxruntime advises; optional
+        quant_pre_process(str(source), str(prepared))
+    except Exception as exc:
+        logger.info("quantisation pre-processing skipped (%s: %s)", type(exc).__name__, exc)
+        prepared = source
+    quantize_static(str(prepared), str(target), _Feeds(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    if prepared != source:
+        prepared.unlink()
+
+
 def export_graph(
     model: torch.nn.Module, fn: Callable[..., torch.Tensor], example: Sequence[torch.Tensor],
     input_names: Sequence[str], dynamic: dict[str, dict[int, str]], key: str, int8: bool = False,
+    calibration: Optional[Callable[[], list[dict[str, np.ndarray]]]] = None, calibration_source: str = "",
 ) -> Path:
-    """The cached ONNX file for this tower, exported (and quantised) on first use."""
+    """The cached ONNX file for this tower, exported (and quantised) on first use.
+
+    ``calibration`` gives inputs for static int8 quantisation (else dynamic), and
+    ``calibration_source`` names them: it keys the int8 graph, next to the fp32 one.
+    """
     root = cache_dir()
-    target = root / (key + ("-int8" if int8 else "")) / "model.onnx"
+    suffix = f"-int8-{hashlib.sha1(calibration_source.encode()).hexdigest()[:8]}" if int8 else ""
+    target = root / (key + suffix) / "model.onnx"
     if target.is_file():
         return target
     if int8:
         try:  # onnxruntime's quantiser imports ml_dtypes, which onnxruntime itself does not need
-            from onnxruntime.quantization import QuantType, quantize_dynamic
+            import onnxruntime.quantization  # noqa: F401
         except ImportError as exc:
             raise RuntimeChoiceError(f"runtime onnx-int8 needs onnxruntime's quantisation tools ({exc}); "
                                      "pip install ml_dtypes, or use runtime onnx") from None
-    source = target if not int8 else export_graph(model, fn, example, input_names, dynamic, key)
+    source = export_graph(model, fn, example, input_names, dynamic, key) if int8 else None
     root.mkdir(parents=True, exist_ok=True)
     # Written to a fresh folder and renamed into place: two processes exporting at once
     # cannot leave a half-written graph (large models keep their weights beside the graph).
@@ -114,10 +180,7 @@ def export_graph(
     logger.info("%s: %s (once; cached in %s)", key, what, root)
     try:
         if int8:
-            # Matrix products only: dynamically quantised convolutions (ConvInteger) ran slower
-            # than fp32 here and moved Lite0's vectors far off (docs/performance.md).
-            quantize_dynamic(str(source), str(tmp / "model.onnx"), weight_type=QuantType.QInt8,
-                             op_types_to_quantize=["MatMul", "Gemm"])
+            _quantise(source, tmp / "model.onnx", calibration() if calibration else None)
         else:
             # The tracer's warnings (shape checks traced as constants) are about code paths that
             # the parity tests cover; users need not read them on every first start.
