@@ -34,6 +34,7 @@ class IndexSummary:
     optimize_seconds: float = 0.0  # building the search index (HNSW) over what was added
     count: int = 0  # points in the collection afterwards
     disk_bytes: Optional[int] = None
+    encoder_peak_rss_mb: Optional[float] = None  # the encoder process's high-water mark so far
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -112,6 +113,7 @@ def run_index(
         summary.optimize_seconds = float(gateway.call("/optimize", params).get("seconds", 0.0))
     summary.count = int(gateway.call("/count", params).get("count", 0))
     summary.disk_bytes = collection_disk_bytes(gateway, name)
+    summary.encoder_peak_rss_mb = encoder_info(gateway).get("peak_rss_mb")
     summary.seconds = time.perf_counter() - started
     if summary.encode_seconds > 0:
         summary.images_per_second = summary.indexed / summary.encode_seconds
