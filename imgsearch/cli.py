@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", nargs="+", default=[DEFAULT_ENCODER], metavar="NAME", help=f"one or more encoders (default: {DEFAULT_ENCODER}); see `app.py encoders`")
     p.add_argument("--model", help="checkpoint override for a single encoder: hub id or local folder")
     p.add_argument("--dataset", help="dataset name used in the collection name (default: the folder's name)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, help="images per request (default: the encoder's batch size)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the human summary")
     p.add_argument("--no-progress", action="store_true")
     _add_store_args(p)

@@ -51,12 +51,14 @@ def run_index(
     gateway: Gateway,
     data: Path,
     info: dict,
-    batch_size: int = 32,
+    batch_size: Optional[int] = None,
     dataset: Optional[str] = None,
     progress: bool = True,
     resize: Optional[int] = None,
 ) -> IndexSummary:
     started = time.perf_counter()
+    # Requests as large as the encoder's batch (chosen from free memory on a GPU), unless given.
+    batch_size = int(batch_size or info.get("batch_size") or 32)
     data = data.resolve()
     name = collection_name(dataset or data.name, info["model"], resize)
     summary = IndexSummary(collection=name, encoder=info["encoder"], model=info["model"], data=str(data))
