@@ -160,13 +160,13 @@ class TorchEncoder(EncoderStage):
                 f"encoder '{name}' cannot load model '{self.checkpoint}' "
                 f"({describe_checkpoint(self.checkpoint)}): {type(exc).__name__}: {exc}"
             ) from exc
-        self._model_lock = threading.Lock()
-        self._queries = Coalescer(self._encode_locked, max_items=self.batch_size)
         # One warm-up batch: checks the model end to end and tells the true dimension.
         h, w = self.preprocess.input_size
         self.dim = int(self.embed_images([np.zeros((h, w, 3), np.uint8)]).shape[-1])
         if not int(batch_size):
             self.batch_size = self.fit_batch_size()
+        self._model_lock = threading.Lock()
+        self._queries = Coalescer(self._encode_locked, max_items=self.batch_size)
         self.load_seconds = time.perf_counter() - started
         logger.info(
             "%s: loaded %s on %s/%s in %.1fs (dim %d, text %s)",
