@@ -16,7 +16,7 @@ import os
 import resource
 import threading
 import time
-from typing import Iterator, Optional
+from typing import ClassVar, Iterator, Optional
 
 from docarray import DocList
 from jina import Executor, requests
@@ -85,9 +85,12 @@ def keep_freed_memory(trim_threshold: int = 1 << 30, top_pad: int = 64 << 20) ->
 class Stage(Executor):
     """Base of every flow executor: pass-through default, per-handler timings, /timings."""
 
+    tune_malloc: ClassVar[bool] = True  # keep_freed_memory(); a stage that decides later sets False
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        keep_freed_memory()
+        if self.tune_malloc:
+            keep_freed_memory()
         self._timings: dict[str, dict] = {}
         self._timings_lock = threading.Lock()
 

@@ -47,6 +47,15 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="a running flow's gateway, e.g. grpc://HOST:PORT (default: start the flow locally)")
 
 
+RUNTIME_CHOICES = ("auto", "torch", "onnx", "onnx-int8")  # executors/encoders/runtimes.py
+
+
+def _add_runtime_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runtime", choices=RUNTIME_CHOICES, default=os.environ.get("ENCODER_RUNTIME") or None,
+                   help="where the encoders run: torch, onnx (ONNX Runtime), onnx-int8, or auto "
+                        "(default: $ENCODER_RUNTIME, else auto = onnx on CPU, torch on CUDA)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="app.py",
@@ -60,10 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", nargs="+", default=[DEFAULT_ENCODER], metavar="NAME", help=f"one or more encoders (default: {DEFAULT_ENCODER}); see `app.py encoders`")
     p.add_argument("--model", help="checkpoint override for a single encoder: hub id or local folder")
     p.add_argument("--dataset", help="dataset name used in the collection name (default: the folder's name)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, help="images per request (default: the encoder's batch size)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the human summary")
     p.add_argument("--no-progress", action="store_true")
     _add_store_args(p)
+    _add_runtime_arg(p)
 
     p = sub.add_parser("search", help="search by image or text", description="Search one collection; prints ranked results and writes a result grid (PNG and HTML).")
     q = p.add_mutually_exclusive_group(required=True)
@@ -79,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("results"), help="folder for the result grid (default: ./results)")
     p.add_argument("--json", action="store_true")
     _add_store_args(p)
+    _add_runtime_arg(p)
 
     p = sub.add_parser("stats", help="list collections: model, vectors, size on disk")
     p.add_argument("--json", action="store_true")
@@ -130,18 +141,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", type=Path, help="embedded Qdrant folder for the compared collections (default: OUT/store)")
     p.add_argument("--qdrant-url", default=os.environ.get("QDRANT_URL"), help="use a Qdrant server instead")
     p.add_argument("--fresh", action="store_true", help="re-index and re-evaluate every encoder (default: resume, reusing complete collections and cached evaluations)")
+    _add_runtime_arg(p)
 
     p = sub.add_parser("serve", help="a search page on localhost: text, image upload, \"more like this\", encoders side by side",
                        description="Start the flow(s) and a web page to search them (imgsearch/web/).")
     from imgsearch.web import serve  # local: see main()
 
     serve.add_arguments(p)
+    _add_runtime_arg(p)
 
     p = sub.add_parser("up", help="serve one or more encoders' flows to gRPC clients until SIGTERM or Ctrl-C",
                        description="Start the flows (one gateway per encoder, on --port, --port+1...) and keep them up for gRPC clients.")
     from imgsearch.up import add_arguments as _add_up_args
 
     _add_up_args(p)
+    _add_runtime_arg(p)
 
     p = sub.add_parser("bench", help="measure speed: bare model vs end to end, stages, store, search, growth",
                        description="One run, same images: the bare model's images/s, the same through the flow "
@@ -166,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("results/bench"))
     p.add_argument("--cache", type=Path, default=Path("data/bench"), help="built models and synthetic images, reused")
     p.add_argument("--json", action="store_true", help="print bench.json on stdout")
+    _add_runtime_arg(p)
+    p.add_argument("--runtimes", nargs="*", default=["torch", "onnx", "onnx-int8"], choices=RUNTIME_CHOICES[1:],
+                   help="bare model on each of these runtimes, side by side (none = skip)")
+    p.add_argument("--script-images", type=int, default=1200, metavar="N",
+                   help="time `app.py index` of N images against the plain one-process torch script (0 = skip)")
 
     p = sub.add_parser("tiny-models", help="build tiny random stand-ins for the hub encoders (offline tests and demos)")
     p.add_argument("--out", type=Path, default=Path("data/tiny-models"))
@@ -195,6 +214,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         os.environ.setdefault("JINA_LOG_LEVEL", "ERROR")
     if getattr(args, "qdrant_api_key", None):  # read by ServerStore here and in the executors started here
         os.environ["QDRANT_API_KEY"] = args.qdrant_api_key
+    if getattr(args, "runtime", None):  # every flow this process starts inherits it
+        os.environ["ENCODER_RUNTIME"] = args.runtime
     # Local: after the environment above is set, before torch and jina load.
     from imgsearch import commands
     from imgsearch.web import serve

@@ -249,10 +249,12 @@ def cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
         encoders=args.encoders, models=models, data=args.data, images=args.images, batch_sizes=args.batch_sizes,
         bare_seconds=args.bare_seconds, rounds=args.rounds, clients=args.clients, per_client=args.per_client,
         store_sizes=args.store_sizes, local_size=args.local_size, growth=args.growth,
-        growth_model=args.growth_model, out=args.out, cache=args.cache,
+        growth_model=args.growth_model, out=args.out, cache=args.cache, runtimes=args.runtimes,
+        script_images=args.script_images,
     )
     if args.quick:
         opts.images, opts.batch_sizes, opts.bare_seconds, opts.rounds = min(opts.images, 32), [8, 16], 0.5, 2
+        opts.runtimes, opts.script_images = [r for r in opts.runtimes if r != "onnx-int8"], min(opts.script_images, 48)
         opts.search_queries, opts.clients, opts.per_client = 5, min(opts.clients, 2), 3
         opts.store_sizes, opts.local_size, opts.growth = [2_000], 0, [100, 300]
     if args.data is not None:

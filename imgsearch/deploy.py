@@ -250,6 +250,7 @@ def _configmap(encoders: tuple[str, ...], qdrant_nodes: int) -> list[dict]:
         "QDRANT_URL": QDRANT_URL,  # the indexer's Qdrant (flows/index.yml: qdrant_url)
         "IMGSEARCH_STORE": "/tmp/imgsearch-store",  # embedded store; unused while QDRANT_URL is set
         "NORMALIZE_RESIZE": "",  # empty = keep aspect; e.g. "96" for the original study's fixed size
+        "ENCODER_RUNTIME": "",  # empty = auto: torch on the GPU nodes; torch | onnx | onnx-int8
         # Collections are named <dataset>--<model id> by the clients, so these ids also name them.
         **{env_key(e): get_spec(e).checkpoint for e in encoders},
         "HF_HUB_OFFLINE": "0",  # "1" where encoder images have their weights baked in and no internet
@@ -345,13 +346,16 @@ def render(encoders: tuple[str, ...] = ENCODERS, registry: str = REGISTRY, model
 def encoder_configs() -> dict[str, str]:
     """executors/encoders/configs/<name>.yml for every spec: the flow's `uses:` for that encoder."""
     header = HEADER.replace("from flows/index.yml", "from the encoder registry (executors/encoders/specs.py)")
-    return {
-        f"executors/encoders/configs/{name}.yml": header + yaml.safe_dump(
-            {"jtype": spec.executor, "py_modules": [spec.module],
-             "with": {"name": name, "model": None, "batch_size": spec.batch_size}},
-            sort_keys=False)
-        for name, spec in SPECS.items()
-    }
+    header += ("# batch_size 0: fitted to the runtime and device (16 on ONNX Runtime CPU, 32 on torch CPU, free memory\n"
+               "# on a GPU); runtime: torch | onnx | onnx-int8 | auto, null: $ENCODER_RUNTIME, else auto.\n")
+    configs = {}
+    for name, spec in SPECS.items():
+        settings = {"name": name, "model": None, "batch_size": spec.batch_size}
+        if spec.local_model:
+            settings["runtime"] = None
+        configs[f"executors/encoders/configs/{name}.yml"] = header + yaml.safe_dump(
+            {"jtype": spec.executor, "py_modules": [spec.module], "with": settings}, sort_keys=False)
+    return configs
 
 
 def write(out: Path = REPO, **kwargs: Any) -> list[Path]:

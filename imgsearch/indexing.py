@@ -34,6 +34,7 @@ class IndexSummary:
     optimize_seconds: float = 0.0  # building the search index (HNSW) over what was added
     count: int = 0  # points in the collection afterwards
     disk_bytes: Optional[int] = None
+    encoder_peak_rss_mb: Optional[float] = None  # the encoder process's high-water mark so far
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -50,12 +51,14 @@ def run_index(
     gateway: Gateway,
     data: Path,
     info: dict,
-    batch_size: int = 32,
+    batch_size: Optional[int] = None,
     dataset: Optional[str] = None,
     progress: bool = True,
     resize: Optional[int] = None,
 ) -> IndexSummary:
     started = time.perf_counter()
+    # Requests as large as the encoder's batch (chosen from free memory on a GPU), unless given.
+    batch_size = int(batch_size or info.get("batch_size") or 32)
     data = data.resolve()
     name = collection_name(dataset or data.name, info["model"], resize)
     summary = IndexSummary(collection=name, encoder=info["encoder"], model=info["model"], data=str(data))
@@ -113,6 +116,7 @@ def run_index(
         summary.optimize_seconds = float(gateway.call("/optimize", params).get("seconds", 0.0))
     summary.count = int(gateway.call("/count", params).get("count", 0))
     summary.disk_bytes = collection_disk_bytes(gateway, name)
+    summary.encoder_peak_rss_mb = encoder_info(gateway).get("peak_rss_mb")
     summary.seconds = time.perf_counter() - started
     if summary.encode_seconds > 0:
         summary.images_per_second = summary.indexed / summary.encode_seconds

@@ -28,6 +28,15 @@ os.environ.setdefault("IMGSEARCH_START_METHOD", "spawn")
 TINY_FOR_ENCODER = TINY_KIND
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory) -> Path:
+    """ONNX graphs the encoders export (runtime onnx is the CPU default) go to this session's
+    temp folder, not the user's cache; flows started later inherit the variable."""
+    path = tmp_path_factory.getbasetemp() / "onnx-cache"
+    os.environ["IMGSEARCH_ONNX_CACHE"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """Every tiny model kind, built once per session (sentence-transformers style)."""

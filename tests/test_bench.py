@@ -29,6 +29,10 @@ def test_bench_quick_run_reports_every_section(tmp_path, tiny_models, photo_dir)
     assert rec["encoder"] == "clip"
     assert set(bare["images_per_second"]) == {"8", "16"} and all(map(_positive, bare["images_per_second"].values()))
     assert bare["best_images_per_second"] == max(bare["images_per_second"].values())
+    # --quick: the bare model on torch and onnx side by side, with the provider each ran on.
+    assert set(rec["runtimes"]) == {"torch", "onnx"} and rec["runtimes"]["torch"]["speedup_vs_torch"] == 1.0
+    assert _positive(rec["runtimes"]["onnx"]["best_images_per_second"])
+    assert rec["runtimes"]["onnx"]["provider"] == "CPUExecutionProvider"
     warm = e2e["warm"]
     assert warm["indexed"] == e2e["cold"]["indexed"] == n_images
     assert _positive(warm["images_per_second"])

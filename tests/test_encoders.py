@@ -9,10 +9,11 @@ import torch
 from conftest import TINY_FOR_ENCODER
 from executors.encoders.specs import SPECS, UnknownEncoderError, get_spec
 
-def make_encoder(name: str, model: str | None = None, **kwargs):
+def make_encoder(name: str, model: str | None = None, runtime: str = "torch", **kwargs):
+    """The family's executor in process; torch unless asked (test_runtimes.py covers onnx)."""
     spec = get_spec(name)
     cls = getattr(importlib.import_module(spec.module), spec.executor)
-    return cls(name=name, model=model, **kwargs)
+    return cls(name=name, model=model, runtime=runtime, **kwargs)
 
 
 @pytest.fixture(scope="module")

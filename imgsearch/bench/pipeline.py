@@ -232,7 +232,7 @@ def _warm_rounds(gateway: Gateway, encoder: str, folder: Path, info: dict, batch
         if bare_probe:
             bare_after = bare_probe()
             bare = (bare_before + bare_after) / 2
-            record.update(bare_images_per_second=round(bare, 2), ratio=round(run["images_per_second"] / bare, 4))
+            record.update(bare_images_per_second=round(bare, 2), ratio=round(run["images_per_second"] / bare, 6))
             bare_before = bare_after
         rounds.append(record)
     return rounds

@@ -36,6 +36,8 @@ class BenchOptions:
     growth_model: Optional[str] = None  # default: the tiny CLIP (data/tiny-models/clip)
     out: Path = Path("results/bench")
     cache: Path = Path("data/bench")
+    runtimes: list[str] = field(default_factory=lambda: ["torch", "onnx", "onnx-int8"])  # bare, side by side
+    script_images: int = 1200  # app.py index vs the plain torch script on this many images (0 = skip)
 
 
 def _versions() -> dict:
@@ -70,13 +72,13 @@ def _checkpoints(opts: BenchOptions) -> dict[str, Optional[str]]:
     return {e: opts.models.get(e) or built.get(e) or None for e in opts.encoders}
 
 
-def _images(opts: BenchOptions, work: Path) -> Path:
+def _images(opts: BenchOptions, work: Path, count: Optional[int] = None, name: str = "images") -> Path:
     from imgsearch.bench.images import sample_folder, synthetic_folder
 
     data = opts.data or (REPO / "data" / "memes")
     if data.is_dir():
-        return sample_folder(data, opts.images, work / "images")
-    return synthetic_folder(opts.cache / "images", opts.images)
+        return sample_folder(data, count or opts.images, work / name)
+    return synthetic_folder(opts.cache / name, count or opts.images)
 
 
 def _growth_model(opts: BenchOptions) -> Optional[str]:
@@ -93,6 +95,7 @@ def run_bench(opts: BenchOptions, log: TextIO) -> dict:
     from imgsearch.bench.growth import run_growth
     from imgsearch.bench.images import image_files
     from imgsearch.bench.pipeline import run_pipeline
+    from imgsearch.bench.runtimes import bare_by_runtime, index_vs_script
     from imgsearch.bench.store import run_store
 
     opts.out.mkdir(parents=True, exist_ok=True)
@@ -108,6 +111,8 @@ def run_bench(opts: BenchOptions, log: TextIO) -> dict:
             print(f"[bench] {encoder}: bare model ({model or 'default checkpoint'})", file=log, flush=True)
             bare = run_in_subprocess(encoder, model, files, opts.batch_sizes, opts.bare_seconds, work)
             best = bare["best_batch_size"]
+            runtimes = bare_by_runtime(encoder, model, files, opts.batch_sizes, opts.bare_seconds, work,
+                                       tuple(opts.runtimes)) if opts.runtimes else {}
             print(f"[bench] {encoder}: end to end at batch {best}, {opts.rounds} warm runs between bare runs",
                   file=log, flush=True)
 
@@ -121,11 +126,15 @@ def run_bench(opts: BenchOptions, log: TextIO) -> dict:
                 "encoder": encoder,
                 "random_weights": _random_weights(model),
                 "bare": bare,
+                "runtimes": runtimes,
                 "end_to_end": e2e,
                 # Bare images/s measured around the warm run that gave the median ratio.
                 "bare_same_time": middle.get("bare_images_per_second"),
                 "ratio_e2e_to_bare": e2e.get("ratio_median"),
             })
+        if opts.script_images and "efficientnet-lite0" in opts.encoders:
+            print(f"[bench] app.py index vs the plain torch script, {opts.script_images} images", file=log, flush=True)
+            result["index_vs_script"] = index_vs_script(_images(opts, work, opts.script_images, "script-images"), work)
         if opts.store_sizes or opts.local_size:
             print(f"[bench] store: {opts.store_sizes} (+ local mode at {opts.local_size})", file=log, flush=True)
             result["store"] = run_store(opts.store_sizes, opts.local_size)
@@ -260,4 +269,7 @@ def print_report(result: dict, out: TextIO) -> None:
             print(f"  {r['images']:>7} {r['index_seconds']:>8} {r['images_per_second']:>7} {r['optimize_seconds']:>10} "
                   f"{str(r['search_p50_ms']) + '/' + str(r['search_p99_ms']):>18} {r['disk_mb']:>8}  "
                   f"{r['peak_rss_mb']} client {r['client_rss_mb']}", file=out)
+    from imgsearch.bench.runtimes import print_runtimes
+
+    print_runtimes(result, out)
     print(f"\nbench.json and bench.png in {Path(result.get('chart', '.')).parent}", file=out)

@@ -1,0 +1,229 @@
+"""Where an encoder's towers run: torch, or ONNX Runtime on a graph exported from the same model.
+
+One definition of each vector: a family's own ``image_features`` / ``text_features`` (its
+pooling and projection) is wrapped in an ``nn.Module`` and traced to ONNX, so the torch and
+ONNX paths cannot drift apart. As fastembed and immich's ML service do, the model is
+described once and each runtime is a callable behind one interface (``tower(*tensors) ->
+features``); the exported graph is cached per (checkpoint, revision, onnxruntime version,
+opset, tower) under ``IMGSEARCH_ONNX_CACHE`` (default ``~/.cache/imgsearch/onnx``).
+
+``auto`` picks ONNX Runtime on a CPU (several times faster there for convolutional models)
+and torch on CUDA (bf16 with its fused kernels). ``onnx-int8`` quantises the fp32 graph with onnxruntime:
+image towers statically (int8 QDQ, per channel, calibrated on sample photos or
+``IMGSEARCH_INT8_CALIBRATION``), text towers dynamically (matrix products).
+"""
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+RUNTIMES = ("torch", "onnx", "onnx-int8")
+CHOICES = ("auto", *RUNTIMES)
+OPSET = 17
+ENV_RUNTIME = "ENCODER_RUNTIME"  # empty or unset: auto
+ENV_CACHE = "IMGSEARCH_ONNX_CACHE"
+ENV_CALIBRATION = "IMGSEARCH_INT8_CALIBRATION"  # a folder of images for static int8
+
+Tower = Callable[..., torch.Tensor]  # input tensors -> (B, D) unnormalised features
+
+
+class RuntimeChoiceError(ValueError):
+    """An unknown runtime, or one this machine cannot run."""
+
+
+def resolve_runtime(requested: Optional[str], device: torch.device, dtype: Optional[str] = None) -> str:
+    """The runtime to use: the argument, else $ENCODER_RUNTIME, else auto.
+
+    auto: torch on CUDA, or when a precision other than fp32 is asked for (the graph is
+    fp32); ONNX Runtime on a CPU otherwise.
+    """
+    choice = (requested or os.environ.get(ENV_RUNTIME) or "auto").strip().lower()
+    if choice not in CHOICES:
+        raise RuntimeChoiceError(f"unknown runtime '{choice}'; choose one of {', '.join(CHOICES)}")
+    if choice == "auto":
+        return "torch" if device.type == "cuda" or dtype not in (None, "", "float32") else "onnx"
+    if choice != "torch" and dtype not in (None, "", "float32"):
+        raise RuntimeChoiceError(f"runtime {choice} runs fp32 graphs; dtype {dtype} needs runtime torch")
+    return choice
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "imgsearch" / "onnx").expanduser()
+
+
+def folder_revision(path: Path) -> str:
+    """A local model folder's identity: its files' names, sizes and modification times."""
+    h = hashlib.sha1()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        st = f.stat()
+        h.update(f"{f.relative_to(path)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def graph_key(checkpoint: str, revision: str, tower: str, extra: str = "") -> str:
+    import onnxruntime
+
+    ident = f"{checkpoint}|{revision}|ort{onnxruntime.__version__}|opset{OPSET}|{tower}|{extra}"
+    name = Path(checkpoint).name if Path(checkpoint).is_dir() else checkpoint
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:60]
+    return f"{safe}-{tower}-{hashlib.sha1(ident.encode()).hexdigest()[:16]}"
+
+
+class _Traced(torch.nn.Module):
+    """A family's vector function as a module, so the exporter traces exactly that code."""
+
+    def __init__(self, model: torch.nn.Module, fn: Callable[..., torch.Tensor]):
+        super().__init__()
+        self.model = model  # registered, so its weights become the graph's initialisers
+        self.fn = fn
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.fn(*inputs).float()
+
+
+def calibration_images() -> tuple[str, list[np.ndarray]]:
+    """Photos for static int8 calibration: ``IMGSEARCH_INT8_CALIBRATION`` (a folder), else the
+    photographs bundled with scikit-image, each also cropped and mirrored."""
+    folder = os.environ.get(ENV_CALIBRATION)
+    if folder:
+        from PIL import Image
+
+        files = sorted(p for p in Path(folder).expanduser().rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if not files:
+            raise RuntimeChoiceError(f"{ENV_CALIBRATION}={folder} holds no .jpg/.png images to calibrate int8 with")
+        images = [np.asarray(Image.open(f).convert("RGB")) for f in files[:64]]
+        return f"{folder}:{len(images)}", images
+    try:
+        import skimage.data as data
+    except ImportError:
+        raise RuntimeChoiceError(
+            f"runtime onnx-int8 calibrates on sample photos: set {ENV_CALIBRATION} to a folder of your images "
+            "(or pip install scikit-image for its bundled photos)"
+        ) from None
+    images = []
+    for photo in (data.coffee(), data.chelsea(), data.astronaut(), data.rocket(), data.stereo_motorcycle()[0]):
+        h, w = photo.shape[:2]
+        images += [photo, np.ascontiguousarray(photo[h // 4 :, : w * 3 // 4]), np.ascontiguousarray(photo[:, ::-1])]
+    return "skimage-photos", images
+
+
+class _Feeds:
+    """onnxruntime's CalibrationDataReader protocol over a list of input dicts."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]]):
+        self._it = iter(feeds)
+
+    def get_next(self) -> Optional[dict[str, np.ndarray]]:
+        return next(self._it, None)
+
+
+def _quantise(source: Path, target: Path, calibration: Optional[list[dict[str, np.ndarray]]]) -> None:
+    """int8 weights. With calibration inputs: static QDQ, per channel (convolutions run as
+    int8 kernels); without: dynamic, matrix products only (dynamically quantised
+    convolutions ran slower than fp32 here and moved Lite0's vectors far off)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_dynamic, quantize_static
+
+    if calibration is None:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+        return
+    prepared = target.with_name("prepared.onnx")
+    try:  # shape inference and fusions first, as onnxruntime advises; optional
+        quant_pre_process(str(source), str(prepared))
+    except Exception as exc:
+        logger.info("quantisation pre-processing skipped (%s: %s)", type(exc).__name__, exc)
+        prepared = source
+    quantize_static(str(prepared), str(target), _Feeds(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    if prepared != source:
+        prepared.unlink()
+
+
+def export_graph(
+    model: torch.nn.Module, fn: Callable[..., torch.Tensor], example: Sequence[torch.Tensor],
+    input_names: Sequence[str], dynamic: dict[str, dict[int, str]], key: str, int8: bool = False,
+    calibration: Optional[Callable[[], list[dict[str, np.ndarray]]]] = None, calibration_source: str = "",
+) -> Path:
+    """The cached ONNX file for this tower, exported (and quantised) on first use.
+
+    ``calibration`` gives inputs for static int8 quantisation (else dynamic), and
+    ``calibration_source`` names them: it keys the int8 graph, next to the fp32 one.
+    """
+    root = cache_dir()
+    suffix = f"-int8-{hashlib.sha1(calibration_source.encode()).hexdigest()[:8]}" if int8 else ""
+    target = root / (key + suffix) / "model.onnx"
+    if target.is_file():
+        return target
+    if int8:
+        try:  # onnxruntime's quantiser imports ml_dtypes, which onnxruntime itself does not need
+            import onnxruntime.quantization  # noqa: F401
+        except ImportError as exc:
+            raise RuntimeChoiceError(f"runtime onnx-int8 needs onnxruntime's quantisation tools ({exc}); "
+                                     "pip install ml_dtypes, or use runtime onnx") from None
+    source = export_graph(model, fn, example, input_names, dynamic, key) if int8 else None
+    root.mkdir(parents=True, exist_ok=True)
+    # Written to a fresh folder and renamed into place: two processes exporting at once
+    # cannot leave a half-written graph (large models keep their weights beside the graph).
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.parent.name}-", dir=root))
+    started = time.perf_counter()
+    what = "quantising to int8" if int8 else "exporting to ONNX"
+    logger.info("%s: %s (once; cached in %s)", key, what, root)
+    try:
+        if int8:
+            _quantise(source, tmp / "model.onnx", calibration() if calibration else None)
+        else:
+            # The tracer's warnings (shape checks traced as constants) are about code paths that
+            # the parity tests cover; users need not read them on every first start.
+            with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    _Traced(model, fn).eval(), tuple(example), str(tmp / "model.onnx"), dynamo=False,
+                    opset_version=OPSET, input_names=list(input_names), output_names=["features"],
+                    dynamic_axes={**dynamic, "features": {0: "batch"}},
+                )
+        try:
+            os.rename(tmp, target.parent)
+        except OSError:  # another process got there first: use its graph
+            if not target.is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("%s: %s took %.1f s", key, what, time.perf_counter() - started)
+    return target
+
+
+class OnnxTower:
+    """An exported tower in an onnxruntime session: the same call shape as the torch tower."""
+
+    def __init__(self, path: Path, input_names: Sequence[str], threads: int, cuda: bool = False):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        # The executor's thread setting, as torch gets it; one request at a time per process.
+        opts.intra_op_num_threads = max(1, int(threads))
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = ["CPUExecutionProvider"]
+        if cuda and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        self.input_names = list(input_names)
+        self.path = path
+
+    @property
+    def provider(self) -> str:
+        return self.session.get_providers()[0]
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        feeds = {n: t.detach().cpu().numpy() for n, t in zip(self.input_names, inputs)}
+        return torch.from_numpy(self.session.run(None, feeds)[0])

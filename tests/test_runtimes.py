@@ -1,0 +1,157 @@
+"""ONNX Runtime path: parity with torch for every family, the graph cache, the runtime choice, the flow."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_FOR_ENCODER
+from executors.encoders.runtimes import RuntimeChoiceError, resolve_runtime
+from test_encoders import _images, make_encoder
+
+PARITY = 0.9999  # cosine between the torch and onnx vectors of one input
+
+
+def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    assert a.shape == b.shape
+    return float((a * b).sum(axis=1).min())
+
+
+@pytest.mark.parametrize("name", sorted(TINY_FOR_ENCODER))
+def test_every_family_runs_on_onnx_with_the_torch_vectors(name, tiny_models):
+    model = str(tiny_models[TINY_FOR_ENCODER[name]])
+    ref = make_encoder(name, model, runtime="torch", batch_size=3)
+    enc = make_encoder(name, model, runtime="onnx", batch_size=3)
+    assert enc.info()["runtime"] == "onnx" and enc.info()["onnx_provider"] == "CPUExecutionProvider"
+    assert enc.model is None  # both towers in onnxruntime: torch's copy of the weights is freed
+    images = _images(7)  # odd sizes; batches of 3, 3, 1 exercise the dynamic batch axis
+    vecs = enc.embed_images(images)
+    assert vecs.dtype == np.float32 and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
+    assert _min_cosine(vecs, ref.embed_images(images)) >= PARITY
+    assert enc.supports_text == ref.supports_text
+    if enc.supports_text:  # texts of different lengths exercise the dynamic token axis
+        texts = ["a doge meme", "cat", "a very long caption " * 30, "two dogs playing in the snow at night"]
+        assert _min_cosine(enc.embed_texts(texts), ref.embed_texts(texts)) >= PARITY
+
+
+def test_the_graph_is_exported_once_and_keyed_by_the_weights(tiny_models, tmp_path, onnx_cache, caplog):
+    import shutil
+
+    model = tmp_path / "vit"
+    shutil.copytree(tiny_models["vit"], model)
+    with caplog.at_level(logging.INFO, logger="executors.encoders.runtimes"):
+        first = make_encoder("vit", str(model), runtime="onnx")
+    assert any("exporting to ONNX took" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="executors.encoders.runtimes"):
+        again = make_encoder("vit", str(model), runtime="onnx")
+    assert not any("exporting" in r.getMessage() for r in caplog.records)  # from the cache
+    assert again.image_tower.path == first.image_tower.path and first.image_tower.path.is_relative_to(onnx_cache)
+    # New weights in the same folder: a new graph, not the stale one.
+    from transformers import ViTModel
+
+    net = ViTModel.from_pretrained(model)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(0.5)
+    net.save_pretrained(model)
+    changed = make_encoder("vit", str(model), runtime="onnx")
+    assert changed.image_tower.path != first.image_tower.path
+    img = _images(1)
+    ref = make_encoder("vit", str(model), runtime="torch")
+    assert _min_cosine(changed.embed_images(img), ref.embed_images(img)) >= PARITY
+
+
+def test_runtime_choice(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.delenv("ENCODER_RUNTIME", raising=False)
+    assert resolve_runtime(None, cpu) == "onnx" and resolve_runtime(None, cuda) == "torch"
+    assert resolve_runtime("auto", cpu, "bfloat16") == "torch"  # the graphs are fp32
+    monkeypatch.setenv("ENCODER_RUNTIME", "")  # an unset ${{ ENV.* }}: the default
+    assert resolve_runtime(None, cpu) == "onnx"
+    monkeypatch.setenv("ENCODER_RUNTIME", "torch")
+    assert resolve_runtime(None, cpu) == "torch" and resolve_runtime("onnx-int8", cpu) == "onnx-int8"
+    with pytest.raises(RuntimeChoiceError, match="choose one of"):
+        resolve_runtime("tensorrt", cpu)
+    with pytest.raises(RuntimeChoiceError, match="needs runtime torch"):
+        resolve_runtime("onnx", cpu, "float16")
+
+
+def _photo_set(photos: dict) -> tuple[list[str], list[np.ndarray]]:
+    """The photos, each also cropped, flipped and shrunk: near-duplicates to rank."""
+    names, images = [], []
+    for name, arr in photos.items():
+        h, w = arr.shape[:2]
+        for kind, img in (("full", arr), ("crop", arr[h // 8 :, : w * 7 // 8]), ("flip", arr[:, ::-1]),
+                          ("small", arr[::3, ::3]), ("top", arr[: h * 2 // 3])):
+            names.append(f"{name}/{kind}")
+            images.append(np.ascontiguousarray(img))
+    return names, images
+
+
+@pytest.mark.slow
+def test_lite0_real_weights_on_onnx_same_vectors_and_same_top10(photos):
+    ref = make_encoder("efficientnet-lite0", runtime="torch")
+    enc = make_encoder("efficientnet-lite0", runtime="onnx")
+    assert (ref.batch_size, enc.batch_size) == (32, 16)  # the CPU defaults per runtime (base.py)
+    names, images = _photo_set(photos)
+    a, b = ref.embed_images(images), enc.embed_images(images)
+    assert _min_cosine(a, b) >= PARITY
+    top_a = np.argsort(-(a @ a.T), axis=1, kind="stable")[:, :10]
+    top_b = np.argsort(-(b @ b.T), axis=1, kind="stable")[:, :10]
+    assert (top_a == top_b).all(), [names[i] for i in np.nonzero((top_a != top_b).any(axis=1))[0]]
+    assert names[top_b[names.index("coffee/full"), 1]].startswith("coffee/")  # and they mean something
+
+
+@pytest.mark.slow
+@pytest.mark.flow
+@pytest.mark.parametrize("runtime", ["onnx", "torch"])
+def test_the_flow_indexes_and_searches_on_either_runtime(runtime, photo_dir, tmp_path, monkeypatch):
+    from imgsearch.flow import Gateway, local_flow
+    from imgsearch.indexing import encoder_info, run_index
+    from imgsearch.searching import run_search
+
+    monkeypatch.setenv("ENCODER_RUNTIME", runtime)  # what `app.py index --runtime` sets
+    with local_flow("efficientnet-lite0", store=str(tmp_path / "store")) as host:
+        gw = Gateway(host)
+        info = encoder_info(gw)
+        assert info["runtime"] == runtime and info["dim"] == 1280
+        done = run_index(gw, photo_dir, info, batch_size=4, progress=False)
+        assert done.indexed == 10 and not done.skipped
+        found = run_search(gw, done.collection, info, image=photo_dir / "chelsea" / "chelsea_crop.jpg", top_k=3)
+    assert found.matches[0]["path"].endswith("chelsea_crop.jpg") and found.matches[0]["score"] > 0.999
+    assert found.matches[1]["label"] == "chelsea"  # the other crop of the same photo comes next
+
+
+def _needs_quantiser() -> None:
+    try:
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"onnxruntime's quantiser cannot be imported here ({exc})")
+
+
+@pytest.mark.slow
+def test_lite0_int8_stays_close_to_fp32_and_finds_the_same_photo(photos):
+    _needs_quantiser()
+    ref = make_encoder("efficientnet-lite0", runtime="onnx")
+    enc = make_encoder("efficientnet-lite0", runtime="onnx-int8")
+    assert enc.info()["runtime"] == "onnx-int8" and "int8" in enc.image_tower.path.parent.name
+    names, images = _photo_set(photos)
+    a, b = ref.embed_images(images), enc.embed_images(images)
+    assert _min_cosine(a, b) >= 0.95  # quantisation costs a little (measured 0.96), not the meaning
+    sims = b @ b.T
+    np.fill_diagonal(sims, -1)
+    same_photo = [names[i].split("/")[0] == names[j].split("/")[0] for i, j in enumerate(sims.argmax(axis=1))]
+    assert all(same_photo)
+
+
+def test_int8_text_tower_is_quantised_dynamically(tiny_models):
+    _needs_quantiser()
+    enc = make_encoder("clip", str(tiny_models["clip"]), runtime="onnx-int8")
+    ref = make_encoder("clip", str(tiny_models["clip"]), runtime="onnx")
+    texts = ["a doge meme", "cat", "two dogs playing in the snow at night"]
+    got = enc.embed_texts(texts)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+    assert _min_cosine(got, ref.embed_texts(texts)) >= 0.9
+    assert enc.text_tower.path != ref.text_tower.path
