@@ -142,7 +142,7 @@ def cmd_stats(args: argparse.Namespace, out: TextIO) -> int:
         from executors.indexer.store import EdgeStore, ServerStore  # local: both Qdrant clients, only for stats
 
         if args.qdrant_url:
-            store = ServerStore(args.qdrant_url)
+            store = ServerStore(args.qdrant_url, read_only=True)
         else:
             if not Path(args.store).is_dir():
                 raise UserError(f"no store at {args.store}: nothing indexed yet (run `python app.py index`)")

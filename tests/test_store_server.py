@@ -10,7 +10,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from executors.indexer.store import ServerStore
-from executors.indexer.store.server import ClusterLayout, is_transient, with_retries
+from executors.indexer.store.server import ClusterLayout, api_key_from_env, is_transient, with_retries
 
 
 class Unavailable(grpc.RpcError):
@@ -108,3 +108,15 @@ def test_retries_stop_at_the_deadline_and_permanent_errors_are_not_retried():
         with_retries(lambda: calls.append(1) or (_ for _ in ()).throw(Denied()), "upsert", sleep=sleep)
     assert len(calls) == 1
     assert is_transient(ConnectionResetError()) and not is_transient(ValueError("bad vector"))
+
+
+def test_readers_use_the_read_only_key_where_one_is_set(monkeypatch):
+    monkeypatch.setenv("QDRANT_API_KEY", "write-key")
+    monkeypatch.delenv("QDRANT_READ_ONLY_API_KEY", raising=False)
+    assert api_key_from_env(read_only=True) == api_key_from_env(read_only=False) == "write-key"
+    monkeypatch.setenv("QDRANT_READ_ONLY_API_KEY", "read-key")
+    assert api_key_from_env(read_only=True) == "read-key"  # compare and stats only read
+    assert api_key_from_env(read_only=False) == "write-key"  # the indexer writes
+    monkeypatch.setenv("QDRANT_API_KEY", "")
+    monkeypatch.setenv("QDRANT_READ_ONLY_API_KEY", "")
+    assert api_key_from_env(read_only=True) is None  # empty means none, not an empty key

@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 EVAL_VERSION = 2  # part of every cached evaluation's key: a change in what it holds invalidates old caches
 
 def _open_store(opts: CompareOptions):
-    return ServerStore(opts.qdrant_url) if opts.qdrant_url else EdgeStore(str(opts.store), read_only=True)
+    return ServerStore(opts.qdrant_url, read_only=True) if opts.qdrant_url else EdgeStore(str(opts.store), read_only=True)
 
 
 def stored_content(opts: CompareOptions, collection: str) -> tuple[int, Optional[str]]:

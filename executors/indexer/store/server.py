@@ -99,12 +99,19 @@ def _server_search_params():
     )
 
 
+def api_key_from_env(read_only: bool) -> str | None:
+    """QDRANT_API_KEY; a reader (compare, stats) takes QDRANT_READ_ONLY_API_KEY where one is set,
+    so a component that only reads cannot write even if it is subverted."""
+    key = (os.environ.get("QDRANT_READ_ONLY_API_KEY") if read_only else None) or os.environ.get("QDRANT_API_KEY")
+    return key or None
+
+
 class ServerStore(VectorStore):
     """A Qdrant server (or any QdrantClient, e.g. local mode) behind the same interface.
 
     Collection metadata is stored in the collection's ``metadata`` field. Upserts use
     ``wait=True`` so they are in the server's WAL (on ``write_consistency_factor`` replicas)
-    when this returns. ``api_key`` defaults to QDRANT_API_KEY.
+    when this returns. ``api_key`` defaults to the environment's (``api_key_from_env``).
     """
 
     # Keeps one request well under the server's message limits at 2k-d (32 MiB for REST JSON).
@@ -119,12 +126,13 @@ class ServerStore(VectorStore):
         client: Any | None = None,
         layout: ClusterLayout | None = None,
         retry_deadline_s: float = RETRY_DEADLINE_S,
+        read_only: bool = False,
     ):
 
         if client is None:
             if not url:
                 raise ValueError("ServerStore needs a url or a client")
-            client = QdrantClient(url=url, api_key=api_key or os.environ.get("QDRANT_API_KEY") or None,
+            client = QdrantClient(url=url, api_key=api_key or api_key_from_env(read_only),
                                   timeout=int(math.ceil(timeout)), prefer_grpc=True)
             self._owns_client = True
         else:
