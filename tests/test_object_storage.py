@@ -1,0 +1,103 @@
+"""Images in object storage: the loader's listing, scan and reads against a real S3 server (moto) on loopback."""
+
+import hashlib
+import importlib.util
+
+import pytest
+
+from executors.docs import MAX_IMAGE_BYTES
+from executors.errors import UserError
+from executors.loader.storage import KnownObjects, ObjectScanner, fetch, filesystem, is_url, list_objects
+from imgsearch.cli import data_arg
+from imgsearch.datasource import check_data, data_name, data_ref
+from s3_server import client, fill_bucket, jpeg, s3_server
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    with s3_server(monkeypatch) as server:
+        yield server
+
+
+def _scanner(tmp_path, max_bytes: int = MAX_IMAGE_BYTES) -> ObjectScanner:
+    return ObjectScanner(max_bytes, KnownObjects(str(tmp_path / "objects.sqlite")))
+
+
+def test_urls_and_folders_are_told_apart(tmp_path):
+    assert is_url("s3://bucket/prefix") and is_url("gs://b") and is_url("az://c/p")
+    assert not is_url("data/memes") and not is_url("/abs/path") and not is_url("file:///abs/path")
+    assert data_arg("s3://bucket/photos/") == "s3://bucket/photos"  # text: a Path would fold the '//'
+    assert data_arg("data/memes") == data_arg("data/memes/")
+    assert data_name("s3://bucket/photos/2024") == "2024" and data_name("s3://bucket") == "bucket"
+    assert data_ref("s3://bucket/photos") == "s3://bucket/photos"
+    assert data_ref(tmp_path / "x" / "..") == str(tmp_path)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gcsfs") is not None, reason="gcsfs is installed")
+def test_a_missing_backend_names_the_package_to_install():
+    with pytest.raises(ValueError, match="gcsfs"):
+        filesystem("gs://bucket/prefix")
+    with pytest.raises(UserError, match="gcsfs"):
+        check_data("gs://bucket/prefix")
+    with pytest.raises(UserError, match="Protocol not known"):
+        check_data("nosuch://bucket/prefix")
+
+
+def test_scan_labels_hashes_and_reasons_then_a_second_scan_fetches_nothing(s3, tmp_path):
+    cases = fill_bucket(s3, "photos", "set", n_good=40)
+    url = "s3://photos/set"
+    objects = list_objects(url)
+    assert {o.key for o in objects} == {k for k in cases if not k.startswith(".")}  # hidden keys left out
+    assert [o.key for o in objects] == sorted(o.key for o in objects) and all(o.etag for o in objects)
+
+    scanner = _scanner(tmp_path)
+    docs = {d.uri.removeprefix(url + "/"): d for d in scanner.inspect(objects)}
+    assert set(docs) == {k for k, v in cases.items() if v != "ignored"}  # the README is no image: left out
+    scan_gets = s3.object_gets("photos")
+    assert set(scan_gets) == {f"/photos/set/{k}" for k in cases if not k.startswith(".")}
+    assert set(scan_gets.values()) == {1}  # each object fetched once
+    s3_objects = client(s3)
+    for key, outcome in cases.items():
+        if outcome in ("ok", "truncated"):  # a truncated JPEG passes the scan; decoding reports it
+            body = s3_objects.get_object(Bucket="photos", Key=f"set/{key}")["Body"].read()
+            assert docs[key].hash == hashlib.sha256(body).hexdigest() and docs[key].error is None
+            assert docs[key].size == len(body) and docs[key].mime == "image/jpeg"
+            assert docs[key].label == key.split("/")[0]
+        elif outcome != "ignored":
+            assert outcome in docs[key].error and docs[key].hash is None, (key, docs[key].error)
+    before = s3.object_gets("photos")  # the test's own reads included
+
+    # A new scanner over the same cache (a restarted loader): nothing fetched, the same documents.
+    again = _scanner(tmp_path)
+    docs2 = {d.uri.removeprefix(url + "/"): (d.hash, d.error, d.label, d.size) for d in again.inspect(list_objects(url))}
+    assert docs2 == {k: (d.hash, d.error, d.label, d.size) for k, d in docs.items()}
+    assert s3.object_gets("photos") == before and again.fetched == 0
+
+    # An object replaced in place has a new ETag: that one is fetched again, and its new hash used.
+    s3_objects.put_object(Bucket="photos", Key="set/label0/photo_00000.jpg", Body=jpeg(999))
+    third = {d.uri: d.hash for d in _scanner(tmp_path).inspect(list_objects(url))}
+    assert third[f"{url}/label0/photo_00000.jpg"] == hashlib.sha256(jpeg(999)).hexdigest()
+    grown = s3.object_gets("photos") - before
+    assert grown == {"/photos/set/label0/photo_00000.jpg": 1}
+
+
+def test_oversized_objects_are_reported_without_a_fetch(s3, tmp_path):
+    s3_objects = client(s3)
+    s3_objects.create_bucket(Bucket="big")
+    s3_objects.put_object(Bucket="big", Key="a/large.jpg", Body=jpeg(1) + b"\0" * 5000)
+    s3_objects.put_object(Bucket="big", Key="a/large.bin", Body=b"\0" * 5000)  # not named like one, no image
+    s3_objects.put_object(Bucket="big", Key="a/small.jpg", Body=jpeg(2))
+    docs = {d.uri: d for d in _scanner(tmp_path, max_bytes=4000).inspect(list_objects("s3://big"))}
+    assert set(docs) == {"s3://big/a/large.jpg", "s3://big/a/small.jpg"}
+    assert "file too large" in docs["s3://big/a/large.jpg"].error
+    assert s3.object_gets("big")["/big/a/large.jpg"] == 0
+    got = fetch(["s3://big/a/small.jpg", "s3://big/a/large.jpg", "s3://big/a/gone.jpg"], max_bytes=4000)
+    assert got["s3://big/a/small.jpg"] == jpeg(2)
+    assert "file too large" in got["s3://big/a/large.jpg"] and "cannot read object" in got["s3://big/a/gone.jpg"]
+
+
+def test_a_missing_bucket_is_a_clear_error(s3):
+    with pytest.raises(UserError, match="no bucket or prefix"):
+        check_data("s3://no-such-bucket/prefix")
+    with pytest.raises(ValueError, match="no-such-bucket"):
+        list_objects("s3://no-such-bucket/prefix")
