@@ -17,7 +17,7 @@ from executors.auth import TOKEN_ENV
 from executors.encoders.resolve import resolve_checkpoint
 from executors.encoders.specs import get_spec
 from imgsearch.cli import DEFAULT_ENCODER, UserError
-from imgsearch.commands import _check_store_free
+from imgsearch.flow import _check_store_free
 from imgsearch.exposure import LOOPBACK, TLS_CERT_ENV, TLS_KEY_ENV
 from imgsearch.flow import Gateway, local_flows
 

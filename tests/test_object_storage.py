@@ -3,6 +3,7 @@
 import hashlib
 import importlib.util
 
+import numpy as np
 import pytest
 
 from executors.docs import MAX_IMAGE_BYTES
@@ -10,6 +11,7 @@ from executors.errors import UserError
 from executors.loader.storage import KnownObjects, ObjectScanner, fetch, filesystem, is_url, list_objects
 from imgsearch.cli import data_arg
 from imgsearch.datasource import check_data, data_name, data_ref
+from imgsearch.grid import thumbnail
 from s3_server import client, fill_bucket, jpeg, s3_server
 
 
@@ -101,3 +103,13 @@ def test_a_missing_bucket_is_a_clear_error(s3):
         check_data("s3://no-such-bucket/prefix")
     with pytest.raises(ValueError, match="no-such-bucket"):
         list_objects("s3://no-such-bucket/prefix")
+
+
+def test_result_thumbnails_read_objects_by_url(s3, tmp_path):
+    s3_objects = client(s3)
+    s3_objects.create_bucket(Bucket="thumbs")
+    s3_objects.put_object(Bucket="thumbs", Key="a/one.jpg", Body=jpeg(3))
+    (tmp_path / "one.jpg").write_bytes(jpeg(3))
+    from_bucket = np.asarray(thumbnail("s3://thumbs/a/one.jpg"))
+    assert np.array_equal(from_bucket, np.asarray(thumbnail(str(tmp_path / "one.jpg"))))
+    assert not np.array_equal(from_bucket, np.asarray(thumbnail("s3://thumbs/a/gone.jpg")))  # the "unavailable" tile
