@@ -5,7 +5,7 @@ import hashlib
 import logging
 import posixpath
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 
 from executors.errors import UserError
 from executors.loader.storage import filesystem, list_objects
@@ -36,7 +36,7 @@ def check_data(data: DataSource, hint: str = "") -> None:
                 raise UserError(f"no bucket or prefix at {data} (or no permission to see it)")
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        except (UserError, KeyboardInterrupt):
+        except UserError:
             raise
         except Exception as exc:  # noqa: BLE001  each backend raises its own types (credentials, network)
             raise UserError(f"cannot read {data}: {exc}") from None
@@ -47,7 +47,7 @@ def check_data(data: DataSource, hint: str = "") -> None:
         raise UserError(f"not a folder: {data}")
 
 
-def listing_digest(url: str) -> Optional[str]:
+def listing_digest(url: str) -> str:
     """Keys, sizes and ETags of every object under the URL: changes when the objects do."""
     h = hashlib.sha256()
     for obj in list_objects(url):

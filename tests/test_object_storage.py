@@ -10,7 +10,7 @@ from executors.docs import MAX_IMAGE_BYTES
 from executors.errors import UserError
 from executors.loader.storage import KnownObjects, ObjectScanner, fetch, filesystem, is_url, list_objects
 from imgsearch.cli import data_arg
-from imgsearch.datasource import check_data, data_name, data_ref
+from imgsearch.datasource import check_data, data_name, data_ref, listing_digest
 from imgsearch.grid import thumbnail
 from s3_server import client, fill_bucket, jpeg, s3_server
 
@@ -113,3 +113,16 @@ def test_result_thumbnails_read_objects_by_url(s3, tmp_path):
     from_bucket = np.asarray(thumbnail("s3://thumbs/a/one.jpg"))
     assert np.array_equal(from_bucket, np.asarray(thumbnail(str(tmp_path / "one.jpg"))))
     assert not np.array_equal(from_bucket, np.asarray(thumbnail("s3://thumbs/a/gone.jpg")))  # the "unavailable" tile
+
+
+def test_compare_accepts_a_bucket_and_keys_its_cache_on_the_listing(s3, tmp_path):
+    from imgsearch.compare import CompareOptions
+
+    fill_bucket(s3, "cmp", "set", n_good=6)
+    opts = CompareOptions(data="s3://cmp/set", encoders=["efficientnet-lite0"], out=tmp_path)
+    opts.check()  # a URL is not a folder, and that is fine: the loader lists it
+    first = listing_digest("s3://cmp/set")
+    assert listing_digest("s3://cmp/set") == first
+    client(s3).put_object(Bucket="cmp", Key="set/label0/photo_00000.jpg", Body=jpeg(77))
+    assert listing_digest("s3://cmp/set") != first  # an object replaced: the cached evaluation is stale
+    assert data_name(opts.data) == "set"

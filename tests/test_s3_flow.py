@@ -114,3 +114,23 @@ def test_index_from_s3_killed_then_rerun_stores_each_image_once_and_fetches_noth
     assert not stored_keys & set(rerun_gets), sorted(stored_keys & set(rerun_gets))[:5]
     expected = {f"/imgs/{uri.removeprefix('s3://imgs/')}" for uri in good if point_id(good[uri]) not in stored_before}
     assert dict(rerun_gets) == {**{k: 1 for k in expected}, "/imgs/set/label3/truncated.jpg": 1}
+
+
+def test_index_through_a_running_gateway_reads_the_bucket_where_the_loader_runs(tmp_path, monkeypatch):
+    """The cluster path: `app.py index --host … --data s3://…`; the client holds no credentials, the loader does."""
+    from imgsearch.flow import local_flow
+
+    with s3_server(monkeypatch) as s3:
+        cases = fill_bucket(s3, "remote", "photos", n_good=20)
+        monkeypatch.setenv(KNOWN_OBJECTS_ENV, str(tmp_path / "objects.sqlite"))
+        with local_flow("efficientnet-lite0", store=str(tmp_path / "store")) as host:
+            bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+            run = subprocess.run([sys.executable, str(ROOT / "app.py"), "index", "--host", host, "--data", "s3://remote/photos",
+                                  "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                                 env={**bare, "IMGSEARCH_START_METHOD": "fork"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout)
+    assert summary["data"] == "s3://remote/photos" and summary["collection"] == collection_name("photos", "efficientnet-lite0")
+    assert summary["indexed"] == summary["count"] == 20
+    assert {s["path"].removeprefix("s3://remote/photos/") for s in summary["skipped"]} == {
+        k for k, v in cases.items() if v not in ("ok", "ignored")}
