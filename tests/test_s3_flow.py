@@ -8,7 +8,6 @@ rerun fetches nothing that is already stored (GETs counted at the server).
 import hashlib
 import json
 import os
-import select
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 from executors.docs import MAX_IMAGE_BYTES
 from executors.indexer.store import EdgeStore, StoreInUseError, point_id
 from executors.loader.storage import KNOWN_OBJECTS_ENV
+from faults.faults_helpers import wait_for_progress
 from imgsearch.flow import collection_name
 from s3_server import client, fill_bucket, s3_server
 
@@ -35,22 +35,6 @@ def _app(env: dict, *args: str, popen: bool = False):
     if popen:
         return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
-
-
-def _wait_for_progress(run: subprocess.Popen, at_least: int, timeout: float) -> int:
-    """Read the progress bar ("N/TOTAL [") on stderr until N >= at_least."""
-    import re
-
-    fd, seen, buf = run.stderr.fileno(), 0, b""
-    deadline = time.monotonic() + timeout
-    while seen < at_least:
-        assert run.poll() is None, f"index ended before {at_least} images: {buf[-3000:]!r}"
-        assert time.monotonic() < deadline, f"only {seen} images after {timeout} s"
-        if select.select([fd], [], [], 0.2)[0]:
-            buf += os.read(fd, 65536)
-            counts = re.findall(rb"(\d+)/\d+ \[", buf)
-            seen = int(counts[-1]) if counts else 0
-    return seen
 
 
 def _stored(store: Path, name: str, timeout: float = 60) -> dict[str, str]:
@@ -80,7 +64,7 @@ def test_index_from_s3_killed_then_rerun_stores_each_image_once_and_fetches_noth
 
         run = _app(env, *args, popen=True)
         try:
-            _wait_for_progress(run, at_least=64, timeout=300)
+            wait_for_progress(run, at_least=64, timeout=300)
         finally:
             run.kill()  # SIGKILL: the flow's executors die with it
             run.wait()
