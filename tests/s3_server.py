@@ -95,8 +95,8 @@ def fill_bucket(server: CountingMotoServer, bucket: str, prefix: str, n_good: in
         s3.put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=data)
         cases[key] = outcome
 
-    for i in range(n_good):
-        put(f"label{i % 4}/photo_{i:05d}.jpg", jpeg(i), "ok")
+    for i in range(n_good):  # one name full of glob characters: a key is never a pattern
+        put(f"label{i % 4}/photo_{i:05d}.jpg" if i != 1 else "label1/photo [00001]*?.jpg", jpeg(i), "ok")
     put("label0/notes.jpg", b"these are my holiday notes, not a picture\n", "plain text")
     put("label1/zero.jpg", b"", "empty file")
     put("label2/page.jpg", b"<!DOCTYPE html><html><body>404</body></html>", "HTML")

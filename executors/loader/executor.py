@@ -25,7 +25,7 @@ from executors.docs import MAX_IMAGE_BYTES, ImageDoc, failed
 from executors.flow_kwargs import flow_kwarg
 from executors.stage import Stage
 from executors.loader.filetypes import IMAGE_EXTENSIONS, SNIFF_BYTES, describe_non_image, sniff_mime
-from executors.loader.storage import KnownObjects, ObjectScanner, StoredObject, fetch, is_url, list_objects
+from executors.loader.storage import ObjectScanner, StoredObject, fetch, is_url, list_objects
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class ImageLoader(Stage):
         super().__init__(**kwargs)
         self.max_file_bytes = flow_kwarg("max_file_bytes", max_file_bytes, MAX_IMAGE_BYTES, int)
         self._listing: tuple[Optional[str], list[Union[Path, StoredObject]]] = (None, [])
-        self._objects = ObjectScanner(self.max_file_bytes, KnownObjects(flow_kwarg("object_cache", object_cache, "")))
+        self._objects = ObjectScanner(self.max_file_bytes, flow_kwarg("object_cache", object_cache, "") or None)
 
     def _files(self, root: Union[Path, str], refresh: bool) -> list[Union[Path, StoredObject]]:
         # The walk is cached between pages of one scan; /scan_total starts each scan afresh.

@@ -88,7 +88,7 @@ def list_objects(url: str) -> list[StoredObject]:
             raise ValueError(f"no bucket or prefix at {url} (or no permission to list it)")
     except ValueError:
         raise
-    except Exception as exc:  # each backend raises its own types (PermissionError, botocore, aiohttp...)
+    except Exception as exc:  # noqa: BLE001  each backend raises its own types (PermissionError, botocore, aiohttp...)
         raise ValueError(f"cannot list {url}: {exc}") from None
     out = []
     for path in sorted(found):
@@ -111,11 +111,11 @@ def fetch(uris: list[str], max_bytes: int) -> dict[str, Union[bytes, str]]:
     for start in range(0, len(items), FETCH_GROUP):
         group = items[start : start + FETCH_GROUP]
         try:
-            got = fs.cat(group, on_error="return")
-        except Exception as exc:  # a failure of the whole call (e.g. credentials): every object gets it
-            got = {p: exc for p in group}
-        for path in group:
-            value = got.get(path, FileNotFoundError(path)) if isinstance(got, dict) else got
+            # cat_ranges, not cat: a key is never taken for a glob. At most one byte past the limit is read.
+            got = fs.cat_ranges(group, 0, max_bytes + 1, on_error="return")
+        except Exception as exc:  # noqa: BLE001  a failure of the whole call (e.g. credentials): every object gets it
+            got = [exc] * len(group)
+        for path, value in zip(group, got):
             if isinstance(value, BaseException):
                 out[paths[path]] = f"cannot read object: {value}"
             elif len(value) > max_bytes:
@@ -178,23 +178,33 @@ def _default_path() -> Path:
 class ObjectScanner:
     """Scan documents for pages of a listing: remembered ones without a fetch, the rest fetched and hashed."""
 
-    def __init__(self, max_bytes: int, known: KnownObjects):
+    def __init__(self, max_bytes: int, cache_path: Optional[str] = None):
         self.max_bytes = max_bytes
-        self.known = known
+        self.cache_path = cache_path
+        self._known: Optional[KnownObjects] = None
         self.fetched = 0  # objects fetched by scans, for logs and tests
+
+    @property
+    def known(self) -> KnownObjects:
+        # Opened at the first scan of a URL: a loader that only ever reads folders writes no cache file.
+        if self._known is None:
+            self._known = KnownObjects(self.cache_path)
+        return self._known
 
     def inspect(self, page: list[StoredObject]) -> list[ImageDoc]:
         known = self.known.lookup(page)
         docs: dict[str, Optional[ImageDoc]] = {}
-        todo = []
+        todo, learned = [], []
         for obj in page:
             if obj.uri in known:
                 docs[obj.uri] = known[obj.uri]
             elif obj.size > self.max_bytes:
                 docs[obj.uri] = self._too_large(obj)
+            elif obj.size == 0:  # nothing to fetch (and a ranged read of nothing is refused)
+                docs[obj.uri] = self._describe(obj, b"")
+                learned.append((obj, docs[obj.uri]))
             else:
                 todo.append(obj)
-        learned = []
         group: list[StoredObject] = []
         group_bytes = 0
         for i, obj in enumerate(todo):
@@ -219,7 +229,7 @@ class ObjectScanner:
                 fs, path = filesystem(obj.uri)
                 head = fs.cat_file(path, start=0, end=SNIFF_BYTES)
                 self.fetched += 1
-            except Exception:  # an unreadable object not named like an image is not ours to report
+            except Exception:  # noqa: BLE001  an unreadable object not named like an image is not ours to report
                 return None
             if sniff_mime(head) is None:
                 return None
