@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Union
 
 from executors.errors import UserError
-from executors.loader.storage import filesystem, list_objects
+import fsspec
+
+from executors.loader.storage import filesystem, is_url, list_objects
 
 logger = logging.getLogger(__name__)
 
@@ -53,3 +55,11 @@ def listing_digest(url: str) -> str:
     for obj in list_objects(url):
         h.update(f"{obj.key}\0{obj.size}\0{obj.etag}\n".encode())
     return h.hexdigest()
+
+
+def read_bytes(source: str) -> bytes:
+    """The bytes of a file, or of an object named by URL (through fsspec, as the loader reads it)."""
+    if is_url(source):
+        with fsspec.open(source, "rb") as fh:
+            return fh.read()
+    return Path(source).read_bytes()

@@ -7,8 +7,10 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-import fsspec
 from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from executors.loader.storage import is_url
+from imgsearch.datasource import read_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -23,19 +25,11 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default(size=size)
 
 
-def _image_source(path: Optional[str]):
-    """A file path as it is; an object URL (s3://...) read through fsspec, as the loader reads it."""
-    if not path or "://" not in path:
-        return path
-    with fsspec.open(path, "rb") as fh:
-        return io.BytesIO(fh.read())
-
-
 def thumbnail(path: Optional[str], size: int = THUMB) -> Image.Image:
     """A size×size thumbnail (letterboxed); a grey tile saying why if the file is unreadable."""
     tile = Image.new("RGB", (size, size), (235, 235, 235))
     try:
-        with Image.open(_image_source(path)) as img:
+        with Image.open(io.BytesIO(read_bytes(path)) if path and is_url(path) else path) as img:
             img.draft("RGB", (size, size))
             img = ImageOps.exif_transpose(img).convert("RGB")
             img.thumbnail((size, size))

@@ -12,6 +12,7 @@ from executors.loader.storage import ObjectScanner, fetch, filesystem, is_url, l
 from imgsearch.cli import data_arg
 from imgsearch.datasource import check_data, data_name, data_ref, listing_digest
 from imgsearch.grid import thumbnail
+from imgsearch.web.thumbs import ThumbError, read_verified
 from s3_server import client, fill_bucket, jpeg, s3_server
 
 
@@ -126,3 +127,14 @@ def test_compare_accepts_a_bucket_and_keys_its_cache_on_the_listing(s3, tmp_path
     client(s3).put_object(Bucket="cmp", Key="set/label0/photo_00000.jpg", Body=jpeg(77))
     assert listing_digest("s3://cmp/set") != first  # an object replaced: the cached evaluation is stale
     assert data_name(opts.data) == "set"
+
+
+def test_the_search_page_thumbnails_objects_by_url_and_checks_their_hash(s3):
+    s3_objects = client(s3)
+    s3_objects.create_bucket(Bucket="web")
+    s3_objects.put_object(Bucket="web", Key="a/one.jpg", Body=jpeg(4))
+    assert read_verified("s3://web/a/one.jpg", hashlib.sha256(jpeg(4)).hexdigest()) == jpeg(4)
+    with pytest.raises(ThumbError, match="changed since it was indexed"):
+        read_verified("s3://web/a/one.jpg", hashlib.sha256(b"other").hexdigest())
+    with pytest.raises(ThumbError, match="cannot read"):
+        read_verified("s3://web/a/gone.jpg", "0" * 64)
