@@ -8,7 +8,7 @@ import pytest
 
 from executors.docs import MAX_IMAGE_BYTES
 from executors.errors import UserError
-from executors.loader.storage import ObjectScanner, fetch, filesystem, is_url, list_objects
+from executors.loader.storage import KNOWN_OBJECTS_ENV, ObjectScanner, fetch, filesystem, is_url, list_objects
 from imgsearch.cli import data_arg
 from imgsearch.datasource import check_data, data_name, data_ref, listing_digest
 from imgsearch.grid import thumbnail
@@ -138,3 +138,18 @@ def test_the_search_page_thumbnails_objects_by_url_and_checks_their_hash(s3):
         read_verified("s3://web/a/one.jpg", hashlib.sha256(b"other").hexdigest())
     with pytest.raises(ThumbError, match="cannot read"):
         read_verified("s3://web/a/gone.jpg", "0" * 64)
+
+
+def test_the_cluster_loader_gets_optional_bucket_credentials_and_keeps_its_object_cache_on_the_data_volume():
+    import yaml
+
+    from imgsearch import deploy, k8s_security
+
+    docs = list(yaml.safe_load_all(deploy.render()["k8s/20-loader.yml"]))
+    (c,) = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": k8s_security.S3_SECRET, "key": name, "optional": True}  # a pod role works without it
+    cache = env[KNOWN_OBJECTS_ENV]["value"]
+    assert any(cache.startswith(m["mountPath"] + "/.") for m in c["volumeMounts"])  # persistent, hidden from scans
