@@ -220,6 +220,7 @@ class ObjectScanner:
                         learned.append((o, doc))
                 group, group_bytes = [], 0
         self.known.remember(learned)
+        logger.info("scanned %d objects: %d known from earlier scans, %d fetched", len(page), len(known), len(todo))
         return [d for o in page if (d := docs[o.uri]) is not None and (d.hash or d.error)]
 
     def _too_large(self, obj: StoredObject) -> Optional[ImageDoc]:
