@@ -94,6 +94,9 @@ def test_oversized_objects_are_reported_without_a_fetch(s3, tmp_path):
     assert set(docs) == {"s3://big/a/large.jpg", "s3://big/a/small.jpg"}
     assert "file too large" in docs["s3://big/a/large.jpg"].error
     assert s3.object_gets("big")["/big/a/large.jpg"] == 0
+    assert s3.object_gets("big")["/big/a/large.bin"] == 1  # its first bytes only
+    _scanner(tmp_path, max_bytes=4000).inspect(list_objects("s3://big"))
+    assert s3.object_gets("big")["/big/a/large.bin"] == 1  # remembered: not read again
     got = fetch(["s3://big/a/small.jpg", "s3://big/a/large.jpg", "s3://big/a/gone.jpg"], max_bytes=4000)
     assert got["s3://big/a/small.jpg"] == jpeg(2)
     assert "file too large" in got["s3://big/a/large.jpg"] and "cannot read object" in got["s3://big/a/gone.jpg"]

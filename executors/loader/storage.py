@@ -200,6 +200,8 @@ class ObjectScanner:
                 docs[obj.uri] = known[obj.uri]
             elif obj.size > self.max_bytes:
                 docs[obj.uri] = self._too_large(obj)
+                if docs[obj.uri] is not None:
+                    learned.append((obj, docs[obj.uri]))
             elif obj.size == 0:  # nothing to fetch (and a ranged read of nothing is refused)
                 docs[obj.uri] = self._describe(obj, b"")
                 learned.append((obj, docs[obj.uri]))
@@ -224,8 +226,9 @@ class ObjectScanner:
         return [d for o in page if (d := docs[o.uri]) is not None and (d.hash or d.error)]
 
     def _too_large(self, obj: StoredObject) -> Optional[ImageDoc]:
-        # Named like an image: reported without a fetch; otherwise only its first bytes tell.
-        if not _named_like_image(obj.key):
+        """The error document of an image too large; for another object an empty one (left out, and
+        remembered), or None when its first bytes cannot be read (asked again next time)."""
+        if not _named_like_image(obj.key):  # only its first bytes tell whether it is an image
             try:
                 fs, path = filesystem(obj.uri)
                 head = fs.cat_file(path, start=0, end=SNIFF_BYTES)
@@ -233,7 +236,7 @@ class ObjectScanner:
             except Exception:  # noqa: BLE001  an unreadable object not named like an image is not ours to report
                 return None
             if sniff_mime(head) is None:
-                return None
+                return ImageDoc(uri=obj.uri, label=obj.label)
         return ImageDoc(uri=obj.uri, label=obj.label, error=f"file too large: {obj.size} bytes > limit {self.max_bytes}")
 
     @staticmethod
