@@ -19,6 +19,11 @@ logger = logging.getLogger("imgsearch")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
+def data_arg(text: str):
+    """``--data``: a URL (s3://bucket/prefix, gs://, az://) stays text, since a Path would fold its '//'; else a folder."""
+    return text.rstrip("/") if "://" in text else Path(text)
+
+
 @contextlib.contextmanager
 def real_stdout() -> Iterator[TextIO]:
     """Send everything else (Jina's banners, executor processes) to stderr; yield the true stdout.
@@ -65,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("index", help="index a folder of images", description="Index every image under a folder (sub-folder names are labels).")
-    p.add_argument("--data", type=Path, default=Path("data/memes"), help="folder of images (default: data/memes)")
+    p.add_argument("--data", type=data_arg, default=Path("data/memes"), help="folder of images, or s3://bucket/prefix (gs://, az://) (default: data/memes)")
     p.add_argument("--encoder", nargs="+", default=[DEFAULT_ENCODER], metavar="NAME", help=f"one or more encoders (default: {DEFAULT_ENCODER}); see `app.py encoders`")
     p.add_argument("--model", help="checkpoint override for a single encoder: hub id or local folder")
     p.add_argument("--dataset", help="dataset name used in the collection name (default: the folder's name)")
@@ -81,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--text", help="text query (text-capable encoders: clip, blip2)")
     p.add_argument("--encoder", default=DEFAULT_ENCODER, metavar="NAME")
     p.add_argument("--model", help="checkpoint override: hub id or local folder")
-    p.add_argument("--data", type=Path, help="the indexed folder (picks its collection)")
+    p.add_argument("--data", type=data_arg, help="the indexed folder or URL (picks its collection)")
     p.add_argument("--dataset", help="dataset name of the collection (instead of --data)")
     p.add_argument("--collection", help="collection name (instead of --data/--dataset)")
     p.add_argument("--top-k", type=int, default=10)
@@ -118,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="index the same images with several encoders and write a comparison report",
                        description="Index one folder with each encoder (same flow as `index`), run the same queries against "
                                    "every collection, and write report.md, report.html and report.json.")
-    p.add_argument("--data", type=Path, default=Path("data/memes"), help="folder of images; sub-folder names are labels")
+    p.add_argument("--data", type=data_arg, default=Path("data/memes"), help="folder of images or s3://bucket/prefix; sub-folder names are labels")
     p.add_argument("--encoders", default=DEFAULT_ENCODER, help="comma-separated encoder names, e.g. clip,bit,efficientnet,vit,dinov2,blip2")
     p.add_argument("--model", action="append", metavar="ENCODER=CHECKPOINT", help="checkpoint override per encoder (repeatable): hub id or local folder")
     p.add_argument("--tiny-models", type=Path, metavar="DIR", help="where a default checkpoint is unreachable, use the tiny random model from DIR (built by `app.py tiny-models`); the report flags it")

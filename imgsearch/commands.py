@@ -12,6 +12,7 @@ from typing import Iterator, Optional, TextIO
 from executors.encoders.resolve import CheckpointError, parse_model_overrides, resolve_checkpoint
 from executors.encoders.specs import DEFAULT_ENCODER, SPECS, get_spec
 from executors.errors import UserError
+from imgsearch.datasource import check_data, data_name
 from imgsearch.flow import Gateway, collection_name, local_flow
 from imgsearch.grid import render_html, render_png
 from imgsearch.indexing import encoder_info, run_index
@@ -64,12 +65,8 @@ def cmd_index(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _check_data(data: Path) -> None:
-    if not data.exists():
-        hint = " (build the sample set with `python app.py sample`)" if data == Path("data/memes") else ""
-        raise UserError(f"data folder not found: {data}{hint}")
-    if not data.is_dir():
-        raise UserError(f"not a folder: {data}")
+def _check_data(data) -> None:
+    check_data(data, " (build the sample set with `python app.py sample`)" if data == Path("data/memes") else "")
 
 
 def _print_index_summary(s, info: dict, out: TextIO) -> None:
@@ -92,7 +89,7 @@ def _collection_for(args: argparse.Namespace, gateway: Gateway, info: dict) -> s
     if args.collection:
         return args.collection
     if args.dataset or args.data:
-        return collection_name(args.dataset or Path(args.data).resolve().name, info["model"], args.resize)
+        return collection_name(args.dataset or data_name(args.data), info["model"], args.resize)
     mine = [c["name"] for c in gateway.call("/stats").get("collections", []) if c.get("model") == info["model"]]
     if not mine:
         raise UserError(f"nothing is indexed with encoder '{info['encoder']}' ({info['model']}) yet: run `python app.py index --encoder {info['encoder']}` first")
@@ -222,8 +219,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
         qdrant_url=args.qdrant_url, vertex_project=args.vertex_project, vertex_region=args.vertex_region,
         fresh=args.fresh, progress=not (args.json or args.no_progress), argv=["app.py", *sys.argv[1:]],
     )
-    if not args.data.is_dir():
-        _check_data(args.data)
+    _check_data(args.data)
     result = run_compare(opts)
     if args.json:
         json.dump(result, out, indent=2, default=str)

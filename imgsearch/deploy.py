@@ -232,6 +232,8 @@ def _adapt(docs: list[dict], stage: str, component: str, encoder: Optional[str],
         if stage == "loader":
             container["volumeMounts"] = [{"name": "data", "mountPath": DATA_MOUNT}]
             pspec["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "imgsearch-data"}}]
+            # What scans learned of bucket objects (executors/loader/storage.py) outlives the pod.
+            extra_env.append({"name": "IMGSEARCH_OBJECT_CACHE", "value": f"{DATA_MOUNT}/.imgsearch/objects.sqlite"})
     if component != "gateway":
         extra_env += k8s_security.stage_env(stage)  # the write token; the indexer's Qdrant key
     _env(container, stage, extra_env)

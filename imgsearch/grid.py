@@ -9,6 +9,9 @@ from typing import Optional
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from executors.loader.storage import is_url
+from imgsearch.datasource import read_bytes
+
 logger = logging.getLogger(__name__)
 
 THUMB = 160
@@ -26,7 +29,7 @@ def thumbnail(path: Optional[str], size: int = THUMB) -> Image.Image:
     """A size×size thumbnail (letterboxed); a grey tile saying why if the file is unreadable."""
     tile = Image.new("RGB", (size, size), (235, 235, 235))
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(read_bytes(path)) if path and is_url(path) else path) as img:
             img.draft("RGB", (size, size))
             img = ImageOps.exif_transpose(img).convert("RGB")
             img.thumbnail((size, size))

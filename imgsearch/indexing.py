@@ -3,12 +3,12 @@
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Optional
 
 from docarray import DocList
 
 from executors.docs import ImageDoc
+from imgsearch.datasource import DataSource, data_name, data_ref
 from imgsearch.flow import INDEX_REQUEST_TIMEOUT_S, Gateway, collection_name, fit_parameter
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def encoder_info(gateway: Gateway) -> dict:
 
 def run_index(
     gateway: Gateway,
-    data: Path,
+    data: DataSource,
     info: dict,
     batch_size: Optional[int] = None,
     dataset: Optional[str] = None,
@@ -59,10 +59,10 @@ def run_index(
     started = time.perf_counter()
     # Requests as large as the encoder's batch (chosen from free memory on a GPU), unless given.
     batch_size = int(batch_size or info.get("batch_size") or 32)
-    data = data.resolve()
-    name = collection_name(dataset or data.name, info["model"], resize)
-    summary = IndexSummary(collection=name, encoder=info["encoder"], model=info["model"], data=str(data))
-    params = {"data": str(data), "collection": name, "encoder_name": info["encoder"], "dataset": dataset or data.name,
+    ref, dataset = data_ref(data), dataset or data_name(data)
+    name = collection_name(dataset, info["model"], resize)
+    summary = IndexSummary(collection=name, encoder=info["encoder"], model=info["model"], data=ref)
+    params = {"data": ref, "collection": name, "encoder_name": info["encoder"], "dataset": dataset,
               **fit_parameter(info)}
     total = int(gateway.call("/scan_total", params).get("files", 0))
     bar = _progress(total, progress, f"{info['encoder']} → {name}")

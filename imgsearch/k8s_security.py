@@ -20,6 +20,8 @@ NAMESPACE = "imgsearch"
 PORT = 8080  # every executor and gateway listens here (Jina's Kubernetes convention)
 QDRANT_HTTP, QDRANT_GRPC, QDRANT_P2P = 6333, 6334, 6335
 QDRANT_SECRET, TOKEN_SECRET = "qdrant-api-key", "imgsearch-token"
+S3_SECRET = "imgsearch-s3"  # optional: the loader's bucket credentials, where no pod role gives them
+S3_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")
 QDRANT_IMAGE = "qdrant/qdrant:v1.19.0"
 QDRANT_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "8Gi"}}
 DEFAULT_QDRANT_NODES = 3
@@ -37,10 +39,12 @@ def _secret_env(name: str, secret: str, key: str) -> dict:
 
 def stage_env(stage: str) -> list[dict]:
     """Secrets every flow stage gets: the write token (executors/auth.py); the indexer also
-    Qdrant's API key (QDRANT_API_KEY, read by ServerStore)."""
+    Qdrant's API key (QDRANT_API_KEY, read by ServerStore); the loader bucket credentials, if any."""
     env = [_secret_env("IMGSEARCH_TOKEN", TOKEN_SECRET, "token")]
     if stage in STORE_READERS:
         env.append(_secret_env("QDRANT_API_KEY", QDRANT_SECRET, "api-key"))
+    if stage == "loader":  # --data s3://...: each variable set only where the Secret has it
+        env += [{"name": k, "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": k, "optional": True}}} for k in S3_ENV]
     return env
 
 

@@ -1,7 +1,8 @@
 """ImageLoader: finds image files under a folder and reads their bytes.
 
 Two endpoints do the work:
-- ``/scan`` walks the folder the client names (``parameters['data']``) and returns one
+- ``/scan`` walks the folder the client names (``parameters['data']``; a URL such as
+  ``s3://bucket/prefix`` lists objects instead, see executors/loader/storage.py) and returns one
   light document per image file (path, sha256, size, MIME, label) without the bytes, a
   page at a time (``offset``/``limit``), so the client can skip what is already indexed.
 - ``/index`` and ``/search`` read the bytes of documents that name a file (or check bytes
@@ -16,7 +17,7 @@ import os
 import stat
 from collections import OrderedDict
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Union
 
 from docarray import DocList
 from jina import requests
@@ -25,6 +26,7 @@ from executors.docs import MAX_IMAGE_BYTES, ImageDoc, failed
 from executors.flow_kwargs import flow_kwarg
 from executors.stage import Stage
 from executors.loader.filetypes import IMAGE_EXTENSIONS, SNIFF_BYTES, describe_non_image, sniff_mime
+from executors.loader.storage import ObjectScanner, StoredObject, fetch, is_url, list_objects
 
 logger = logging.getLogger(__name__)
 
@@ -76,28 +78,43 @@ def label_for(path: Path, root: Path) -> Optional[str]:
     return None if path.parent == root else path.parent.name
 
 
-def _data_root(parameters: dict) -> Path:
-    """The folder a scan request names, resolved; a clear error if it is not one."""
+def _data_root(parameters: dict) -> Union[Path, str]:
+    """The folder a scan request names, resolved, or its URL; a clear error if it is neither."""
+    if is_url(str(parameters.get("data", ""))):
+        return str(parameters["data"]).rstrip("/")
     root = Path(str(parameters.get("data", ""))).expanduser()
     if not root.is_dir():
         raise ValueError(f"data folder not found or not a folder: {root}")
     return root.resolve()
 
 
+def _fetch_objects(docs: DocList[ImageDoc], max_bytes: int) -> None:
+    """Give documents named by URL their bytes (fetched together, concurrently) or their error."""
+    remote = [d for d in docs if not failed(d) and d.text is None and d.blob is None and d.uri and is_url(d.uri)]
+    for doc in remote:
+        if (doc.size or 0) > max_bytes:  # the scan's size: not fetched
+            doc.error = f"file too large: {doc.size} bytes > limit {max_bytes}"
+    got = fetch([d.uri for d in remote if not failed(d)], max_bytes)
+    for doc in remote:
+        if doc.uri in got:
+            doc.blob, doc.error = (None, got[doc.uri]) if isinstance(got[doc.uri], str) else (got[doc.uri], None)
+
+
 class ImageLoader(Stage):
     """Walks a folder and reads image files; one document per file."""
 
-    def __init__(self, max_file_bytes: int = MAX_IMAGE_BYTES, **kwargs):
+    def __init__(self, max_file_bytes: int = MAX_IMAGE_BYTES, object_cache: str = "", **kwargs):
         super().__init__(**kwargs)
         self.max_file_bytes = flow_kwarg("max_file_bytes", max_file_bytes, MAX_IMAGE_BYTES, int)
-        self._listing: tuple[Optional[str], list[Path]] = (None, [])
+        self._listing: tuple[Optional[str], list[Union[Path, StoredObject]]] = (None, [])
         self._scanned: OrderedDict[str, tuple[int, int, str]] = OrderedDict()
+        self._objects = ObjectScanner(self.max_file_bytes, flow_kwarg("object_cache", object_cache, "") or None)
 
-    def _files(self, root: Path, refresh: bool) -> list[Path]:
+    def _files(self, root: Union[Path, str], refresh: bool) -> list[Union[Path, StoredObject]]:
         # The walk is cached between pages of one scan; /scan_total starts each scan afresh.
         key = str(root)
         if refresh or self._listing[0] != key:
-            self._listing = (key, list(walk_files(root)))
+            self._listing = (key, list_objects(key) if isinstance(root, str) else list(walk_files(root)))
         return self._listing[1]
 
     @requests(on="/scan")
@@ -110,6 +127,9 @@ class ImageLoader(Stage):
         out = DocList[ImageDoc]()
         page = files[offset : offset + limit]
         with self.timed("scan", len(page)):
+            if isinstance(root, str):
+                out.extend(self._objects.inspect(page))
+                return out
             for path in page:
                 doc = self._inspect(path, root)
                 if doc is not None:
@@ -164,6 +184,7 @@ class ImageLoader(Stage):
         return docs
 
     def _read(self, docs: DocList[ImageDoc]) -> None:
+        _fetch_objects(docs, self.max_file_bytes)
         for doc in docs:
             known: Optional[str] = None
             if failed(doc) or doc.text is not None:

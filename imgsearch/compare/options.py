@@ -8,6 +8,7 @@ from typing import Optional
 from executors.encoders.resolve import CheckpointError, resolve_checkpoint
 from executors.encoders.specs import get_spec
 from executors.errors import UserError
+from imgsearch.datasource import DataSource
 from imgsearch.tiny_models import TINY_KIND
 
 logger = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ class CompareError(UserError, ValueError):
 
 @dataclass
 class CompareOptions:
-    data: Path
+    data: DataSource  # a folder, or a URL such as s3://bucket/prefix
     encoders: list[str]
     out: Path
     models: dict[str, str] = field(default_factory=dict)
@@ -44,7 +45,7 @@ class CompareOptions:
     argv: list[str] = field(default_factory=list)
 
     def check(self) -> None:
-        if not self.data.is_dir():
+        if not isinstance(self.data, str) and not self.data.is_dir():  # a URL: the loader lists it
             raise CompareError(f"data folder not found: {self.data}")
         if self.queries is not None and not self.queries.is_dir():
             raise CompareError(f"query folder not found: {self.queries}")

@@ -52,8 +52,8 @@ class QuerySet:
         return counts
 
 
-def scan(gateway, data: Path) -> list[Item]:
-    """The indexable images as the loader sees them (first of each content hash)."""
+def scan(gateway, data: str) -> list[Item]:
+    """The indexable images (under a folder path or URL) as the loader sees them (first of each content hash)."""
     params = {"data": str(data), "collection": "compare-scan", "dataset": "compare-scan"}
     total = int(gateway.call("/scan_total", params).get("files", 0))
     seen, items = set(), []

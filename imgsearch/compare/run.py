@@ -25,6 +25,7 @@ from imgsearch.compare.evaluation import (content_digest, evaluate_in_index, per
 from imgsearch.compare.options import CompareOptions, choose_checkpoint
 from imgsearch.compare.queries import QuerySet, in_index_queries, outside_queries, scan
 from imgsearch.compare.summary import label_disagreement, significance
+from imgsearch.datasource import data_name, data_ref, listing_digest
 from imgsearch.flow import REPO, Gateway, collection_name, local_flow
 from imgsearch.indexing import encoder_info, run_index
 from imgsearch.report import write_report
@@ -57,7 +58,8 @@ class Run:
         self.cache = EvalCache((opts.out if opts.qdrant_url else opts.store) / "compare-eval")
         if opts.fresh:
             self.cache.clear()
-        self.data_key = key_of(data=folder_digest(opts.data), queries=folder_digest(opts.queries))
+        data_digest = listing_digest(opts.data) if isinstance(opts.data, str) else folder_digest(opts.data)
+        self.data_key = key_of(data=data_digest, queries=folder_digest(opts.queries))
         self.query_key = key_of(data=self.data_key, fraction=opts.query_fraction, max_queries=opts.max_queries)
         cached = None if opts.fresh else self.cache.load("queries", self.query_key)
         self.qs: Optional[QuerySet] = QuerySet.from_json(cached) if cached else None
@@ -67,7 +69,7 @@ class Run:
 
     def query_set(self, gateway) -> QuerySet:
         if self.qs is None:
-            items = scan(gateway, self.opts.data.resolve())
+            items = scan(gateway, data_ref(self.opts.data))
             if self.opts.queries:
                 queries = outside_queries(self.opts.queries)
                 self.qs = QuerySet(items, queries, len(queries), f"every image in {self.opts.queries}")
@@ -110,17 +112,17 @@ class Run:
 
     def _measure(self, encoder: str, model: Optional[str]) -> dict:
         opts = self.opts
-        data = opts.data.resolve()
+        data = data_name(opts.data)
         started = time.perf_counter()
         rec: dict = {}
         with local_flow(encoder, model, store=str(opts.store), qdrant_url=opts.qdrant_url, resize=opts.resize) as host:
             gateway = Gateway(host)
             info = encoder_info(gateway)
             rec["flow_start_seconds"] = round(time.perf_counter() - started, 3)
-            name = collection_name(f"compare-{data.name}", info["model"], opts.resize)
+            name = collection_name(f"compare-{data}", info["model"], opts.resize)
             if opts.fresh:
                 gateway.call("/delete", {"collection": name, "drop": True})
-            summary = run_index(gateway, data, info, opts.batch_size, f"compare-{data.name}", progress=opts.progress,
+            summary = run_index(gateway, opts.data, info, opts.batch_size, f"compare-{data}", progress=opts.progress,
                                 resize=opts.resize)
             rec["wall_seconds"] = round(time.perf_counter() - started, 3)
             if summary.already_indexed and not summary.indexed:
@@ -201,10 +203,10 @@ def run_compare(opts: CompareOptions, log: TextIO = sys.stderr) -> dict:
     labels = {it.label for it in qs.items if it.label is not None}
     measured = [r for r in runs if r.get("status") == "ok" and not r.get("resumed")]
     result = {
-        "title": f"Encoder comparison on {opts.data.resolve().name}",
+        "title": f"Encoder comparison on {data_name(opts.data)}",
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "seconds": None,
-        "data": {"folder": str(opts.data.resolve()), "images": len(qs.items), "labels": len(labels),
+        "data": {"folder": data_ref(opts.data), "images": len(qs.items), "labels": len(labels),
                  "labelled": bool(labels), "unlabelled_images": sum(1 for it in qs.items if it.label is None)},
         "queries": {"source": qs.how, "count": len(qs.queries), "candidates": qs.candidates,
                     "max_queries": opts.max_queries, "top_k": opts.top_k,

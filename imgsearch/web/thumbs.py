@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from executors.normalizer.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from imgsearch.datasource import read_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +37,9 @@ def snap_size(size: int) -> int:
 def read_verified(path: str, content_hash: str) -> bytes:
     """The file's bytes, if they are still the bytes that were indexed."""
     try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ThumbError(f"cannot read {path} on this machine: {exc.strerror or exc}") from None
+        data = read_bytes(path)  # a file, or an object by URL (s3://...)
+    except (OSError, ValueError) as exc:
+        raise ThumbError(f"cannot read {path} on this machine: {getattr(exc, 'strerror', None) or exc}") from None
     if hashlib.sha256(data).hexdigest() != content_hash:
         raise ThumbError(f"{path} has changed since it was indexed")
     return data

@@ -8,10 +8,13 @@ other test files (`from conftest import ...`); the test modules import the fixtu
 """
 
 import os
+import re
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +32,20 @@ def app(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 def app_popen(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(ROOT / "app.py"), *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "IMGSEARCH_START_METHOD": "fork"})
+
+
+def wait_for_progress(run: subprocess.Popen, at_least: int, timeout: float) -> int:
+    """Read `app.py index`'s progress bar (stderr, "N/TOTAL") until N >= at_least; return N."""
+    fd, seen, buf = run.stderr.fileno(), 0, b""
+    deadline = time.monotonic() + timeout
+    while seen < at_least:
+        assert run.poll() is None, f"index ended before {at_least} images were stored: {buf[-3000:]!r}"
+        assert time.monotonic() < deadline, f"only {seen} images stored after {timeout} s"
+        if select.select([fd], [], [], 0.2)[0]:
+            buf += os.read(fd, 65536)
+            counts = re.findall(rb"(\d+)/\d+ \[", buf)
+            seen = int(counts[-1]) if counts else 0
+    return seen
 
 
 def write_photos(folder: Path, n: int, seed: int = 0, size: tuple[int, int] = (64, 48)) -> list[Path]:

@@ -6,9 +6,6 @@ down at an arbitrary point: nothing may be left holding the store, and nothing s
 
 import json
 import os
-import re
-import select
-import subprocess
 import shutil
 import time
 from pathlib import Path
@@ -17,7 +14,7 @@ import numpy as np
 import pytest
 
 from executors.indexer.store import EdgeStore, StoreInUseError, point_id
-from faults_helpers import app, app_popen, sha256, write_photos
+from faults_helpers import app, app_popen, sha256, wait_for_progress, write_photos
 from imgsearch.flow import collection_name
 
 pytestmark = [pytest.mark.faults, pytest.mark.flow]
@@ -48,20 +45,6 @@ def _wait_store_free(store: Path, timeout: float = 60) -> None:
             time.sleep(0.2)
 
 
-def _wait_for_progress(run: subprocess.Popen, at_least: int, timeout: float) -> int:
-    """Read `app.py index`'s progress bar (stderr, "N/TOTAL") until N >= at_least; return N."""
-    fd, seen, buf = run.stderr.fileno(), 0, b""
-    deadline = time.monotonic() + timeout
-    while seen < at_least:
-        assert run.poll() is None, f"index ended before {at_least} images were stored: {buf[-3000:]!r}"
-        assert time.monotonic() < deadline, f"only {seen} images stored after {timeout} s"
-        if select.select([fd], [], [], 0.2)[0]:
-            buf += os.read(fd, 65536)
-            counts = re.findall(rb"(\d+)/\d+ \[", buf)
-            seen = int(counts[-1]) if counts else 0
-    return seen
-
-
 def test_sigkill_mid_index_then_rerun_embeds_only_the_rest(tmp_path):
     data = tmp_path / "imgs"
     files = write_photos(data, 160)
@@ -72,7 +55,7 @@ def test_sigkill_mid_index_then_rerun_embeds_only_the_rest(tmp_path):
 
     # The progress bar counts images the indexer acknowledged as stored: kill once it shows 32.
     run = app_popen("index", "--data", str(data), "--store", str(store), "--batch-size", "16")
-    acknowledged = _wait_for_progress(run, at_least=32, timeout=240)
+    acknowledged = wait_for_progress(run, at_least=32, timeout=240)
     run.kill()  # SIGKILL: no handler, no flush, no goodbye
     run.wait()
     run.stdout.close(), run.stderr.close()
