@@ -12,6 +12,7 @@ from imgsearch.tiny_models.processors import (
     SQUARE,
     bert_tokenizer,
     clip_tokenizer,
+    cropping_processor,
     normalising_processor,
 )
 
@@ -39,16 +40,7 @@ def _build_clip(seed, torch):
     vision_config = dict(**TINY_VIT, intermediate_size=64, projection_dim=16)
     config = CLIPConfig(text_config=text_config, vision_config=vision_config, projection_dim=16)
     model = _seeded(CLIPModel, config, seed, torch)
-    processor = normalising_processor(
-        "CLIPImageProcessor",
-        size={"shortest_edge": IMAGE_SIZE},
-        resample=3,
-        do_center_crop=True,
-        crop_size=SQUARE,
-        image_mean=OPENAI_CLIP_MEAN,
-        image_std=OPENAI_CLIP_STD,
-        do_convert_rgb=True,
-    )
+    processor = cropping_processor("CLIPImageProcessor", IMAGE_SIZE, 3, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
     return model, processor, tok
 
 
@@ -66,16 +58,8 @@ def _build_bit(seed, torch):
         num_groups=4,  # must divide every width incl. the bottleneck's hidden/4
     )
     model = _seeded(BitModel, config, seed, torch)
-    processor = normalising_processor(
-        "BitImageProcessor",
-        size={"shortest_edge": IMAGE_SIZE},
-        resample=2,  # google/bit-50: shortest edge 448, crop 448, bilinear, mean/std 0.5
-        do_center_crop=True,
-        crop_size=SQUARE,
-        image_mean=[0.5, 0.5, 0.5],
-        image_std=[0.5, 0.5, 0.5],
-        do_convert_rgb=True,
-    )
+    # google/bit-50: shortest edge 448, crop 448, bilinear, mean/std 0.5
+    processor = cropping_processor("BitImageProcessor", IMAGE_SIZE, 2, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
     return model, processor, None
 
 
@@ -134,16 +118,7 @@ def _build_dinov2(seed, torch):
     model = _seeded(Dinov2Model, config, seed, torch)
     # facebook/dinov2-base: BitImageProcessor, shortest_edge 256 -> centre crop 224,
     # bicubic, ImageNet mean/std. Scaled: 36 -> 32.
-    processor = normalising_processor(
-        "BitImageProcessor",
-        size={"shortest_edge": 36},
-        resample=3,
-        do_center_crop=True,
-        crop_size=SQUARE,
-        image_mean=IMAGENET_MEAN,
-        image_std=IMAGENET_STD,
-        do_convert_rgb=True,
-    )
+    processor = cropping_processor("BitImageProcessor", 36, 3, IMAGENET_MEAN, IMAGENET_STD)
     return model, processor, None
 
 

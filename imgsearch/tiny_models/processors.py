@@ -99,3 +99,9 @@ SQUARE = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
 def normalising_processor(name: str, **kwargs):
     """Image processor ``name`` that resizes, rescales to [0, 1] and normalises (every tiny kind does)."""
     return image_processor(name, do_resize=True, do_rescale=True, rescale_factor=1 / 255, do_normalize=True, **kwargs)
+
+
+def cropping_processor(name: str, shortest_edge: int, resample: int, mean: list[float], std: list[float]):
+    """Shorter side to ``shortest_edge``, centre crop to the model's square input, normalise."""
+    return normalising_processor(name, size={"shortest_edge": shortest_edge}, resample=resample, do_center_crop=True,
+                                 crop_size=SQUARE, image_mean=mean, image_std=std, do_convert_rgb=True)
