@@ -60,6 +60,13 @@ def mean_average_precision_at_k(relevance: Sequence[Sequence[bool]], k: int, n_r
     return float(np.mean(aps)) if aps else None
 
 
+def auc_from_counts(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """ROC AUC from per-value counts along the last axis (ascending values; equal values tie,
+    counting one half). Rows of a 2-D input are separate score sets, e.g. bootstrap resamples."""
+    neg_below = np.cumsum(neg, axis=-1) - neg
+    return (pos * (neg_below + 0.5 * neg)).sum(-1) / (pos.sum(-1) * neg.sum(-1))
+
+
 def score_curve(pos: np.ndarray, neg: np.ndarray, values: np.ndarray) -> tuple[Optional[float], Optional["Threshold"]]:
     """ROC AUC and the best-F1 cut from per-value counts: one cumulative pass, O(values).
 
@@ -72,10 +79,7 @@ def score_curve(pos: np.ndarray, neg: np.ndarray, values: np.ndarray) -> tuple[O
     n_pos, n_neg = pos.sum(), neg.sum()
     if n_pos == 0:
         return None, None
-    auc = None
-    if n_neg > 0:
-        neg_below = np.cumsum(neg) - neg
-        auc = float((pos * (neg_below + 0.5 * neg)).sum() / (n_pos * n_neg))
+    auc = float(auc_from_counts(pos, neg)) if n_neg > 0 else None
     tp = np.cumsum(pos[::-1])[::-1]  # kept when the cut is values[i]: every score ≥ values[i]
     fp = np.cumsum(neg[::-1])[::-1]
     f1 = np.where(tp > 0, 2 * tp / np.maximum(tp + fp + n_pos, 1), -1.0)

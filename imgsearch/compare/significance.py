@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 
 from imgsearch.compare.stratify import COARSE, Stratification
+from imgsearch.metrics import auc_from_counts
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +54,11 @@ def stratification_ci(st: Stratification, n_boot: int = 1000, seed: int = SEED) 
     with np.errstate(invalid="ignore", divide="ignore"):
         neg = w @ st.coarse[:, :, 0].astype(np.float64)  # (n_boot, COARSE)
         pos = w @ st.coarse[:, :, 1].astype(np.float64)
-        n_pos, n_neg = pos.sum(1), neg.sum(1)
-        neg_below = np.cumsum(neg, axis=1) - neg
-        auc = (pos * (neg_below + 0.5 * neg)).sum(1) / (n_pos * n_neg)
+        auc = auc_from_counts(pos, neg)
         # Coarse bins count near-ties as ties, a small bias: shift the resamples by it, so the
         # interval sits around the whole-resolution AUC.
-        all_pos, all_neg = st.coarse[:, :, 1].sum(0).astype(np.float64), st.coarse[:, :, 0].sum(0).astype(np.float64)
-        coarse_auc = (all_pos * (np.cumsum(all_neg) - all_neg + 0.5 * all_neg)).sum() / (all_pos.sum() * all_neg.sum())
+        coarse_auc = auc_from_counts(st.coarse[:, :, 1].sum(0).astype(np.float64),
+                                     st.coarse[:, :, 0].sum(0).astype(np.float64))
         fine_auc = st.summary()["auc"]
         if fine_auc is not None:
             auc = auc + (fine_auc - coarse_auc)
