@@ -160,3 +160,11 @@ def test_lite_preprocessing_follows_the_network_resolution(lite0):
     assert lite0.preprocess.input_size == (224, 224)
     lite2 = lite_eval_config(260)
     assert lite2["crop_size"] == {"height": 260, "width": 260} and lite2["size"] == {"shortest_edge": 297}
+
+
+@pytest.mark.parametrize("unset", ["", "$ENCODER_BATCH", None, 0])
+def test_an_unset_batch_size_is_fitted_not_a_crash(unset, tiny_models):
+    """An unset ${{ ENV.X }} arrives as "" (or "$X"): the batch is then fitted, as for 0."""
+    enc = make_encoder("vit", str(tiny_models["vit"]), batch_size=unset)
+    assert enc.batch_size == 32  # torch on a CPU
+    assert enc.embed_images(_images(2)).shape == (2, enc.dim)

@@ -126,7 +126,8 @@ class TorchEncoder(EncoderStage):
         self.device = pick_device(device)
         self.runtime = resolve_runtime(runtime, self.device, dtype)
         # Unset, empty or 0: fitted to the runtime and device after loading (fit_batch_size).
-        self.batch_size = flow_kwarg("batch_size", batch_size, 0, int) or self._default_batch()
+        requested_batch = flow_kwarg("batch_size", batch_size, 0, int)
+        self.batch_size = requested_batch or self._default_batch()
         self.onnx_cuda = self.runtime != "torch" and self.device.type == "cuda"
         if self.runtime != "torch":
             # The graph is traced in fp32 on the CPU; onnxruntime picks its own device.
@@ -165,7 +166,7 @@ class TorchEncoder(EncoderStage):
         # One warm-up batch: checks the model end to end and tells the true dimension.
         h, w = self.preprocess.input_size
         self.dim = int(self.embed_images([np.zeros((h, w, 3), np.uint8)]).shape[-1])
-        if not int(batch_size):
+        if not requested_batch:
             self.batch_size = self.fit_batch_size()
         self._model_lock = threading.Lock()
         self._queries = Coalescer(self._encode_locked, max_items=self.batch_size)
