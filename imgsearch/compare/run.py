@@ -11,7 +11,6 @@ import importlib.metadata as md
 import logging
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Optional, TextIO
 
 from executors.indexer.store import EdgeStore, ServerStore
+from executors.stage import peak_rss_mb  # this (client) process's; the executors report their own
 from imgsearch.compare.cache import EvalCache, folder_digest, key_of
 from imgsearch.compare.evaluation import (content_digest, evaluate_in_index, per_label_recall, rank_outside_queries,
                                           ranking_cis, search_latency, text_quality)
@@ -180,10 +180,6 @@ def environment() -> dict:
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
             "machine": platform.machine(), "versions": versions, "git_commit": commit or None}
 
-
-def peak_rss_mb() -> float:
-    """This (client) process's peak resident memory; the executors are separate processes."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def run_compare(opts: CompareOptions, log: TextIO = sys.stderr) -> dict:

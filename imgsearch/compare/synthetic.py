@@ -10,12 +10,12 @@ peak memory beyond the vectors themselves (tracemalloc sees numpy's allocations)
 """
 
 import argparse
-import resource
 import time
 import tracemalloc
 
 import numpy as np
 
+from executors.stage import peak_rss_mb
 from imgsearch.compare.significance import stratification_ci
 from imgsearch.compare.stratify import stratify
 
@@ -63,7 +63,7 @@ def main() -> None:
         print(f"| {r['images']:,} | {r['scores_m']:.0f} | {r['stratify_s']:.1f} | {r['bootstrap_s']:.1f} | {r['total_s']:.1f} | "
               f"{r['total_s'] / r['scores_m']:.3f} | {r['total_s'] / base['total_s']:.1f} ({r['images'] / base['images']:.0f}) | "
               f"{r['peak_mb']:.0f} |")
-    print(f"process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(f"process peak RSS {peak_rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":
