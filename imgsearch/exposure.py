@@ -8,6 +8,8 @@ Secret provide them on the cluster.
 import os
 from typing import Any
 
+from executors.errors import UserError
+
 LOOPBACK = "127.0.0.1"  # where local flows listen unless the gateway is exposed on purpose (--bind)
 # The gateway refuses larger requests (gRPC RESOURCE_EXHAUSTED): the largest legitimate one is
 # a search carrying one query image of at most executors/docs.py MAX_IMAGE_BYTES (32 MiB).
@@ -15,7 +17,7 @@ MAX_REQUEST_MB_DEFAULT = 64
 TLS_CERT_ENV, TLS_KEY_ENV = "IMGSEARCH_TLS_CERT", "IMGSEARCH_TLS_KEY"
 
 
-class ExposureError(ValueError):
+class ExposureError(UserError, ValueError):
     """The gateway's TLS settings are incomplete."""
 
 

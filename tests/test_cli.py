@@ -151,3 +151,19 @@ def test_a_user_error_from_a_lower_layer_exits_2(monkeypatch, capsys):
     assert cli.main(["encoders"]) == 2
     err = capsys.readouterr().err
     assert "unknown encoder 'no-such-encoder'" in err and "Traceback" not in err
+
+
+def test_configuration_mistakes_found_below_the_cli_are_user_errors(monkeypatch):
+    """Half a TLS setting, or a runtime that does not exist: the user's to fix, so exit 2, not a bug's 1."""
+    import torch
+
+    from executors.encoders.runtimes import resolve_runtime
+    from executors.errors import UserError
+    from imgsearch.exposure import gateway_options
+
+    monkeypatch.setenv("IMGSEARCH_TLS_CERT", "/tmp/cert.pem")
+    monkeypatch.delenv("IMGSEARCH_TLS_KEY", raising=False)
+    with pytest.raises(UserError, match="needs both"):
+        gateway_options()
+    with pytest.raises(UserError, match="unknown runtime 'tensorrt'"):
+        resolve_runtime("tensorrt", torch.device("cpu"))

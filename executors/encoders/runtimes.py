@@ -26,6 +26,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from executors.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 RUNTIMES = ("torch", "onnx", "onnx-int8")
@@ -38,7 +40,7 @@ ENV_CALIBRATION = "IMGSEARCH_INT8_CALIBRATION"  # a folder of images for static 
 Tower = Callable[..., torch.Tensor]  # input tensors -> (B, D) unnormalised features
 
 
-class RuntimeChoiceError(ValueError):
+class RuntimeChoiceError(UserError, ValueError):
     """An unknown runtime, or one this machine cannot run."""
 
 
