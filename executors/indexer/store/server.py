@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from .interface import (Excludes, _NAME_RE, FULL_SCAN_THRESHOLD_KB, HNSW_EF_CONSTRUCT, HNSW_M,
-                                               RESCORE_OVERSAMPLING, SEARCH_HNSW_EF, CollectionInfo, Hit,
-                                               UnknownCollectionError, VectorStore, _check_limit, _check_query,
-                                               _check_vectors, _merge_dim, _norm_ids, _vec, validate_name)
+from .interface import (FULL_SCAN_THRESHOLD_KB, HNSW_EF_CONSTRUCT, HNSW_M, RESCORE_OVERSAMPLING,
+                         SEARCH_HNSW_EF,
+                         _NAME_RE, CollectionInfo, Excludes, Hit, UnknownCollectionError, VectorStore, _check_limit,
+                         _check_query, _check_vectors, _merge_dim, _norm_ids, _vec, validate_name)
 
 logger = logging.getLogger(__name__)
 
