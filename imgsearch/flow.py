@@ -64,8 +64,11 @@ def collection_name(dataset: str, model: str, resize: Optional[int] = None) -> s
 
 def fit_parameter(info: dict) -> dict:
     """Request parameters that let the normalizer apply the encoder's own first resize as it
-    decodes (``resize_rule`` from the encoder's /info), so only model-sized pixels travel."""
-    return {"fit": info["resize_rule"]} if info.get("resize_rule") else {}
+    decodes (``resize_rule`` from the encoder's /info), so only model-sized pixels travel;
+    and, when the encoder decodes JPEGs on its GPU (/info ``device_decode``), leave them as
+    bytes (``keep_jpeg``: executors/encoders/device_decode.py)."""
+    params = {"fit": info["resize_rule"]} if info.get("resize_rule") else {}
+    return {**params, "keep_jpeg": True} if info.get("device_decode") else params
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ from transformers import PreTrainedModel
 
 from executors.docs import ImageDoc, failed
 from executors.encoders.coalesce import Coalescer
+from executors.encoders.device_decode import decode_on_cpu, resolve_device_decoder
 from executors.encoders.preprocess import ImagePreprocessor
 from executors.encoders.runtimes import (
     OnnxTower, RuntimeChoiceError, Tower, calibration_images, export_graph, folder_revision, graph_key, resolve_runtime,
@@ -118,6 +119,7 @@ class TorchEncoder(EncoderStage):
         dtype: Optional[str] = None,
         num_threads: Optional[int] = None,
         runtime: Optional[str] = None,
+        device_decode: Optional[str] = None,
         **kwargs,
     ):
         super().__init__(name, **kwargs)
@@ -163,6 +165,10 @@ class TorchEncoder(EncoderStage):
                 f"encoder '{name}' cannot load model '{self.checkpoint}' "
                 f"({describe_checkpoint(self.checkpoint)}): {type(exc).__name__}: {exc}"
             ) from exc
+        # JPEG bytes decoded on the GPU (nvJPEG) where it can, else None: the normalizer decodes.
+        self.device_decoder = resolve_device_decoder(
+            flow_kwarg("device_decode", device_decode, None), self.device, self.runtime, self.preprocess
+        )
         # One warm-up batch: checks the model end to end and tells the true dimension.
         h, w = self.preprocess.input_size
         self.dim = int(self.embed_images([np.zeros((h, w, 3), np.uint8)]).shape[-1])
@@ -318,6 +324,10 @@ class TorchEncoder(EncoderStage):
 
     def encode_docs(self, docs: Sequence[ImageDoc]) -> None:
         """Embed every image and text document in place (errors go on the document)."""
+        raw = [d for d in docs if not failed(d) and d.tensor is None and d.blob is not None]
+        if raw:  # JPEG bytes the normalizer left for the device decoder
+            with self.timed("device_decode_encode", len(raw)):
+                self._embed_raw(raw)
         images = [d for d in docs if not failed(d) and d.tensor is not None]
         texts = [d for d in docs if not failed(d) and d.tensor is None and d.text is not None]
         if images:
@@ -333,6 +343,21 @@ class TorchEncoder(EncoderStage):
             else:
                 with self.timed("encode_texts", len(texts)):
                     self._assign(texts, self.embed_texts([d.text for d in texts]))
+
+    @torch.inference_mode()
+    def _embed_raw(self, docs: list[ImageDoc]) -> None:
+        """Decode, preprocess and embed on the device; a document it cannot decode is decoded
+        on the CPU instead (its pixels join the ordinary image path) or gets its reason."""
+        for start in range(0, len(docs), self.batch_size):
+            chunk = docs[start : start + self.batch_size]
+            pixels, errors = self.device_decoder([d.blob for d in chunk]) if self.device_decoder else (
+                None, ["this encoder does not decode on its device"] * len(chunk))
+            if pixels is not None:
+                self._assign([d for d, e in zip(chunk, errors) if e is None], self._normalise(self.image_tower(pixels)))
+            for doc, reason in zip(chunk, errors):
+                if reason is not None:
+                    decode_on_cpu(doc, reason, self.preprocess.resize_rule())
+                doc.blob = None  # the bytes are not needed past this stage
 
     def _assign(self, docs: list[ImageDoc], vectors: np.ndarray) -> None:
         ok = np.isfinite(vectors).all(axis=1) & (np.abs(vectors).sum(axis=1) > 0)
@@ -351,6 +376,8 @@ class TorchEncoder(EncoderStage):
             "dtype": str(self.dtype).removeprefix("torch."),
             "runtime": self.runtime,
             "onnx_provider": getattr(self.image_tower, "provider", None),
+            # Set: the client asks the normalizer to leave JPEGs as bytes (``keep_jpeg``).
+            "device_decode": self.device_decoder.name if self.device_decoder else None,
             "preprocess": self.preprocess.describe(),
             # Clients pass this to the normalizer (parameter ``fit``) so it resizes as it decodes.
             "resize_rule": self.preprocess.resize_rule(),

@@ -56,11 +56,15 @@ class ImagePreprocessor:
 
     @classmethod
     def load(cls, checkpoint: str, config: Optional[dict] = None) -> "ImagePreprocessor":
+        # The PIL backend wherever torchvision is installed too (GPU images, for nvJPEG):
+        # transformers would pick its torchvision processors there, which the fast path and
+        # ``resize_rule`` do not know, and the CPU path would change with the machine.
         if config is not None:
             config = dict(config)
-            processor_cls = getattr(transformers, config.pop("image_processor_type"))
+            name = config.pop("image_processor_type")
+            processor_cls = getattr(transformers, f"{name}Pil", None) or getattr(transformers, name)
             return cls(processor_cls(**config))
-        return cls(AutoImageProcessor.from_pretrained(checkpoint))
+        return cls(AutoImageProcessor.from_pretrained(checkpoint, backend="pil"))
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -109,6 +113,11 @@ class ImagePreprocessor:
         batch = torch.from_numpy(np.stack(chw))
         if device is not None and device.type != "cpu":
             batch = batch.pin_memory().to(device, non_blocking=True)
+        return self.normalise(batch)
+
+    def normalise(self, batch: torch.Tensor) -> torch.Tensor:
+        """Rescale and normalise a resized, cropped uint8 (B, 3, H, W) batch, on its device
+        (fast path only; the device decoder's pixels end here too)."""
         batch = batch.float()
         return batch.mul_(self._mul.to(batch.device)).sub_(self._sub.to(batch.device))
 

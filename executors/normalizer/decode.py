@@ -15,6 +15,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own bomb threshold (about 0.25 GB of RGBA)
 _EXIF_ORIENTATION = 0x0112
+SIDEWAYS = (5, 6, 7, 8)  # EXIF orientations stored rotated by a quarter turn
 
 
 class ImageDecodeError(ValueError):
@@ -51,23 +52,9 @@ def fit_size(width: int, height: int, rule: dict) -> tuple[int, int]:
     return int(rule["width"]), int(rule["height"])
 
 
-def decode_image(
-    data: bytes,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    max_side: Optional[int] = None,
-    resize: Optional[int] = None,
-    fit: Optional[dict] = None,
-) -> tuple[np.ndarray, int, int]:
-    """Decode ``data`` to (uint8 RGB array, original width, original height).
-
-    The width and height are those of the upright original. ``max_side`` caps the longer
-    side of the returned pixels (keeping the aspect ratio); ``resize`` forces a square
-    ``resize``×``resize`` image instead, as the original meme study did (96×96). ``fit``
-    applies the encoder's own first resize (``{"shortest_edge"|"height"/"width",
-    "resample"}``, see ImagePreprocessor.resize_rule) so that only model-sized pixels
-    leave this stage and the encoder's resize becomes a no-op.
-    Raises ImageDecodeError with a readable reason for anything unusable.
-    """
+def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """The image with only its header read, refused (ImageDecodeError) when empty,
+    unreadable or a decompression bomb by its header's size."""
     if not data:
         raise ImageDecodeError("empty file (0 bytes)")
     try:
@@ -85,6 +72,50 @@ def decode_image(
         )
     if width < 1 or height < 1:
         raise ImageDecodeError(f"invalid image size {width}×{height}")
+    return img
+
+
+def exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag (1–8; 1 = stored upright), read from the header alone."""
+    try:
+        value = int(img.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # a broken EXIF block: treat the image as stored upright
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def device_jpeg(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Optional[tuple[int, int]]:
+    """For an encoder that decodes JPEGs on its device (nvJPEG): the upright (width, height)
+    of a plain JPEG (YCbCr or greyscale) whose bytes can go on undecoded, or None for any
+    other image (decoded here as usual). Raises ImageDecodeError as decode_image does for
+    empty, unreadable and bomb-sized files, from the header alone."""
+    img = open_image(data, max_pixels)
+    # CMYK/YCCK JPEGs stay here: Pillow undoes Adobe's inverted CMYK, nvJPEG's RGB output does not.
+    if img.format != "JPEG" or img.mode not in ("RGB", "L"):
+        return None
+    width, height = img.size
+    return (height, width) if exif_orientation(img) in SIDEWAYS else (width, height)
+
+
+def decode_image(
+    data: bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: Optional[int] = None,
+    resize: Optional[int] = None,
+    fit: Optional[dict] = None,
+) -> tuple[np.ndarray, int, int]:
+    """Decode ``data`` to (uint8 RGB array, original width, original height).
+
+    The width and height are those of the upright original. ``max_side`` caps the longer
+    side of the returned pixels (keeping the aspect ratio); ``resize`` forces a square
+    ``resize``×``resize`` image instead, as the original meme study did (96×96). ``fit``
+    applies the encoder's own first resize (``{"shortest_edge"|"height"/"width",
+    "resample"}``, see ImagePreprocessor.resize_rule) so that only model-sized pixels
+    leave this stage and the encoder's resize becomes a no-op.
+    Raises ImageDecodeError with a readable reason for anything unusable.
+    """
+    img = open_image(data, max_pixels)
+    width, height = img.size
     try:
         if getattr(img, "is_animated", False):
             img.seek(0)  # first frame of GIF/WebP/APNG animations
@@ -96,7 +127,7 @@ def decode_image(
             # Let libjpeg decode at a reduced scale (≥ target) instead of full size.
             img.draft("RGB", (target, target))
         img.load()
-        if img.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+        if exif_orientation(img) in SIDEWAYS:
             width, height = height, width  # stored sideways; report the upright size
         img = ImageOps.exif_transpose(img)
         img = _to_rgb(img)

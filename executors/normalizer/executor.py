@@ -10,7 +10,7 @@ from jina import requests
 from executors.docs import ImageDoc, failed
 from executors.flow_kwargs import flow_kwarg
 from executors.stage import Stage
-from executors.normalizer.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from executors.normalizer.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image, device_jpeg
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +59,13 @@ class ImageNormalizer(Stage):
         # Pillow releases the GIL while decoding, so threads overlap decodes of one batch.
         self._pool = ThreadPoolExecutor(max_workers=max(1, flow_kwarg("decode_threads", decode_threads, 4, int)))
 
-    def _decode(self, doc: ImageDoc, fit: Optional[dict] = None) -> None:
+    def _decode(self, doc: ImageDoc, fit: Optional[dict] = None, keep_jpeg: bool = False) -> None:
         try:
+            if keep_jpeg and not self.resize:  # a fixed square size (resize) is made here
+                size = device_jpeg(doc.blob, self.max_pixels)
+                if size is not None:  # the encoder decodes it on its device: the bytes go on
+                    doc.width, doc.height = size
+                    return
             doc.tensor, doc.width, doc.height = decode_image(
                 doc.blob, max_pixels=self.max_pixels, max_side=self.max_side, resize=self.resize, fit=fit
             )
@@ -73,9 +78,12 @@ class ImageNormalizer(Stage):
         # The client passes the encoder's resize rule (its /info) as ``fit``: resizing here,
         # where the image is decoded, sends model-sized pixels on instead of up to 1024 px.
         fit = _fit_rule((parameters or {}).get("fit"))
+        # ``keep_jpeg``: the encoder decodes JPEGs on its GPU (its /info ``device_decode``), so
+        # plain JPEGs are only checked here (header, bomb limit) and travel as bytes.
+        keep_jpeg = (parameters or {}).get("keep_jpeg") is True
         todo = [d for d in docs if not failed(d) and d.blob is not None]
         with self.timed("normalize", len(todo)):
-            list(self._pool.map(lambda d: self._decode(d, fit), todo))
+            list(self._pool.map(lambda d: self._decode(d, fit, keep_jpeg), todo))
         return docs
 
 
