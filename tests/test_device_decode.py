@@ -210,6 +210,9 @@ def test_the_flow_passes_jpegs_to_the_encoder_and_finds_them_by_the_cpu_path(pho
         cpu_info = {**info, "device_decode": None}  # the normalizer decodes this query
         by_cpu = run_search(gw, done.collection, cpu_info, image=query, top_k=3)
         by_device = run_search(gw, done.collection, info, image=query, top_k=3)
+        timings = next(v for k, v in gw.call_each("/timings").items() if k.startswith("encoder"))["handlers"]
+    assert timings["encode_jpegs"]["docs"] == 10 + 1  # the photos and one query came as JPEG bytes
+    assert timings["encode_images"]["docs"] == 1  # the other query as pixels
     assert by_cpu.matches[0]["path"].endswith("chelsea_crop.jpg") and by_cpu.matches[0]["score"] > 0.98
     assert by_device.matches[0]["path"].endswith("chelsea_crop.jpg") and by_device.matches[0]["score"] > 0.999
     assert by_cpu.matches[1]["label"] == by_device.matches[1]["label"] == "chelsea"

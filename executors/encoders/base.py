@@ -326,7 +326,7 @@ class TorchEncoder(EncoderStage):
         """Embed every image and text document in place (errors go on the document)."""
         raw = [d for d in docs if not failed(d) and d.tensor is None and d.blob is not None]
         if raw:  # JPEG bytes the normalizer left for the device decoder
-            with self.timed("device_decode_encode", len(raw)):
+            with self.timed("encode_jpegs", len(raw)):
                 self._embed_raw(raw)
         images = [d for d in docs if not failed(d) and d.tensor is not None]
         texts = [d for d in docs if not failed(d) and d.tensor is None and d.text is not None]

@@ -194,9 +194,11 @@ def concurrent_search(host: str, collection: str, info: dict, queries: list[Path
     after = Gateway(host).call_each("/timings")
     calls = docs = 0
     for key, value in after.items():
-        if key.startswith("encoder"):
-            h = value["handlers"].get("encode_images", {})
-            hb = before.get(key, {}).get("handlers", {}).get("encode_images", {})
+        if not key.startswith("encoder"):
+            continue
+        for handler in ("encode_images", "encode_jpegs"):  # pixels, or JPEG bytes decoded on its GPU
+            h = value["handlers"].get(handler, {})
+            hb = before.get(key, {}).get("handlers", {}).get(handler, {})
             calls += int(h.get("calls", 0)) - int(hb.get("calls", 0))
             docs += int(h.get("docs", 0)) - int(hb.get("docs", 0))
     return {
