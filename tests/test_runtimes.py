@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import TINY_FOR_ENCODER
-from executors.encoders.runtimes import RuntimeChoiceError, resolve_runtime
+from executors.encoders.runtimes import RuntimeChoiceError, resolve_runtime, session_providers
 from test_encoders import _images, make_encoder
 
 PARITY = 0.9999  # cosine between the torch and onnx vectors of one input
@@ -76,6 +76,21 @@ def test_runtime_choice(monkeypatch):
         resolve_runtime("tensorrt", cpu)
     with pytest.raises(RuntimeChoiceError, match="needs runtime torch"):
         resolve_runtime("onnx", cpu, "float16")
+
+
+def test_onnx_on_a_gpu_prefers_tensorrt_then_cuda_and_the_cpu_last(tmp_path, tiny_models):
+    trt, cuda, cpu = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
+    got = session_providers([cpu, cuda, trt], True, tmp_path / "trt")
+    assert [p if isinstance(p, str) else p[0] for p in got] == [trt, cuda, cpu]
+    assert got[0][1]["trt_engine_cache_path"] == str(tmp_path / "trt")  # engines built once
+    assert session_providers([cpu, cuda], True, tmp_path) == [cuda, cpu]
+    assert session_providers([cpu, cuda, trt], False, tmp_path) == [cpu]
+    # Asked for CUDA where this onnxruntime has no GPU provider: the CPU runs it, and /info says so.
+    import onnxruntime
+
+    if cuda not in onnxruntime.get_available_providers():
+        enc = make_encoder("vit", str(tiny_models["vit"]), runtime="onnx", device="cuda")
+        assert enc.info()["onnx_provider"] == cpu and enc.embed_images(_images(2)).shape[0] == 2
 
 
 def _photo_set(photos: dict) -> tuple[list[str], list[np.ndarray]]:
@@ -155,3 +170,19 @@ def test_int8_text_tower_is_quantised_dynamically(tiny_models):
     assert np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
     assert _min_cosine(got, ref.embed_texts(texts)) >= 0.9
     assert enc.text_tower.path != ref.text_tower.path
+
+
+def test_the_bench_prints_what_each_runtime_ran_on():
+    import io
+
+    from imgsearch.bench.runtimes import print_runtimes
+
+    runs = {"torch": {"best_images_per_second": 900.0, "best_batch_size": 64, "speedup_vs_torch": 1.0,
+                      "provider": "torch cuda", "dtype": "bfloat16"},
+            "onnx": {"best_images_per_second": 1200.0, "best_batch_size": 64, "speedup_vs_torch": 1.33,
+                     "provider": "TensorrtExecutionProvider", "dtype": "float32"},
+            "onnx-int8": {"error": "no quantiser"}}
+    out = io.StringIO()
+    print_runtimes({"encoders": [{"encoder": "vit", "runtimes": runs}]}, out)
+    ran_on = next(line for line in out.getvalue().splitlines() if "ran on" in line)
+    assert "torch cuda bfloat16" in ran_on and "Tensorrt float32" in ran_on

@@ -204,6 +204,20 @@ def export_graph(
     return target
 
 
+def session_providers(available: Sequence[str], cuda: bool, engine_cache: Path) -> list:
+    """onnxruntime's providers, best first: on a GPU TensorRT, then CUDA, where the installed
+    onnxruntime lists them (``onnxruntime-gpu``); the CPU last. TensorRT's engines are cached
+    beside the graph (building one takes minutes); if its libraries are missing, onnxruntime
+    falls back to the next provider, and ``OnnxTower.provider`` says which one runs."""
+    providers: list = []
+    if cuda and "TensorrtExecutionProvider" in available:
+        providers.append(("TensorrtExecutionProvider",
+                          {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(engine_cache)}))
+    if cuda and "CUDAExecutionProvider" in available:
+        providers.append("CUDAExecutionProvider")
+    return [*providers, "CPUExecutionProvider"]
+
+
 class OnnxTower:
     """An exported tower in an onnxruntime session: the same call shape as the torch tower."""
 
@@ -215,9 +229,7 @@ class OnnxTower:
         opts.intra_op_num_threads = max(1, int(threads))
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        providers = ["CPUExecutionProvider"]
-        if cuda and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
+        providers = session_providers(ort.get_available_providers(), cuda, path.parent / "tensorrt")
         self.session = ort.InferenceSession(str(path), opts, providers=providers)
         self.input_names = list(input_names)
         self.path = path

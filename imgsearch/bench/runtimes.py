@@ -78,7 +78,7 @@ def index_vs_script(folder: Path, work: Path, runtimes: tuple[str, ...] = ("onnx
 def print_runtimes(result: dict, out: TextIO) -> None:
     rows = [(r["encoder"], r["runtimes"]) for r in result.get("encoders", []) if r.get("runtimes")]
     if rows:
-        print("\n8. Runtimes: bare images/s (best batch size) and speed-up over torch fp32", file=out)
+        print("\n8. Runtimes: bare images/s (best batch size) and speed-up over torch (fp32 on a CPU, bf16 on a GPU)", file=out)
         print(f"  {'encoder':<20} " + " ".join(f"{rt:>22}" for rt in RUNTIMES), file=out)
         for encoder, by_rt in rows:
             cells = []
@@ -89,6 +89,9 @@ def print_runtimes(result: dict, out: TextIO) -> None:
                 else:
                     cells.append(f"{'n/a: ' + (rec.get('error') or 'not run')[:16]:>22}")
             print(f"  {encoder:<20} " + " ".join(f"{c:>22}" for c in cells), file=out)
+            # What each ran on: onnxruntime may fall back (TensorRT → CUDA → CPU) without failing.
+            ran_on = [_ran_on(by_rt.get(rt) or {}) for rt in RUNTIMES]
+            print(f"  {'  ran on':<20} " + " ".join(f"{c:>22}" for c in ran_on), file=out)
     iv = result.get("index_vs_script")
     if iv:
         print(f"\n9. Whole processes, start-up included, {iv['images']} images: app.py index (EfficientNet-Lite0) "
@@ -104,6 +107,13 @@ def print_runtimes(result: dict, out: TextIO) -> None:
                 continue
             print(f"  app.py index --runtime {rt:<6} {r['images_per_second']:>6} img/s  ×{_f(r.get('ratio_to_script'))} the script; "
                   f"encoder peak RSS {_f(r.get('encoder_peak_rss_mb'))} MB", file=out)
+
+
+def _ran_on(rec: dict) -> str:
+    """The provider that ran a bare measurement and its precision, e.g. ``Tensorrt float32``."""
+    if not rec.get("provider"):
+        return ""
+    return f"{str(rec['provider']).removesuffix('ExecutionProvider')} {rec.get('dtype') or ''}".strip()[:22]
 
 
 def _f(v) -> str:
