@@ -272,6 +272,9 @@ def test_dockerfile_rules():
     gpu_base = (DOCKER / "base-gpu.Dockerfile").read_text()
     assert re.search(r"^FROM pytorch/pytorch:[\d.]+-cuda[\d.]+-cudnn\d+-runtime$", gpu_base, re.M)
     assert "grep -v '^torch=='" in gpu_base  # the base's CUDA torch is never reinstalled
+    # The GPU path: nvJPEG through a torchvision paired with that torch, ORT's CUDA/TensorRT providers.
+    assert "decode_jpegs_cuda" in gpu_base and "torchvision.version.cuda == torch.version.cuda" in gpu_base
+    assert "grep -v '^onnxruntime=='" in gpu_base and 'onnxruntime-gpu==${ort}' in gpu_base
 
 
 def test_encoder_images_bake_the_configmap_checkpoint_by_default():
