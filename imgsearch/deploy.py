@@ -253,6 +253,7 @@ def _configmap(encoders: tuple[str, ...], qdrant_nodes: int) -> list[dict]:
         "IMGSEARCH_STORE": "/tmp/imgsearch-store",  # embedded store; unused while QDRANT_URL is set
         "NORMALIZE_RESIZE": "",  # empty = keep aspect; e.g. "96" for the original study's fixed size
         "ENCODER_RUNTIME": "",  # empty = auto: torch on the GPU nodes; torch | onnx | onnx-int8
+        "ENCODER_DEVICE_DECODE": "",  # empty = auto: JPEGs decoded by nvJPEG on the GPU nodes; on | off
         # Collections are named <dataset>--<model id> by the clients, so these ids also name them.
         **{env_key(e): get_spec(e).checkpoint for e in encoders},
         "HF_HUB_OFFLINE": "0",  # "1" where encoder images have their weights baked in and no internet
