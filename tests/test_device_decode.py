@@ -216,3 +216,31 @@ def test_the_flow_passes_jpegs_to_the_encoder_and_finds_them_by_the_cpu_path(pho
     assert by_cpu.matches[0]["path"].endswith("chelsea_crop.jpg") and by_cpu.matches[0]["score"] > 0.98
     assert by_device.matches[0]["path"].endswith("chelsea_crop.jpg") and by_device.matches[0]["score"] > 0.999
     assert by_cpu.matches[1]["label"] == by_device.matches[1]["label"] == "chelsea"
+
+
+def _nvjpeg_here() -> bool:
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _nvjpeg_here(), reason="needs a CUDA GPU and torchvision (nvJPEG)")
+def test_nvjpeg_on_the_gpu_decodes_as_pillow_does_and_auto_turns_it_on(photos, lite0_pre, corpus):
+    from executors.encoders.device_decode import nvjpeg_decode
+
+    cuda = torch.device("cuda")
+    root, _ = corpus
+    blobs = [_jpeg(arr) for arr in photos.values()] + [(root / rel).read_bytes() for rel in EXIF_ROTATED]
+    blobs += [(root / "greyscale.jpg").read_bytes(), (root / "progressive.jpg").read_bytes()]
+    for gpu, cpu in zip(nvjpeg_decode(blobs, cuda), pillow_decode(blobs, CPU)):
+        assert gpu.shape == cpu.shape and gpu.device.type == "cuda"
+        assert float((gpu.cpu().float() - cpu.float()).abs().mean()) < 2.0  # IDCT rounding differs a little
+    bad = nvjpeg_decode([blobs[0], b"\xff\xd8\xff" + bytes(300)], cuda)  # a JPEG marker, then nothing
+    assert isinstance(bad[0], torch.Tensor) and isinstance(bad[1], str)  # one bad file, one reason
+    decoder = resolve_device_decoder("auto", cuda, "torch", lite0_pre)
+    assert decoder is not None and decoder.name == "nvjpeg"
+    pixels, errors = decoder(blobs)
+    reference, _ = DeviceDecoder("pillow", pillow_decode, lite0_pre, cuda)(blobs)
+    assert errors == [None] * len(blobs) and float((pixels - reference).abs().mean()) < 0.02

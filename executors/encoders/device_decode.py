@@ -29,7 +29,7 @@ from PIL import Image
 from executors.docs import ImageDoc
 from executors.encoders.preprocess import ImagePreprocessor
 from executors.errors import UserError
-from executors.normalizer.decode import ImageDecodeError, decode_image, exif_orientation, fit_size, open_image
+from executors.normalizer.decode import ImageDecodeError, decode_image, exif_orientation, fit_size
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def nvjpeg_decode(blobs: Sequence[bytes], device: torch.device) -> list[Union[to
     data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
     try:
         return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:  # torchvision's checks, nvJPEG's status codes
         if len(data) == 1:
             return [f"nvJPEG cannot decode it: {str(exc).strip().splitlines()[0]}"]
     return [nvjpeg_decode([b], device)[0] for b in blobs]
@@ -98,10 +98,11 @@ def upright(chw: torch.Tensor, orientation: int) -> torch.Tensor:
 
 
 def _orientation(blob: bytes) -> int:
+    """From the header; the normalizer has checked it (and its size, against its own limit)."""
     try:
-        return exif_orientation(open_image(blob))
-    except ImageDecodeError:
-        return 1  # the decoder will say what is wrong with it
+        return exif_orientation(Image.open(io.BytesIO(blob)))
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return 1  # the decoder says what is wrong with it
 
 
 class DeviceDecoder:
@@ -169,7 +170,7 @@ def decode_on_cpu(doc: ImageDoc, reason: str, fit: Optional[dict]) -> None:
         doc.tensor = decode_image(doc.blob, fit=fit)[0]
         logger.info("%s: decoded on the CPU instead (%s)", doc.uri, reason)
     except ImageDecodeError as exc:
-        doc.error = f"cannot decode image: {exc} (device decoder: {reason})"
+        doc.error = f"{exc} (on the device: {reason})"
 
 
 def _tiny_jpeg() -> bytes:
@@ -188,6 +189,8 @@ def nvjpeg_unavailable(device: torch.device, runtime: str) -> Optional[str]:
         import torchvision  # optional: only GPU images install it
     except ImportError:
         return f"torchvision is not installed (install the CUDA build matching torch {torch.__version__})"
+    except (RuntimeError, OSError) as exc:  # e.g. built for another torch: its operators do not load
+        return f"torchvision cannot be imported with torch {torch.__version__}: {exc}"
     out = nvjpeg_decode([_tiny_jpeg()], device)[0]
     if isinstance(out, str):
         return f"torchvision {torchvision.__version__} cannot decode on {device}: {out}"
