@@ -1,6 +1,7 @@
 """`app.py compare`: the report's content (always), then a real run through the flows."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -14,10 +15,18 @@ from conftest import ROOT
 from PIL import Image
 
 from executors.encoders.resolve import parse_model_overrides
+from executors.encoders.runtimes import RUNTIMES
 from executors.errors import UserError
-from imgsearch.compare import CompareError, parse_encoders
+from imgsearch.compare import (
+    CompareError,
+    CompareOptions,
+    parse_encoders,
+    run_compare,
+    split_entry,
+)
 from imgsearch.compare.queries import Item, pick_queries
 from imgsearch.compare.summary import label_disagreement, significance
+from imgsearch.flow import collection_name
 from imgsearch.metrics import RankedQuery, evaluate, per_query_ap
 from imgsearch.report import write_report
 
@@ -190,6 +199,69 @@ def test_options_and_query_choice():
     picked = pick_queries(items, 0.2)
     assert [it.path for it in picked] == ["/a/0.jpg", "/a/1.jpg", "/b/0.jpg"]  # ceil(.2·10)=2, ceil(.2·3)=1, c alone skipped
     assert len(pick_queries([Item("/x.jpg", "h", None), Item("/y.jpg", "g", None)], 0.5)) == 1  # unlabelled still queried
+
+
+def test_encoder_entries_with_runtimes():
+    entries = parse_encoders("efficientnet-lite0@torch,efficientnet-lite0@ONNX, efficientnet-lite0@onnx-int8,clip,efficientnet-lite0")
+    assert entries == ["efficientnet-lite0@torch", "efficientnet-lite0@onnx", "efficientnet-lite0@onnx-int8", "clip",
+                       "efficientnet-lite0"]  # one encoder on several runtimes, and with none (--runtime / auto)
+    assert [split_entry(e) for e in entries[2:4]] == [("efficientnet-lite0", "onnx-int8"), ("clip", None)]
+    for text, message in (("clip@fast", "unknown runtime 'fast' in 'clip@fast'"), ("clip@", "unknown runtime ''"),
+                          ("clip@auto", "unknown runtime 'auto'"),  # auto is what no suffix means
+                          ("nope@onnx", "unknown encoder 'nope'"), ("vertex@onnx", "no runtime to choose"),
+                          ("clip@onnx,bit,clip@onnx", "clip@onnx named twice"), ("clip,clip", "clip named twice")):
+        with pytest.raises(UserError, match=re.escape(message)):  # exit code 2
+            parse_encoders(text)
+    # Before anything starts, also when the options are built in code rather than by the command line.
+    with pytest.raises(CompareError, match="unknown runtime 'fp16'"):
+        run_compare(CompareOptions(data=Path("."), encoders=["efficientnet-lite0@fp16"], out=Path("never-written")))
+    assert not Path("never-written").exists()
+
+
+def test_collection_names_per_runtime():
+    from executors.indexer.store.interface import validate_name
+
+    plain = collection_name("compare-photos", "efficientnet-lite0")
+    assert plain == "compare-photos--efficientnet-lite0"  # as before runtimes had names: existing stores are reused
+    assert collection_name("compare-photos", "efficientnet-lite0", 96) == "compare-photos--efficientnet-lite0--96px"
+    named = {rt: collection_name("compare-photos", "efficientnet-lite0", None, rt) for rt in RUNTIMES}
+    assert named["onnx-int8"] == "compare-photos--efficientnet-lite0--onnx-int8"
+    sized = {rt: collection_name("compare-photos", "efficientnet-lite0", 96, rt) for rt in RUNTIMES}
+    every = [plain, collection_name("compare-photos", "efficientnet-lite0", 96), *named.values(), *sized.values()]
+    assert len(set(every)) == len(every)  # int8 vectors never land beside fp32 ones
+    assert named == {rt: collection_name("compare-photos", "efficientnet-lite0", None, rt) for rt in RUNTIMES}  # stable
+    for name in every:
+        assert validate_name(name) == name and len(name) <= 200  # Qdrant Edge's and the server's rule
+
+
+def test_report_sets_runtimes_of_one_encoder_side_by_side(tmp_path):
+    """Two runtimes of one encoder are two columns, each with the runtime it reported, and a table of
+    speed against quality with the paired test between them."""
+    paths = _images(tmp_path / "imgs")
+    result = synthetic_result(paths)
+    good, poor = result["encoders"][:2]
+    ref = {**good, "encoder": "lite@torch", "registry_name": "lite", "requested_runtime": "torch", "runtime": "torch",
+           "onnx_provider": None, "images_per_second": 10.0, "info": {**good["info"], "runtime": "torch"}}
+    int8 = {**poor, "encoder": "lite@onnx-int8", "registry_name": "lite", "requested_runtime": "onnx-int8",
+            "runtime": "onnx-int8", "onnx_provider": "CPUExecutionProvider", "images_per_second": 25.0, "random_weights": False}
+    other = {**good, "encoder": "other", "registry_name": "other", "runtime": "onnx"}
+    runs = [int8, ref, other]  # the reference need not come first
+    result.update(encoders=runs, significance=significance(runs, 200), labels=label_disagreement(runs))
+    write_report(result, tmp_path / "r")
+    page = parse_html(tmp_path / "r" / "report.html")
+    assert page.headline == ["lite@onnx-int8", "lite@torch", "other"]
+    assert set(page.rows[0]["cells"]) == {"lite@onnx-int8", "lite@torch", "other"}
+    md = (tmp_path / "r" / "report.md").read_text()
+    headline = [line for line in md.splitlines() if line.startswith("| lite@")]
+    assert "| onnx-int8 (CPUExecutionProvider) |" in headline[0] and "| torch (cpu) |" in headline[1]
+    section = md.split("## One encoder, several runtimes: speed against quality")[1].split("##")[0]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| lite@")]
+    assert [r[0] for r in rows] == ["| lite@torch", "| lite@onnx-int8"]  # torch is the reference; "other" has one runtime
+    r1_ref, r1_int8 = ref["quality"]["recall@1"], int8["quality"]["recall@1"]
+    assert rows[1][2:6] == ["25.0", "2.50×", f"{r1_int8:.3f}", f"{r1_int8 - r1_ref:+.3f}"]
+    pair = next(p for p in result["significance"]["pairs"] if {p["a"], p["b"]} == {"lite@torch", "lite@onnx-int8"})
+    assert pair["verdict"] in rows[1][-1] and "lite@onnx-int8" in pair["verdict"]
+    assert "runtimes" in (tmp_path / "r" / "report.html").read_text()
 
 
 def test_report_renders_in_headless_chromium(tmp_path):

@@ -28,7 +28,7 @@ def plot_scores(result: dict, out: Path) -> Optional[Path]:
     recs = [r for r in ok_runs(result) if (r.get("quality") or {}).get("labelled")]
     if not recs:
         return None
-    W, H, pad, left = 900, 150, 12, 170
+    W, H, pad, left = 960, 150, 12, 240  # left: room for an ENCODER@RUNTIME name
     canvas = Image.new("RGB", (W, pad + len(recs) * (H + pad) + 40), "white")
     d = ImageDraw.Draw(canvas)
     bins = len(recs[0]["quality"]["histogram_relevant"])
@@ -97,8 +97,8 @@ def plot_headline(result: dict, out: Path) -> Optional[Path]:
     if not recs:
         return None
     panels = [(k, t, q) for k, t, q in HEADLINE if any(_value(r, k, q) is not None for r in recs)]
-    cols, bar_h, pad, label_w = 2, 18, 14, 150
-    pw = 440
+    cols, bar_h, pad, label_w = 2, 18, 14, 200  # label_w: room for an ENCODER@RUNTIME name
+    pw = 490
     ph = 28 + len(recs) * (bar_h + 4) + pad
     rows = (len(panels) + cols - 1) // cols
     canvas = Image.new("RGB", (cols * (pw + pad) + pad, rows * (ph + pad) + pad), "white")
@@ -112,7 +112,7 @@ def plot_headline(result: dict, out: Path) -> Optional[Path]:
         scale = (pw - label_w - 70) / top
         for i, (r, v, ci) in enumerate(zip(recs, vals, cis)):
             y = y0 + 24 + i * (bar_h + 4)
-            d.text((x0, y + 2), label(r)[:22], fill=(0, 0, 0), font=_font(11))
+            d.text((x0, y + 2), label(r)[:32], fill=(0, 0, 0), font=_font(11))
             if v is None:
                 d.text((x0 + label_w, y + 2), "n/a", fill=GREY, font=_font(11))
                 continue
