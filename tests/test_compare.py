@@ -313,7 +313,8 @@ def _tiny_clip(path: Path) -> Path:
 @pytest.mark.slow
 def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     """EfficientNet-Lite0 (real weights), tiny CLIP (text), Vertex against the fake server; DINOv2
-    unreachable. A first run whose CLIP fails keeps Lite0's results; the rerun reuses them."""
+    unreachable. A first run whose CLIP fails keeps Lite0's results; the rerun reuses them and adds
+    Lite0 on torch (efficientnet-lite0@torch) beside the plain entry, which runs on onnx (auto, CPU)."""
     import io
 
     from test_vertex import TOKEN, FakeVertex
@@ -321,6 +322,7 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     from executors.indexer.store import EdgeStore
     from imgsearch.compare import CompareOptions, run_compare
 
+    monkeypatch.delenv("ENCODER_RUNTIME", raising=False)  # the plain entry: auto, i.e. onnx on this CPU
     data = _photo_variants(photos, tmp_path / "photos")
     clip = _tiny_clip(tmp_path / "tiny-clip")
     broken = shutil.copytree(clip, tmp_path / "broken-clip")
@@ -337,7 +339,8 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
         monkeypatch.setenv("VERTEX_BASE_URL", fake.url)
         monkeypatch.setenv("VERTEX_ACCESS_TOKEN", TOKEN)
         monkeypatch.setenv("VERTEX_PROJECT", "proj-t")  # run_compare sets it too; monkeypatch restores it
-        opts = CompareOptions(encoders=["efficientnet-lite0", "clip", "dinov2", "vertex"], models={"clip": str(clip)},
+        opts = CompareOptions(encoders=["efficientnet-lite0", "efficientnet-lite0@torch", "clip", "dinov2", "vertex"],
+                              models={"clip": str(clip)},
                               vertex_project="proj-t", **common)
         result = run_compare(opts, log)
     assert "efficientnet-lite0: reused (20 vectors, evaluation cached)" in log.getvalue()
@@ -345,7 +348,7 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     assert runs["efficientnet-lite0"]["quality"] == {r["encoder"]: r for r in first["encoders"]}["efficientnet-lite0"]["quality"]
     assert result["timing"]["reused"] == ["efficientnet-lite0"]
     assert runs["dinov2"]["status"] == "skipped" and "Hugging Face hub" in runs["dinov2"]["reason"]
-    for name in ("efficientnet-lite0", "clip", "vertex"):
+    for name in ("efficientnet-lite0", "efficientnet-lite0@torch", "clip", "vertex"):
         r = runs[name]
         assert r["status"] == "ok", r.get("reason")
         assert r["count"] == 20 == result["data"]["images"]
@@ -362,13 +365,36 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     assert runs["clip"]["text_quality"]["queries"] == 5 and "text_quality" not in runs["efficientnet-lite0"]
     assert runs["vertex"]["info"]["device"].startswith("remote") and runs["vertex"]["dim"] == 1408
     assert runs["efficientnet-lite0"]["quality"]["recall@5"] >= 0.5  # real weights find the photo's other views
-    assert len(result["significance"]["pairs"]) == 3 and result["client_peak_rss_mb"] > 50
+    assert len(result["significance"]["pairs"]) == 6 and result["client_peak_rss_mb"] > 50
+
+    # One encoder on two runtimes: two collections, each run on the runtime it asked for, same quality.
+    lite, torch_lite = runs["efficientnet-lite0"], runs["efficientnet-lite0@torch"]
+    assert (lite["info"]["runtime"], lite["onnx_provider"]) == ("onnx", "CPUExecutionProvider")
+    assert (torch_lite["info"]["runtime"], torch_lite["runtime"], torch_lite["onnx_provider"]) == ("torch", "torch", None)
+    assert lite["index"]["collection"] == "compare-photos--efficientnet-lite0"  # as before: old stores are reused
+    assert torch_lite["index"]["collection"] == "compare-photos--efficientnet-lite0--torch"
+    with EdgeStore(str(out / "store"), read_only=True) as st:
+        by_runtime = [{p.payload["hash"]: np.asarray(p.vector) for p in st.scroll(r["index"]["collection"], with_vectors=True)}
+                      for r in (lite, torch_lite)]
+    assert by_runtime[0].keys() == by_runtime[1].keys()
+    assert min(float(by_runtime[0][h] @ by_runtime[1][h]) for h in by_runtime[0]) > 0.9999  # the same vectors
+    for key in ("recall@1", "recall@5", "mAP@10", "auc"):
+        assert torch_lite["quality"][key] == pytest.approx(lite["quality"][key], abs=1e-3), key
+    pair = next(p for p in result["significance"]["pairs"] if {p["a"], p["b"]} == {lite["encoder"], torch_lite["encoder"]})
+    assert not pair["significant"] and pair["verdict"].startswith("no significant difference")
 
     page = parse_html(out / "report.html")
-    assert page.headline == ["efficientnet-lite0", "clip", "vertex"] and page.not_run == ["dinov2"] and page.random == ["clip"]
+    assert page.headline == ["efficientnet-lite0", "efficientnet-lite0@torch", "clip", "vertex"]
+    assert page.not_run == ["dinov2"] and page.random == ["clip"]
     md = (out / "report.md").read_text()
     for name in ("efficientnet-lite0", "clip", "dinov2", "vertex"):
         assert name in md
+    headline = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith("| efficientnet-lite0")}
+    assert "| onnx (CPUExecutionProvider) |" in headline["| efficientnet-lite0 (reused)"]
+    assert "| torch (cpu) |" in headline["| efficientnet-lite0@torch"]
+    section = md.split("## One encoder, several runtimes")[1].split("\n## ")[0]
+    assert [line.split(" | ")[:2] for line in section.splitlines() if line.startswith("| efficientnet")] == [
+        ["| efficientnet-lite0@torch", "torch (cpu)"], ["| efficientnet-lite0", "onnx (CPUExecutionProvider)"]]
     # The grid shows exactly what the store ranks first: brute-force cosine over the stored vectors.
     lite = runs["efficientnet-lite0"]
     with EdgeStore(str(out / "store"), read_only=True) as st:
@@ -383,16 +409,20 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
         cell = row["cells"]["efficientnet-lite0"]
         assert [c[1] for c in cell] == [uris[i] for i in order]
         assert np.allclose([c[2] for c in cell], scores[order], atol=1e-3)
-        assert [c[0] for c in cell] == [1, 2, 3] and set(row["cells"]) == {"efficientnet-lite0", "clip", "vertex"}
+        assert [c[0] for c in cell] == [1, 2, 3]
+        assert set(row["cells"]) == {"efficientnet-lite0", "efficientnet-lite0@torch", "clip", "vertex"}
         query_label = Path(row["query"]).parent.name
         assert [c[3] for c in cell] == ["rel" if Path(uris[i]).parent.name == query_label else "irr" for i in order]
 
 
 @pytest.mark.flow
-def test_compare_cli_errors_are_one_line():
-    run = subprocess.run([sys.executable, str(ROOT / "app.py"), "compare", "--encoders", "clip,nope", "--data", "."],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert run.returncode == 2 and "unknown encoder 'nope'" in run.stderr and "Traceback" not in run.stderr
+@pytest.mark.parametrize("encoders, message", [("clip,nope", "unknown encoder 'nope'"),
+                                               ("efficientnet-lite0@onnx,efficientnet-lite0@int4", "unknown runtime 'int4'")])
+def test_compare_cli_errors_are_one_line(encoders, message, tmp_path):
+    run = subprocess.run([sys.executable, str(ROOT / "app.py"), "compare", "--encoders", encoders, "--data", ".",
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "out").exists()  # before anything starts
 
 
 def test_fashion_mnist_export_from_idx_files(tmp_path):
