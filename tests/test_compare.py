@@ -218,6 +218,18 @@ def test_encoder_entries_with_runtimes():
     assert not Path("never-written").exists()
 
 
+def test_a_plain_entry_reused_from_another_runtime_says_so(monkeypatch):
+    from imgsearch.compare.run import _other_runtime
+
+    monkeypatch.setenv("ENCODER_RUNTIME", "torch")  # --runtime torch
+    hint = _other_runtime("efficientnet-lite0", {"runtime": "onnx"})
+    assert "made on onnx" in hint and "efficientnet-lite0@torch" in hint
+    assert _other_runtime("efficientnet-lite0", {"runtime": "torch"}) == ""
+    assert _other_runtime("efficientnet-lite0@onnx", {"runtime": "onnx"}) == ""  # its own collection: nothing to say
+    monkeypatch.setenv("ENCODER_RUNTIME", "auto")
+    assert _other_runtime("efficientnet-lite0", {"runtime": "onnx"}) == ""
+
+
 def test_collection_names_per_runtime():
     from executors.indexer.store.interface import validate_name
 

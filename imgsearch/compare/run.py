@@ -92,16 +92,16 @@ class Run:
             self.say(f"{entry}: skipped: {exc}")
             return rec
         rec.update(requested_model=model, checkpoint_note=note, random_weights=is_tiny_random(model))
-        # Keyed on the runtime asked for, so no evaluation is reported under another runtime's name;
-        # none asked for (auto) adds nothing to the key, so caches written before runtimes count stay valid.
-        asked = runtime or (os.environ.get("ENCODER_RUNTIME") or "").strip().lower()
+        # Keyed on the entry's runtime, as its collection is. A plain entry's key (and collection) has
+        # none, as before runtimes had names: its cached evaluation is of the vectors stored, and says
+        # which runtime made them.
         key = key_of(encoder=encoder, model=model, data=self.data_key, settings=opts.settings_key(), version=EVAL_VERSION,
-                     **({"runtime": asked} if asked not in ("", "auto") else {}))
+                     **({"runtime": runtime} if runtime else {}))
         cached = self.cache.load(entry, key) if self.qs is not None else None
         if cached:
             count, digest = stored_content(opts, cached["rec"]["index"]["collection"])
             if digest == cached["digest"]:
-                self.say(f"{entry}: reused ({count:,} vectors, evaluation cached)")
+                self.say(f"{entry}: reused ({count:,} vectors, evaluation cached)" + _other_runtime(entry, cached["rec"]))
                 return {**cached["rec"], "resumed": "evaluation cached"}
         try:
             rec.update(self._measure(entry, model))
@@ -174,6 +174,15 @@ class Run:
             runtime=info.get("runtime"), onnx_provider=info.get("onnx_provider"),
         )
         return rec
+
+
+def _other_runtime(entry: str, rec: dict) -> str:
+    """A hint when a plain entry's stored vectors come from another runtime than --runtime asks for."""
+    asked = (os.environ.get("ENCODER_RUNTIME") or "").strip().lower()
+    made = rec.get("runtime")
+    if split_entry(entry)[1] or asked in ("", "auto") or not made or made == asked:
+        return ""
+    return f"; its vectors were made on {made}: to compare runtimes, name them ({entry}@{asked})"
 
 
 def environment() -> dict:
