@@ -29,6 +29,7 @@ from imgsearch.compare.summary import label_disagreement, significance
 from imgsearch.flow import collection_name
 from imgsearch.metrics import RankedQuery, evaluate, per_query_ap
 from imgsearch.report import write_report
+from imgsearch.report.runtimes import runtime_rows
 
 
 class GridParser(HTMLParser):
@@ -271,8 +272,17 @@ def test_report_sets_runtimes_of_one_encoder_side_by_side(tmp_path):
     assert [r[0] for r in rows] == ["| lite@torch", "| lite@onnx-int8"]  # torch is the reference; "other" has one runtime
     r1_ref, r1_int8 = ref["quality"]["recall@1"], int8["quality"]["recall@1"]
     assert rows[1][2:6] == ["25.0", "2.50×", f"{r1_int8:.3f}", f"{r1_int8 - r1_ref:+.3f}"]
+    # The paired test, turned to read int8 − torch (the pair was tested the other way round).
     pair = next(p for p in result["significance"]["pairs"] if {p["a"], p["b"]} == {"lite@torch", "lite@onnx-int8"})
-    assert pair["verdict"] in rows[1][-1] and "lite@onnx-int8" in pair["verdict"]
+    assert pair["a"] == "lite@onnx-int8"
+    assert pair["diff"] == pytest.approx(int8["quality"]["mAP@10"] - ref["quality"]["mAP@10"], abs=1e-6)
+    flipped = next(p for p in significance([ref, int8], 200)["pairs"])
+    assert flipped["a"] == "lite@torch" and flipped["diff"] == -pair["diff"]
+    result.update(encoders=[ref, int8], significance=significance([ref, int8], 200))
+    for rec_order in (result, {**result, "significance": {"pairs": [pair]}}):
+        _, table = runtime_rows(rec_order)
+        assert table[1][7:] == [f"{pair['diff']:+.3f} [{pair['ci'][0]:+.3f}…{pair['ci'][1]:+.3f}]", f"{pair['p']:.3f}", "no"]
+    assert runtime_rows({**result, "significance": {"pairs": [{**pair, "significant": True}]}})[1][1][-1] == "yes: worse"
     assert "runtimes" in (tmp_path / "r" / "report.html").read_text()
 
 

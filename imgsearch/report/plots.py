@@ -139,7 +139,7 @@ def render_grid_png(result: dict, rows: list[dict], out: Path) -> Optional[Path]
     k, t, pad, cap, head = result["grid"]["k"], CELL_THUMB, 6, 16, 24
     qw = t + 2 * pad
     cw = k * (t + 2) + 2 * pad
-    W = qw + len(recs) * cw + 140
+    W = qw + len(recs) * cw + 210  # the winner column: room for an ENCODER@RUNTIME name
     H = head + len(rows) * (t + cap + 2 * pad)
     canvas = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(canvas)
@@ -159,8 +159,8 @@ def render_grid_png(result: dict, rows: list[dict], out: Path) -> Optional[Path]
                 if m.get("relevant") is not None and row.get("label") is not None:
                     d.rectangle([xx, y, xx + t - 1, y + t - 1], outline=GREEN if m["relevant"] else RED, width=2)
                 d.text((xx + 2, y + t + 1), f"{m['score']:.3f}", fill=(0, 0, 0), font=_font(10))
-        wtext = "tie" if row.get("tie") else ", ".join(row.get("winner") or []) or "–"
-        d.text((qw + len(recs) * cw + pad, y + t // 2), wtext[:20], fill=(0, 0, 0), font=_font(12))
+        wtext = "tie" if row.get("tie") else "\n".join(w[:30] for w in (row.get("winner") or [])[:4]) or "–"  # one a line
+        d.multiline_text((qw + len(recs) * cw + pad, y + 4), wtext, fill=(0, 0, 0), font=_font(12))
     out.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out)
     return out
