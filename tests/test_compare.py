@@ -29,6 +29,7 @@ from imgsearch.compare.summary import label_disagreement, significance
 from imgsearch.flow import collection_name
 from imgsearch.metrics import RankedQuery, evaluate, per_query_ap
 from imgsearch.report import write_report
+from imgsearch.report.common import runtime_text
 from imgsearch.report.runtimes import runtime_rows
 
 
@@ -283,7 +284,12 @@ def test_report_sets_runtimes_of_one_encoder_side_by_side(tmp_path):
         _, table = runtime_rows(rec_order)
         assert table[1][7:] == [f"{pair['diff']:+.3f} [{pair['ci'][0]:+.3f}…{pair['ci'][1]:+.3f}]", f"{pair['p']:.3f}", "no"]
     assert runtime_rows({**result, "significance": {"pairs": [{**pair, "significant": True}]}})[1][1][-1] == "yes: worse"
-    assert "runtimes" in (tmp_path / "r" / "report.html").read_text()
+    # A runtime other than the one asked for is said, not hidden; a remote API has none.
+    assert runtime_text({"runtime": "torch", "requested_runtime": "onnx", "info": {"device": "cpu"}}) == "torch (cpu) — asked for onnx"
+    assert runtime_text({"info": {"device": "remote: Vertex AI us-central1"}}) == "remote"
+    page_text = (tmp_path / "r" / "report.html").read_text()
+    table = page_text.split("<table id='runtimes'>")[1].split("</table>")[0]
+    assert table.index("<tr data-encoder='lite@torch'>") < table.index("<tr data-encoder='lite@onnx-int8'>")
 
 
 def test_report_renders_in_headless_chromium(tmp_path):
