@@ -208,11 +208,12 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     """Several encoders, the same images and queries, one report (imgsearch/compare/)."""
-    from imgsearch.compare import CompareOptions, parse_encoders, run_compare  # local: reports, plots
+    from imgsearch.compare import CompareOptions, parse_encoders, run_compare, split_entry  # local: reports, plots
 
     encoders = parse_encoders(args.encoders)
+    models = parse_model_overrides(args.model, [split_entry(e)[0] for e in encoders])  # per encoder, every runtime
     opts = CompareOptions(
-        data=args.data, encoders=encoders, out=args.out, models=parse_model_overrides(args.model, encoders),
+        data=args.data, encoders=encoders, out=args.out, models=models,
         tiny_models=args.tiny_models, queries=args.queries, query_fraction=args.query_fraction, max_queries=args.max_queries,
         captions=args.captions, top_k=args.top_k, score_depth=args.score_depth, grid_rows=args.grid_rows,
         grid_k=args.grid_k, batch_size=args.batch_size, resize=args.resize, store=args.store,

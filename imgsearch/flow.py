@@ -56,9 +56,14 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
 
-def collection_name(dataset: str, model: str, resize: Optional[int] = None) -> str:
-    """One collection per (dataset, model[, fixed size]): e.g. ``memes--openai-clip-vit-base-patch32``."""
+def collection_name(dataset: str, model: str, resize: Optional[int] = None, runtime: str | None = None) -> str:
+    """One collection per (dataset, model[, runtime][, fixed size]): e.g. ``memes--openai-clip-vit-base-patch32``.
+
+    ``runtime`` is given only where one was asked for by name (compare's ``encoder@runtime``), so
+    its vectors (int8's above all) never mix with another runtime's; without it the name is the
+    plain one. A slug never holds ``--``, so no two of these names can meet."""
     name = f"{slug(dataset)}--{slug(Path(model).name if Path(model).is_dir() else model)}"
+    name += f"--{slug(runtime)}" if runtime else ""
     return f"{name}--{resize}px" if resize else name
 
 
@@ -80,9 +85,12 @@ def local_flow(
     port: Optional[int] = None,
     resize: Optional[int] = None,
     bind: str = LOOPBACK,
+    runtime: str | None = None,
 ) -> Iterator[str]:
-    """Start flows/index.yml (each executor its own gRPC process); yield the gateway address."""
-    with _started_flow(encoder, model, store, qdrant_url, port, resize, bind=bind) as (_, host):
+    """Start flows/index.yml (each executor its own gRPC process); yield the gateway address.
+
+    ``runtime`` (torch, onnx, onnx-int8) is this flow's encoder's alone; None: $ENCODER_RUNTIME."""
+    with _started_flow(encoder, model, store, qdrant_url, port, resize, bind=bind, runtime=runtime) as (_, host):
         yield host
 
 
@@ -137,6 +145,7 @@ def _started_flow(
     resize: Optional[int],
     shared: Optional[dict[str, int]] = None,
     bind: str = LOOPBACK,
+    runtime: str | None = None,
 ) -> Iterator[tuple[Any, str]]:
     from jina.excepts import RuntimeFailToStart
 
@@ -156,7 +165,7 @@ def _started_flow(
     # Executors import `executors.*`; spawned processes need the repo on their path.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     with contextlib.chdir(REPO):  # the YAML's `uses:` paths are relative to the repo
-        flow = _flow_sharing(encoder, port, shared or {}, bind)
+        flow = _flow_sharing(encoder, port, shared or {}, bind, runtime)
     with contextlib.ExitStack() as stack:
         try:
             # Executors resolve the YAML's relative paths when they start, wherever app.py runs.
@@ -169,7 +178,8 @@ def _started_flow(
         yield flow, gateway_address(bind, port)
 
 
-def _flow_sharing(encoder: str, port: int, shared: dict[str, int], bind: str = LOOPBACK) -> Any:
+def _flow_sharing(encoder: str, port: int, shared: dict[str, int], bind: str = LOOPBACK,
+                  runtime: str | None = None) -> Any:
     """flows/index.yml's chain for `encoder`, its `shared` stages reached at running executors.
 
     Built here, not by ``Flow.load_config``, to bind every socket on purpose: the gateway to
@@ -189,6 +199,8 @@ def _flow_sharing(encoder: str, port: int, shared: dict[str, int], bind: str = L
         else:
             uses_with = {k: expand_env(v) for k, v in (ex.get("uses_with") or {}).items()}
             extra = {"uses_dynamic_batching": ex["uses_dynamic_batching"]} if ex.get("uses_dynamic_batching") else {}
+            if runtime and ex["name"] == "encoder":  # set in that process alone, not in ours for every later flow
+                extra["env"] = {"ENCODER_RUNTIME": runtime}
             flow = flow.add(name=ex["name"], uses=str(REPO / ex["uses"]), uses_with=uses_with, host=LOOPBACK,
                             **for_gateway_only, **extra)
     return flow

@@ -55,12 +55,13 @@ def run_index(
     dataset: Optional[str] = None,
     progress: bool = True,
     resize: Optional[int] = None,
+    runtime: str | None = None,
 ) -> IndexSummary:
     started = time.perf_counter()
     # Requests as large as the encoder's batch (chosen from free memory on a GPU), unless given.
     batch_size = int(batch_size or info.get("batch_size") or 32)
     ref, dataset = data_ref(data), dataset or data_name(data)
-    name = collection_name(dataset, info["model"], resize)
+    name = collection_name(dataset, info["model"], resize, runtime)  # runtime: only where asked for by name
     summary = IndexSummary(collection=name, encoder=info["encoder"], model=info["model"], data=ref)
     params = {"data": ref, "collection": name, "encoder_name": info["encoder"], "dataset": dataset,
               **fit_parameter(info)}

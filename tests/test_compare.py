@@ -1,6 +1,7 @@
 """`app.py compare`: the report's content (always), then a real run through the flows."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -14,12 +15,22 @@ from conftest import ROOT
 from PIL import Image
 
 from executors.encoders.resolve import parse_model_overrides
+from executors.encoders.runtimes import RUNTIMES
 from executors.errors import UserError
-from imgsearch.compare import CompareError, parse_encoders
+from imgsearch.compare import (
+    CompareError,
+    CompareOptions,
+    parse_encoders,
+    run_compare,
+    split_entry,
+)
 from imgsearch.compare.queries import Item, pick_queries
 from imgsearch.compare.summary import label_disagreement, significance
+from imgsearch.flow import collection_name
 from imgsearch.metrics import RankedQuery, evaluate, per_query_ap
 from imgsearch.report import write_report
+from imgsearch.report.common import runtime_text
+from imgsearch.report.runtimes import runtime_rows
 
 
 class GridParser(HTMLParser):
@@ -192,6 +203,95 @@ def test_options_and_query_choice():
     assert len(pick_queries([Item("/x.jpg", "h", None), Item("/y.jpg", "g", None)], 0.5)) == 1  # unlabelled still queried
 
 
+def test_encoder_entries_with_runtimes():
+    entries = parse_encoders("efficientnet-lite0@torch,efficientnet-lite0@ONNX, efficientnet-lite0@onnx-int8,clip,efficientnet-lite0")
+    assert entries == ["efficientnet-lite0@torch", "efficientnet-lite0@onnx", "efficientnet-lite0@onnx-int8", "clip",
+                       "efficientnet-lite0"]  # one encoder on several runtimes, and with none (--runtime / auto)
+    assert [split_entry(e) for e in entries[2:4]] == [("efficientnet-lite0", "onnx-int8"), ("clip", None)]
+    for text, message in (("clip@fast", "unknown runtime 'fast' in 'clip@fast'"), ("clip@", "unknown runtime ''"),
+                          ("clip@auto", "unknown runtime 'auto'"),  # auto is what no suffix means
+                          ("nope@onnx", "unknown encoder 'nope'"), ("vertex@onnx", "no runtime to choose"),
+                          ("clip@onnx,bit,clip@onnx", "clip@onnx named twice"), ("clip,clip", "clip named twice")):
+        with pytest.raises(UserError, match=re.escape(message)):  # exit code 2
+            parse_encoders(text)
+    # Before anything starts, also when the options are built in code rather than by the command line.
+    with pytest.raises(CompareError, match="unknown runtime 'fp16'"):
+        run_compare(CompareOptions(data=Path("."), encoders=["efficientnet-lite0@fp16"], out=Path("never-written")))
+    assert not Path("never-written").exists()
+
+
+def test_a_plain_entry_reused_from_another_runtime_says_so(monkeypatch):
+    from imgsearch.compare.run import _other_runtime
+
+    monkeypatch.setenv("ENCODER_RUNTIME", "torch")  # --runtime torch
+    hint = _other_runtime("efficientnet-lite0", {"runtime": "onnx"})
+    assert "made on onnx" in hint and "efficientnet-lite0@torch" in hint
+    assert _other_runtime("efficientnet-lite0", {"runtime": "torch"}) == ""
+    assert _other_runtime("efficientnet-lite0@onnx", {"runtime": "onnx"}) == ""  # its own collection: nothing to say
+    monkeypatch.setenv("ENCODER_RUNTIME", "auto")
+    assert _other_runtime("efficientnet-lite0", {"runtime": "onnx"}) == ""
+
+
+def test_collection_names_per_runtime():
+    from executors.indexer.store.interface import validate_name
+
+    plain = collection_name("compare-photos", "efficientnet-lite0")
+    assert plain == "compare-photos--efficientnet-lite0"  # as before runtimes had names: existing stores are reused
+    assert collection_name("compare-photos", "efficientnet-lite0", 96) == "compare-photos--efficientnet-lite0--96px"
+    named = {rt: collection_name("compare-photos", "efficientnet-lite0", None, rt) for rt in RUNTIMES}
+    assert named["onnx-int8"] == "compare-photos--efficientnet-lite0--onnx-int8"
+    sized = {rt: collection_name("compare-photos", "efficientnet-lite0", 96, rt) for rt in RUNTIMES}
+    every = [plain, collection_name("compare-photos", "efficientnet-lite0", 96), *named.values(), *sized.values()]
+    assert len(set(every)) == len(every)  # int8 vectors never land beside fp32 ones
+    assert named == {rt: collection_name("compare-photos", "efficientnet-lite0", None, rt) for rt in RUNTIMES}  # stable
+    for name in every:
+        assert validate_name(name) == name and len(name) <= 200  # Qdrant Edge's and the server's rule
+
+
+def test_report_sets_runtimes_of_one_encoder_side_by_side(tmp_path):
+    """Two runtimes of one encoder are two columns, each with the runtime it reported, and a table of
+    speed against quality with the paired test between them."""
+    paths = _images(tmp_path / "imgs")
+    result = synthetic_result(paths)
+    good, poor = result["encoders"][:2]
+    ref = {**good, "encoder": "lite@torch", "registry_name": "lite", "requested_runtime": "torch", "runtime": "torch",
+           "onnx_provider": None, "images_per_second": 10.0, "info": {**good["info"], "runtime": "torch"}}
+    int8 = {**poor, "encoder": "lite@onnx-int8", "registry_name": "lite", "requested_runtime": "onnx-int8",
+            "runtime": "onnx-int8", "onnx_provider": "CPUExecutionProvider", "images_per_second": 25.0, "random_weights": False}
+    other = {**good, "encoder": "other", "registry_name": "other", "runtime": "onnx"}
+    runs = [int8, ref, other]  # the reference need not come first
+    result.update(encoders=runs, significance=significance(runs, 200), labels=label_disagreement(runs))
+    write_report(result, tmp_path / "r")
+    page = parse_html(tmp_path / "r" / "report.html")
+    assert page.headline == ["lite@onnx-int8", "lite@torch", "other"]
+    assert set(page.rows[0]["cells"]) == {"lite@onnx-int8", "lite@torch", "other"}
+    md = (tmp_path / "r" / "report.md").read_text()
+    headline = [line for line in md.splitlines() if line.startswith("| lite@")]
+    assert "| onnx-int8 (CPUExecutionProvider) |" in headline[0] and "| torch (cpu) |" in headline[1]
+    section = md.split("## One encoder, several runtimes: speed against quality")[1].split("##")[0]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| lite@")]
+    assert [r[0] for r in rows] == ["| lite@torch", "| lite@onnx-int8"]  # torch is the reference; "other" has one runtime
+    r1_ref, r1_int8 = ref["quality"]["recall@1"], int8["quality"]["recall@1"]
+    assert rows[1][2:6] == ["25.0", "2.50×", f"{r1_int8:.3f}", f"{r1_int8 - r1_ref:+.3f}"]
+    # The paired test, turned to read int8 − torch (the pair was tested the other way round).
+    pair = next(p for p in result["significance"]["pairs"] if {p["a"], p["b"]} == {"lite@torch", "lite@onnx-int8"})
+    assert pair["a"] == "lite@onnx-int8"
+    assert pair["diff"] == pytest.approx(int8["quality"]["mAP@10"] - ref["quality"]["mAP@10"], abs=1e-6)
+    flipped = next(p for p in significance([ref, int8], 200)["pairs"])
+    assert flipped["a"] == "lite@torch" and flipped["diff"] == -pair["diff"]
+    result.update(encoders=[ref, int8], significance=significance([ref, int8], 200))
+    for rec_order in (result, {**result, "significance": {"pairs": [pair]}}):
+        _, table = runtime_rows(rec_order)
+        assert table[1][7:] == [f"{pair['diff']:+.3f} [{pair['ci'][0]:+.3f}…{pair['ci'][1]:+.3f}]", f"{pair['p']:.3f}", "no"]
+    assert runtime_rows({**result, "significance": {"pairs": [{**pair, "significant": True}]}})[1][1][-1] == "yes: worse"
+    # A runtime other than the one asked for is said, not hidden; a remote API has none.
+    assert runtime_text({"runtime": "torch", "requested_runtime": "onnx", "info": {"device": "cpu"}}) == "torch (cpu) — asked for onnx"
+    assert runtime_text({"info": {"device": "remote: Vertex AI us-central1"}}) == "remote"
+    page_text = (tmp_path / "r" / "report.html").read_text()
+    table = page_text.split("<table id='runtimes'>")[1].split("</table>")[0]
+    assert table.index("<tr data-encoder='lite@torch'>") < table.index("<tr data-encoder='lite@onnx-int8'>")
+
+
 def test_report_renders_in_headless_chromium(tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -241,7 +341,8 @@ def _tiny_clip(path: Path) -> Path:
 @pytest.mark.slow
 def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     """EfficientNet-Lite0 (real weights), tiny CLIP (text), Vertex against the fake server; DINOv2
-    unreachable. A first run whose CLIP fails keeps Lite0's results; the rerun reuses them."""
+    unreachable. A first run whose CLIP fails keeps Lite0's results; the rerun reuses them and adds
+    Lite0 on torch (efficientnet-lite0@torch) beside the plain entry, which runs on onnx (auto, CPU)."""
     import io
 
     from test_vertex import TOKEN, FakeVertex
@@ -249,6 +350,7 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     from executors.indexer.store import EdgeStore
     from imgsearch.compare import CompareOptions, run_compare
 
+    monkeypatch.delenv("ENCODER_RUNTIME", raising=False)  # the plain entry: auto, i.e. onnx on this CPU
     data = _photo_variants(photos, tmp_path / "photos")
     clip = _tiny_clip(tmp_path / "tiny-clip")
     broken = shutil.copytree(clip, tmp_path / "broken-clip")
@@ -265,7 +367,8 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
         monkeypatch.setenv("VERTEX_BASE_URL", fake.url)
         monkeypatch.setenv("VERTEX_ACCESS_TOKEN", TOKEN)
         monkeypatch.setenv("VERTEX_PROJECT", "proj-t")  # run_compare sets it too; monkeypatch restores it
-        opts = CompareOptions(encoders=["efficientnet-lite0", "clip", "dinov2", "vertex"], models={"clip": str(clip)},
+        opts = CompareOptions(encoders=["efficientnet-lite0", "efficientnet-lite0@torch", "clip", "dinov2", "vertex"],
+                              models={"clip": str(clip)},
                               vertex_project="proj-t", **common)
         result = run_compare(opts, log)
     assert "efficientnet-lite0: reused (20 vectors, evaluation cached)" in log.getvalue()
@@ -273,7 +376,7 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     assert runs["efficientnet-lite0"]["quality"] == {r["encoder"]: r for r in first["encoders"]}["efficientnet-lite0"]["quality"]
     assert result["timing"]["reused"] == ["efficientnet-lite0"]
     assert runs["dinov2"]["status"] == "skipped" and "Hugging Face hub" in runs["dinov2"]["reason"]
-    for name in ("efficientnet-lite0", "clip", "vertex"):
+    for name in ("efficientnet-lite0", "efficientnet-lite0@torch", "clip", "vertex"):
         r = runs[name]
         assert r["status"] == "ok", r.get("reason")
         assert r["count"] == 20 == result["data"]["images"]
@@ -290,13 +393,36 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     assert runs["clip"]["text_quality"]["queries"] == 5 and "text_quality" not in runs["efficientnet-lite0"]
     assert runs["vertex"]["info"]["device"].startswith("remote") and runs["vertex"]["dim"] == 1408
     assert runs["efficientnet-lite0"]["quality"]["recall@5"] >= 0.5  # real weights find the photo's other views
-    assert len(result["significance"]["pairs"]) == 3 and result["client_peak_rss_mb"] > 50
+    assert len(result["significance"]["pairs"]) == 6 and result["client_peak_rss_mb"] > 50
+
+    # One encoder on two runtimes: two collections, each run on the runtime it asked for, same quality.
+    lite, torch_lite = runs["efficientnet-lite0"], runs["efficientnet-lite0@torch"]
+    assert (lite["info"]["runtime"], lite["onnx_provider"]) == ("onnx", "CPUExecutionProvider")
+    assert (torch_lite["info"]["runtime"], torch_lite["runtime"], torch_lite["onnx_provider"]) == ("torch", "torch", None)
+    assert lite["index"]["collection"] == "compare-photos--efficientnet-lite0"  # as before: old stores are reused
+    assert torch_lite["index"]["collection"] == "compare-photos--efficientnet-lite0--torch"
+    with EdgeStore(str(out / "store"), read_only=True) as st:
+        by_runtime = [{p.payload["hash"]: np.asarray(p.vector) for p in st.scroll(r["index"]["collection"], with_vectors=True)}
+                      for r in (lite, torch_lite)]
+    assert by_runtime[0].keys() == by_runtime[1].keys()
+    assert min(float(by_runtime[0][h] @ by_runtime[1][h]) for h in by_runtime[0]) > 0.9999  # the same vectors
+    for key in ("recall@1", "recall@5", "mAP@10", "auc"):
+        assert torch_lite["quality"][key] == pytest.approx(lite["quality"][key], abs=1e-3), key
+    pair = next(p for p in result["significance"]["pairs"] if {p["a"], p["b"]} == {lite["encoder"], torch_lite["encoder"]})
+    assert not pair["significant"] and pair["verdict"].startswith("no significant difference")
 
     page = parse_html(out / "report.html")
-    assert page.headline == ["efficientnet-lite0", "clip", "vertex"] and page.not_run == ["dinov2"] and page.random == ["clip"]
+    assert page.headline == ["efficientnet-lite0", "efficientnet-lite0@torch", "clip", "vertex"]
+    assert page.not_run == ["dinov2"] and page.random == ["clip"]
     md = (out / "report.md").read_text()
     for name in ("efficientnet-lite0", "clip", "dinov2", "vertex"):
         assert name in md
+    headline = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith("| efficientnet-lite0")}
+    assert "| onnx (CPUExecutionProvider) |" in headline["| efficientnet-lite0 (reused)"]
+    assert "| torch (cpu) |" in headline["| efficientnet-lite0@torch"]
+    section = md.split("## One encoder, several runtimes")[1].split("\n## ")[0]
+    assert [line.split(" | ")[:2] for line in section.splitlines() if line.startswith("| efficientnet")] == [
+        ["| efficientnet-lite0@torch", "torch (cpu)"], ["| efficientnet-lite0", "onnx (CPUExecutionProvider)"]]
     # The grid shows exactly what the store ranks first: brute-force cosine over the stored vectors.
     lite = runs["efficientnet-lite0"]
     with EdgeStore(str(out / "store"), read_only=True) as st:
@@ -311,16 +437,20 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
         cell = row["cells"]["efficientnet-lite0"]
         assert [c[1] for c in cell] == [uris[i] for i in order]
         assert np.allclose([c[2] for c in cell], scores[order], atol=1e-3)
-        assert [c[0] for c in cell] == [1, 2, 3] and set(row["cells"]) == {"efficientnet-lite0", "clip", "vertex"}
+        assert [c[0] for c in cell] == [1, 2, 3]
+        assert set(row["cells"]) == {"efficientnet-lite0", "efficientnet-lite0@torch", "clip", "vertex"}
         query_label = Path(row["query"]).parent.name
         assert [c[3] for c in cell] == ["rel" if Path(uris[i]).parent.name == query_label else "irr" for i in order]
 
 
 @pytest.mark.flow
-def test_compare_cli_errors_are_one_line():
-    run = subprocess.run([sys.executable, str(ROOT / "app.py"), "compare", "--encoders", "clip,nope", "--data", "."],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert run.returncode == 2 and "unknown encoder 'nope'" in run.stderr and "Traceback" not in run.stderr
+@pytest.mark.parametrize("encoders, message", [("clip,nope", "unknown encoder 'nope'"),
+                                               ("efficientnet-lite0@onnx,efficientnet-lite0@int4", "unknown runtime 'int4'")])
+def test_compare_cli_errors_are_one_line(encoders, message, tmp_path):
+    run = subprocess.run([sys.executable, str(ROOT / "app.py"), "compare", "--encoders", encoders, "--data", ".",
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "out").exists()  # before anything starts
 
 
 def test_fashion_mnist_export_from_idx_files(tmp_path):

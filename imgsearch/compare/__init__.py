@@ -10,7 +10,12 @@
 The report itself is imgsearch/report/.
 """
 
-from imgsearch.compare.options import CompareError, CompareOptions, parse_encoders
+from imgsearch.compare.options import (
+    CompareError,
+    CompareOptions,
+    parse_encoders,
+    split_entry,
+)
 from imgsearch.compare.run import run_compare
 
-__all__ = ["CompareError", "CompareOptions", "parse_encoders", "run_compare"]
+__all__ = ["CompareError", "CompareOptions", "parse_encoders", "run_compare", "split_entry"]

@@ -1,11 +1,13 @@
 """What a compare run is asked to do: its options, checked before anything starts."""
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from executors.encoders.resolve import CheckpointError, resolve_checkpoint
+from executors.encoders.runtimes import RUNTIMES
 from executors.encoders.specs import get_spec
 from executors.errors import UserError
 from imgsearch.datasource import DataSource
@@ -45,6 +47,7 @@ class CompareOptions:
     argv: list[str] = field(default_factory=list)
 
     def check(self) -> None:
+        self.encoders = parse_encoders(",".join(self.encoders))  # as the command line's: checked, runtimes lower case
         if not isinstance(self.data, str) and not self.data.is_dir():  # a URL: the loader lists it
             raise CompareError(f"data folder not found: {self.data}")
         if self.queries is not None and not self.queries.is_dir():
@@ -68,15 +71,38 @@ class CompareOptions:
                 "bootstrap": self.bootstrap}
 
 
+def split_entry(entry: str) -> tuple[str, str | None]:
+    """``efficientnet-lite0@onnx-int8`` → (encoder, runtime); no ``@`` → (encoder, None): the
+    runtime of --runtime / $ENCODER_RUNTIME / auto."""
+    encoder, sep, runtime = entry.partition("@")
+    return encoder, (runtime if sep else None)
+
+
+def _normal(entry: str) -> str:
+    encoder, runtime = split_entry(entry)
+    return encoder if runtime is None else f"{encoder}@{runtime.lower()}"
+
+
 def parse_encoders(text: str) -> list[str]:
-    names = [n.strip() for n in text.replace(" ", ",").split(",") if n.strip()]
-    if not names:
+    """``--encoders``: compared entries, each an encoder name with an optional ``@runtime``."""
+    entries = [_normal(n.strip()) for n in text.replace(" ", ",").split(",") if n.strip()]
+    if not entries:
         raise CompareError("--encoders needs at least one name")
-    for n in names:
-        get_spec(n)  # unknown names fail before anything starts
-    if len(set(names)) != len(names):
-        raise CompareError(f"an encoder is named twice in --encoders {text}")
-    return names
+    for entry in entries:
+        encoder, runtime = split_entry(entry)
+        get_spec(encoder)  # unknown names fail before anything starts
+        if runtime is None:
+            continue
+        if runtime not in RUNTIMES:
+            raise CompareError(f"unknown runtime '{runtime}' in '{entry}': after '@' name one of {', '.join(RUNTIMES)} "
+                               "(leave the suffix off for --runtime, else auto)")
+        if not get_spec(encoder).local_model:
+            raise CompareError(f"'{entry}': {encoder} runs as a remote service, so it has no runtime to choose")
+    twice = sorted(e for e, n in Counter(entries).items() if n > 1)
+    if twice:
+        raise CompareError(f"{', '.join(twice)} named twice in --encoders {text} (one encoder on several runtimes: "
+                           "give each its own @runtime)")
+    return entries
 
 
 def choose_checkpoint(encoder: str, opts: CompareOptions) -> tuple[Optional[str], str]:

@@ -22,7 +22,7 @@ from executors.stage import peak_rss_mb  # this (client) process's; the executor
 from imgsearch.compare.cache import EvalCache, folder_digest, key_of
 from imgsearch.compare.evaluation import (content_digest, evaluate_in_index, per_label_recall, rank_outside_queries,
                                           ranking_cis, search_latency, text_quality)
-from imgsearch.compare.options import CompareOptions, choose_checkpoint
+from imgsearch.compare.options import CompareOptions, choose_checkpoint, split_entry
 from imgsearch.compare.queries import QuerySet, in_index_queries, outside_queries, scan
 from imgsearch.compare.summary import label_disagreement, significance
 from imgsearch.datasource import data_name, data_ref, listing_digest
@@ -78,55 +78,65 @@ class Run:
             self.cache.save("queries", self.query_key, **self.qs.to_json())
         return self.qs
 
-    def encoder(self, encoder: str) -> dict:
+    def encoder(self, entry: str) -> dict:
+        """One compared entry: an encoder, or ``encoder@runtime`` (its own flow and collection)."""
         opts = self.opts
-        rec: dict = {"encoder": encoder, "status": "skipped"}
+        encoder, runtime = split_entry(entry)
+        # "encoder" names the entry (the report's column); "runtime" is what it asked for, None: the
+        # process's --runtime / $ENCODER_RUNTIME / auto. What ran is the encoder's own /info.
+        rec: dict = {"encoder": entry, "status": "skipped", "registry_name": encoder, "requested_runtime": runtime}
         try:
             model, note = choose_checkpoint(encoder, opts)
         except Exception as exc:
             rec["reason"] = str(exc)
-            self.say(f"{encoder}: skipped: {exc}")
+            self.say(f"{entry}: skipped: {exc}")
             return rec
         rec.update(requested_model=model, checkpoint_note=note, random_weights=is_tiny_random(model))
-        key = key_of(encoder=encoder, model=model, data=self.data_key, settings=opts.settings_key(), version=EVAL_VERSION)
-        cached = self.cache.load(encoder, key) if self.qs is not None else None
+        # Keyed on the entry's runtime, as its collection is. A plain entry's key (and collection) has
+        # none, as before runtimes had names: its cached evaluation is of the vectors stored, and says
+        # which runtime made them.
+        key = key_of(encoder=encoder, model=model, data=self.data_key, settings=opts.settings_key(), version=EVAL_VERSION,
+                     **({"runtime": runtime} if runtime else {}))
+        cached = self.cache.load(entry, key) if self.qs is not None else None
         if cached:
             count, digest = stored_content(opts, cached["rec"]["index"]["collection"])
             if digest == cached["digest"]:
-                self.say(f"{encoder}: reused ({count:,} vectors, evaluation cached)")
+                self.say(f"{entry}: reused ({count:,} vectors, evaluation cached)" + _other_runtime(entry, cached["rec"]))
                 return {**cached["rec"], "resumed": "evaluation cached"}
         try:
-            rec.update(self._measure(encoder, model))
+            rec.update(self._measure(entry, model))
         except Exception as exc:
-            logger.debug("%s failed", encoder, exc_info=True)
+            logger.debug("%s failed", entry, exc_info=True)
             rec.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
-            self.say(f"{encoder}: failed: {rec['reason']}")
+            self.say(f"{entry}: failed: {rec['reason']}")
             return rec
-        self.cache.save(encoder, key, digest=rec.pop("digest"), rec=rec)
+        self.cache.save(entry, key, digest=rec.pop("digest"), rec=rec)
         q = rec.get("quality") or {}
-        self.say(f"{encoder}: {rec['model']}: {rec['indexed']:,} indexed, {rec['count']:,} vectors, {rec['wall_seconds']:.1f} s "
+        self.say(f"{entry}: {rec['model']}{' on ' + rec['runtime'] if rec.get('runtime') else ''}: {rec['indexed']:,} indexed, {rec['count']:,} vectors, {rec['wall_seconds']:.1f} s "
                  f"wall ({rec['images_per_second'] or 0:.1f} img/s encoding), evaluation {rec['eval_seconds']:.1f} s, "
                  f"peak {rec['peak_rss_mb']} MB"
                  + (f", R@1 {q.get('recall@1')}, mAP@10 {q.get('mAP@10')}, AUC {q.get('auc')}" if q.get("labelled") else ""))
         return rec
 
-    def _measure(self, encoder: str, model: Optional[str]) -> dict:
+    def _measure(self, entry: str, model: Optional[str]) -> dict:
         opts = self.opts
+        encoder, runtime = split_entry(entry)
         data = data_name(opts.data)
         started = time.perf_counter()
         rec: dict = {}
-        with local_flow(encoder, model, store=str(opts.store), qdrant_url=opts.qdrant_url, resize=opts.resize) as host:
+        with local_flow(encoder, model, store=str(opts.store), qdrant_url=opts.qdrant_url, resize=opts.resize,
+                        runtime=runtime) as host:
             gateway = Gateway(host)
             info = encoder_info(gateway)
             rec["flow_start_seconds"] = round(time.perf_counter() - started, 3)
-            name = collection_name(f"compare-{data}", info["model"], opts.resize)
+            name = collection_name(f"compare-{data}", info["model"], opts.resize, runtime)
             if opts.fresh:
                 gateway.call("/delete", {"collection": name, "drop": True})
             summary = run_index(gateway, opts.data, info, opts.batch_size, f"compare-{data}", progress=opts.progress,
-                                resize=opts.resize)
+                                resize=opts.resize, runtime=runtime)
             rec["wall_seconds"] = round(time.perf_counter() - started, 3)
             if summary.already_indexed and not summary.indexed:
-                self.say(f"{encoder}: reused ({summary.count:,} vectors), evaluating")
+                self.say(f"{entry}: reused ({summary.count:,} vectors), evaluating")
             t_eval = time.perf_counter()
             qs = self.query_set(gateway)
             if opts.queries:
@@ -161,8 +171,18 @@ class Run:
             disk_mb=None if summary.disk_bytes is None else round(summary.disk_bytes / 1e6, 3),
             bytes_per_vector=None if not summary.disk_bytes or not summary.count else round(summary.disk_bytes / summary.count, 1),
             peak_rss_mb=info.get("peak_rss_mb"), dim=info.get("dim"),
+            runtime=info.get("runtime"), onnx_provider=info.get("onnx_provider"),
         )
         return rec
+
+
+def _other_runtime(entry: str, rec: dict) -> str:
+    """A hint when a plain entry's stored vectors come from another runtime than --runtime asks for."""
+    asked = (os.environ.get("ENCODER_RUNTIME") or "").strip().lower()
+    made = rec.get("runtime")
+    if split_entry(entry)[1] or asked in ("", "auto") or not made or made == asked:
+        return ""
+    return f"; its vectors were made on {made}: to compare runtimes, name them ({entry}@{asked})"
 
 
 def environment() -> dict:

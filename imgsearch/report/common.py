@@ -23,6 +23,18 @@ def label(rec: dict) -> str:
     return rec["encoder"] + (" (random)" if rec.get("random_weights") else "")
 
 
+def runtime_text(rec: dict) -> str:
+    """The runtime the encoder reported (its /info), e.g. ``onnx-int8 (CPUExecutionProvider)``, ``torch (cpu)``;
+    flagged when it is not the one its ``@runtime`` asked for."""
+    info = rec.get("info") or {}
+    runtime = rec.get("runtime") or info.get("runtime")
+    if not runtime:
+        return "remote" if str(info.get("device", "")).startswith("remote") else "–"
+    where = rec.get("onnx_provider") or info.get("onnx_provider") or info.get("device")
+    asked = rec.get("requested_runtime")
+    return f"{runtime}{f' ({where})' if where else ''}{f' — asked for {asked}' if asked and asked != runtime else ''}"
+
+
 def as_int(v):
     return None if v is None else int(v)
 

@@ -28,7 +28,7 @@ def plot_scores(result: dict, out: Path) -> Optional[Path]:
     recs = [r for r in ok_runs(result) if (r.get("quality") or {}).get("labelled")]
     if not recs:
         return None
-    W, H, pad, left = 900, 150, 12, 170
+    W, H, pad, left = 960, 150, 12, 240  # left: room for an ENCODER@RUNTIME name
     canvas = Image.new("RGB", (W, pad + len(recs) * (H + pad) + 40), "white")
     d = ImageDraw.Draw(canvas)
     bins = len(recs[0]["quality"]["histogram_relevant"])
@@ -97,8 +97,8 @@ def plot_headline(result: dict, out: Path) -> Optional[Path]:
     if not recs:
         return None
     panels = [(k, t, q) for k, t, q in HEADLINE if any(_value(r, k, q) is not None for r in recs)]
-    cols, bar_h, pad, label_w = 2, 18, 14, 150
-    pw = 440
+    cols, bar_h, pad, label_w = 2, 18, 14, 200  # label_w: room for an ENCODER@RUNTIME name
+    pw = 490
     ph = 28 + len(recs) * (bar_h + 4) + pad
     rows = (len(panels) + cols - 1) // cols
     canvas = Image.new("RGB", (cols * (pw + pad) + pad, rows * (ph + pad) + pad), "white")
@@ -112,7 +112,7 @@ def plot_headline(result: dict, out: Path) -> Optional[Path]:
         scale = (pw - label_w - 70) / top
         for i, (r, v, ci) in enumerate(zip(recs, vals, cis)):
             y = y0 + 24 + i * (bar_h + 4)
-            d.text((x0, y + 2), label(r)[:22], fill=(0, 0, 0), font=_font(11))
+            d.text((x0, y + 2), label(r)[:32], fill=(0, 0, 0), font=_font(11))
             if v is None:
                 d.text((x0 + label_w, y + 2), "n/a", fill=GREY, font=_font(11))
                 continue
@@ -139,7 +139,7 @@ def render_grid_png(result: dict, rows: list[dict], out: Path) -> Optional[Path]
     k, t, pad, cap, head = result["grid"]["k"], CELL_THUMB, 6, 16, 24
     qw = t + 2 * pad
     cw = k * (t + 2) + 2 * pad
-    W = qw + len(recs) * cw + 140
+    W = qw + len(recs) * cw + 210  # the winner column: room for an ENCODER@RUNTIME name
     H = head + len(rows) * (t + cap + 2 * pad)
     canvas = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(canvas)
@@ -159,8 +159,8 @@ def render_grid_png(result: dict, rows: list[dict], out: Path) -> Optional[Path]
                 if m.get("relevant") is not None and row.get("label") is not None:
                     d.rectangle([xx, y, xx + t - 1, y + t - 1], outline=GREEN if m["relevant"] else RED, width=2)
                 d.text((xx + 2, y + t + 1), f"{m['score']:.3f}", fill=(0, 0, 0), font=_font(10))
-        wtext = "tie" if row.get("tie") else ", ".join(row.get("winner") or []) or "–"
-        d.text((qw + len(recs) * cw + pad, y + t // 2), wtext[:20], fill=(0, 0, 0), font=_font(12))
+        wtext = "tie" if row.get("tie") else "\n".join(w[:30] for w in (row.get("winner") or [])[:4]) or "–"  # one a line
+        d.multiline_text((qw + len(recs) * cw + pad, y + 4), wtext, fill=(0, 0, 0), font=_font(12))
     out.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out)
     return out

@@ -14,11 +14,14 @@ from imgsearch.report.common import (
     ci_text,
     fmt,
     label,
+    runtime_text,
     thumb,
 )
+from imgsearch.report.runtimes import runtime_rows
 from imgsearch.report.selection import ok_runs, winner_counts
 
 QUALITY = ("recall@1", "recall@5", "recall@10", "mAP@10")
+RUNTIMES_TITLE = "One encoder, several runtimes: speed against quality"
 
 
 def _q(q: dict, key: str) -> str:
@@ -27,7 +30,7 @@ def _q(q: dict, key: str) -> str:
 
 
 def _headline_rows(result: dict) -> tuple[list[str], list[list[str]]]:
-    cols = ["encoder", "model", "weights", "wall s (with start-up)", "flow start s", "model load s", "encode img/s",
+    cols = ["encoder", "model", "weights", "runtime", "wall s (with start-up)", "flow start s", "model load s", "encode img/s",
             "vectors", "disk MB", "bytes/vector", "dim", "peak RSS MB", "R@1 [95% CI]", "R@5", "R@10", "mAP@10 [95% CI]",
             "text R@1", "text R@5", "text mAP@10", "AUC [95% CI]", "separation", "break gap", "threshold (P / R)", "wins"]
     wins = winner_counts(result)
@@ -40,7 +43,7 @@ def _headline_rows(result: dict) -> tuple[list[str], list[list[str]]]:
         no = "no labels"
         rows.append([
             r["encoder"] + (" (reused)" if r.get("resumed") else ""), r.get("model", ""),
-            "RANDOM (tiny test model)" if r.get("random_weights") else r.get("checkpoint_note", ""),
+            "RANDOM (tiny test model)" if r.get("random_weights") else r.get("checkpoint_note", ""), runtime_text(r),
             fmt(r.get("wall_seconds"), 1), fmt(r.get("flow_start_seconds"), 1), fmt(r.get("load_seconds"), 2),
             fmt(r.get("images_per_second"), 1), fmt(as_int(r.get("count"))), fmt(r.get("disk_mb"), 2),
             fmt(r.get("bytes_per_vector"), 0), fmt(as_int(r.get("dim"))), fmt(r.get("peak_rss_mb"), 0),
@@ -105,6 +108,10 @@ def write_markdown(result: dict, rows: list[dict], out: Path, files: dict) -> Pa
         lines.append("> **no labels**: images sit directly in the folder, so quality and score separation cannot be measured; timings, sizes and grids still are.")
     lines += ["", "## Headline numbers", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in table]
+    rcols, rrows = runtime_rows(result)
+    if rrows:
+        lines += ["", f"## {RUNTIMES_TITLE}", "", "| " + " | ".join(rcols) + " |", "|" + "---|" * len(rcols)]
+        lines += ["| " + " | ".join(row) + " |" for row in rrows]
     if _not_run(result):
         lines += ["", "## Not run", ""] + [f"- **{e}** {s}: {why}" for e, s, why in _not_run(result)]
     best, verdicts = _verdicts(result)
@@ -119,7 +126,9 @@ def write_markdown(result: dict, rows: list[dict], out: Path, files: dict) -> Pa
               "break gap is the mean score drop at the first other-label result after a leading run of same-label ones; "
               "the threshold maximises F1 of \"score ≥ t means same label\" over all scored pairs. "
               "Wall time covers flow start-up, model load and indexing; encode img/s covers the /index requests alone. "
-              "Brackets: 95% intervals by bootstrap over the queries; verdicts: paired randomisation test on per-query AP@10.", ""]
+              "Brackets: 95% intervals by bootstrap over the queries; verdicts: paired randomisation test on per-query AP@10. "
+              "Runtime: what the encoder reported running on (ONNX Runtime's execution provider, or torch's device); "
+              "an encoder on several runtimes (ENCODER@RUNTIME) is set against its torch entry, else its onnx one.", ""]
     for key, title in (("headline", "Headline numbers, charted"), ("scores", "Score distributions"), ("grid", "Result grid")):
         if files.get(key):
             lines += [f"## {title}", "", f"![{title}]({files[key]})", ""]
@@ -170,6 +179,11 @@ def write_html(result: dict, rows: list[dict], out: Path, files: dict) -> Path:
         cls = " class='random'" if r.get("random_weights") else ""
         parts.append(f"<tr data-encoder='{e(r['encoder'])}'{cls}>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>")
     parts.append("</table>")
+    rcols, rrows = runtime_rows(result)
+    if rrows:
+        parts.append(f"<h2>{e(RUNTIMES_TITLE)}</h2><table id='runtimes'><tr>" + "".join(f"<th>{e(c)}</th>" for c in rcols) + "</tr>"
+                     + "".join(f"<tr data-encoder='{e(row[0])}'>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rrows)
+                     + "</table>")
     if _not_run(result):
         parts.append("<h2>Not run</h2><ul id='not-run'>" + "".join(
             f"<li data-encoder='{e(n)}'><b>{e(n)}</b> {e(s)}: {e(why)}</li>" for n, s, why in _not_run(result)) + "</ul>")
