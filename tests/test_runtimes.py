@@ -35,7 +35,7 @@ def test_every_family_runs_on_onnx_with_the_torch_vectors(name, tiny_models):
         assert _min_cosine(enc.embed_texts(texts), ref.embed_texts(texts)) >= PARITY
 
 
-def test_the_graph_is_exported_once_and_keyed_by_the_weights(tiny_models, tmp_path, onnx_cache, caplog):
+def test_the_graph_is_exported_once_and_keyed_by_the_weights(tiny_models, tmp_path, onnx_cache, caplog, monkeypatch):
     import shutil
 
     model = tmp_path / "vit"
@@ -44,10 +44,20 @@ def test_the_graph_is_exported_once_and_keyed_by_the_weights(tiny_models, tmp_pa
         first = make_encoder("vit", str(model), runtime="onnx")
     assert any("exporting to ONNX took" in r.getMessage() for r in caplog.records)
     caplog.clear()
+    # From the cache, torch's copy of the weights is never loaded: a start that tried fails.
+    from executors.encoders.vit import VitEncoder
+
+    def no_torch_load(self, checkpoint):
+        raise AssertionError("the torch model was loaded although its graph is cached")
+
+    monkeypatch.setattr(VitEncoder, "load_model", no_torch_load)
     with caplog.at_level(logging.INFO, logger="executors.encoders.runtimes"):
         again = make_encoder("vit", str(model), runtime="onnx")
+    monkeypatch.undo()
     assert not any("exporting" in r.getMessage() for r in caplog.records)  # from the cache
     assert again.image_tower.path == first.image_tower.path and first.image_tower.path.is_relative_to(onnx_cache)
+    images = _images(3)
+    assert _min_cosine(again.embed_images(images), first.embed_images(images)) >= 0.99999
     # New weights in the same folder: a new graph, not the stale one.
     from transformers import ViTModel
 
@@ -61,6 +71,20 @@ def test_the_graph_is_exported_once_and_keyed_by_the_weights(tiny_models, tmp_pa
     img = _images(1)
     ref = make_encoder("vit", str(model), runtime="torch")
     assert _min_cosine(changed.embed_images(img), ref.embed_images(img)) >= PARITY
+
+
+@pytest.mark.parametrize("name", ["clip", "blip2"])
+def test_text_towers_start_from_the_cache_without_the_torch_model(name, tiny_models, monkeypatch):
+    model = str(tiny_models[TINY_FOR_ENCODER[name]])
+    first = make_encoder(name, model, runtime="onnx", batch_size=4)  # exports, or finds, both graphs
+    cls = type(first)
+    monkeypatch.setattr(cls, "load_model", lambda self, checkpoint: pytest.fail("torch model loaded"))
+    again = make_encoder(name, model, runtime="onnx", batch_size=4)
+    assert again.supports_text and again.text_tower.path == first.text_tower.path
+    texts = ["a doge meme", "two dogs playing in the snow"]
+    assert _min_cosine(again.embed_texts(texts), first.embed_texts(texts)) >= 0.99999
+    images = _images(2)
+    assert _min_cosine(again.embed_images(images), first.embed_images(images)) >= 0.99999
 
 
 def test_runtime_choice(monkeypatch):

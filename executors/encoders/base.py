@@ -22,14 +22,15 @@ import numpy as np
 import torch
 from docarray import DocList
 from jina import requests
-from transformers import PreTrainedModel
+from transformers import AutoConfig, PreTrainedModel
 
 from executors.docs import ImageDoc, failed
 from executors.encoders.coalesce import Coalescer
 from executors.encoders.device_decode import decode_on_cpu, resolve_device_decoder
 from executors.encoders.preprocess import ImagePreprocessor
 from executors.encoders.runtimes import (
-    OnnxTower, RuntimeChoiceError, Tower, calibration_images, export_graph, folder_revision, graph_key, resolve_runtime,
+    OnnxTower, RuntimeChoiceError, Tower, calibration_images, export_graph, folder_revision, graph_key, graph_path,
+    resolve_runtime,
 )
 from executors.encoders.specs import EncoderSpec, get_spec
 from executors.flow_kwargs import flow_kwarg
@@ -144,20 +145,18 @@ class TorchEncoder(EncoderStage):
         self.num_threads = int(num_threads or torch.get_num_threads())
         started = time.perf_counter()
         try:
-            model = self.load_model(self.checkpoint)
-            if not isinstance(model, PreTrainedModel):
-                # transformers models were loaded in self.dtype already, honouring the modules
-                # they keep in fp32 (BLIP-2's Q-Former); a plain torch module is cast here.
-                model = model.to(dtype=self.dtype)
-            self.model = model.to(self.device).eval()
-            if self.channels_last and self.runtime == "torch":
-                self.model = self.model.to(memory_format=torch.channels_last)
+            self.inspect_checkpoint(self.checkpoint)
             self.preprocess = self.load_preprocessor(self.checkpoint)
             self.tokenizer = self.load_tokenizer(self.checkpoint) if self.supports_text else None
+            self.model: Optional[torch.nn.Module] = None
             self.image_tower: Tower = self._torch_image_features
             self.text_tower: Tower = self.text_features
-            if self.runtime != "torch":
-                self._use_onnx()
+            # With its graphs cached, an ONNX encoder never loads torch's copy of the weights:
+            # a faster start, and no moment with both copies in memory.
+            if self.runtime == "torch" or not self._use_onnx(cached_only=True):
+                self.model = self._load_torch_model()
+                if self.runtime != "torch":
+                    self._use_onnx()
         except (ModelLoadError, RuntimeChoiceError):
             raise
         except Exception as exc:
@@ -183,7 +182,22 @@ class TorchEncoder(EncoderStage):
             self.load_seconds, self.dim, self.supports_text,
         )
 
+    def _load_torch_model(self) -> torch.nn.Module:
+        model = self.load_model(self.checkpoint)
+        if not isinstance(model, PreTrainedModel):
+            # transformers models were loaded in self.dtype already, honouring the modules
+            # they keep in fp32 (BLIP-2's Q-Former); a plain torch module is cast here.
+            model = model.to(dtype=self.dtype)
+        model = model.to(self.device).eval()
+        if self.channels_last and self.runtime == "torch":
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
     # --- what a family provides -------------------------------------------------------
+
+    def inspect_checkpoint(self, checkpoint: str) -> None:
+        """Read what the family needs to know before (or without) loading the weights, from
+        the checkpoint's config (BLIP-2: whether it has a text tower). Nothing by default."""
 
     def load_model(self, checkpoint: str) -> torch.nn.Module:
         """The model, loaded in ``self.dtype`` (``from_pretrained(..., dtype=self.dtype)``)."""
@@ -209,13 +223,15 @@ class TorchEncoder(EncoderStage):
         return AutoTokenizer.from_pretrained(checkpoint)
 
     def revision(self) -> str:
-        """What identifies these weights beyond the checkpoint name (keys the ONNX cache)."""
-        commit = getattr(getattr(self.model, "config", None), "_commit_hash", None)
-        if commit:
-            return str(commit)
+        """What identifies these weights beyond the checkpoint name (keys the ONNX cache), read
+        without loading them: a local folder's files, else the hub commit of its config."""
         if Path(self.checkpoint).is_dir():
             return folder_revision(Path(self.checkpoint))
-        return f"transformers {importlib.metadata.version('transformers')}"
+        try:
+            commit = AutoConfig.from_pretrained(self.checkpoint)._commit_hash
+        except (OSError, ValueError):  # not reachable: loading the weights then says why
+            commit = None
+        return str(commit) if commit else f"transformers {importlib.metadata.version('transformers')}"
 
     def fit_batch_size(self) -> int:
         """On a GPU with torch: the batch that fits in 60% of the free memory (multiple of 8,
@@ -246,33 +262,43 @@ class TorchEncoder(EncoderStage):
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         return self.image_features(pixels)
 
-    def _use_onnx(self) -> None:
-        """Swap the towers for onnxruntime sessions on graphs traced from this model."""
+    def _use_onnx(self, cached_only: bool = False) -> bool:
+        """Swap the towers for onnxruntime sessions on graphs traced from this model
+        (exported on first use); with ``cached_only``, only if every graph is cached already,
+        so the torch model need not be loaded. Whether the towers were swapped."""
         int8 = self.runtime == "onnx-int8"
         h, w = self.preprocess.input_size
         revision, cls = self.revision(), type(self).__name__
-        calibration_source, calibration = "", None
-        if int8:
-            calibration_source, photos = calibration_images()
+        calibration_source, photos = calibration_images() if int8 else ("", [])
+        image_key = graph_key(self.checkpoint, revision, "image", f"{cls}|{h}x{w}")
+        text_key = graph_key(self.checkpoint, revision, "text", cls)
+        if cached_only:
+            keys = [(image_key, calibration_source)] + ([(text_key, "")] if self.supports_text else [])
+            if not all(graph_path(key, int8, source).is_file() for key, source in keys):
+                return False
 
-            def calibration() -> list[dict[str, np.ndarray]]:
-                return [{"pixel_values": self.preprocess([p]).numpy()} for p in photos]
+        def calibration() -> list[dict[str, np.ndarray]]:
+            return [{"pixel_values": self.preprocess([p]).numpy()} for p in photos]
 
         path = export_graph(
             self.model, self.image_features, [torch.zeros(2, 3, h, w)], ["pixel_values"], {"pixel_values": {0: "batch"}},
-            graph_key(self.checkpoint, revision, "image", f"{cls}|{h}x{w}"), int8, calibration, calibration_source,
+            image_key, int8, calibration if int8 else None, calibration_source,
         )
         self.image_tower = OnnxTower(path, ["pixel_values"], self.num_threads, self.onnx_cuda)
         if self.supports_text:
-            tokens = self.tokenizer(["a photo of a cat", "two dogs"], padding=True, return_tensors="pt")
             names = ["input_ids", "attention_mask"]
+            example = []
+            if not cached_only:
+                tokens = self.tokenizer(["a photo of a cat", "two dogs"], padding=True, return_tensors="pt")
+                example = [tokens[n] for n in names]
             path = export_graph(
-                self.model, self.text_features, [tokens[n] for n in names], names,
-                {n: {0: "batch", 1: "tokens"} for n in names}, graph_key(self.checkpoint, revision, "text", cls), int8,
+                self.model, self.text_features, example, names, {n: {0: "batch", 1: "tokens"} for n in names},
+                text_key, int8,
             )
             self.text_tower = OnnxTower(path, names, self.num_threads, self.onnx_cuda)
         self.model = None  # both towers run in onnxruntime now: free torch's copy of the weights
         gc.collect()
+        return True
 
     # --- shared machinery ---------------------------------------------------------------
 

@@ -17,9 +17,11 @@ _RETRIEVAL_ARCH = "Blip2ForImageTextRetrieval"
 class Blip2Encoder(TorchEncoder):
     family = "blip2"
 
-    def load_model(self, checkpoint: str) -> torch.nn.Module:
+    def inspect_checkpoint(self, checkpoint: str) -> None:
         config = AutoConfig.from_pretrained(checkpoint)
         self._retrieval = _RETRIEVAL_ARCH in (getattr(config, "architectures", None) or [])
+
+    def load_model(self, checkpoint: str) -> torch.nn.Module:
         if self._retrieval:
             return Blip2ForImageTextRetrieval.from_pretrained(checkpoint, dtype=self.dtype)
         # A generative checkpoint: load the vision tower, query tokens and Q-Former only,

