@@ -56,6 +56,7 @@ def process_usage() -> dict:
 # glibc malloc options (mallopt(3)); values from malloc.h.
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
 _malloc_tuned = False
+ENV_MALLOC_TUNING = "IMGSEARCH_MALLOC_TUNING"
 
 
 def keep_freed_memory(trim_threshold: int = 1 << 30, top_pad: int = 64 << 20) -> bool:
@@ -67,11 +68,14 @@ def keep_freed_memory(trim_threshold: int = 1 << 30, top_pad: int = 64 << 20) ->
     about half the speed it runs with this). Serving them from the heap and keeping up to
     ``trim_threshold`` of freed memory makes the steady state fault-free; peak memory is
     unchanged (the pages are the working set either way). Once per process; a no-op where
-    the C library is not glibc.
+    the C library is not glibc. ``IMGSEARCH_MALLOC_TUNING=0`` leaves glibc's defaults (less
+    memory held between batches, slower torch on a CPU; ``app.py bench`` measures both).
     """
     global _malloc_tuned
     if _malloc_tuned:
         return True
+    if os.environ.get(ENV_MALLOC_TUNING, "").strip() == "0":
+        return False
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):

@@ -188,8 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, default=Path("data/bench"), help="built models and synthetic images, reused")
     p.add_argument("--json", action="store_true", help="print bench.json on stdout")
     _add_runtime_arg(p)
-    p.add_argument("--runtimes", nargs="*", default=["torch", "onnx", "onnx-int8"], choices=RUNTIME_CHOICES[1:],
-                   help="bare model on each of these runtimes, side by side (none = skip)")
+    p.add_argument("--runtimes", nargs="*", default=["torch-plain", "torch", "onnx", "onnx-int8"],
+                   choices=("torch-plain", *RUNTIME_CHOICES[1:]),
+                   help="bare model on each of these runtimes, side by side (none = skip); torch-plain: torch "
+                        "with glibc's default allocator (IMGSEARCH_MALLOC_TUNING=0), as a plain script runs it")
     p.add_argument("--script-images", type=int, default=1200, metavar="N",
                    help="time `app.py index` of N images against the plain one-process torch script (0 = skip)")
 

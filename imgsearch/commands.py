@@ -251,7 +251,8 @@ def cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
     )
     if args.quick:
         opts.images, opts.batch_sizes, opts.bare_seconds, opts.rounds = min(opts.images, 32), [8, 16], 0.5, 2
-        opts.runtimes, opts.script_images = [r for r in opts.runtimes if r != "onnx-int8"], min(opts.script_images, 48)
+        opts.runtimes = [r for r in opts.runtimes if r not in ("onnx-int8", "torch-plain")]
+        opts.script_images = min(opts.script_images, 48)
         opts.search_queries, opts.clients, opts.per_client = 5, min(opts.clients, 2), 3
         opts.store_sizes, opts.local_size, opts.growth = [2_000], 0, [100, 300]
     if args.data is not None:

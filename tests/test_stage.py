@@ -1,6 +1,7 @@
 """What every executor shares (executors/stage.py): glibc keeps freed memory for reuse."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -41,3 +42,13 @@ def test_freed_tensors_are_reused_instead_of_faulted_in_again():
     pages = (64 << 20) // 4096
     assert got["default"] > pages * 0.9  # glibc's default: every cycle maps fresh pages
     assert got["after"] < pages * 0.05  # kept: the pages are reused, not faulted in again
+
+
+def test_the_tuning_can_be_switched_off():
+    # IMGSEARCH_MALLOC_TUNING=0: glibc's defaults stay (the bench's torch-plain baseline).
+    env = {**os.environ, "IMGSEARCH_MALLOC_TUNING": "0"}
+    proc = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    pages = (64 << 20) // 4096
+    assert got["tuned"] is False and got["after"] > pages * 0.9

@@ -234,6 +234,10 @@ class OnnxTower:
         opts.intra_op_num_threads = max(1, int(threads))
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
+            # The flow's policy for idle compute threads (cli.py sets it for OpenMP, which
+            # onnxruntime does not use): sleep, leaving the cores to decoding and gRPC.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = session_providers(ort.get_available_providers(), cuda, path.parent / "tensorrt")
         self.session = ort.InferenceSession(str(path), opts, providers=providers)
         self.input_names = list(input_names)

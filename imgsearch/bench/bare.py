@@ -89,8 +89,10 @@ def measure(encoder: str, model: Optional[str], files: list[Path], batch_sizes: 
 
 
 def run_in_subprocess(encoder: str, model: Optional[str], files: list[Path], batch_sizes: list[int],
-                      min_seconds: float, workdir: Path, runtime: Optional[str] = None) -> dict:
-    """``measure`` in a fresh interpreter (on ``runtime``, default: as the flow's); returns its JSON."""
+                      min_seconds: float, workdir: Path, runtime: Optional[str] = None,
+                      extra_env: Optional[dict[str, str]] = None) -> dict:
+    """``measure`` in a fresh interpreter (on ``runtime``, default: as the flow's; ``extra_env`` added to
+    its environment); returns its JSON."""
     import subprocess
 
     from imgsearch.flow import REPO
@@ -106,6 +108,7 @@ def run_in_subprocess(encoder: str, model: Optional[str], files: list[Path], bat
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if runtime:
         env["ENCODER_RUNTIME"] = runtime
+    env.update(extra_env or {})
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"bare-model run of {encoder} failed: {proc.stderr.strip()[-2000:]}")

@@ -36,7 +36,7 @@ class BenchOptions:
     growth_model: Optional[str] = None  # default: the tiny CLIP (data/tiny-models/clip)
     out: Path = Path("results/bench")
     cache: Path = Path("data/bench")
-    runtimes: list[str] = field(default_factory=lambda: ["torch", "onnx", "onnx-int8"])  # bare, side by side
+    runtimes: list[str] = field(default_factory=lambda: ["torch-plain", "torch", "onnx", "onnx-int8"])  # bare, side by side
     script_images: int = 1200  # app.py index vs the plain torch script on this many images (0 = skip)
 
 

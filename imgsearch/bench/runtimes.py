@@ -11,11 +11,15 @@ import time
 from pathlib import Path
 from typing import Optional, TextIO
 
+from executors.stage import ENV_MALLOC_TUNING
 from imgsearch.flow import REPO
 
 logger = logging.getLogger(__name__)
 
 RUNTIMES = ("torch", "onnx", "onnx-int8")
+# The bare model on torch as a plain script runs it: glibc's default allocator (stage.py's
+# tuning off), the baseline the project's figures started from.
+PLAIN_TORCH = "torch-plain"
 
 
 def bare_by_runtime(encoder: str, model: Optional[str], files: list[Path], batch_sizes: list[int],
@@ -26,15 +30,18 @@ def bare_by_runtime(encoder: str, model: Optional[str], files: list[Path], batch
     out = {}
     for runtime in runtimes:
         try:
-            bare = run_in_subprocess(encoder, model, files, batch_sizes, seconds, work, runtime=runtime)
+            plain = runtime == PLAIN_TORCH
+            bare = run_in_subprocess(encoder, model, files, batch_sizes, seconds, work, runtime="torch" if plain else runtime,
+                                     extra_env={ENV_MALLOC_TUNING: "0"} if plain else None)
             out[runtime] = {k: bare[k] for k in ("best_images_per_second", "best_batch_size", "images_per_second",
                                                   "threads", "load_seconds", "provider", "dtype")}
         except RuntimeError as exc:
             out[runtime] = {"error": str(exc).splitlines()[-1][:300]}
-    base = out.get("torch", {}).get("best_images_per_second")
-    for rec in out.values():
-        if base and "best_images_per_second" in rec:
-            rec["speedup_vs_torch"] = round(rec["best_images_per_second"] / base, 2)
+    for key, baseline in (("speedup_vs_torch", "torch"), ("speedup_vs_plain_torch", PLAIN_TORCH)):
+        base = out.get(baseline, {}).get("best_images_per_second")
+        for rec in out.values():
+            if base and "best_images_per_second" in rec:
+                rec[key] = round(rec["best_images_per_second"] / base, 2)
     return out
 
 
@@ -78,19 +85,24 @@ def index_vs_script(folder: Path, work: Path, runtimes: tuple[str, ...] = ("onnx
 def print_runtimes(result: dict, out: TextIO) -> None:
     rows = [(r["encoder"], r["runtimes"]) for r in result.get("encoders", []) if r.get("runtimes")]
     if rows:
-        print("\n8. Runtimes: bare images/s (best batch size) and speed-up over torch (fp32 on a CPU, bf16 on a GPU)", file=out)
-        print(f"  {'encoder':<20} " + " ".join(f"{rt:>22}" for rt in RUNTIMES), file=out)
+        columns = [rt for rt in (PLAIN_TORCH, *RUNTIMES) if any(rt in by_rt for _, by_rt in rows)]
+        print("\n8. Runtimes: bare images/s (best batch size) and speed-up over torch (fp32 on a CPU, bf16 on a GPU); "
+              f"{PLAIN_TORCH} is torch with glibc's default allocator, as a plain script runs it", file=out)
+        print(f"  {'encoder':<20} " + " ".join(f"{rt:>22}" for rt in columns), file=out)
         for encoder, by_rt in rows:
-            cells = []
-            for rt in RUNTIMES:
+            cells, plain = [], []
+            for rt in columns:
                 rec = by_rt.get(rt) or {}
                 if "best_images_per_second" in rec:
                     cells.append(f"{rec['best_images_per_second']:>10.1f} ({rec.get('speedup_vs_torch', 1.0):.2f}×) b{rec['best_batch_size']:<2}")
                 else:
                     cells.append(f"{'n/a: ' + (rec.get('error') or 'not run')[:16]:>22}")
+                plain.append(f"{rec['speedup_vs_plain_torch']:.2f}×" if "speedup_vs_plain_torch" in rec else "")
             print(f"  {encoder:<20} " + " ".join(f"{c:>22}" for c in cells), file=out)
+            if any(plain):
+                print(f"  {'  over ' + PLAIN_TORCH:<20} " + " ".join(f"{c:>22}" for c in plain), file=out)
             # What each ran on: onnxruntime may fall back (TensorRT → CUDA → CPU) without failing.
-            ran_on = [_ran_on(by_rt.get(rt) or {}) for rt in RUNTIMES]
+            ran_on = [_ran_on(by_rt.get(rt) or {}) for rt in columns]
             print(f"  {'  ran on':<20} " + " ".join(f"{c:>22}" for c in ran_on), file=out)
     iv = result.get("index_vs_script")
     if iv:
