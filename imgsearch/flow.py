@@ -151,10 +151,9 @@ def _started_flow(
 
     if not qdrant_url and not shared:
         _check_store_free(store)
-    prepare_start_method(encoder)
-    jina_fixes.apply()
     port = port or free_port()
-    os.environ.update(
+    # flows/index.yml's ${{ ENV.* }}: expanded here and handed to the executors as arguments.
+    per_flow = dict(
         ENCODER=encoder,
         ENCODER_MODEL=model or "",
         IMGSEARCH_STORE=str(Path(store).resolve()),
@@ -163,7 +162,12 @@ def _started_flow(
         NORMALIZE_RESIZE=str(resize or ""),
     )
     # Executors import `executors.*`; spawned processes need the repo on their path.
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(REPO) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), *paths])
+    prepare_start_method(encoder, per_flow)
+    jina_fixes.apply()
+    os.environ.update(per_flow)
     with contextlib.chdir(REPO):  # the YAML's `uses:` paths are relative to the repo
         flow = _flow_sharing(encoder, port, shared or {}, bind, runtime)
     with contextlib.ExitStack() as stack:

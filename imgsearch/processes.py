@@ -2,28 +2,73 @@
 
 import ctypes
 import importlib
+import logging
 import multiprocessing
 import os
 import signal
+from multiprocessing import forkserver
+from typing import Iterable, Optional
 
-from executors.encoders.specs import get_spec
+from executors.encoders.specs import SPECS, get_spec
+
+logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def prepare_start_method(encoder: str) -> None:
+EXECUTOR_MODULES = ("executors.loader", "executors.normalizer", "executors.indexer")
+ENCODER_MODULES = sorted({spec.module for spec in SPECS.values()})
+
+
+def prepare_start_method(encoder: str, per_flow: Iterable[str] = ()) -> None:
     """Fork by default: executor processes then inherit the imports (torch, transformers,
     jina) instead of paying for them again, which cuts flow start-up several-fold. A forked
     child of a process that has already run torch compute can deadlock in OpenMP, so such
-    processes (the test-suite embeds in process) set IMGSEARCH_START_METHOD=spawn.
+    processes (the test-suite embeds in process) set IMGSEARCH_START_METHOD to forkserver
+    (children fork from a clean server holding the imports) or spawn (a fresh interpreter
+    each: several seconds more per flow on two cores).
+
+    ``per_flow``: variables the caller sets for each flow but hands its executors as
+    arguments, so a fork server started under other values of them still serves.
     """
     method = os.environ.get("IMGSEARCH_START_METHOD", "fork")
+    modules = [*EXECUTOR_MODULES, get_spec(encoder).module]
+    # The fork server holds every family's imports, so no encoder makes it start again.
+    if method == "forkserver" and not _forkserver_serves([*EXECUTOR_MODULES, *ENCODER_MODULES], set(per_flow)):
+        method = "spawn"
     multiprocessing.set_start_method(method, force=True)
     if method == "fork":
         _forked_children_die_with_us()
-        for module in ("executors.loader", "executors.normalizer", "executors.indexer",
-                       f"executors.encoders.{get_spec(encoder).family}"):
+        for module in modules:
             importlib.import_module(module)
+
+
+# Variables that change all the time and that no executor reads: Jina's byte counters and
+# pytest's current test name.
+_VOLATILE = {"JINA_GRPC_RECV_BYTES", "JINA_GRPC_SEND_BYTES", "PYTEST_CURRENT_TEST"}
+_forkserver_env: Optional[dict[str, str]] = None
+_forkserver_modules: set[str] = set()
+
+
+def _forkserver_serves(modules: list[str], per_flow: set[str]) -> bool:
+    """Whether the fork server can start this flow's executors. Its children get the
+    environment it started with, not ours now: when ours has changed since (a variable an
+    executor reads) or it lacks an encoder family's imports, it is restarted, unless
+    children of it still run (stopping it would orphan them): then spawn."""
+    global _forkserver_env
+    env = {k: v for k, v in os.environ.items() if k not in per_flow and k not in _VOLATILE}
+    wanted = _forkserver_modules | set(modules)
+    if _forkserver_env is not None and (env != _forkserver_env or wanted != _forkserver_modules):
+        changed = sorted(k for k in env.keys() | _forkserver_env.keys() if env.get(k) != _forkserver_env.get(k))
+        if multiprocessing.active_children():
+            logger.info("environment changed (%s) while executors run: spawning this flow's", ", ".join(changed))
+            return False
+        logger.info("restarting the fork server: %s", ", ".join(changed) or "new encoder family")
+        forkserver._forkserver._stop()  # private, but the stdlib's own way to stop it
+    _forkserver_modules.update(wanted)
+    forkserver.set_forkserver_preload(sorted(_forkserver_modules))
+    _forkserver_env = env
+    return True
 
 
 _die_hook_registered = False

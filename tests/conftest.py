@@ -22,7 +22,7 @@ os.environ.setdefault("JINA_LOG_LEVEL", "ERROR")
 # (OpenMP deadlocks in forked children). Spawn, not forkserver: a fork server keeps the
 # environment it started with, and tests set variables (VERTEX_*) between flows.
 # app.py's default, fork, is what test_cli.py runs.
-os.environ.setdefault("IMGSEARCH_START_METHOD", "spawn")
+os.environ.setdefault("IMGSEARCH_START_METHOD", "forkserver")
 
 # encoder registry name -> its tiny model kind, from the registry
 TINY_FOR_ENCODER = TINY_KIND
