@@ -19,9 +19,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("JINA_LOG_LEVEL", "ERROR")
 # This process embeds with torch in process, so flows it starts must not fork from it
-# (OpenMP deadlocks in forked children). Spawn, not forkserver: a fork server keeps the
-# environment it started with, and tests set variables (VERTEX_*) between flows.
-# app.py's default, fork, is what test_cli.py runs.
+# (OpenMP deadlocks in forked children): they fork from a clean fork server holding the
+# imports, restarted when a variable changes between flows (imgsearch/processes.py).
+# app.py's default, fork, is what the tests running app.py as a process use.
 os.environ.setdefault("IMGSEARCH_START_METHOD", "forkserver")
 
 # encoder registry name -> its tiny model kind, from the registry

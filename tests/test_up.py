@@ -27,7 +27,7 @@ def test_up_serves_until_sigterm_and_leaves_no_process(tmp_path):
     from imgsearch.flow import Gateway, free_port
 
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "IMGSEARCH_TOKEN": ""}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "IMGSEARCH_TOKEN": "", "IMGSEARCH_START_METHOD": "fork"}  # as users run it
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "app.py"), "up", "--encoder", "efficientnet-lite0", "--port", str(port),
          "--store", str(tmp_path / "store")],
