@@ -67,8 +67,10 @@ def test_lite0_config_takes_the_fast_path_and_efficientnet_does_not():
 
 @pytest.mark.parametrize("kind", sorted(CONFIGS))
 def test_resizing_at_decode_time_gives_the_encoder_the_same_input(kind):
-    """PNG (no JPEG draft): decoding with the model's rule, then preprocessing, equals
-    preprocessing the full decoded image; only model-sized pixels leave the normalizer."""
+    """PNG (no JPEG draft): decoding with the model's rule, then preprocessing, gives the
+    model the input that preprocessing the full decoded image gives (the normalizer resizes
+    with torch's antialiased kernels, Pillow's algorithm: within 2 levels of 255, almost
+    every value equal); only model-sized pixels leave the normalizer."""
     name, kwargs = CONFIGS[kind]
     pre = ImagePreprocessor(_processor(name, **kwargs))
     rule = pre.resize_rule()
@@ -80,7 +82,8 @@ def test_resizing_at_decode_time_gives_the_encoder_the_same_input(kind):
         fitted, w2, h2 = decode_image(buf.getvalue(), fit=rule)
         assert (w2, h2) == (w, h) == (img.shape[1], img.shape[0])  # the original size is reported
         assert (fitted.shape[1], fitted.shape[0]) == fit_size(w, h, rule)
-        assert float((pre([fitted]) - pre([full])).abs().max()) < 1e-5
+        levels = (pre([fitted]) - pre([full])).abs() / pre._mul  # back to 0-255 pixel levels
+        assert float(levels.max()) < 2.01 and float((levels > 0.01).float().mean()) < 0.01
 
 
 def test_fit_shrinks_a_big_jpeg_before_it_travels():

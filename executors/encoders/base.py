@@ -40,9 +40,9 @@ logger = logging.getLogger(__name__)
 
 
 CPU_BATCH = 32  # the default batch where memory does not decide it, for torch
-# onnxruntime on a CPU: as fast per image at 16 as at 32 (faster on 2 cores), and its
-# activation arena, the bulk of the encoder's memory above the imports, is half the size.
-ONNX_CPU_BATCH = 16
+# onnxruntime on a CPU: as fast per image at 8 as at 16 or 32 (docs/performance.md), and its
+# activation arena, the bulk of the encoder's memory above the imports, a half or a quarter.
+ONNX_CPU_BATCH = 8
 MAX_BATCH = 1024
 
 
