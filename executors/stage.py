@@ -54,7 +54,7 @@ def process_usage() -> dict:
 
 
 # glibc malloc options (mallopt(3)); values from malloc.h.
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -2, -4, -8
 _malloc_tuned = False
 ENV_MALLOC_TUNING = "IMGSEARCH_MALLOC_TUNING"
 
@@ -84,6 +84,18 @@ def keep_freed_memory(trim_threshold: int = 1 << 30, top_pad: int = 64 << 20) ->
         mallopt(_M_MMAP_MAX, 0) and mallopt(_M_TRIM_THRESHOLD, trim_threshold) and mallopt(_M_TOP_PAD, top_pad)
     )
     return _malloc_tuned
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """At most ``arenas`` glibc heaps for this process's threads (default: 8 per core).
+
+    gRPC's threads unpack requests and the model's threads free them: with a heap per
+    thread, each keeps its own high-water mark. A no-op where the C library is not glibc.
+    """
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):
+        return False
 
 
 class Stage(Executor):

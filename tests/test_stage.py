@@ -52,3 +52,39 @@ def test_the_tuning_can_be_switched_off():
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     pages = (64 << 20) // 4096
     assert got["tuned"] is False and got["after"] > pages * 0.9
+
+
+ARENAS_PROBE = """
+import ctypes, json, sys, threading
+from executors.stage import limit_malloc_arenas
+
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.fopen.restype = ctypes.c_void_p
+limited = limit_malloc_arenas(2) if sys.argv[1] == "limited" else None
+barrier = threading.Barrier(8)
+
+def work():
+    barrier.wait()  # all at once, so that each thread contends for a heap
+    for _ in range(2000):
+        libc.malloc(4096)
+
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+fp = libc.fopen(sys.argv[2].encode(), b"w")
+libc.malloc_info(0, ctypes.c_void_p(fp))
+libc.fclose(ctypes.c_void_p(fp))
+print(json.dumps({"limited": limited, "heaps": open(sys.argv[2]).read().count("<heap nr=")}))
+"""
+
+
+def test_the_encoder_threads_share_at_most_two_heaps(tmp_path):
+    got = {}
+    for mode in ("default", "limited"):
+        proc = subprocess.run([sys.executable, "-c", ARENAS_PROBE, mode, str(tmp_path / f"{mode}.xml")],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        got[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["limited"]["limited"] is True and got["limited"]["heaps"] <= 2
+    assert got["default"]["heaps"] > 2  # glibc's default: a heap per contending thread

@@ -34,7 +34,7 @@ from executors.encoders.runtimes import (
 )
 from executors.encoders.specs import EncoderSpec, get_spec
 from executors.flow_kwargs import flow_kwarg
-from executors.stage import Stage, keep_freed_memory, peak_rss_mb
+from executors.stage import Stage, keep_freed_memory, limit_malloc_arenas, peak_rss_mb
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ class TorchEncoder(EncoderStage):
         if self.runtime != "torch":
             # The graph is traced in fp32 on the CPU; onnxruntime picks its own device.
             self.device, dtype = torch.device("cpu"), "float32"
+            limit_malloc_arenas()  # the encoder's memory, measured by `app.py bench` (docs/performance.md)
         else:
             # Keeping freed memory makes torch's CPU forward passes fault-free, but it holds
             # the high-water mark; onnxruntime has its own arena and does not need it.
