@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queries", type=int, default=2000, metavar="N", help="at most N queries: past it, those with the lowest content hash (default 2000)")
     p.add_argument("--grid-rows", type=int, default=24, help="query rows in the result grid: where encoders disagree most, and a quarter at random (default 24)")
     p.add_argument("--grid-k", type=int, default=5, help="thumbnails per grid cell")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, help="images per request (default: each encoder's batch size)")
     p.add_argument("--out", type=Path, default=Path("results/compare"), help="report folder (default: results/compare)")
     p.add_argument("--vertex-project", help="Google Cloud project for the vertex encoder (default: GOOGLE_CLOUD_PROJECT / credentials)")
     p.add_argument("--vertex-region", help="Vertex AI region (default: us-central1)")

@@ -187,7 +187,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         cmd_sample(argparse.Namespace(out=args.data, variants=4, hard=False, limit=None, wheel=None), out)
     common = dict(store=args.store, qdrant_url=args.qdrant_url, host=args.host, resize=args.resize, json=False)
     index_args = argparse.Namespace(data=args.data, encoder=[DEFAULT_ENCODER], model=None, dataset=None,
-                                    batch_size=32, no_progress=False, **common)
+                                    batch_size=None, no_progress=False, **common)
     cmd_index(index_args, out)
     query = sorted(args.data.rglob("*__v1.jpg"))[0]
     search = dict(encoder=DEFAULT_ENCODER, model=None, data=args.data, dataset=None, collection=None,

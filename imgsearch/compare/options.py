@@ -35,7 +35,7 @@ class CompareOptions:
     score_depth: int = 1000
     grid_rows: int = 24
     grid_k: int = 5
-    batch_size: int = 32
+    batch_size: Optional[int] = None  # images per request; None: each encoder's own batch
     resize: Optional[int] = None
     store: Optional[Path] = None
     qdrant_url: Optional[str] = None
