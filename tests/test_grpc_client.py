@@ -119,7 +119,9 @@ def test_plain_grpc_search_against_a_running_flow(tmp_path, photo_dir):
 
         ref = run_search(gw, summary.collection, encoder_info(gw), image=query, top_k=4)
         assert [m["uri"] for m in matches] == [m["path"] for m in ref.matches]
-        assert scores == pytest.approx([m["score"] for m in ref.matches], abs=1e-5)
+        # This client sends no resize rule, so the encoder's processor resizes (Pillow); the jina
+        # client's query is resized where it is decoded (torch's kernel, within 2 pixel levels).
+        assert scores == pytest.approx([m["score"] for m in ref.matches], abs=2e-3)
 
         # Human output, and stubs compiled on the fly when none are given.
         run = client("--image", str(query), "--collection", summary.collection, "--top-k", "2")
