@@ -239,6 +239,7 @@ class Gateway:
         timeout: Optional[float] = None,
         retry_unreachable_s: float = 0.0,
         request_timeout: Optional[float] = None,
+        target: Optional[str] = None,
     ) -> DocList[ImageDoc]:
         """Send docs (streamed in requests of ``request_size``); return or hand back the results.
 
@@ -246,7 +247,9 @@ class Gateway:
         ``request_timeout``, when given, fails the call once no response came for that long
         (imgsearch/stall.py): a stuck stage costs one request's deadline, not the call's. Idempotent
         calls may pass ``retry_unreachable_s`` to retry, within that deadline, while an
-        executor behind the gateway is unreachable (e.g. a pod restarting).
+        executor behind the gateway is unreachable (e.g. a pod restarting). ``target`` names
+        the one executor the request is for (flows/index.yml's names): the others do not
+        unpack and repack documents they would pass on untouched.
         """
         deadline = time.monotonic() + (timeout or self.timeout)
         if not isinstance(docs, (list, tuple)):
@@ -267,7 +270,7 @@ class Gateway:
 
             def send(progress: Callable[[], None]) -> None:
                 self._send(endpoint, docs, parameters, request_size, lambda r: collect(r, progress),
-                           deadline - time.monotonic())
+                           deadline - time.monotonic(), target)
 
             try:
                 try:
@@ -285,10 +288,11 @@ class Gateway:
                 wait = min(wait * 2, 2.0)
 
     def _send(self, endpoint: str, docs: Iterable[ImageDoc], parameters: Optional[dict], request_size: int,
-              collect: Callable[[Any], None], timeout: float) -> None:
+              collect: Callable[[Any], None], timeout: float, target: Optional[str] = None) -> None:
         try:
             self.client.post(
                 endpoint,
+                target_executor=target,
                 inputs=docs if not isinstance(docs, (list, tuple)) or docs else DocList[ImageDoc](),
                 parameters=self._params(parameters),
                 request_size=request_size,

@@ -14,6 +14,9 @@ from imgsearch.flow import INDEX_REQUEST_TIMEOUT_S, Gateway, collection_name, fi
 logger = logging.getLogger(__name__)
 
 SCAN_PAGE = 2048
+# /scan's stages (flows/index.yml's names): the loader lists, the indexer marks what it
+# stores; the stages between would only unpack and repack every page.
+SCAN_TARGET = "loader|indexer"
 
 
 @dataclass
@@ -72,7 +75,8 @@ def run_index(
     stored: dict[str, set[str]] = {}  # hash -> paths the store has recorded already
     try:
         for offset in range(0, total, SCAN_PAGE):
-            scanned = gateway.post("/scan", [ImageDoc()], {**params, "offset": offset, "limit": SCAN_PAGE})
+            scanned = gateway.post("/scan", [ImageDoc()], {**params, "offset": offset, "limit": SCAN_PAGE},
+                                   target=SCAN_TARGET)
             todo = DocList[ImageDoc]()
             for doc in scanned:
                 summary.files_seen += 1

@@ -15,7 +15,7 @@ from PIL import Image
 
 from executors.docs import ImageDoc
 from executors.loader.executor import label_for
-from imgsearch.indexing import SCAN_PAGE
+from imgsearch.indexing import SCAN_PAGE, SCAN_TARGET
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ def scan(gateway, data: str) -> list[Item]:
     total = int(gateway.call("/scan_total", params).get("files", 0))
     seen, items = set(), []
     for offset in range(0, total, SCAN_PAGE):
-        for doc in gateway.post("/scan", [ImageDoc()], {**params, "offset": offset, "limit": SCAN_PAGE}):
+        for doc in gateway.post("/scan", [ImageDoc()], {**params, "offset": offset, "limit": SCAN_PAGE},
+                                target=SCAN_TARGET):
             if doc.error or not doc.hash or doc.hash in seen:
                 continue
             seen.add(doc.hash)
