@@ -17,7 +17,8 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 EXECUTOR_MODULES = ("executors.loader", "executors.normalizer", "executors.indexer")
-ENCODER_MODULES = sorted({spec.module for spec in SPECS.values()})
+# The fork server holds every family's imports, so no encoder makes it start again.
+FORKSERVER_PRELOAD = sorted({*EXECUTOR_MODULES, *(spec.module for spec in SPECS.values())})
 
 
 def prepare_start_method(encoder: str, per_flow: Iterable[str] = ()) -> None:
@@ -32,14 +33,12 @@ def prepare_start_method(encoder: str, per_flow: Iterable[str] = ()) -> None:
     arguments, so a fork server started under other values of them still serves.
     """
     method = os.environ.get("IMGSEARCH_START_METHOD", "fork")
-    modules = [*EXECUTOR_MODULES, get_spec(encoder).module]
-    # The fork server holds every family's imports, so no encoder makes it start again.
-    if method == "forkserver" and not _forkserver_serves([*EXECUTOR_MODULES, *ENCODER_MODULES], set(per_flow)):
+    if method == "forkserver" and not _forkserver_serves(set(per_flow)):
         method = "spawn"
     multiprocessing.set_start_method(method, force=True)
     if method == "fork":
         _forked_children_die_with_us()
-        for module in modules:
+        for module in (*EXECUTOR_MODULES, get_spec(encoder).module):
             importlib.import_module(module)
 
 
@@ -47,26 +46,23 @@ def prepare_start_method(encoder: str, per_flow: Iterable[str] = ()) -> None:
 # pytest's current test name.
 _VOLATILE = {"JINA_GRPC_RECV_BYTES", "JINA_GRPC_SEND_BYTES", "PYTEST_CURRENT_TEST"}
 _forkserver_env: Optional[dict[str, str]] = None
-_forkserver_modules: set[str] = set()
 
 
-def _forkserver_serves(modules: list[str], per_flow: set[str]) -> bool:
+def _forkserver_serves(per_flow: set[str]) -> bool:
     """Whether the fork server can start this flow's executors. Its children get the
     environment it started with, not ours now: when ours has changed since (a variable an
-    executor reads) or it lacks an encoder family's imports, it is restarted, unless
-    children of it still run (stopping it would orphan them): then spawn."""
+    executor reads), it is restarted, unless children of it still run (stopping it would
+    orphan them): then spawn."""
     global _forkserver_env
     env = {k: v for k, v in os.environ.items() if k not in per_flow and k not in _VOLATILE}
-    wanted = _forkserver_modules | set(modules)
-    if _forkserver_env is not None and (env != _forkserver_env or wanted != _forkserver_modules):
+    if _forkserver_env is not None and env != _forkserver_env:
         changed = sorted(k for k in env.keys() | _forkserver_env.keys() if env.get(k) != _forkserver_env.get(k))
         if multiprocessing.active_children():
             logger.info("environment changed (%s) while executors run: spawning this flow's", ", ".join(changed))
             return False
-        logger.info("restarting the fork server: %s", ", ".join(changed) or "new encoder family")
+        logger.info("restarting the fork server: %s changed", ", ".join(changed))
         forkserver._forkserver._stop()  # private, but the stdlib's own way to stop it
-    _forkserver_modules.update(wanted)
-    forkserver.set_forkserver_preload(sorted(_forkserver_modules))
+    forkserver.set_forkserver_preload(FORKSERVER_PRELOAD)
     _forkserver_env = env
     return True
 
