@@ -76,13 +76,7 @@ def keep_freed_memory(trim_threshold: int = 1 << 30, top_pad: int = 64 << 20) ->
         return True
     if os.environ.get(ENV_MALLOC_TUNING, "").strip() == "0":
         return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    _malloc_tuned = bool(
-        mallopt(_M_MMAP_MAX, 0) and mallopt(_M_TRIM_THRESHOLD, trim_threshold) and mallopt(_M_TOP_PAD, top_pad)
-    )
+    _malloc_tuned = _mallopt((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, trim_threshold), (_M_TOP_PAD, top_pad))
     return _malloc_tuned
 
 
@@ -92,10 +86,17 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     gRPC's threads unpack requests and the model's threads free them: with a heap per
     thread, each keeps its own high-water mark. A no-op where the C library is not glibc.
     """
+    return _mallopt((_M_ARENA_MAX, arenas))
+
+
+def _mallopt(*settings: tuple[int, int]) -> bool:
+    """glibc's mallopt(3) for each (option, value), in order; False at the first it refuses,
+    or where the C library is not glibc."""
     try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, arenas))
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
+    return all(mallopt(option, value) for option, value in settings)
 
 
 class Stage(Executor):
