@@ -247,9 +247,10 @@ class Gateway:
         ``request_timeout``, when given, fails the call once no response came for that long
         (imgsearch/stall.py): a stuck stage costs one request's deadline, not the call's. Idempotent
         calls may pass ``retry_unreachable_s`` to retry, within that deadline, while an
-        executor behind the gateway is unreachable (e.g. a pod restarting). ``target`` names
-        the one executor the request is for (flows/index.yml's names): the others do not
-        unpack and repack documents they would pass on untouched.
+        executor behind the gateway is unreachable (e.g. a pod restarting). ``target`` (a
+        regular expression over flows/index.yml's executor names, e.g. ``loader|indexer``)
+        limits the request to those executors: the others do not unpack and repack documents
+        they would pass on untouched.
         """
         deadline = time.monotonic() + (timeout or self.timeout)
         if not isinstance(docs, (list, tuple)):
