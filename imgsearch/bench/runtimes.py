@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 from typing import Optional, TextIO
 
+from executors.encoders.runtimes import RUNTIMES
 from executors.stage import ENV_MALLOC_TUNING
 from imgsearch.flow import REPO
 
 logger = logging.getLogger(__name__)
 
-RUNTIMES = ("torch", "onnx", "onnx-int8")
 # The bare model on torch as a plain script runs it: glibc's default allocator (stage.py's
 # tuning off), the baseline the project's figures started from.
 PLAIN_TORCH = "torch-plain"

@@ -5,10 +5,11 @@ then onnx), so one table answers "what does int8 cost me in recall@1 and mAP@10,
 buy in images/s"; the paired test on per-query AP@10 says whether the quality difference is real.
 """
 
+from executors.encoders.runtimes import RUNTIMES
 from imgsearch.report.common import fmt, runtime_text
 from imgsearch.report.selection import ok_runs
 
-REFERENCE_ORDER = ("torch", "onnx", "onnx-int8")  # the reference of a group: its most exact runtime
+REFERENCE_ORDER = RUNTIMES  # most exact first: a group's reference is its most exact runtime
 
 
 def _rank(rec: dict) -> int:
