@@ -7,7 +7,7 @@ import re
 import socket
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
 
 from docarray import DocList
 
@@ -211,6 +211,24 @@ def _flow_sharing(encoder: str, port: int, shared: dict[str, int], bind: str = L
 
 
 
+T = TypeVar("T")
+
+
+def _while_unreachable(endpoint: str, attempt: Callable[[], T], until: float) -> T:
+    """``attempt()``, tried again with backoff while an executor behind the gateway is
+    unreachable (ExecutorUnreachable: e.g. a pod restarting), until the monotonic time ``until``."""
+    wait = 0.25
+    while True:
+        try:
+            return attempt()
+        except ExecutorUnreachable:
+            if time.monotonic() + wait >= until:
+                raise
+            logger.info("%s: an executor is unreachable; retrying in %.2fs", endpoint, wait)
+            time.sleep(wait)
+            wait = min(wait * 2, 2.0)
+
+
 class Gateway:
     """A thin gRPC client of the flow's gateway, typed for our documents."""
 
@@ -256,8 +274,8 @@ class Gateway:
         if not isinstance(docs, (list, tuple)):
             retry_unreachable_s = 0.0  # a generator cannot be sent twice
         retry_until = time.monotonic() + retry_unreachable_s
-        wait = 0.25
-        while True:
+
+        def attempt() -> DocList[ImageDoc]:
             out = DocList[ImageDoc]()
 
             def collect(resp: Any, progress: Callable[[], None] = lambda: None) -> None:
@@ -274,19 +292,13 @@ class Gateway:
                            deadline - time.monotonic(), target)
 
             try:
-                try:
-                    run_guarded(send, request_timeout)
-                except Stalled as exc:
-                    raise FlowError(f"{endpoint} at {self.host}: {exc}, the deadline of one request; "
-                                    "a stage behind the gateway is stuck or far too slow") from None
-                return out
-            except ExecutorUnreachable:
-                now = time.monotonic()
-                if now + wait >= min(retry_until, deadline):
-                    raise
-                logger.info("%s: an executor is unreachable; retrying in %.2fs", endpoint, wait)
-                time.sleep(wait)
-                wait = min(wait * 2, 2.0)
+                run_guarded(send, request_timeout)
+            except Stalled as exc:
+                raise FlowError(f"{endpoint} at {self.host}: {exc}, the deadline of one request; "
+                                "a stage behind the gateway is stuck or far too slow") from None
+            return out
+
+        return _while_unreachable(endpoint, attempt, min(retry_until, deadline))
 
     def _send(self, endpoint: str, docs: Iterable[ImageDoc], parameters: Optional[dict], request_size: int,
               collect: Callable[[Any], None], timeout: float, target: Optional[str] = None) -> None:
@@ -322,23 +334,20 @@ class Gateway:
         """
         deadline = time.monotonic() + (timeout or self.timeout)
         retry_until = time.monotonic() + RETRY_UNREACHABLE_S
-        wait = 0.25
-        while True:
+
+        def attempt() -> list:
             try:
-                responses = self.client.post(
+                return self.client.post(
                     endpoint,
                     inputs=DocList[ImageDoc](),
                     parameters=self._params(parameters),
                     return_responses=True,
                     timeout=max(deadline - time.monotonic(), 0.001),
                 )
-                break
             except Exception as exc:
-                error = self._error(endpoint, exc)
-                if not isinstance(error, ExecutorUnreachable) or time.monotonic() + wait >= min(retry_until, deadline):
-                    raise error from exc
-                time.sleep(wait)
-                wait = min(wait * 2, 2.0)
+                raise self._error(endpoint, exc) from exc
+
+        responses = _while_unreachable(endpoint, attempt, min(retry_until, deadline))
         results: dict[str, dict] = {}
         for resp in responses:
             for executor, value in (resp.parameters.get("__results__") or {}).items():
