@@ -52,7 +52,9 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="a running flow's gateway, e.g. grpc://HOST:PORT (default: start the flow locally)")
 
 
-RUNTIME_CHOICES = ("auto", "torch", "onnx", "onnx-int8")  # executors/encoders/runtimes.py
+# executors/encoders/runtimes.CHOICES, written out: importing that module loads torch, too slow
+# for parsing arguments (test_cli checks the two agree).
+RUNTIME_CHOICES = ("auto", "torch", "onnx", "onnx-int8")
 
 
 def _add_runtime_arg(p: argparse.ArgumentParser) -> None:

@@ -167,3 +167,10 @@ def test_configuration_mistakes_found_below_the_cli_are_user_errors(monkeypatch)
         gateway_options()
     with pytest.raises(UserError, match="unknown runtime 'tensorrt'"):
         resolve_runtime("tensorrt", torch.device("cpu"))
+
+
+def test_the_cli_runtime_choices_are_the_encoders():
+    from executors.encoders.runtimes import CHOICES
+    from imgsearch.cli import RUNTIME_CHOICES
+
+    assert RUNTIME_CHOICES == CHOICES  # written out in cli.py so that parsing does not load torch
