@@ -52,6 +52,13 @@ class ByHandFlow:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def failure(self) -> str:
+        """The log from its first error on (the stage that failed reports it long before
+        Jina's final abort), for the assertion message."""
+        out = self.output()
+        first = min((i for i in (out.find("Traceback"), out.find("ERROR")) if i >= 0), default=0)
+        return out[max(0, first - 2000):][:12000]
+
 
 @pytest.fixture(scope="module")
 def by_hand_flow(tmp_path_factory) -> Iterator[ByHandFlow]:
@@ -73,18 +80,23 @@ def by_hand_flow(tmp_path_factory) -> Iterator[ByHandFlow]:
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not (_listening(port) and Gateway(flow.host, timeout=5).ready()):
-            assert proc.poll() is None, f"the flow exited with {proc.returncode}:\n{flow.output()[-4000:]}"
-            assert time.monotonic() < deadline, f"the flow was not ready in {START_TIMEOUT_S} s:\n{flow.output()[-4000:]}"
+            assert proc.poll() is None, f"the flow exited with {proc.returncode}:\n{flow.failure()}"
+            assert time.monotonic() < deadline, f"the flow was not ready in {START_TIMEOUT_S} s:\n{flow.failure()}"
             time.sleep(0.5)
         yield flow
     finally:
-        # The flow's own process group (start_new_session): Ctrl-C, as by hand, then kill.
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        # The flow's own process group (start_new_session): Ctrl-C, as by hand, then kill
+        # (what is left of it: the flow may have exited already, its children not).
+        for sig in (signal.SIGINT, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=30)
+                break
+            except subprocess.TimeoutExpired:
+                continue
 
 
 def _listening(port: int) -> bool:
