@@ -11,6 +11,7 @@ import jina.helper
 import jina.serve.stream
 import jina_cli.lookup
 import pytest
+from jina.serve.runtimes.servers.grpc import GRPCServer
 from jina.serve.stream.helper import AsyncRequestsIterator
 
 from executors.gateway import jina_fixes
@@ -62,12 +63,56 @@ def _init_without_prefetch(self, iterator, request_counter=None):
     self.iterator = iterator
 
 
+async def _setup_without_endpoints(self):
+    self.server = None
+
+
+def test_executor_addresses_read_every_form_jina_hands_the_gateway():
+    raw = ('{"loader": ["127.0.0.1:5001"], "encoder": ["grpc://10.0.0.7:5002", "10.0.0.8:5002"],'
+           ' "indexer": {"grpc": ["indexer.svc:8080"], "http": ["indexer.svc:80"]}, "x": ["[::1]:5003"]}')
+    assert jina_fixes.executor_addresses(raw) == [
+        ("127.0.0.1", 5001), ("10.0.0.7", 5002), ("10.0.0.8", 5002), ("indexer.svc", 8080), ("::1", 5003)]
+    assert jina_fixes.executor_addresses("{}") == []
+
+
+def test_the_gateway_asks_for_endpoints_once_a_late_executor_listens():
+    """An executor that binds its port a moment after the gateway starts is waited for (a
+    few polls), not found missing, which would cost gRPC's 1 s reconnect backoff."""
+    import socket
+
+    port = free_port()
+    server = socket.socket()
+
+    async def main() -> tuple[list, float]:
+        async def listen_later() -> None:
+            await asyncio.sleep(0.3)
+            server.bind(("127.0.0.1", port))
+            server.listen()
+
+        started = time.perf_counter()
+        late = asyncio.create_task(listen_later())
+        silent = await jina_fixes.wait_listening([("127.0.0.1", port)], limit_s=5.0)
+        await late
+        return silent, time.perf_counter() - started
+
+    try:
+        silent, waited = asyncio.run(main())
+    finally:
+        server.close()
+    assert silent == [] and waited >= 0.3  # waited for it, and found it listening
+    # and one that never listens is given up on at the limit, for Jina's own retries
+    start = time.perf_counter()
+    assert asyncio.run(jina_fixes.wait_listening([("127.0.0.1", free_port())], limit_s=0.2)) != []
+    assert time.perf_counter() - start < 2.0
+
+
 @pytest.mark.parametrize("change, said", [
     (lambda mp: mp.delattr(jina.serve.stream, "_RequestsCounter"), "_RequestsCounter is gone"),
     (lambda mp: mp.setattr(AsyncRequestsIterator, "__anext__", _anext_without_prefetch), "no longer waits"),
     (lambda mp: mp.setattr(AsyncRequestsIterator, "__init__", _init_without_prefetch), "not request_counter and prefetch"),
     (lambda mp: mp.setattr(jina.helper, "warn_unknown_args", lambda: None), "warn_unknown_args"),
-], ids=["counter-gone", "iterator-changed", "signature-changed", "warn-changed"])
+    (lambda mp: mp.setattr(GRPCServer, "setup_server", _setup_without_endpoints), "endpoints"),
+], ids=["counter-gone", "iterator-changed", "signature-changed", "warn-changed", "setup-changed"])
 def test_a_changed_jina_fails_loudly_instead_of_polling(monkeypatch, change, said):
     change(monkeypatch)
     with pytest.raises(jina_fixes.JinaPatchError, match="jina 3.34") as err:

@@ -1,4 +1,4 @@
-"""Two Jina 3.34 costs worked around, and the flow's gateway class that applies them.
+"""Three Jina 3.34 costs worked around, and the flow's gateway class that applies them.
 
 The fixes patch private internals of exactly Jina 3.34, so :func:`apply` checks those
 internals first and raises :class:`JinaPatchError` when they changed: start-up fails with a
@@ -22,11 +22,19 @@ The upstream fixes, which would make this module unnecessary:
   the iterator awaits, as ``_WakingCounter`` does here.
 - ``jina/helper.py``: ``warn_unknown_args`` should return at once when there are no
   unknown arguments, before it builds the whole CLI lookup table.
+- ``jina/serve/runtimes/gateway/graph/topology_graph.py``: ``_get_all_endpoints`` asks every
+  executor for its endpoints as soon as the gateway starts, alongside the executors; one
+  not listening yet fails the call and leaves its gRPC channel in its 1 s reconnect backoff,
+  so a flow's start waited a second on it (most of the time Jina's wait for a local flow
+  takes). The gateway should wait for its executors' ports, as
+  :meth:`PatchedGRPCGateway.setup_server` does.
 """
 
 import asyncio
 import inspect
+import json
 import logging
+import time
 from typing import Any, Callable, Optional
 
 import jina
@@ -70,6 +78,8 @@ def check_internals() -> None:
     spin = _source(getattr(AsyncRequestsIterator.__anext__, "__wrapped__", AsyncRequestsIterator.__anext__))
     _require("self._prefetch" in spin and "self._request_counter.count" in spin,
              "AsyncRequestsIterator.__anext__ no longer waits on self._prefetch and self._request_counter")
+    _require("_get_endpoints_input_output_models" in _source(getattr(GRPCGateway, "setup_server", None)),
+             "GRPCGateway.setup_server no longer asks the executors for their endpoints")
     warn = getattr(jina.helper, "warn_unknown_args", None)
     _require(callable(warn) and len(inspect.signature(warn).parameters) == 1,
              "jina.helper.warn_unknown_args(unknown_args) is gone or takes other arguments")
@@ -150,6 +160,45 @@ def apply() -> None:
     gateway_waits_without_spinning()
 
 
+# How long the gateway waits for its executors' ports before asking them for their endpoints
+# (Jina's own retries take over after that: an executor still loading a large model).
+EXECUTORS_LISTENING_WAIT_S = 30.0
+
+
+def executor_addresses(deployments_addresses: str) -> list[tuple[str, int]]:
+    """(host, port) of every executor replica in the gateway's ``deployments_addresses``
+    (JSON: name -> ["host:port", ...], or -> {protocol: [...]}; addresses may carry a scheme)."""
+    found = []
+    for addresses in json.loads(deployments_addresses or "{}").values():
+        if isinstance(addresses, dict):
+            addresses = addresses.get("grpc", [])
+        for address in addresses:
+            host, _, port = address.split("://")[-1].rpartition(":")
+            if host and port.isdigit():
+                found.append((host.strip("[]"), int(port)))
+    return found
+
+
+async def wait_listening(addresses: list[tuple[str, int]], limit_s: float, interval_s: float = 0.02) -> list:
+    """Wait until every address accepts a TCP connection, at most ``limit_s``; the ones
+    that still do not."""
+    deadline = time.monotonic() + limit_s
+    pending = list(addresses)
+    while pending:
+        still = []
+        for host, port in pending:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=1.0)
+                writer.close()
+            except (OSError, asyncio.TimeoutError):
+                still.append((host, port))
+        pending = still
+        if not pending or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(interval_s)
+    return pending
+
+
 class PatchedGRPCGateway(GRPCGateway):
     """Jina's gRPC gateway, in a process that runs the fixes (they apply before it serves)."""
 
@@ -158,3 +207,13 @@ class PatchedGRPCGateway(GRPCGateway):
         super().__init__(**kwargs)
         self.logger.info("gateway: %s, Jina fixes applied (a free prefetch slot is awaited, not polled)",
                          type(self).__name__)
+
+    async def setup_server(self) -> None:
+        """Ask the executors for their endpoints once they listen, not before (see above)."""
+        args = self.runtime_args
+        raw = args.get("deployments_addresses") if isinstance(args, dict) else getattr(args, "deployments_addresses", None)
+        silent = await wait_listening(executor_addresses(raw or "{}"), EXECUTORS_LISTENING_WAIT_S)
+        if silent:
+            self.logger.info("executors not listening yet after %.0f s: %s", EXECUTORS_LISTENING_WAIT_S,
+                             ", ".join(f"{h}:{p}" for h, p in silent))
+        await super().setup_server()
