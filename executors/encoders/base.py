@@ -297,8 +297,9 @@ class TorchEncoder(EncoderStage):
                 text_key, int8,
             )
             self.text_tower = OnnxTower(path, names, self.num_threads, self.onnx_cuda)
-        self.model = None  # both towers run in onnxruntime now: free torch's copy of the weights
-        gc.collect()
+        if self.model is not None:  # both towers run in onnxruntime now: free torch's copy of the weights
+            self.model = None
+            gc.collect()  # a quarter of a second: only when there was a model to free
         return True
 
     # --- shared machinery ---------------------------------------------------------------
