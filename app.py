@@ -10,9 +10,7 @@
 Run `python app.py COMMAND --help` for each command's options.
 """
 
-import sys
-
-from imgsearch.cli import main
+from imgsearch.cli import exit_now, main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

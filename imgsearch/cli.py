@@ -1,15 +1,17 @@
 """The command line: index, search, stats, sample, encoders. `app.py` only calls main()."""
 
 import argparse
+import atexit
 import contextlib
 import json
 import logging
 import os
 import sys
+import threading
 import traceback
 import warnings
 from pathlib import Path
-from typing import Iterator, Optional, TextIO
+from typing import Iterator, NoReturn, Optional, TextIO
 
 from executors.encoders.specs import DEFAULT_ENCODER
 from executors.errors import UserError
@@ -208,6 +210,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
     p.set_defaults(command="export_fashion_mnist")  # handler cmd_export_fashion_mnist
     return parser
+
+
+def exit_now(code: Optional[int]) -> NoReturn:
+    """End the process once a command has returned: its flows are closed and its files
+    written, so what is left is the interpreter tearing down torch's, transformers' and
+    jina's modules, 1-1.5 s of freeing memory the exit frees anyway. What a normal exit
+    does that matters runs first: other threads are joined, exit handlers (temporary
+    folders, multiprocessing's children) run, logs and the standard streams are flushed."""
+    current = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is not current and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()  # what the interpreter's own exit runs first
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`| head`) or stream: nothing more to say
+            pass
+    os._exit(code or 0)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
