@@ -2,6 +2,7 @@
 image is decoded (the normalizer's ``fit``) gives the encoder exactly the same input."""
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -93,3 +94,35 @@ def test_fit_shrinks_a_big_jpeg_before_it_travels():
     big.save(buf, format="JPEG", quality=90)
     pixels, w, h = decode_image(buf.getvalue(), max_side=1024, fit={"shortest_edge": 224, "resample": 3})
     assert (w, h) == (4000, 3000) and pixels.shape == (224, 298, 3)
+
+
+@pytest.mark.parametrize("kind", sorted(CONFIGS))
+def test_a_cached_plan_needs_the_processor_only_for_an_image_off_the_models_size(kind):
+    """An ONNX encoder starts from the plan it cached (JSON): images as the flow sends them
+    (at the resize rule's size) are preprocessed exactly as the processor does without
+    loading it; the first image at another size loads it, once."""
+    name, kwargs = CONFIGS[kind]
+    full = ImagePreprocessor(_processor(name, **kwargs))
+    loads = []
+    cached = ImagePreprocessor(plan=json.loads(json.dumps(full.plan)),
+                               load=lambda: loads.append(name) or _processor(name, **kwargs))
+    assert (cached.input_size, cached.resize_rule(), cached.describe(), cached.center_crop) == \
+        (full.input_size, full.resize_rule(), full.describe(), full.center_crop)
+    rng = np.random.default_rng(5)
+    rule = full.resize_rule()
+    if "shortest_edge" in rule:  # landscape, portrait and square at the rule's shorter side
+        s = rule["shortest_edge"]
+        shapes = [(s, s + 37), (s + 50, s), cached.arrival_size]
+    else:
+        shapes = [cached.arrival_size]
+    arriving = [rng.integers(0, 256, (*shape, 3), dtype=np.uint8) for shape in shapes]
+    assert torch.equal(cached(arriving), full(arriving)) and not loads
+    others = _images(4)  # other sizes, one smaller than the crop
+    assert float((cached(others) - full(others)).abs().max()) < 1e-5 and loads == [name]
+    cached(others)
+    assert loads == [name]
+
+
+def test_the_plan_refuses_to_be_made_from_nothing():
+    with pytest.raises(ValueError, match="needs a processor"):
+        ImagePreprocessor(plan={"fast": True})

@@ -210,3 +210,32 @@ def test_the_bench_prints_what_each_runtime_ran_on():
     print_runtimes({"encoders": [{"encoder": "vit", "runtimes": runs}]}, out)
     ran_on = next(line for line in out.getvalue().splitlines() if "ran on" in line)
     assert "torch cuda bfloat16" in ran_on and "Tensorrt float32" in ran_on
+
+
+_CACHED_START = """
+import sys, numpy as np
+from executors.encoders.efficientnet import EfficientNetEncoder
+enc = EfficientNetEncoder(name="efficientnet-lite0", runtime="onnx")
+h, w = enc.preprocess.arrival_size
+enc.embed_images([np.zeros((h, w + 40, 3), np.uint8), np.zeros((h + 9, w, 3), np.uint8)])
+print("HEAVY", sorted(m for m in ("transformers.modeling_utils", "transformers.image_processing_utils") if m in sys.modules))
+"""
+
+
+@pytest.mark.slow
+def test_a_cached_onnx_start_imports_none_of_transformers_model_or_processor_code(tmp_path):
+    """Those imports are 1.9 s of a 2-core machine's start (most of `app.py search`): an ONNX
+    encoder whose graph and preprocessing plan are cached starts, and embeds images as the
+    flow sends them, without them. The first start (exporting) may import them."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "IMGSEARCH_ONNX_CACHE": str(tmp_path), "PYTHONPATH": str(repo)}
+    runs = [subprocess.run([sys.executable, "-c", _CACHED_START], cwd=repo, env=env, capture_output=True,
+                           text=True, timeout=300, check=True) for _ in range(2)]
+    assert any(tmp_path.glob("*.json")) and any(tmp_path.glob("*/model.onnx"))  # plan and graph cached
+    assert "HEAVY ['transformers.image_processing_utils', 'transformers.modeling_utils']" in runs[0].stdout
+    assert "HEAVY []" in runs[1].stdout, runs[1].stdout + runs[1].stderr[-2000:]

@@ -22,15 +22,14 @@ import numpy as np
 import torch
 from docarray import DocList
 from jina import requests
-from transformers import AutoConfig, PreTrainedModel
 
 from executors.docs import ImageDoc, failed
 from executors.encoders.coalesce import Coalescer
 from executors.encoders.device_decode import decode_on_cpu, resolve_device_decoder
-from executors.encoders.preprocess import ImagePreprocessor
+from executors.encoders.preprocess import PLAN_VERSION, ImagePreprocessor
 from executors.encoders.runtimes import (
-    OnnxTower, RuntimeChoiceError, Tower, calibration_images, export_graph, folder_revision, graph_key, graph_path,
-    resolve_runtime,
+    OnnxTower, RuntimeChoiceError, Tower, cache_plan, cached_plan, calibration_images, export_graph, folder_revision,
+    graph_key, graph_path, resolve_runtime,
 )
 from executors.encoders.specs import EncoderSpec, get_spec
 from executors.flow_kwargs import flow_kwarg
@@ -147,7 +146,8 @@ class TorchEncoder(EncoderStage):
         started = time.perf_counter()
         try:
             self.inspect_checkpoint(self.checkpoint)
-            self.preprocess = self.load_preprocessor(self.checkpoint)
+            self._revision = self.revision()
+            self.preprocess = self._preprocessor()
             self.tokenizer = self.load_tokenizer(self.checkpoint) if self.supports_text else None
             self.model: Optional[torch.nn.Module] = None
             self.image_tower: Tower = self._torch_image_features
@@ -169,8 +169,9 @@ class TorchEncoder(EncoderStage):
         self.device_decoder = resolve_device_decoder(
             flow_kwarg("device_decode", device_decode, None), self.device, self.runtime, self.preprocess
         )
-        # One warm-up batch: checks the model end to end and tells the true dimension.
-        h, w = self.preprocess.input_size
+        # One warm-up batch: checks the model end to end and tells the true dimension (at the
+        # size the flow sends, which a cached plan preprocesses without transformers).
+        h, w = self.preprocess.arrival_size
         self.dim = int(self.embed_images([np.zeros((h, w, 3), np.uint8)]).shape[-1])
         if not requested_batch:
             self.batch_size = self.fit_batch_size()
@@ -183,7 +184,23 @@ class TorchEncoder(EncoderStage):
             self.load_seconds, self.dim, self.supports_text,
         )
 
+    def _preprocessor(self) -> ImagePreprocessor:
+        """The checkpoint's preprocessing. An ONNX encoder starts from the plan it cached on its
+        first start (transformers' processors, 1.9 s of imports, load only if an image needs them)."""
+        if self.runtime == "torch":
+            return self.load_preprocessor(self.checkpoint)
+        versions = f"{type(self).__name__}|plan{PLAN_VERSION}|transformers {importlib.metadata.version('transformers')}"
+        key = graph_key(self.checkpoint, self._revision, "preprocess", versions)
+        plan = cached_plan(key)
+        if plan is not None and plan.get("version") == PLAN_VERSION:
+            return ImagePreprocessor(plan=plan, load=lambda: self.load_preprocessor(self.checkpoint).processor)
+        preprocess = self.load_preprocessor(self.checkpoint)
+        cache_plan(key, preprocess.plan)
+        return preprocess
+
     def _load_torch_model(self) -> torch.nn.Module:
+        from transformers import PreTrainedModel  # here: 1.6 s of imports a cached ONNX start skips
+
         model = self.load_model(self.checkpoint)
         if not isinstance(model, PreTrainedModel):
             # transformers models were loaded in self.dtype already, honouring the modules
@@ -228,6 +245,8 @@ class TorchEncoder(EncoderStage):
         without loading them: a local folder's files, else the hub commit of its config."""
         if Path(self.checkpoint).is_dir():
             return folder_revision(Path(self.checkpoint))
+        from transformers import AutoConfig
+
         try:
             commit = AutoConfig.from_pretrained(self.checkpoint)._commit_hash
         except (OSError, ValueError):  # not reachable: loading the weights then says why
@@ -269,7 +288,7 @@ class TorchEncoder(EncoderStage):
         so the torch model need not be loaded. Whether the towers were swapped."""
         int8 = self.runtime == "onnx-int8"
         h, w = self.preprocess.input_size
-        revision, cls = self.revision(), type(self).__name__
+        revision, cls = self._revision, type(self).__name__
         calibration_source, photos = calibration_images() if int8 else ("", [])
         image_key = graph_key(self.checkpoint, revision, "image", f"{cls}|{h}x{w}")
         text_key = graph_key(self.checkpoint, revision, "text", cls)

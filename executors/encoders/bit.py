@@ -1,7 +1,6 @@
 """BigTransfer (BiT): the pooled output of the ResNet."""
 
 import torch
-from transformers import BitModel
 
 from executors.encoders.base import TorchEncoder
 
@@ -11,6 +10,8 @@ class BitEncoder(TorchEncoder):
     channels_last = True
 
     def load_model(self, checkpoint: str) -> torch.nn.Module:
+        from transformers import BitModel  # here: 1.6 s of imports a cached ONNX start skips
+
         return BitModel.from_pretrained(checkpoint, dtype=self.dtype)
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:

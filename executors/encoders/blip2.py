@@ -7,7 +7,6 @@ e.g. Salesforce/blip2-opt-2.7b) the raw Q-Former output is used and search is im
 """
 
 import torch
-from transformers import AutoConfig, Blip2ForImageTextRetrieval, Blip2VisionModelWithProjection
 
 from executors.encoders.base import TorchEncoder
 
@@ -18,10 +17,15 @@ class Blip2Encoder(TorchEncoder):
     family = "blip2"
 
     def inspect_checkpoint(self, checkpoint: str) -> None:
+        from transformers import AutoConfig
+
         config = AutoConfig.from_pretrained(checkpoint)
         self._retrieval = _RETRIEVAL_ARCH in (getattr(config, "architectures", None) or [])
 
     def load_model(self, checkpoint: str) -> torch.nn.Module:
+        # Here: transformers' model stack takes 1.6 s to import, which an ONNX start from cache skips.
+        from transformers import Blip2ForImageTextRetrieval, Blip2VisionModelWithProjection
+
         if self._retrieval:
             return Blip2ForImageTextRetrieval.from_pretrained(checkpoint, dtype=self.dtype)
         # A generative checkpoint: load the vision tower, query tokens and Q-Former only,

@@ -1,7 +1,6 @@
 """CLIP: projected image features, and text features in the same space."""
 
 import torch
-from transformers import CLIPModel
 
 from executors.encoders.base import TorchEncoder
 from executors.encoders.outputs import features_tensor
@@ -11,6 +10,8 @@ class ClipEncoder(TorchEncoder):
     family = "clip"
 
     def load_model(self, checkpoint: str) -> torch.nn.Module:
+        from transformers import CLIPModel  # here: 1.6 s of imports a cached ONNX start skips
+
         return CLIPModel.from_pretrained(checkpoint, dtype=self.dtype)
 
     @property

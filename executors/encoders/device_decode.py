@@ -111,7 +111,7 @@ class DeviceDecoder:
     def __init__(self, name: str, decode: Decode, preprocess: ImagePreprocessor, device: torch.device):
         self.name, self.decode, self.preprocess, self.device = name, decode, preprocess, device
         self.rule = preprocess.resize_rule()
-        self.crop = preprocess.input_size if getattr(preprocess.processor, "do_center_crop", False) else None
+        self.crop = preprocess.center_crop
         resample = int(self.rule["resample"]) if self.rule else 3
         self.mode = _TORCH_MODE.get(resample, "bicubic")
         if resample not in _TORCH_MODE:
@@ -198,9 +198,8 @@ def nvjpeg_unavailable(device: torch.device, runtime: str) -> Optional[str]:
 
 
 def _unsupported_processor(preprocess: ImagePreprocessor) -> Optional[str]:
-    p = preprocess.processor
-    if not preprocess.fast or (p.do_resize and preprocess.resize_rule() is None):
-        return f"the model's processor ({type(p).__name__}) has steps beyond a plain resize and crop"
+    if not preprocess.fast or (preprocess.plan["do_resize"] and preprocess.resize_rule() is None):
+        return f"the model's processor ({preprocess.describe()['processor']}) has steps beyond a plain resize and crop"
     return None
 
 

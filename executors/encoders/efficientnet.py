@@ -7,7 +7,6 @@ import importlib
 import importlib.metadata
 
 import torch
-from transformers import EfficientNetModel
 
 from executors.encoders.base import ModelLoadError, TorchEncoder
 from executors.encoders.preprocess import ImagePreprocessor
@@ -75,6 +74,8 @@ class EfficientNetEncoder(TorchEncoder):
     def load_model(self, checkpoint: str) -> torch.nn.Module:
         if packaged_lite(checkpoint) is not None:
             return _LiteFeatures(load_lite(checkpoint))
+        from transformers import EfficientNetModel  # here: 1.6 s of imports an ONNX start from cache skips
+
         return EfficientNetModel.from_pretrained(checkpoint, dtype=self.dtype)
 
     def load_preprocessor(self, checkpoint: str) -> ImagePreprocessor:

@@ -10,15 +10,20 @@ through the processor's own ``resize``/``center_crop`` on uint8 pixels, but resc
 normalisation run once per batch as one fused torch op instead of per image in float64
 NumPy (13.7 → ~2 ms per 800×600 image for CLIP's config on this 2-core machine). Any
 other processor (EfficientNet's) is called as it is.
+
+What the fast path needs of a processor is a small plan (sizes, crop, constants). An ONNX
+encoder caches it beside its graphs and starts from it without importing transformers'
+processors (1.9 s of imports, most of a cached start): the flow's normalizer already sends
+pixels at the model's resize size, so only the centre crop (the same slicing as
+transformers') is left to do, and the processor is loaded the first time an image arrives
+at another size.
 """
 
 import logging
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
-import transformers
-from transformers import AutoImageProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -39,23 +44,76 @@ def _generic_pipeline(processor: Any) -> bool:
     )
 
 
-class ImagePreprocessor:
-    """uint8 RGB arrays (H, W, 3) → the ``pixel_values`` tensor the model expects."""
+PLAN_VERSION = 1
 
-    def __init__(self, processor: Any):
-        self.processor = processor
-        self.fast = _generic_pipeline(processor)
+
+def plan_of(processor: Any) -> dict:
+    """What the fast path and the flow need of ``processor``, as plain JSON-able data."""
+    fast = _generic_pipeline(processor)
+    p = processor
+    size = getattr(p, "crop_size", None) if getattr(p, "do_center_crop", False) else None
+    size = size or getattr(p, "size", None) or {}
+    if "height" in size and size["height"]:
+        input_size = [int(size["height"]), int(size["width"])]
+    else:
+        edge = int(size.get("shortest_edge") or 224)
+        input_size = [edge, edge]
+    plan: dict = {
+        "version": PLAN_VERSION,
+        "fast": fast,
+        "input_size": input_size,
+        "resize_rule": _resize_rule(p) if fast else None,
+        "do_resize": bool(getattr(p, "do_resize", False)),
+        "center_crop": [int(p.crop_size.height), int(p.crop_size.width)] if fast and p.do_center_crop else None,
+        "describe": {
+            "processor": type(p).__name__,
+            "fast_path": fast,
+            **{k: _plain(getattr(p, k, None)) for k in ("size", "crop_size", "do_center_crop", "resample", "image_mean", "image_std")},
+        },
+    }
+    if fast:
+        scale = float(p.rescale_factor) if p.do_rescale else 1.0
+        mean = np.asarray(p.image_mean if p.do_normalize else [0.0], dtype=np.float64)
+        std = np.asarray(p.image_std if p.do_normalize else [1.0], dtype=np.float64)
+        # (x * scale - mean) / std  ==  x * (scale / std) - mean / std, one pass per batch
+        plan["mul"] = np.broadcast_to(scale / std, (3,)).tolist()
+        plan["sub"] = np.broadcast_to(mean / std, (3,)).tolist()
+    return plan
+
+
+def _resize_rule(p: Any) -> Optional[dict]:
+    if not p.do_resize:
+        return None
+    size, resample = p.size, int(p.resample if p.resample is not None else 2)
+    if size.shortest_edge and not size.longest_edge:
+        return {"shortest_edge": int(size.shortest_edge), "resample": resample}
+    if size.height and size.width:
+        return {"height": int(size.height), "width": int(size.width), "resample": resample}
+    return None
+
+
+class ImagePreprocessor:
+    """uint8 RGB arrays (H, W, 3) → the ``pixel_values`` tensor the model expects.
+
+    Made from a processor, or from its cached ``plan`` and a way to ``load`` the processor
+    when an image needs it (one not at the model's resize size, or a processor off the fast
+    path)."""
+
+    def __init__(self, processor: Any = None, plan: Optional[dict] = None, load: Optional[Callable[[], Any]] = None):
+        if processor is None and (plan is None or load is None):
+            raise ValueError("an ImagePreprocessor needs a processor, or a plan and a way to load the processor")
+        self._processor, self._load = processor, load
+        self.plan = plan_of(processor) if processor is not None else plan
+        self.fast = bool(self.plan["fast"])
         if self.fast:
-            p = processor
-            scale = float(p.rescale_factor) if p.do_rescale else 1.0
-            mean = np.asarray(p.image_mean if p.do_normalize else [0.0], dtype=np.float64)
-            std = np.asarray(p.image_std if p.do_normalize else [1.0], dtype=np.float64)
-            # (x * scale - mean) / std  ==  x * (scale / std) - mean / std, one pass per batch
-            self._mul = torch.tensor(np.broadcast_to(scale / std, (3,)), dtype=torch.float32).view(1, 3, 1, 1)
-            self._sub = torch.tensor(np.broadcast_to(mean / std, (3,)), dtype=torch.float32).view(1, 3, 1, 1)
+            self._mul = torch.tensor(self.plan["mul"], dtype=torch.float32).view(1, 3, 1, 1)
+            self._sub = torch.tensor(self.plan["sub"], dtype=torch.float32).view(1, 3, 1, 1)
 
     @classmethod
     def load(cls, checkpoint: str, config: Optional[dict] = None) -> "ImagePreprocessor":
+        import transformers
+        from transformers import AutoImageProcessor
+
         # The PIL backend wherever torchvision is installed too (GPU images, for nvJPEG):
         # transformers would pick its torchvision processors there, which the fast path and
         # ``resize_rule`` do not know, and the CPU path would change with the machine.
@@ -67,15 +125,35 @@ class ImagePreprocessor:
         return cls(AutoImageProcessor.from_pretrained(checkpoint, backend="pil"))
 
     @property
+    def processor(self) -> Any:
+        """transformers' processor, loaded on first use when made from a plan."""
+        if self._processor is None:
+            logger.info("loading the image processor (an image not at the model's size, or not on the fast path)")
+            self._processor = self._load()
+        return self._processor
+
+    @property
     def input_size(self) -> tuple[int, int]:
         """(height, width) of the model input, for warm-up and reports."""
-        p = self.processor
-        size = getattr(p, "crop_size", None) if getattr(p, "do_center_crop", False) else None
-        size = size or getattr(p, "size", None) or {}
-        if "height" in size and size["height"]:
-            return int(size["height"]), int(size["width"])
-        edge = int(size.get("shortest_edge") or 224)
-        return edge, edge
+        h, w = self.plan["input_size"]
+        return int(h), int(w)
+
+    @property
+    def arrival_size(self) -> tuple[int, int]:
+        """(height, width) of an image as the flow's normalizer sends it (resized by
+        ``resize_rule``): what a warm-up batch should look like."""
+        rule = self.plan["resize_rule"]
+        if rule and "shortest_edge" in rule:
+            return int(rule["shortest_edge"]), int(rule["shortest_edge"])
+        if rule:
+            return int(rule["height"]), int(rule["width"])
+        return self.input_size
+
+    @property
+    def center_crop(self) -> Optional[tuple[int, int]]:
+        """(height, width) of the fast path's centre crop, None without one."""
+        crop = self.plan["center_crop"]
+        return (int(crop[0]), int(crop[1])) if crop else None
 
     def resize_rule(self) -> Optional[dict]:
         """The model's first resize, for the normalizer to apply where it decodes.
@@ -85,15 +163,20 @@ class ImagePreprocessor:
         only model-sized pixels travel between the services. None when the rule is not one
         of these plain forms (then the full image is sent).
         """
-        p = self.processor
-        if not self.fast or not p.do_resize:
-            return None
-        size, resample = p.size, int(p.resample if p.resample is not None else 2)
-        if size.shortest_edge and not size.longest_edge:
-            return {"shortest_edge": int(size.shortest_edge), "resample": resample}
-        if size.height and size.width:
-            return {"height": int(size.height), "width": int(size.width), "resample": resample}
-        return None
+        rule = self.plan["resize_rule"]
+        return dict(rule) if rule else None
+
+    def _needs_resize(self, height: int, width: int) -> bool:
+        """Whether the processor's resize would change this image (at the rule's size it
+        keeps the pixels as they are: Pillow returns a copy for a same-size resize)."""
+        if not self.plan["do_resize"]:
+            return False
+        rule = self.plan["resize_rule"]
+        if rule is None:
+            return True
+        if "shortest_edge" in rule:
+            return min(height, width) != rule["shortest_edge"]
+        return (height, width) != (rule["height"], rule["width"])
 
     def __call__(self, images: Sequence[np.ndarray], device: Optional[torch.device] = None) -> torch.Tensor:
         """The batch as float32 on ``device`` (default CPU). On a GPU the fast path ships the
@@ -101,14 +184,20 @@ class ImagePreprocessor:
         if not self.fast:
             out = self.processor(images=list(images), return_tensors="pt", input_data_format="channels_last")
             return out["pixel_values"].to(device) if device is not None else out["pixel_values"]
-        p = self.processor
+        crop = self.center_crop
         chw = []
         for img in images:
             x = np.moveaxis(np.asarray(img, dtype=np.uint8), -1, 0)  # the processor works channels-first
-            if p.do_resize:
+            if self._needs_resize(*x.shape[1:]):
+                p = self.processor
                 x = p.resize(image=x, size=p.size, resample=p.resample)
-            if p.do_center_crop:
-                x = p.center_crop(x, p.crop_size)
+            if crop is not None:
+                h, w = x.shape[1:]
+                if h >= crop[0] and w >= crop[1]:  # transformers' centre crop: the same offsets
+                    top, left = (h - crop[0]) // 2, (w - crop[1]) // 2
+                    x = x[:, top : top + crop[0], left : left + crop[1]]
+                else:  # smaller than the crop: the processor pads as it does
+                    x = self.processor.center_crop(x, self.processor.crop_size)
             chw.append(x)
         batch = torch.from_numpy(np.stack(chw))
         if device is not None and device.type != "cpu":
@@ -123,13 +212,7 @@ class ImagePreprocessor:
 
     def describe(self) -> dict:
         """The settings that matter for reproducing a run."""
-        p = self.processor
-        keys = ("size", "crop_size", "do_center_crop", "resample", "image_mean", "image_std")
-        return {
-            "processor": type(p).__name__,
-            "fast_path": self.fast,
-            **{k: _plain(getattr(p, k, None)) for k in keys},
-        }
+        return dict(self.plan["describe"])
 
 
 def _plain(value: Any) -> Any:

@@ -14,6 +14,7 @@ image towers statically (int8 QDQ, per channel, calibrated on sample photos or
 """
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -155,6 +156,33 @@ def graph_path(key: str, int8: bool = False, calibration_source: str = "") -> Pa
     """Where the graph for ``key`` is cached (the int8 one keyed by its calibration too)."""
     suffix = f"-int8-{hashlib.sha1(calibration_source.encode()).hexdigest()[:8]}" if int8 else ""
     return cache_dir() / (key + suffix) / "model.onnx"
+
+
+def cached_plan(key: str) -> Optional[dict]:
+    """The preprocessing plan cached under ``key`` (executors/encoders/preprocess.py), or None."""
+    path = cache_dir() / f"{key}.json"
+    try:
+        plan = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:  # unreadable or cut short: made again from the processor
+        logger.warning("ignoring the cached preprocessing plan %s (%s)", path, exc)
+        return None
+    return plan if isinstance(plan, dict) else None
+
+
+def cache_plan(key: str, plan: dict) -> None:
+    """Cache ``plan`` under ``key``, atomically (a concurrent start reads all of it or nothing);
+    a cache that cannot be written only costs the next start its processor import."""
+    path = cache_dir() / f"{key}.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(plan, f)
+        os.replace(tmp, path)
+    except OSError as exc:
+        logger.warning("could not cache the preprocessing plan in %s (%s)", path.parent, exc)
 
 
 def export_graph(

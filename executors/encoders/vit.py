@@ -1,7 +1,6 @@
 """ViT: the CLS token of the last hidden state (before the classification pooler)."""
 
 import torch
-from transformers import ViTModel
 
 from executors.encoders.base import TorchEncoder
 
@@ -10,6 +9,8 @@ class VitEncoder(TorchEncoder):
     family = "vit"
 
     def load_model(self, checkpoint: str) -> torch.nn.Module:
+        from transformers import ViTModel  # here: 1.6 s of imports a cached ONNX start skips
+
         return ViTModel.from_pretrained(checkpoint, add_pooling_layer=False, dtype=self.dtype)
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
