@@ -4,12 +4,14 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Iterator, Optional, TextIO
 
 from executors.encoders.resolve import CheckpointError, parse_model_overrides, resolve_checkpoint
+from executors.encoders.runtimes import ENV_LANES
 from executors.encoders.specs import DEFAULT_ENCODER, SPECS, get_spec
 from executors.errors import UserError
 from imgsearch.datasource import check_data, data_name
@@ -22,8 +24,10 @@ logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def gateway_for(args: argparse.Namespace, encoder: str, model: Optional[str]) -> Iterator[tuple[Gateway, dict]]:
-    """A gateway serving `encoder`: the user's (--host) or a flow started here."""
+def gateway_for(args: argparse.Namespace, encoder: str, model: Optional[str],
+                lanes: Optional[str] = None) -> Iterator[tuple[Gateway, dict]]:
+    """A gateway serving `encoder`: the user's (--host) or a flow started here (its encoder
+    with ``lanes``, executors/encoders/runtimes.index_lanes)."""
     get_spec(encoder)  # unknown names fail before anything starts
     if args.host:
         gateway = Gateway(args.host)
@@ -35,7 +39,8 @@ def gateway_for(args: argparse.Namespace, encoder: str, model: Optional[str]) ->
         yield gateway, info
         return
     resolve_checkpoint(encoder, model)  # one clear error before the flow starts
-    with local_flow(encoder, model, store=args.store, qdrant_url=args.qdrant_url, resize=getattr(args, "resize", None)) as host:
+    with local_flow(encoder, model, store=args.store, qdrant_url=args.qdrant_url, resize=getattr(args, "resize", None),
+                    lanes=lanes) as host:
         gateway = Gateway(host)
         yield gateway, encoder_info(gateway)
 
@@ -50,7 +55,9 @@ def cmd_index(args: argparse.Namespace, out: TextIO) -> int:
     summaries = []
     for name in args.encoder:
         started = time.perf_counter()
-        with gateway_for(args, name, args.model) as (gateway, info):
+        # This flow only indexes: its encoder runs batches side by side, one thread each, where
+        # that is faster (ONNX Runtime on a CPU), unless $ENCODER_LANES says otherwise.
+        with gateway_for(args, name, args.model, lanes=os.environ.get(ENV_LANES) or "auto") as (gateway, info):
             summary = run_index(gateway, args.data, info, args.batch_size, args.dataset,
                                 progress=not (args.json or args.no_progress), resize=args.resize)
         summary.seconds = time.perf_counter() - started  # wall time, flow start-up included

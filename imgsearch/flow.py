@@ -86,11 +86,14 @@ def local_flow(
     resize: Optional[int] = None,
     bind: str = LOOPBACK,
     runtime: str | None = None,
+    lanes: str | None = None,
 ) -> Iterator[str]:
     """Start flows/index.yml (each executor its own gRPC process); yield the gateway address.
 
-    ``runtime`` (torch, onnx, onnx-int8) is this flow's encoder's alone; None: $ENCODER_RUNTIME."""
-    with _started_flow(encoder, model, store, qdrant_url, port, resize, bind=bind, runtime=runtime) as (_, host):
+    ``runtime`` (torch, onnx, onnx-int8) and ``lanes`` (executors/encoders/runtimes.index_lanes)
+    are this flow's encoder's alone; None: $ENCODER_RUNTIME, $ENCODER_LANES."""
+    with _started_flow(encoder, model, store, qdrant_url, port, resize, bind=bind, runtime=runtime,
+                       lanes=lanes) as (_, host):
         yield host
 
 
@@ -146,6 +149,7 @@ def _started_flow(
     shared: Optional[dict[str, int]] = None,
     bind: str = LOOPBACK,
     runtime: str | None = None,
+    lanes: str | None = None,
 ) -> Iterator[tuple[Any, str]]:
     from jina.excepts import RuntimeFailToStart
 
@@ -169,7 +173,7 @@ def _started_flow(
     jina_fixes.apply()
     os.environ.update(per_flow)
     with contextlib.chdir(REPO):  # the YAML's `uses:` paths are relative to the repo
-        flow = _flow_sharing(encoder, port, shared or {}, bind, runtime)
+        flow = _flow_sharing(encoder, port, shared or {}, bind, runtime, lanes)
     with contextlib.ExitStack() as stack:
         try:
             # Executors resolve the YAML's relative paths when they start, wherever app.py runs.
@@ -183,7 +187,7 @@ def _started_flow(
 
 
 def _flow_sharing(encoder: str, port: int, shared: dict[str, int], bind: str = LOOPBACK,
-                  runtime: str | None = None) -> Any:
+                  runtime: str | None = None, lanes: str | None = None) -> Any:
     """flows/index.yml's chain for `encoder`, its `shared` stages reached at running executors.
 
     Built here, not by ``Flow.load_config``, to bind every socket on purpose: the gateway to
@@ -203,8 +207,10 @@ def _flow_sharing(encoder: str, port: int, shared: dict[str, int], bind: str = L
         else:
             uses_with = {k: expand_env(v) for k, v in (ex.get("uses_with") or {}).items()}
             extra = {"uses_dynamic_batching": ex["uses_dynamic_batching"]} if ex.get("uses_dynamic_batching") else {}
-            if runtime and ex["name"] == "encoder":  # set in that process alone, not in ours for every later flow
-                extra["env"] = {"ENCODER_RUNTIME": runtime}
+            # Set in the encoder's process alone, not in ours for every later flow.
+            encoder_env = {k: v for k, v in (("ENCODER_RUNTIME", runtime), ("ENCODER_LANES", lanes)) if v}
+            if encoder_env and ex["name"] == "encoder":
+                extra["env"] = encoder_env
             flow = flow.add(name=ex["name"], uses=str(REPO / ex["uses"]), uses_with=uses_with, host=LOOPBACK,
                             **for_gateway_only, **extra)
     return flow

@@ -87,6 +87,68 @@ def test_text_towers_start_from_the_cache_without_the_torch_model(name, tiny_mod
     assert _min_cosine(again.embed_images(images), first.embed_images(images)) >= 0.99999
 
 
+def test_index_lanes_choice(monkeypatch):
+    from executors.encoders.runtimes import index_lanes
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.delenv("ENCODER_LANES", raising=False)
+    assert index_lanes(None, "onnx", cpu, 4) == 1  # one batch at a time unless asked
+    assert index_lanes("auto", "onnx", cpu, 4) == 4 and index_lanes("auto", "onnx-int8", cpu, 2) == 2
+    assert index_lanes("auto", "torch", cpu, 4) == 1 and index_lanes("auto", "onnx", cuda, 4) == 1
+    assert index_lanes("3", "onnx", cpu, 2) == 3 and index_lanes("3", "torch", cpu, 2) == 1
+    monkeypatch.setenv("ENCODER_LANES", "auto")
+    assert index_lanes(None, "onnx", cpu, 2) == 2
+    for bad in ("0", "many", "-1"):
+        with pytest.raises(RuntimeChoiceError, match="ENCODER_LANES"):
+            index_lanes(bad, "onnx", cpu, 2)
+
+
+def test_lanes_encode_requests_side_by_side_with_the_same_vectors(tiny_models):
+    """Two lanes: two /index requests are inside the model at once, each batch on a
+    single-threaded session, and the vectors are the one-lane vectors."""
+    import asyncio
+    import threading
+
+    from docarray import DocList
+
+    from executors.docs import ImageDoc
+
+    model = str(tiny_models[TINY_FOR_ENCODER["vit"]])
+    one = make_encoder("vit", model, runtime="onnx", batch_size=4, num_threads=2)
+    two = make_encoder("vit", model, runtime="onnx", batch_size=4, num_threads=2, lanes="2")
+    assert (one.lanes, two.lanes) == (1, 2) and two.info()["lanes"] == 2
+    assert two.image_tower.session.get_session_options().intra_op_num_threads == 1
+    assert one.image_tower.session.get_session_options().intra_op_num_threads == 2
+    images = _images(6)
+    assert _min_cosine(two.embed_images(images), one.embed_images(images)) >= 0.99999
+
+    def both_inside(enc) -> bool:
+        met = threading.Barrier(2, timeout=3)
+        inner = enc.encode_docs
+
+        def encode_docs(docs):
+            met.wait()  # returns only once the other request is inside too
+            inner(docs)
+
+        enc.encode_docs = encode_docs
+
+        async def main():
+            batches = [DocList[ImageDoc](ImageDoc(tensor=img) for img in images[i::2]) for i in range(2)]
+            return await asyncio.gather(*(enc.encode(b) for b in batches))
+
+        try:
+            done = asyncio.run(main())
+        except threading.BrokenBarrierError:
+            return False
+        finally:
+            enc.encode_docs = inner
+        assert all(d.embedding is not None for batch in done for d in batch)
+        return True
+
+    assert both_inside(two)
+    assert not both_inside(one)  # one lane: one request at a time
+
+
 def test_runtime_choice(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     monkeypatch.delenv("ENCODER_RUNTIME", raising=False)
@@ -145,17 +207,17 @@ def test_lite0_real_weights_on_onnx_same_vectors_and_same_top10(photos):
 
 @pytest.mark.slow
 @pytest.mark.flow
-@pytest.mark.parametrize("runtime", ["onnx", "torch"])
-def test_the_flow_indexes_and_searches_on_either_runtime(runtime, photo_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("runtime, lanes", [("onnx", None), ("torch", None), ("onnx", "2")])
+def test_the_flow_indexes_and_searches_on_either_runtime(runtime, lanes, photo_dir, tmp_path, monkeypatch):
     from imgsearch.flow import Gateway, local_flow
     from imgsearch.indexing import encoder_info, run_index
     from imgsearch.searching import run_search
 
     monkeypatch.setenv("ENCODER_RUNTIME", runtime)  # what `app.py index --runtime` sets
-    with local_flow("efficientnet-lite0", store=str(tmp_path / "store")) as host:
+    with local_flow("efficientnet-lite0", store=str(tmp_path / "store"), lanes=lanes) as host:
         gw = Gateway(host)
         info = encoder_info(gw)
-        assert info["runtime"] == runtime and info["dim"] == 1280
+        assert info["runtime"] == runtime and info["dim"] == 1280 and info["lanes"] == int(lanes or 1)
         done = run_index(gw, photo_dir, info, batch_size=4, progress=False)
         assert done.indexed == 10 and not done.skipped
         found = run_search(gw, done.collection, info, image=photo_dir / "chelsea" / "chelsea_crop.jpg", top_k=3)

@@ -9,12 +9,14 @@ L2 normalisation, and the per-document error handling that keeps one bad input f
 failing a request.
 """
 
+import asyncio
 import gc
 import importlib.metadata
 import logging
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Optional, Sequence
 
@@ -29,7 +31,7 @@ from executors.encoders.device_decode import decode_on_cpu, resolve_device_decod
 from executors.encoders.preprocess import PLAN_VERSION, ImagePreprocessor
 from executors.encoders.runtimes import (
     OnnxTower, RuntimeChoiceError, Tower, cache_plan, cached_plan, calibration_images, export_graph, folder_revision,
-    graph_key, graph_path, resolve_runtime,
+    graph_key, graph_path, index_lanes, resolve_runtime,
 )
 from executors.encoders.specs import EncoderSpec, get_spec
 from executors.flow_kwargs import flow_kwarg
@@ -120,6 +122,7 @@ class TorchEncoder(EncoderStage):
         num_threads: Optional[int] = None,
         runtime: Optional[str] = None,
         device_decode: Optional[str] = None,
+        lanes: Optional[str] = None,
         **kwargs,
     ):
         super().__init__(name, **kwargs)
@@ -143,6 +146,8 @@ class TorchEncoder(EncoderStage):
         if num_threads and self.device.type == "cpu":
             torch.set_num_threads(int(num_threads))
         self.num_threads = int(num_threads or torch.get_num_threads())
+        # Batches run side by side, each on one thread (ONNX Runtime on a CPU, indexing flows).
+        self.lanes = index_lanes(flow_kwarg("lanes", lanes, None), self.runtime, self.device, self.num_threads)
         started = time.perf_counter()
         try:
             self.inspect_checkpoint(self.checkpoint)
@@ -175,7 +180,9 @@ class TorchEncoder(EncoderStage):
         self.dim = int(self.embed_images([np.zeros((h, w, 3), np.uint8)]).shape[-1])
         if not requested_batch:
             self.batch_size = self.fit_batch_size()
-        self._model_lock = threading.Lock()
+        # One batch at a time per lane: /index and the query coalescer run in different threads.
+        self._model_lock = threading.BoundedSemaphore(self.lanes)
+        self._lanes = ThreadPoolExecutor(max_workers=self.lanes, thread_name_prefix="lane")
         self._queries = Coalescer(self._encode_locked, max_items=self.batch_size)
         self.load_seconds = time.perf_counter() - started
         logger.info(
@@ -304,7 +311,7 @@ class TorchEncoder(EncoderStage):
             self.model, self.image_features, [torch.zeros(2, 3, h, w)], ["pixel_values"], {"pixel_values": {0: "batch"}},
             image_key, int8, calibration if int8 else None, calibration_source,
         )
-        self.image_tower = OnnxTower(path, ["pixel_values"], self.num_threads, self.onnx_cuda)
+        self.image_tower = OnnxTower(path, ["pixel_values"], 1 if self.lanes > 1 else self.num_threads, self.onnx_cuda)
         if self.supports_text:
             names = ["input_ids", "attention_mask"]
             example = []
@@ -349,8 +356,10 @@ class TorchEncoder(EncoderStage):
         return torch.nn.functional.normalize(feats, dim=-1).cpu().numpy()
 
     @requests(on="/index")
-    def encode(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
-        self._encode_locked(docs)
+    async def encode(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+        # Async, so Jina does not serialise the calls: with several lanes, requests in flight
+        # are encoded side by side (one lane: one at a time, as Jina would).
+        await asyncio.get_running_loop().run_in_executor(self._lanes, self._encode_locked, docs)
         return docs
 
     @requests(on="/search")
@@ -361,12 +370,13 @@ class TorchEncoder(EncoderStage):
         return docs
 
     def _encode_locked(self, docs: Sequence[ImageDoc]) -> None:
-        with self._model_lock:  # /index and the query coalescer run in different threads
+        with self._model_lock:
             self.encode_docs(docs)
 
     def close(self) -> None:
         if getattr(self, "_queries", None) is not None:  # absent when loading failed
             self._queries.close()
+            self._lanes.shutdown(wait=True)
         super().close()
 
     def encode_docs(self, docs: Sequence[ImageDoc]) -> None:
@@ -422,6 +432,7 @@ class TorchEncoder(EncoderStage):
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
             "runtime": self.runtime,
+            "lanes": self.lanes,
             "onnx_provider": getattr(self.image_tower, "provider", None),
             # Set: the client asks the normalizer to leave JPEGs as bytes (``keep_jpeg``).
             "device_decode": self.device_decoder.name if self.device_decoder else None,

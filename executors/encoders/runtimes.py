@@ -37,6 +37,25 @@ OPSET = 17
 ENV_RUNTIME = "ENCODER_RUNTIME"  # empty or unset: auto
 ENV_CACHE = "IMGSEARCH_ONNX_CACHE"
 ENV_CALIBRATION = "IMGSEARCH_INT8_CALIBRATION"  # a folder of images for static int8
+ENV_LANES = "ENCODER_LANES"  # 1 (default) or auto: see index_lanes
+
+
+def index_lanes(requested: Optional[str], runtime: str, device: torch.device, threads: int) -> int:
+    """How many batches an encoder runs at once: 1, or with ``auto`` on ONNX Runtime on a
+    CPU one per thread, each on one thread (the argument, else $ENCODER_LANES, else 1).
+
+    On a CPU shared with the other stages, one batch on all threads stalls at every
+    parallel step whose thread a decode or gRPC call has taken; single-threaded batches side
+    by side keep every core busy (`app.py index` of 1,200 memes: 100-104 -> 111-116
+    images/s on 2 cores; docs/performance.md). A single query then runs on one thread, so
+    this is for indexing flows (`app.py index` asks for it), not for serving searches.
+    """
+    choice = (requested or os.environ.get(ENV_LANES) or "1").strip().lower()
+    if choice == "auto":
+        return max(1, threads) if runtime != "torch" and device.type == "cpu" else 1
+    if not choice.isdigit() or int(choice) < 1:
+        raise RuntimeChoiceError(f"{ENV_LANES}={choice}: give auto or a number of lanes (1 or more)")
+    return int(choice) if runtime != "torch" else 1
 
 Tower = Callable[..., torch.Tensor]  # input tensors -> (B, D) unnormalised features
 
