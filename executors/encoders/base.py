@@ -147,7 +147,9 @@ class TorchEncoder(EncoderStage):
             torch.set_num_threads(int(num_threads))
         self.num_threads = int(num_threads or torch.get_num_threads())
         # Batches run side by side, each on one thread (ONNX Runtime on a CPU, indexing flows).
-        self.lanes = index_lanes(flow_kwarg("lanes", lanes, None), self.runtime, self.device, self.num_threads)
+        # (onnxruntime on CUDA runs on the GPU although self.device is the CPU here: one lane.)
+        self.lanes = index_lanes(flow_kwarg("lanes", lanes, None), self.runtime,
+                                 torch.device("cuda") if self.onnx_cuda else self.device, self.num_threads)
         started = time.perf_counter()
         try:
             self.inspect_checkpoint(self.checkpoint)

@@ -20,6 +20,7 @@ at another size.
 """
 
 import logging
+import threading
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -103,6 +104,7 @@ class ImagePreprocessor:
         if processor is None and (plan is None or load is None):
             raise ValueError("an ImagePreprocessor needs a processor, or a plan and a way to load the processor")
         self._processor, self._load = processor, load
+        self._loading = threading.Lock()  # lanes may ask for it at once
         self.plan = plan_of(processor) if processor is not None else plan
         self.fast = bool(self.plan["fast"])
         if self.fast:
@@ -127,9 +129,10 @@ class ImagePreprocessor:
     @property
     def processor(self) -> Any:
         """transformers' processor, loaded on first use when made from a plan."""
-        if self._processor is None:
-            logger.info("loading the image processor (an image not at the model's size, or not on the fast path)")
-            self._processor = self._load()
+        with self._loading:
+            if self._processor is None:
+                logger.info("loading the image processor (an image not at the model's size, or not on the fast path)")
+                self._processor = self._load()
         return self._processor
 
     @property
