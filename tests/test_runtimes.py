@@ -232,6 +232,23 @@ def _needs_quantiser() -> None:
         pytest.skip(f"onnxruntime's quantiser cannot be imported here ({exc})")
 
 
+def test_a_cached_int8_start_decodes_no_calibration_photos(tiny_models, monkeypatch):
+    """The calibration photos' name keys the int8 graph; the photos themselves are decoded
+    only to export it (once), not on every start, nor twice on the first."""
+    _needs_quantiser()
+    import executors.encoders.base as base
+
+    model = str(tiny_models[TINY_FOR_ENCODER["vit"]])
+    decoded = []
+    real = base.calibration_images
+    monkeypatch.setattr(base, "calibration_images", lambda: decoded.append(1) or real())
+    first = make_encoder("vit", model, runtime="onnx-int8", batch_size=4)
+    assert len(decoded) <= 1  # once if it exported, never if another test had
+    monkeypatch.setattr(base, "calibration_images", lambda: pytest.fail("calibration photos decoded on a cached start"))
+    again = make_encoder("vit", model, runtime="onnx-int8", batch_size=4)
+    assert again.image_tower.path == first.image_tower.path and "int8" in again.image_tower.path.parent.name
+
+
 @pytest.mark.slow
 def test_lite0_int8_stays_close_to_fp32_and_finds_the_same_photo(photos):
     _needs_quantiser()

@@ -30,8 +30,8 @@ from executors.encoders.coalesce import Coalescer
 from executors.encoders.device_decode import decode_on_cpu, resolve_device_decoder
 from executors.encoders.preprocess import PLAN_VERSION, ImagePreprocessor
 from executors.encoders.runtimes import (
-    OnnxTower, RuntimeChoiceError, Tower, cache_plan, cached_plan, calibration_images, export_graph, folder_revision,
-    graph_key, graph_path, index_lanes, resolve_runtime,
+    OnnxTower, RuntimeChoiceError, Tower, cache_plan, cached_plan, calibration_images, calibration_source,
+    export_graph, folder_revision, graph_key, graph_path, index_lanes, resolve_runtime,
 )
 from executors.encoders.specs import EncoderSpec, get_spec
 from executors.flow_kwargs import flow_kwarg
@@ -298,20 +298,20 @@ class TorchEncoder(EncoderStage):
         int8 = self.runtime == "onnx-int8"
         h, w = self.preprocess.input_size
         revision, cls = self._revision, type(self).__name__
-        calibration_source, photos = calibration_images() if int8 else ("", [])
+        source = calibration_source() if int8 else ""  # its name keys the graph; the photos decode on export only
         image_key = graph_key(self.checkpoint, revision, "image", f"{cls}|{h}x{w}")
         text_key = graph_key(self.checkpoint, revision, "text", cls)
         if cached_only:
-            keys = [(image_key, calibration_source)] + ([(text_key, "")] if self.supports_text else [])
+            keys = [(image_key, source)] + ([(text_key, "")] if self.supports_text else [])
             if not all(graph_path(key, int8, source).is_file() for key, source in keys):
                 return False
 
         def calibration() -> list[dict[str, np.ndarray]]:
-            return [{"pixel_values": self.preprocess([p]).numpy()} for p in photos]
+            return [{"pixel_values": self.preprocess([p]).numpy()} for p in calibration_images()[1]]
 
         path = export_graph(
             self.model, self.image_features, [torch.zeros(2, 3, h, w)], ["pixel_values"], {"pixel_values": {0: "batch"}},
-            image_key, int8, calibration if int8 else None, calibration_source,
+            image_key, int8, calibration if int8 else None, source,
         )
         self.image_tower = OnnxTower(path, ["pixel_values"], 1 if self.lanes > 1 else self.num_threads, self.onnx_cuda)
         if self.supports_text:

@@ -114,6 +114,20 @@ class _Traced(torch.nn.Module):
         return self.fn(*inputs).float()
 
 
+def _calibration_files(folder: str) -> list[Path]:
+    files = sorted(p for p in Path(folder).expanduser().rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not files:
+        raise RuntimeChoiceError(f"{ENV_CALIBRATION}={folder} holds no .jpg/.png images to calibrate int8 with")
+    return files[:64]
+
+
+def calibration_source() -> str:
+    """What static int8 is calibrated on, named without decoding it (it keys the int8 graph:
+    a cached start needs the name, not the photos)."""
+    folder = os.environ.get(ENV_CALIBRATION)
+    return f"{folder}:{len(_calibration_files(folder))}" if folder else "skimage-photos"
+
+
 def calibration_images() -> tuple[str, list[np.ndarray]]:
     """Photos for static int8 calibration: ``IMGSEARCH_INT8_CALIBRATION`` (a folder), else the
     photographs bundled with scikit-image, each also cropped and mirrored."""
@@ -121,10 +135,7 @@ def calibration_images() -> tuple[str, list[np.ndarray]]:
     if folder:
         from PIL import Image
 
-        files = sorted(p for p in Path(folder).expanduser().rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-        if not files:
-            raise RuntimeChoiceError(f"{ENV_CALIBRATION}={folder} holds no .jpg/.png images to calibrate int8 with")
-        images = [np.asarray(Image.open(f).convert("RGB")) for f in files[:64]]
+        images = [np.asarray(Image.open(f).convert("RGB")) for f in _calibration_files(folder)]
         return f"{folder}:{len(images)}", images
     try:
         import skimage.data as data
