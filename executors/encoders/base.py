@@ -307,7 +307,7 @@ class TorchEncoder(EncoderStage):
                 return False
 
         def calibration() -> list[dict[str, np.ndarray]]:
-            return [{"pixel_values": self.preprocess([p]).numpy()} for p in calibration_images()[1]]
+            return [{"pixel_values": self.preprocess([p]).numpy()} for p in calibration_images()]
 
         path = export_graph(
             self.model, self.image_features, [torch.zeros(2, 3, h, w)], ["pixel_values"], {"pixel_values": {0: "batch"}},

@@ -128,15 +128,15 @@ def calibration_source() -> str:
     return f"{folder}:{len(_calibration_files(folder))}" if folder else "skimage-photos"
 
 
-def calibration_images() -> tuple[str, list[np.ndarray]]:
-    """Photos for static int8 calibration: ``IMGSEARCH_INT8_CALIBRATION`` (a folder), else the
-    photographs bundled with scikit-image, each also cropped and mirrored."""
+def calibration_images() -> list[np.ndarray]:
+    """Photos for static int8 calibration (named by ``calibration_source``):
+    ``IMGSEARCH_INT8_CALIBRATION`` (a folder), else the photographs bundled with scikit-image,
+    each also cropped and mirrored."""
     folder = os.environ.get(ENV_CALIBRATION)
     if folder:
         from PIL import Image
 
-        images = [np.asarray(Image.open(f).convert("RGB")) for f in _calibration_files(folder)]
-        return f"{folder}:{len(images)}", images
+        return [np.asarray(Image.open(f).convert("RGB")) for f in _calibration_files(folder)]
     try:
         import skimage.data as data
     except ImportError:
@@ -148,7 +148,7 @@ def calibration_images() -> tuple[str, list[np.ndarray]]:
     for photo in (data.coffee(), data.chelsea(), data.astronaut(), data.rocket(), data.stereo_motorcycle()[0]):
         h, w = photo.shape[:2]
         images += [photo, np.ascontiguousarray(photo[h // 4 :, : w * 3 // 4]), np.ascontiguousarray(photo[:, ::-1])]
-    return "skimage-photos", images
+    return images
 
 
 class _Feeds:
