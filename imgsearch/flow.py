@@ -201,14 +201,14 @@ def _flow_sharing(encoder: str, port: int, shared: dict[str, int], bind: str = L
     # Executors would inherit the Flow's keyword arguments: TLS (the gateway would then dial
     # them with TLS) and the gateway's request cap (stage-to-stage requests carry pixels).
     for_gateway_only = {"ssl_certfile": None, "ssl_keyfile": None, "grpc_server_options": None}
+    # Set in the encoder's process alone, not in ours for every later flow.
+    encoder_env = {k: v for k, v in (("ENCODER_RUNTIME", runtime), ("ENCODER_LANES", lanes)) if v}
     for ex in spec["executors"]:
         if ex["name"] in shared:
             flow = flow.add(name=ex["name"], host=LOOPBACK, port=shared[ex["name"]], external=True, **for_gateway_only)
         else:
             uses_with = {k: expand_env(v) for k, v in (ex.get("uses_with") or {}).items()}
             extra = {"uses_dynamic_batching": ex["uses_dynamic_batching"]} if ex.get("uses_dynamic_batching") else {}
-            # Set in the encoder's process alone, not in ours for every later flow.
-            encoder_env = {k: v for k, v in (("ENCODER_RUNTIME", runtime), ("ENCODER_LANES", lanes)) if v}
             if encoder_env and ex["name"] == "encoder":
                 extra["env"] = encoder_env
             flow = flow.add(name=ex["name"], uses=str(REPO / ex["uses"]), uses_with=uses_with, host=LOOPBACK,

@@ -165,7 +165,7 @@ def apply() -> None:
 EXECUTORS_LISTENING_WAIT_S = 30.0
 
 
-def executor_addresses(deployments_addresses: str) -> list[tuple[str, int]]:
+def executor_addresses(deployments_addresses: Optional[str]) -> list[tuple[str, int]]:
     """(host, port) of every executor replica in the gateway's ``deployments_addresses``
     (JSON: name -> ["host:port", ...], or -> {protocol: [...]}; addresses may carry a scheme)."""
     found = []
@@ -212,7 +212,7 @@ class PatchedGRPCGateway(GRPCGateway):
         """Ask the executors for their endpoints once they listen, not before (see above)."""
         args = self.runtime_args
         raw = args.get("deployments_addresses") if isinstance(args, dict) else getattr(args, "deployments_addresses", None)
-        silent = await wait_listening(executor_addresses(raw or "{}"), EXECUTORS_LISTENING_WAIT_S)
+        silent = await wait_listening(executor_addresses(raw), EXECUTORS_LISTENING_WAIT_S)
         if silent:
             self.logger.info("executors not listening yet after %.0f s: %s", EXECUTORS_LISTENING_WAIT_S,
                              ", ".join(f"{h}:{p}" for h, p in silent))
