@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from executors.encoders.preprocess import ImagePreprocessor
+from executors.encoders.preprocess import ImagePreprocessor, check_plan
 from executors.encoders.specs import SPECS
 from executors.normalizer.decode import decode_image, fit_size
 from imgsearch.tiny_models.processors import image_processor as _processor
@@ -126,3 +126,23 @@ def test_a_cached_plan_needs_the_processor_only_for_an_image_off_the_models_size
 def test_the_plan_refuses_to_be_made_from_nothing():
     with pytest.raises(ValueError, match="needs a processor"):
         ImagePreprocessor(plan={"fast": True})
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda p: p.pop("center_crop"), "center_crop"),
+    (lambda p: p.update(input_size=[224]), "input_size"),
+    (lambda p: p.update(resize_rule={"shortest_edge": "224", "resample": 3}), "resize_rule"),
+    (lambda p: p.update(mul=[1.0, 2.0]), "mul"),
+    (lambda p: p.update(sub=[0.0, float("nan"), 1.0]), "sub"),
+    (lambda p: p.update(fast="yes"), "fast"),
+    (lambda p: p.update(version=0), "version"),
+])
+def test_a_damaged_plan_is_refused_with_what_is_wrong(damage, reason):
+    """A cached plan that parses but is damaged (cut, edited, another version) is refused
+    when made, naming the field, not at the first batch as a KeyError."""
+    name, kwargs = CONFIGS["clip"]
+    plan = json.loads(json.dumps(ImagePreprocessor(_processor(name, **kwargs)).plan))
+    check_plan(plan)  # the undamaged plan passes
+    damage(plan)
+    with pytest.raises(ValueError, match=reason):
+        ImagePreprocessor(plan=plan, load=lambda: None)

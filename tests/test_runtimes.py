@@ -73,6 +73,27 @@ def test_the_graph_is_exported_once_and_keyed_by_the_weights(tiny_models, tmp_pa
     assert _min_cosine(changed.embed_images(img), ref.embed_images(img)) >= PARITY
 
 
+def test_a_damaged_cached_plan_is_made_again(tiny_models, onnx_cache, caplog):
+    """A preprocessing plan that parses but lacks a field: the encoder warns, preprocesses
+    with the processor, and caches a whole plan again; its vectors are unchanged."""
+    import json
+
+    model = str(tiny_models[TINY_FOR_ENCODER["clip"]])
+    first = make_encoder("clip", model, runtime="onnx")
+    plans = [p for p in onnx_cache.glob("*preprocess*.json") if json.loads(p.read_text()) == first.preprocess.plan]
+    assert len(plans) == 1
+    damaged = dict(first.preprocess.plan)
+    del damaged["center_crop"]
+    plans[0].write_text(json.dumps(damaged))
+    with caplog.at_level(logging.WARNING, logger="executors.encoders.base"):
+        again = make_encoder("clip", model, runtime="onnx")
+    assert any("ignoring the cached preprocessing plan" in r.getMessage() and "center_crop" in r.getMessage()
+               for r in caplog.records)
+    images = _images(3)
+    assert np.allclose(again.embed_images(images), first.embed_images(images), atol=1e-6)
+    assert json.loads(plans[0].read_text()) == first.preprocess.plan  # cached whole again
+
+
 @pytest.mark.parametrize("name", ["clip", "blip2"])
 def test_text_towers_start_from_the_cache_without_the_torch_model(name, tiny_models, monkeypatch):
     model = str(tiny_models[TINY_FOR_ENCODER[name]])

@@ -201,8 +201,11 @@ class TorchEncoder(EncoderStage):
         versions = f"{type(self).__name__}|plan{PLAN_VERSION}|transformers {importlib.metadata.version('transformers')}"
         key = graph_key(self.checkpoint, self._revision, "preprocess", versions)
         plan = cached_plan(key)
-        if plan is not None and plan.get("version") == PLAN_VERSION:
-            return ImagePreprocessor(plan=plan, load=lambda: self.load_preprocessor(self.checkpoint).processor)
+        if plan is not None:
+            try:
+                return ImagePreprocessor(plan=plan, load=lambda: self.load_preprocessor(self.checkpoint).processor)
+            except ValueError as exc:  # damaged: made again from the processor, and cached again
+                logger.warning("%s: ignoring the cached preprocessing plan (%s)", self.checkpoint, exc)
         preprocess = self.load_preprocessor(self.checkpoint)
         cache_plan(key, preprocess.plan)
         return preprocess

@@ -82,6 +82,39 @@ def plan_of(processor: Any) -> dict:
     return plan
 
 
+def _sizes(value: Any, n: int) -> bool:
+    return isinstance(value, list) and len(value) == n and all(isinstance(v, int) and v > 0 for v in value)
+
+
+def check_plan(plan: Any) -> None:
+    """Raise ValueError naming what is wrong with a (cached) plan: a cache file that parses
+    but was damaged or hand-edited must be made again, not crash the encoder's first batch."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ValueError(f"preprocessing plan: {what}")
+
+    need(isinstance(plan, dict), "not a JSON object")
+    need(plan.get("version") == PLAN_VERSION, f"version {plan.get('version')!r}, expected {PLAN_VERSION}")
+    for key in ("fast", "do_resize"):
+        need(isinstance(plan.get(key), bool), f"'{key}' is not true/false")
+    need(_sizes(plan.get("input_size"), 2), "'input_size' is not [height, width]")
+    for key in ("center_crop", "resize_rule"):  # None when there is none, but always there
+        need(key in plan, f"'{key}' is missing")
+    need(plan["center_crop"] is None or _sizes(plan["center_crop"], 2), "'center_crop' is not [height, width]")
+    need(isinstance(plan.get("describe"), dict), "'describe' is not an object")
+    rule = plan["resize_rule"]
+    if rule is not None:
+        need(isinstance(rule, dict) and isinstance(rule.get("resample"), int)
+             and (_sizes([rule.get("shortest_edge")], 1) or _sizes([rule.get("height"), rule.get("width")], 2)),
+             "'resize_rule' is neither {shortest_edge, resample} nor {height, width, resample}")
+    if plan["fast"]:
+        for key in ("mul", "sub"):
+            values = plan.get(key)
+            need(isinstance(values, list) and len(values) == 3
+                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values),
+                 f"'{key}' is not three numbers")
+
+
 def _resize_rule(p: Any) -> Optional[dict]:
     if not p.do_resize:
         return None
@@ -105,6 +138,8 @@ class ImagePreprocessor:
             raise ValueError("an ImagePreprocessor needs a processor, or a plan and a way to load the processor")
         self._processor, self._load = processor, load
         self._loading = threading.Lock()  # lanes may ask for it at once
+        if processor is None:
+            check_plan(plan)
         self.plan = plan_of(processor) if processor is not None else plan
         self.fast = bool(self.plan["fast"])
         if self.fast:
