@@ -99,6 +99,10 @@ def _mallopt(*settings: tuple[int, int]) -> bool:
     return all(mallopt(option, value) for option, value in settings)
 
 
+def _new_timing() -> dict:
+    return {"calls": 0, "docs": 0, "seconds": 0.0, "cpu_seconds": 0.0, "active": 0, "since": None, "cpu_since": 0.0}
+
+
 class Stage(Executor):
     """Base of every flow executor: pass-through default, per-handler timings, /timings."""
 
@@ -118,26 +122,45 @@ class Stage(Executor):
 
     @contextlib.contextmanager
     def timed(self, handler: str, docs: int) -> Iterator[None]:
-        # Process CPU, not this thread's: a model's OpenMP threads work for the handler too.
-        started, cpu = time.perf_counter(), time.process_time()
+        # Busy time is the union of the handler's calls, not their sum: with encoder lanes
+        # several run at once, and summing would read above 100% busy. CPU is the process's
+        # over that union, not this thread's: a model's compute threads work for it too.
+        with self._timings_lock:
+            t = self._timings.setdefault(handler, _new_timing())
+            if t["active"] == 0:
+                t["since"], t["cpu_since"] = time.perf_counter(), time.process_time()
+            t["active"] += 1
         try:
             yield
         finally:
-            spent, cpu = time.perf_counter() - started, time.process_time() - cpu
             with self._timings_lock:
-                t = self._timings.setdefault(handler, {"calls": 0, "docs": 0, "seconds": 0.0, "cpu_seconds": 0.0})
+                t = self._timings.setdefault(handler, _new_timing())
                 t["calls"] += 1
                 t["docs"] += docs
-                t["seconds"] += spent
-                t["cpu_seconds"] += cpu
+                t["active"] = max(0, t["active"] - 1)
+                if t["active"] == 0 and t["since"] is not None:
+                    t["seconds"] += time.perf_counter() - t["since"]
+                    t["cpu_seconds"] += time.process_time() - t["cpu_since"]
+                    t["since"] = None
 
     @requests(on="/timings")
     def timings(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+        reset = bool((parameters or {}).get("reset"))
         with self._timings_lock:
-            handlers = {k: {**v, "seconds": round(v["seconds"], 4), "cpu_seconds": round(v["cpu_seconds"], 4)}
-                        for k, v in self._timings.items()}
-            if (parameters or {}).get("reset"):
-                self._timings.clear()
+            now, cpu = time.perf_counter(), time.process_time()
+            handlers = {}
+            for name, t in list(self._timings.items()):
+                running = t["since"] is not None  # calls in flight count up to now
+                handlers[name] = {
+                    "calls": t["calls"], "docs": t["docs"],
+                    "seconds": round(t["seconds"] + (now - t["since"] if running else 0.0), 4),
+                    "cpu_seconds": round(t["cpu_seconds"] + (cpu - t["cpu_since"] if running else 0.0), 4),
+                }
+                if reset:
+                    if running:  # its calls go on: counted from now
+                        self._timings[name] = {**_new_timing(), "active": t["active"], "since": now, "cpu_since": cpu}
+                    else:
+                        del self._timings[name]
         return {"stage": type(self).__name__, "handlers": handlers, **process_usage()}
 
     @requests

@@ -88,3 +88,50 @@ def test_the_encoder_threads_share_at_most_two_heaps(tmp_path):
         got[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["limited"]["limited"] is True and got["limited"]["heaps"] <= 2
     assert got["default"]["heaps"] > 2  # glibc's default: a heap per contending thread
+
+
+def test_timings_count_overlapping_calls_once():
+    """With encoder lanes a handler runs several calls at once: its busy time is their
+    union (two 0.3 s calls side by side are ~0.3 s busy, not 0.6 s), calls in flight count
+    up to the reading, and a reset while one runs counts it on from the reset."""
+    import threading
+    import time
+
+    from docarray import DocList
+
+    from executors.docs import ImageDoc
+    from executors.stage import Stage
+
+    stage = Stage()
+    barrier = threading.Barrier(2)
+
+    def call():
+        with stage.timed("encode", 4):
+            barrier.wait()
+            time.sleep(0.3)
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    read = stage.timings(DocList[ImageDoc]())["handlers"]["encode"]
+    assert (read["calls"], read["docs"]) == (2, 8)
+    assert 0.3 <= read["seconds"] < 0.5, read  # the sum would be >= 0.6
+
+    release = threading.Event()
+
+    def long_call():
+        with stage.timed("encode", 1):
+            release.wait(5)
+
+    runner = threading.Thread(target=long_call)
+    runner.start()
+    time.sleep(0.2)
+    mid = stage.timings(DocList[ImageDoc](), parameters={"reset": True})["handlers"]["encode"]
+    assert mid["calls"] == 2 and mid["seconds"] >= read["seconds"] + 0.15  # in flight: counted up to now
+    time.sleep(0.2)
+    release.set()
+    runner.join()
+    after = stage.timings(DocList[ImageDoc]())["handlers"]["encode"]
+    assert after["calls"] == 1 and 0.15 <= after["seconds"] < 0.6, after  # from the reset on
