@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Iterator, NoReturn, Optional, TextIO
 
+from executors.encoders.runtime_env import CHOICES, ENV_RUNTIME
 from executors.encoders.specs import DEFAULT_ENCODER
 from executors.errors import UserError
 
@@ -54,13 +55,11 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="a running flow's gateway, e.g. grpc://HOST:PORT (default: start the flow locally)")
 
 
-# executors/encoders/runtimes.CHOICES, written out: importing that module loads torch, too slow
-# for parsing arguments (test_cli checks the two agree).
-RUNTIME_CHOICES = ("auto", "torch", "onnx", "onnx-int8")
+RUNTIME_CHOICES = CHOICES  # from a module without torch: parsing arguments stays fast
 
 
 def _add_runtime_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runtime", choices=RUNTIME_CHOICES, default=os.environ.get("ENCODER_RUNTIME") or None,
+    p.add_argument("--runtime", choices=RUNTIME_CHOICES, default=os.environ.get(ENV_RUNTIME) or None,
                    help="where the encoders run: torch, onnx (ONNX Runtime), onnx-int8, or auto "
                         "(default: $ENCODER_RUNTIME, else auto = onnx on CPU, torch on CUDA)")
 
@@ -248,7 +247,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if getattr(args, "qdrant_api_key", None):  # read by ServerStore here and in the executors started here
         os.environ["QDRANT_API_KEY"] = args.qdrant_api_key
     if getattr(args, "runtime", None):  # every flow this process starts inherits it
-        os.environ["ENCODER_RUNTIME"] = args.runtime
+        os.environ[ENV_RUNTIME] = args.runtime
     # Local: after the environment above is set, before torch and jina load.
     from imgsearch import commands
     from imgsearch.web import serve

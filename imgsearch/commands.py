@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterator, Optional, TextIO
 
 from executors.encoders.resolve import CheckpointError, parse_model_overrides, resolve_checkpoint
-from executors.encoders.runtimes import ENV_LANES
+from executors.encoders.runtime_env import ENV_LANES
 from executors.encoders.specs import DEFAULT_ENCODER, SPECS, get_spec
 from executors.errors import UserError
 from imgsearch.datasource import check_data, data_name

@@ -39,6 +39,7 @@ from typing import Any, Optional
 
 import yaml
 
+from executors.encoders.runtime_env import ENV_RUNTIME
 from executors.encoders.specs import SPECS, get_spec
 from imgsearch import k8s_security
 from imgsearch.flowfile import REPO, read_flow
@@ -252,7 +253,7 @@ def _configmap(encoders: tuple[str, ...], qdrant_nodes: int) -> list[dict]:
         "QDRANT_URL": QDRANT_URL,  # the indexer's Qdrant (flows/index.yml: qdrant_url)
         "IMGSEARCH_STORE": "/tmp/imgsearch-store",  # embedded store; unused while QDRANT_URL is set
         "NORMALIZE_RESIZE": "",  # empty = keep aspect; e.g. "96" for the original study's fixed size
-        "ENCODER_RUNTIME": "",  # empty = auto: torch on the GPU nodes; torch | onnx | onnx-int8
+        ENV_RUNTIME: "",  # empty = auto: torch on the GPU nodes; torch | onnx | onnx-int8
         "ENCODER_DEVICE_DECODE": "",  # empty = auto: JPEGs decoded by nvJPEG on the GPU nodes; on | off
         # Collections are named <dataset>--<model id> by the clients, so these ids also name them.
         **{env_key(e): get_spec(e).checkpoint for e in encoders},

@@ -13,6 +13,7 @@ from docarray import DocList
 
 from executors.auth import TOKEN_ENV, TOKEN_PARAMETER
 from executors.docs import ImageDoc
+from executors.encoders.runtime_env import ENV_LANES, ENV_RUNTIME
 from executors.gateway import jina_fixes
 from imgsearch.exposure import LOOPBACK, gateway_address, gateway_options
 from imgsearch.flowfile import REPO, expand_env, read_flow
@@ -202,7 +203,7 @@ def _flow_sharing(encoder: str, port: int, shared: dict[str, int], bind: str = L
     # them with TLS) and the gateway's request cap (stage-to-stage requests carry pixels).
     for_gateway_only = {"ssl_certfile": None, "ssl_keyfile": None, "grpc_server_options": None}
     # Set in the encoder's process alone, not in ours for every later flow.
-    encoder_env = {k: v for k, v in (("ENCODER_RUNTIME", runtime), ("ENCODER_LANES", lanes)) if v}
+    encoder_env = {k: v for k, v in ((ENV_RUNTIME, runtime), (ENV_LANES, lanes)) if v}
     for ex in spec["executors"]:
         if ex["name"] in shared:
             flow = flow.add(name=ex["name"], host=LOOPBACK, port=shared[ex["name"]], external=True, **for_gateway_only)

@@ -15,7 +15,7 @@ from conftest import ROOT
 from PIL import Image
 
 from executors.encoders.resolve import parse_model_overrides
-from executors.encoders.runtimes import RUNTIMES
+from executors.encoders.runtime_env import RUNTIMES
 from executors.errors import UserError
 from imgsearch.compare import (
     CompareError,

@@ -27,17 +27,12 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from executors.encoders.runtime_env import CHOICES, ENV_CACHE, ENV_CALIBRATION, ENV_LANES, ENV_RUNTIME
 from executors.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-RUNTIMES = ("torch", "onnx", "onnx-int8")
-CHOICES = ("auto", *RUNTIMES)
 OPSET = 17
-ENV_RUNTIME = "ENCODER_RUNTIME"  # empty or unset: auto
-ENV_CACHE = "IMGSEARCH_ONNX_CACHE"
-ENV_CALIBRATION = "IMGSEARCH_INT8_CALIBRATION"  # a folder of images for static int8
-ENV_LANES = "ENCODER_LANES"  # 1 (default) or auto: see index_lanes
 
 
 def index_lanes(requested: Optional[str], runtime: str, device: torch.device, threads: int) -> int:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Optional, TextIO
 
-from executors.encoders.runtimes import RUNTIMES
+from executors.encoders.runtime_env import RUNTIMES
 from executors.stage import ENV_MALLOC_TUNING
 from imgsearch.flow import REPO
 

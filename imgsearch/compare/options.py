@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from executors.encoders.resolve import CheckpointError, resolve_checkpoint
-from executors.encoders.runtimes import RUNTIMES
+from executors.encoders.runtime_env import RUNTIMES
 from executors.encoders.specs import get_spec
 from executors.errors import UserError
 from imgsearch.datasource import DataSource

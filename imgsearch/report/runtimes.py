@@ -5,7 +5,7 @@ then onnx), so one table answers "what does int8 cost me in recall@1 and mAP@10,
 buy in images/s"; the paired test on per-query AP@10 says whether the quality difference is real.
 """
 
-from executors.encoders.runtimes import RUNTIMES
+from executors.encoders.runtime_env import RUNTIMES
 from imgsearch.report.common import fmt, runtime_text
 from imgsearch.report.selection import ok_runs
 
