@@ -16,6 +16,7 @@ from typing import Iterator, NoReturn, Optional, TextIO
 from executors.encoders.runtime_env import CHOICES, ENV_RUNTIME
 from executors.encoders.specs import DEFAULT_ENCODER
 from executors.errors import UserError
+from executors.urls import FILE_SCHEME, is_url
 
 logger = logging.getLogger("imgsearch")
 
@@ -23,8 +24,11 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 def data_arg(text: str):
-    """``--data``: a URL (s3://bucket/prefix, gs://, az://) stays text, since a Path would fold its '//'; else a folder."""
-    return text.rstrip("/") if "://" in text else Path(text)
+    """``--data``: a URL (s3://bucket/prefix, gs://, az://) stays text, since a Path would fold
+    its '//'; a file:// URL or anything else is a local folder."""
+    if text.startswith(FILE_SCHEME):
+        return Path(text.removeprefix(FILE_SCHEME))
+    return text.rstrip("/") if is_url(text) else Path(text)
 
 
 @contextlib.contextmanager

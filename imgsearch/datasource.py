@@ -10,7 +10,8 @@ from typing import Union
 from executors.errors import UserError
 import fsspec
 
-from executors.loader.storage import filesystem, is_url, list_objects
+from executors.loader.storage import filesystem, list_objects
+from executors.urls import is_url
 
 logger = logging.getLogger(__name__)
 

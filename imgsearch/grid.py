@@ -9,7 +9,7 @@ from typing import Optional
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from executors.loader.storage import is_url
+from executors.urls import is_url
 from imgsearch.datasource import read_bytes
 
 logger = logging.getLogger(__name__)

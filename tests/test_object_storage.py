@@ -2,13 +2,15 @@
 
 import hashlib
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from executors.docs import MAX_IMAGE_BYTES
 from executors.errors import UserError
-from executors.loader.storage import KNOWN_OBJECTS_ENV, ObjectScanner, fetch, filesystem, is_url, list_objects
+from executors.loader.storage import KNOWN_OBJECTS_ENV, ObjectScanner, fetch, filesystem, list_objects
+from executors.urls import is_url
 from imgsearch.cli import data_arg
 from imgsearch.datasource import check_data, data_name, data_ref, listing_digest
 from imgsearch.grid import thumbnail
@@ -31,6 +33,8 @@ def test_urls_and_folders_are_told_apart(tmp_path):
     assert not is_url("data/memes") and not is_url("/abs/path") and not is_url("file:///abs/path")
     assert data_arg("s3://bucket/photos/") == "s3://bucket/photos"  # text: a Path would fold the '//'
     assert data_arg("data/memes") == data_arg("data/memes/")
+    assert data_arg("file:///abs/photos") == Path("/abs/photos")  # a local folder, as is_url says
+    assert data_arg("./odd://name") == Path("./odd://name")  # no scheme at the start: a folder
     assert data_name("s3://bucket/photos/2024") == "2024" and data_name("s3://bucket") == "bucket"
     assert data_ref("s3://bucket/photos") == "s3://bucket/photos"
     assert data_ref(tmp_path / "x" / "..") == str(tmp_path)

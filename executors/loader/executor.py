@@ -26,7 +26,8 @@ from executors.docs import MAX_IMAGE_BYTES, ImageDoc, failed
 from executors.flow_kwargs import flow_kwarg
 from executors.stage import Stage
 from executors.loader.filetypes import IMAGE_EXTENSIONS, SNIFF_BYTES, describe_non_image, sniff_mime
-from executors.loader.storage import ObjectScanner, StoredObject, fetch, is_url, list_objects
+from executors.loader.storage import ObjectScanner, StoredObject, fetch, list_objects
+from executors.urls import is_url
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ Credentials come from each backend's standard chain (for S3: the AWS environment
 import hashlib
 import logging
 import os
-import re
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -33,15 +32,9 @@ from executors.loader.filetypes import IMAGE_EXTENSIONS, SNIFF_BYTES, describe_n
 
 logger = logging.getLogger(__name__)
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 FETCH_GROUP = 32  # objects fetched concurrently (one fsspec ``cat`` call)
 FETCH_GROUP_BYTES = 256 * 1024 * 1024  # and at most this many bytes held at once
 KNOWN_OBJECTS_ENV = "IMGSEARCH_OBJECT_CACHE"  # where the loader remembers scanned objects
-
-
-def is_url(data: str) -> bool:
-    """Whether ``data`` names objects by URL (``s3://...``) rather than a local folder."""
-    return bool(_URL.match(data)) and not data.startswith("file://")
 
 
 def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
