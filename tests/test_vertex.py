@@ -43,7 +43,7 @@ class FakeVertex:
     """POST …/multimodalembedding@001:predict as documented; ``plan`` queues error statuses first."""
 
     def __init__(self):
-        self.plan: list[int] = []
+        self.plan: list[int | str] = []  # statuses, or "html": a 200 whose body is not JSON
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         fake = self
@@ -72,6 +72,13 @@ class FakeVertex:
                     return self._send(404, {"error": {"code": 404, "message": "no such model", "status": "NOT_FOUND"}})
                 if self.headers.get("Authorization") != f"Bearer {TOKEN}":
                     return self._send(401, {"error": {"code": 401, "message": "bad token", "status": "UNAUTHENTICATED"}})
+                if planned == "html":  # a proxy's page in front of the API
+                    data = b"<html><body>Service Unavailable</body></html>"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    return self.wfile.write(data)
                 if planned == 429:
                     return self._send(429, {"error": {"code": 429, "message": "Quota exceeded for aiplatform.googleapis.com/online_prediction_requests_per_base_model", "status": "RESOURCE_EXHAUSTED"}}, {"Retry-After": "0"})
                 if planned == 503:
@@ -149,6 +156,14 @@ def test_bad_request_is_one_clear_error_not_retried(fake):
     with pytest.raises(VertexRequestError, match=r"HTTP 400: INVALID_ARGUMENT: Image is not valid"):
         client.embed_image(_jpeg((1, 2, 3)))
     assert len(fake.requests) == 1
+
+
+def test_a_body_that_is_not_json_is_one_clear_error(fake):
+    client = _client(fake)
+    fake.plan = ["html"]
+    with pytest.raises(VertexRequestError, match=r"not JSON: b'<html>"):
+        client.embed_text("doge")
+    assert np.isclose(np.linalg.norm(client.embed_text("doge")), 1, atol=1e-6)  # the next call is fine
 
 
 def test_wrong_token_and_unreachable_server(fake):

@@ -206,7 +206,11 @@ class VertexClient:
             )
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                    return json.loads(resp.read())
+                    raw = resp.read()
+                try:
+                    return json.loads(raw)
+                except ValueError:  # a proxy's HTML page, a cut-off body: the call failed, clearly
+                    raise VertexRequestError(f"Vertex AI answered with a body that is not JSON: {raw[:200]!r}") from None
             except urllib.error.HTTPError as exc:
                 status, message = exc.code, _api_message(exc)
                 retry_after = exc.headers.get("Retry-After") if exc.headers else None
