@@ -60,8 +60,12 @@ def _forkserver_serves(per_flow: set[str]) -> bool:
         if multiprocessing.active_children():
             logger.info("environment changed (%s) while executors run: spawning this flow's", ", ".join(changed))
             return False
+        stop = getattr(forkserver._forkserver, "_stop", None)  # private, but the stdlib's own way to stop it
+        if stop is None:  # a Python without it: spawn rather than serve a stale environment
+            logger.info("environment changed (%s); this Python cannot restart the fork server: spawning", ", ".join(changed))
+            return False
         logger.info("restarting the fork server: %s changed", ", ".join(changed))
-        forkserver._forkserver._stop()  # private, but the stdlib's own way to stop it
+        stop()
     forkserver.set_forkserver_preload(FORKSERVER_PRELOAD)
     _forkserver_env = env
     return True

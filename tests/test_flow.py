@@ -133,3 +133,25 @@ def test_fixed_size_normalisation_is_a_flag(tmp_path, photo_dir):
     best = result.matches[0]
     assert best["path"] == str(query)
     assert (best["width"], best["height"]) == Image.open(query).size
+
+
+def test_a_changed_environment_restarts_the_fork_server_or_spawns(monkeypatch):
+    """The fork server's children get its environment, not ours: after a change it is
+    restarted (the stdlib's private _stop), and where that is missing or children of the old
+    one still run, the flow spawns instead of serving a stale environment."""
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    from imgsearch import processes
+
+    stops = []
+    monkeypatch.setattr(forkserver.ForkServer, "_stop", lambda self: stops.append(1), raising=False)
+    monkeypatch.setattr(multiprocessing, "active_children", lambda: [])
+    monkeypatch.setattr(processes, "_forkserver_env", {"IMGSEARCH_TEST_ONLY": "old"})
+    assert processes._forkserver_serves(set()) and stops == [1]  # restarted
+    monkeypatch.setattr(processes, "_forkserver_env", {"IMGSEARCH_TEST_ONLY": "old"})
+    monkeypatch.setattr(multiprocessing, "active_children", lambda: ["a child"])
+    assert not processes._forkserver_serves(set()) and stops == [1]  # its children run: spawn
+    monkeypatch.setattr(multiprocessing, "active_children", lambda: [])
+    monkeypatch.delattr(forkserver.ForkServer, "_stop")
+    assert not processes._forkserver_serves(set()) and stops == [1]  # no _stop: spawn
