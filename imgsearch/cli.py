@@ -64,7 +64,7 @@ RUNTIME_CHOICES = CHOICES  # from a module without torch: parsing arguments stay
 
 def _add_runtime_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", choices=RUNTIME_CHOICES, default=os.environ.get(ENV_RUNTIME) or None,
-                   help="where the encoders run: torch, onnx (ONNX Runtime), onnx-int8, or auto "
+                   help="where the encoders run: torch, onnx (ONNX Runtime), torch-bf16, onnx-int8, or auto "
                         "(default: $ENCODER_RUNTIME, else auto = onnx on CPU, torch on CUDA)")
 
 
@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "every collection, and write report.md, report.html and report.json.")
     p.add_argument("--data", type=data_arg, default=Path("data/memes"), help="folder of images or s3://bucket/prefix; sub-folder names are labels")
     p.add_argument("--encoders", default=DEFAULT_ENCODER, help="comma-separated encoder names, e.g. clip,bit,efficientnet,vit,dinov2,blip2; "
-                   "ENCODER@RUNTIME (torch, onnx, onnx-int8) runs that entry on that runtime, into its own collection, "
+                   "ENCODER@RUNTIME (torch, onnx, torch-bf16, onnx-int8) runs that entry on that runtime, into its own collection, "
                    "e.g. efficientnet-lite0@torch,efficientnet-lite0@onnx-int8 (no suffix: --runtime)")
     p.add_argument("--model", action="append", metavar="ENCODER=CHECKPOINT", help="checkpoint override per encoder (repeatable): hub id or local folder")
     p.add_argument("--tiny-models", type=Path, metavar="DIR", help="where a default checkpoint is unreachable, use the tiny random model from DIR (built by `app.py tiny-models`); the report flags it")

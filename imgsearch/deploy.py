@@ -253,7 +253,7 @@ def _configmap(encoders: tuple[str, ...], qdrant_nodes: int) -> list[dict]:
         "QDRANT_URL": QDRANT_URL,  # the indexer's Qdrant (flows/index.yml: qdrant_url)
         "IMGSEARCH_STORE": "/tmp/imgsearch-store",  # embedded store; unused while QDRANT_URL is set
         "NORMALIZE_RESIZE": "",  # empty = keep aspect; e.g. "96" for the original study's fixed size
-        ENV_RUNTIME: "",  # empty = auto: torch on the GPU nodes; torch | onnx | onnx-int8
+        ENV_RUNTIME: "",  # empty = auto: torch on the GPU nodes; torch | onnx | torch-bf16 | onnx-int8
         "ENCODER_DEVICE_DECODE": "",  # empty = auto: JPEGs decoded by nvJPEG on the GPU nodes; on | off
         # Collections are named <dataset>--<model id> by the clients, so these ids also name them.
         **{env_key(e): get_spec(e).checkpoint for e in encoders},
@@ -351,7 +351,7 @@ def encoder_configs() -> dict[str, str]:
     """executors/encoders/configs/<name>.yml for every spec: the flow's `uses:` for that encoder."""
     header = HEADER.replace("from flows/index.yml", "from the encoder registry (executors/encoders/specs.py)")
     header += ("# batch_size 0: fitted to the runtime and device (16 on ONNX Runtime CPU, 32 on torch CPU, free memory\n"
-               "# on a GPU); runtime: torch | onnx | onnx-int8 | auto, null: $ENCODER_RUNTIME, else auto.\n")
+               "# on a GPU); runtime: torch | onnx | torch-bf16 | onnx-int8 | auto, null: $ENCODER_RUNTIME, else auto.\n")
     configs = {}
     for name, spec in SPECS.items():
         settings = {"name": name, "model": None, "batch_size": spec.batch_size}

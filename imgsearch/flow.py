@@ -91,7 +91,7 @@ def local_flow(
 ) -> Iterator[str]:
     """Start flows/index.yml (each executor its own gRPC process); yield the gateway address.
 
-    ``runtime`` (torch, onnx, onnx-int8) and ``lanes`` (executors/encoders/runtimes.index_lanes)
+    ``runtime`` (torch, onnx, torch-bf16, onnx-int8) and ``lanes`` (executors/encoders/runtimes.index_lanes)
     are this flow's encoder's alone; None: $ENCODER_RUNTIME, $ENCODER_LANES."""
     with _started_flow(encoder, model, store, qdrant_url, port, resize, bind=bind, runtime=runtime,
                        lanes=lanes) as (_, host):

@@ -183,6 +183,25 @@ def test_runtime_choice(monkeypatch):
         resolve_runtime("tensorrt", cpu)
     with pytest.raises(RuntimeChoiceError, match="needs runtime torch"):
         resolve_runtime("onnx", cpu, "float16")
+    assert resolve_runtime("torch-bf16", cpu) == resolve_runtime("torch-bf16", cpu, "bfloat16") == "torch-bf16"
+    with pytest.raises(RuntimeChoiceError, match="torch-bf16 runs bfloat16"):
+        resolve_runtime("torch-bf16", cpu, "float32")
+
+
+@pytest.mark.parametrize("name", ["clip", "efficientnet"])
+def test_torch_bf16_runs_the_torch_model_in_bfloat16_close_to_fp32(name, tiny_models):
+    """A convolutional and a transformer family: the weights in bfloat16, one lane, no ONNX
+    graph, vectors close to fp32's (bf16 keeps 8 bits of mantissa) and still unit length."""
+    model = str(tiny_models[TINY_FOR_ENCODER[name]])
+    ref = make_encoder(name, model, runtime="torch", batch_size=3)
+    enc = make_encoder(name, model, runtime="torch-bf16", batch_size=3, lanes="auto")
+    info = enc.info()
+    assert (info["runtime"], info["dtype"], enc.lanes) == ("torch-bf16", "bfloat16", 1)
+    assert next(enc.model.parameters()).dtype == torch.bfloat16 and not info.get("onnx_provider")
+    images = _images(5)
+    vecs = enc.embed_images(images)
+    assert vecs.dtype == np.float32 and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
+    assert _min_cosine(vecs, ref.embed_images(images)) >= 0.98
 
 
 def test_onnx_on_a_gpu_prefers_tensorrt_then_cuda_and_the_cpu_last(tmp_path, tiny_models):

@@ -31,8 +31,9 @@ from executors.encoders.device_decode import decode_on_cpu, resolve_device_decod
 from executors.encoders.preprocess import PLAN_VERSION, ImagePreprocessor
 from executors.encoders.runtimes import (
     OnnxTower, RuntimeChoiceError, Tower, cache_plan, cached_plan, calibration_images, calibration_source,
-    export_graph, folder_revision, graph_key, graph_path, index_lanes, resolve_runtime,
+    cpu_has_native_bf16, export_graph, folder_revision, graph_key, graph_path, index_lanes, resolve_runtime,
 )
+from executors.encoders.runtime_env import on_torch
 from executors.encoders.specs import EncoderSpec, get_spec
 from executors.flow_kwargs import flow_kwarg
 from executors.stage import Stage, keep_freed_memory, limit_malloc_arenas, peak_rss_mb
@@ -130,11 +131,16 @@ class TorchEncoder(EncoderStage):
         self.checkpoint = os.path.expanduser(model) if model else self.spec.checkpoint
         self.device = pick_device(device)
         self.runtime = resolve_runtime(runtime, self.device, dtype)
+        if self.runtime == "torch-bf16":
+            dtype = "bfloat16"
+            if self.device.type == "cpu" and cpu_has_native_bf16() is False:
+                logger.warning("%s: runtime torch-bf16 on a CPU without native bfloat16 (AVX512-BF16 or AMX): "
+                               "torch emulates it, slower than fp32; runtime onnx is the fast one here", name)
         # Unset, empty or 0: fitted to the runtime and device after loading (fit_batch_size).
         requested_batch = flow_kwarg("batch_size", batch_size, 0, int)
         self.batch_size = requested_batch or self._default_batch()
-        self.onnx_cuda = self.runtime != "torch" and self.device.type == "cuda"
-        if self.runtime != "torch":
+        self.onnx_cuda = not on_torch(self.runtime) and self.device.type == "cuda"
+        if not on_torch(self.runtime):
             # The graph is traced in fp32 on the CPU; onnxruntime picks its own device.
             self.device, dtype = torch.device("cpu"), "float32"
             limit_malloc_arenas()  # the encoder's memory, measured by `app.py bench` (docs/performance.md)
@@ -161,9 +167,9 @@ class TorchEncoder(EncoderStage):
             self.text_tower: Tower = self.text_features
             # With its graphs cached, an ONNX encoder never loads torch's copy of the weights:
             # a faster start, and no moment with both copies in memory.
-            if self.runtime == "torch" or not self._use_onnx(cached_only=True):
+            if on_torch(self.runtime) or not self._use_onnx(cached_only=True):
                 self.model = self._load_torch_model()
-                if self.runtime != "torch":
+                if not on_torch(self.runtime):
                     self._use_onnx()
         except (ModelLoadError, RuntimeChoiceError):
             raise
@@ -196,7 +202,7 @@ class TorchEncoder(EncoderStage):
     def _preprocessor(self) -> ImagePreprocessor:
         """The checkpoint's preprocessing. An ONNX encoder starts from the plan it cached on its
         first start (transformers' processors, 1.9 s of imports, load only if an image needs them)."""
-        if self.runtime == "torch":
+        if on_torch(self.runtime):
             return self.load_preprocessor(self.checkpoint)
         versions = f"{type(self).__name__}|plan{PLAN_VERSION}|transformers {importlib.metadata.version('transformers')}"
         key = graph_key(self.checkpoint, self._revision, "preprocess", versions)
@@ -219,7 +225,7 @@ class TorchEncoder(EncoderStage):
             # they keep in fp32 (BLIP-2's Q-Former); a plain torch module is cast here.
             model = model.to(dtype=self.dtype)
         model = model.to(self.device).eval()
-        if self.channels_last and self.runtime == "torch":
+        if self.channels_last and on_torch(self.runtime):
             model = model.to(memory_format=torch.channels_last)
         return model
 
@@ -269,7 +275,7 @@ class TorchEncoder(EncoderStage):
         """On a GPU with torch: the batch that fits in 60% of the free memory (multiple of 8,
         at most MAX_BATCH), from the memory one probe batch of 8 takes; on a CPU a fixed
         batch (a larger one only adds latency and memory)."""
-        if self.device.type != "cuda" or self.runtime != "torch":
+        if self.device.type != "cuda" or not on_torch(self.runtime):
             return self._default_batch()
         h, w = self.preprocess.input_size
         self.batch_size = 8
@@ -284,7 +290,7 @@ class TorchEncoder(EncoderStage):
         return max(batch, 8)
 
     def _default_batch(self) -> int:
-        return ONNX_CPU_BATCH if self.runtime != "torch" and self.device.type == "cpu" else CPU_BATCH
+        return ONNX_CPU_BATCH if not on_torch(self.runtime) and self.device.type == "cpu" else CPU_BATCH
 
     # --- runtimes -----------------------------------------------------------------------
 

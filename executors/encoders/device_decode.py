@@ -28,6 +28,7 @@ from PIL import Image
 
 from executors.docs import ImageDoc
 from executors.encoders.preprocess import ImagePreprocessor
+from executors.encoders.runtime_env import on_torch
 from executors.errors import UserError
 from executors.normalizer.decode import ImageDecodeError, decode_image, exif_orientation, fit_size
 
@@ -181,7 +182,7 @@ def _tiny_jpeg() -> bytes:
 
 def nvjpeg_unavailable(device: torch.device, runtime: str) -> Optional[str]:
     """Why nvJPEG cannot decode for this encoder, or None when it can (probed with one image)."""
-    if runtime != "torch":
+    if not on_torch(runtime):
         return f"runtime {runtime} feeds onnxruntime from CPU tensors (device decoding needs runtime torch)"
     if device.type != "cuda":
         return f"the encoder runs on {device}, not a CUDA GPU"

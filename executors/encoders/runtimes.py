@@ -27,7 +27,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from executors.encoders.runtime_env import CHOICES, ENV_CACHE, ENV_CALIBRATION, ENV_LANES, ENV_RUNTIME
+from executors.encoders.runtime_env import CHOICES, ENV_CACHE, ENV_CALIBRATION, ENV_LANES, ENV_RUNTIME, on_torch
 from executors.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -47,10 +47,10 @@ def index_lanes(requested: Optional[str], runtime: str, device: torch.device, th
     """
     choice = (requested or os.environ.get(ENV_LANES) or "1").strip().lower()
     if choice == "auto":
-        return max(1, threads) if runtime != "torch" and device.type == "cpu" else 1
+        return max(1, threads) if not on_torch(runtime) and device.type == "cpu" else 1
     if not choice.isdigit() or int(choice) < 1:
         raise RuntimeChoiceError(f"{ENV_LANES}={choice}: give auto or a number of lanes (1 or more)")
-    return int(choice) if runtime != "torch" else 1
+    return int(choice) if not on_torch(runtime) else 1
 
 Tower = Callable[..., torch.Tensor]  # input tensors -> (B, D) unnormalised features
 
@@ -63,16 +63,30 @@ def resolve_runtime(requested: Optional[str], device: torch.device, dtype: Optio
     """The runtime to use: the argument, else $ENCODER_RUNTIME, else auto.
 
     auto: torch on CUDA, or when a precision other than fp32 is asked for (the graph is
-    fp32); ONNX Runtime on a CPU otherwise.
+    fp32); ONNX Runtime on a CPU otherwise. torch-bf16 is torch with the dtype bfloat16.
     """
     choice = (requested or os.environ.get(ENV_RUNTIME) or "auto").strip().lower()
     if choice not in CHOICES:
         raise RuntimeChoiceError(f"unknown runtime '{choice}'; choose one of {', '.join(CHOICES)}")
     if choice == "auto":
         return "torch" if device.type == "cuda" or dtype not in (None, "", "float32") else "onnx"
-    if choice != "torch" and dtype not in (None, "", "float32"):
+    if choice == "torch-bf16" and dtype not in (None, "", "bfloat16"):
+        raise RuntimeChoiceError(f"runtime torch-bf16 runs bfloat16; dtype {dtype} needs runtime torch")
+    if not on_torch(choice) and dtype not in (None, "", "float32"):
         raise RuntimeChoiceError(f"runtime {choice} runs fp32 graphs; dtype {dtype} needs runtime torch")
     return choice
+
+
+def cpu_has_native_bf16() -> Optional[bool]:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX, as oneDNN uses them):
+    there bf16 runs about twice fp32's speed; elsewhere torch emulates it, slower than fp32.
+    None where the CPU's flags cannot be read (not Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
+    except OSError:
+        return None
+    return None if flags is None else bool({"avx512_bf16", "amx_bf16"} & set(flags))
 
 
 def cache_dir() -> Path:
