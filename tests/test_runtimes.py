@@ -358,3 +358,14 @@ def test_a_cached_onnx_start_imports_none_of_transformers_model_or_processor_cod
     assert any(tmp_path.glob("*.json")) and any(tmp_path.glob("*/model.onnx"))  # plan and graph cached
     assert "HEAVY ['transformers.image_processing_utils', 'transformers.modeling_utils']" in runs[0].stdout
     assert "HEAVY []" in runs[1].stdout, runs[1].stdout + runs[1].stderr[-2000:]
+
+
+def test_torch_bf16_warns_where_the_cpu_would_emulate_it(tiny_models, monkeypatch, caplog):
+    import executors.encoders.base as base
+    from executors.encoders.runtimes import cpu_has_native_bf16
+
+    assert cpu_has_native_bf16() in (True, False, None)  # read from this machine's CPU flags
+    monkeypatch.setattr(base, "cpu_has_native_bf16", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="executors.encoders.base"):
+        make_encoder("clip", str(tiny_models[TINY_FOR_ENCODER["clip"]]), runtime="torch-bf16")
+    assert any("without native bfloat16" in r.getMessage() for r in caplog.records)
