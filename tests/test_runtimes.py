@@ -73,6 +73,27 @@ def test_the_graph_is_exported_once_and_keyed_by_the_weights(tiny_models, tmp_pa
     assert _min_cosine(changed.embed_images(img), ref.embed_images(img)) >= PARITY
 
 
+def test_a_damaged_cached_graph_is_exported_again(tiny_models, tmp_path, monkeypatch, caplog):
+    """A cached graph cut short (a full disk, a killed copy) fails to load: the encoder warns,
+    loads the model, exports the graph again and starts with the same vectors, instead of
+    failing every start until someone finds the cache."""
+    monkeypatch.setenv("IMGSEARCH_ONNX_CACHE", str(tmp_path))
+    model = str(tiny_models[TINY_FOR_ENCODER["clip"]])
+    first = make_encoder("clip", model, runtime="onnx")
+    graph = first.image_tower.path
+    graph.write_bytes(graph.read_bytes()[:1000])
+    with caplog.at_level(logging.INFO):
+        again = make_encoder("clip", model, runtime="onnx")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("cannot be loaded" in m and str(graph) in m for m in messages), messages
+    assert any("exporting to ONNX took" in m for m in messages)
+    assert again.image_tower.path == graph and again.model is None
+    images = _images(3)
+    assert _min_cosine(again.embed_images(images), first.embed_images(images)) >= 0.99999
+    texts = ["a cat", "two dogs"]  # the text graph, undamaged, is the cached one
+    assert _min_cosine(again.embed_texts(texts), first.embed_texts(texts)) >= 0.99999
+
+
 def test_a_damaged_cached_plan_is_made_again(tiny_models, onnx_cache, caplog):
     """A preprocessing plan that parses but lacks a field: the encoder warns, preprocesses
     with the processor, and caches a whole plan again; its vectors are unchanged."""

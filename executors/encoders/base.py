@@ -31,7 +31,7 @@ from executors.encoders.device_decode import decode_on_cpu, resolve_device_decod
 from executors.encoders.preprocess import PLAN_VERSION, ImagePreprocessor
 from executors.encoders.runtimes import (
     OnnxTower, RuntimeChoiceError, Tower, cache_plan, cached_plan, calibration_images, calibration_source,
-    cpu_has_native_bf16, export_graph, folder_revision, graph_key, graph_path, index_lanes, resolve_runtime,
+    cpu_has_native_bf16, discard_graph, export_graph, folder_revision, graph_key, graph_path, index_lanes, resolve_runtime,
 )
 from executors.encoders.runtime_env import on_torch
 from executors.encoders.specs import EncoderSpec, get_spec
@@ -102,6 +102,12 @@ class EncoderStage(Stage):
     @requests(on="/info")
     def info_endpoint(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
         return self.info()
+
+
+class _DamagedGraph(Exception):
+    def __init__(self, path: Path, exc: Exception):
+        super().__init__(str(path))
+        self.path, self.exc = path, exc
 
 
 class TorchEncoder(EncoderStage):
@@ -318,22 +324,39 @@ class TorchEncoder(EncoderStage):
         def calibration() -> list[dict[str, np.ndarray]]:
             return [{"pixel_values": self.preprocess([p]).numpy()} for p in calibration_images()]
 
-        path = export_graph(
-            self.model, self.image_features, [torch.zeros(2, 3, h, w)], ["pixel_values"], {"pixel_values": {0: "batch"}},
-            image_key, int8, calibration if int8 else None, source,
-        )
-        self.image_tower = OnnxTower(path, ["pixel_values"], 1 if self.lanes > 1 else self.num_threads, self.onnx_cuda)
-        if self.supports_text:
-            names = ["input_ids", "attention_mask"]
-            example = []
-            if not cached_only:
-                tokens = self.tokenizer(["a photo of a cat", "two dogs"], padding=True, return_tensors="pt")
-                example = [tokens[n] for n in names]
+        def session(path: Path, names: list[str], threads: int) -> OnnxTower:
+            try:
+                return OnnxTower(path, names, threads, self.onnx_cuda)
+            except Exception as exc:  # onnxruntime's errors derive from Exception alone
+                if not cached_only:  # just exported: a real failure
+                    raise
+                raise _DamagedGraph(path, exc) from exc
+
+        try:
             path = export_graph(
-                self.model, self.text_features, example, names, {n: {0: "batch", 1: "tokens"} for n in names},
-                text_key, int8,
+                self.model, self.image_features, [torch.zeros(2, 3, h, w)], ["pixel_values"],
+                {"pixel_values": {0: "batch"}}, image_key, int8, calibration if int8 else None, source,
             )
-            self.text_tower = OnnxTower(path, names, self.num_threads, self.onnx_cuda)
+            self.image_tower = session(path, ["pixel_values"], 1 if self.lanes > 1 else self.num_threads)
+            if self.supports_text:
+                names = ["input_ids", "attention_mask"]
+                example = []
+                if not cached_only:
+                    tokens = self.tokenizer(["a photo of a cat", "two dogs"], padding=True, return_tensors="pt")
+                    example = [tokens[n] for n in names]
+                path = export_graph(
+                    self.model, self.text_features, example, names, {n: {0: "batch", 1: "tokens"} for n in names},
+                    text_key, int8,
+                )
+                self.text_tower = session(path, names, self.num_threads)
+        except _DamagedGraph as damaged:
+            # A cut-off or corrupted cache file (a full disk, a killed copy): exported again
+            # from the model, which the caller now loads, instead of failing every start.
+            logger.warning("%s: the cached graph %s cannot be loaded (%s); exporting it again",
+                           self.spec.name, damaged.path, str(damaged.exc).strip().splitlines()[0][:300])
+            discard_graph(damaged.path)
+            self.image_tower, self.text_tower = self._torch_image_features, self.text_features
+            return False
         if self.model is not None:  # both towers run in onnxruntime now: free torch's copy of the weights
             self.model = None
             gc.collect()  # a quarter of a second: only when there was a model to free

@@ -276,6 +276,11 @@ def export_graph(
     return target
 
 
+def discard_graph(path: Path) -> None:
+    """Remove a cached graph's folder (one that cannot be loaded), so that it is exported again."""
+    shutil.rmtree(path.parent, ignore_errors=True)
+
+
 def session_providers(available: Sequence[str], cuda: bool, engine_cache: Path) -> list:
     """onnxruntime's providers, best first: on a GPU TensorRT, then CUDA, where the installed
     onnxruntime lists them (``onnxruntime-gpu``); the CPU last. TensorRT's engines are cached
