@@ -59,7 +59,7 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="a running flow's gateway, e.g. grpc://HOST:PORT (default: start the flow locally)")
 
 
-RUNTIME_CHOICES = CHOICES  # from a module without torch: parsing arguments stays fast
+RUNTIME_CHOICES = CHOICES  # the encoders' own list (executors/encoders/runtime_env.py)
 
 
 def _add_runtime_arg(p: argparse.ArgumentParser) -> None:
