@@ -18,7 +18,6 @@ from executors.encoders.resolve import resolve_checkpoint
 from executors.encoders.specs import DEFAULT_ENCODER, get_spec
 from executors.errors import UserError
 from imgsearch.exposure import LOOPBACK, TLS_CERT_ENV, TLS_KEY_ENV
-from imgsearch.flow import Gateway, local_flows
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +49,8 @@ def cmd_up(args: argparse.Namespace, out: TextIO) -> int:
     if args.bind not in (LOOPBACK, "localhost", "::1") and not os.environ.get(TOKEN_ENV):
         print(f"warning: the gateways listen on {args.bind} with no {TOKEN_ENV} set: anyone who can reach them "
               "can index, delete and read files through them; set a token (docs/deploy.md)", file=sys.stderr)
+    from imgsearch.flow import local_flows  # here: the CLI imports this module for its parser
+
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -66,6 +67,8 @@ def cmd_up(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _announce(hosts: dict[str, str], bind: str, out: TextIO) -> None:
+    from imgsearch.flow import Gateway
+
     collections = Gateway(next(iter(hosts.values()))).call("/stats").get("collections", [])
     for encoder, host in hosts.items():
         info = Gateway(host).call("/info")

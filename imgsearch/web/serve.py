@@ -11,8 +11,6 @@ from typing import Iterator, TextIO
 from executors.encoders.resolve import parse_model_overrides, resolve_checkpoint
 from executors.encoders.specs import DEFAULT_ENCODER, get_spec
 from executors.errors import UserError
-from imgsearch.flow import Gateway, local_flows
-from imgsearch.indexing import encoder_info
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +28,11 @@ def parse_encoder_names(values: list[str]) -> list[str]:
 @contextlib.contextmanager
 def gateways(args: argparse.Namespace) -> Iterator[dict[str, str]]:
     """{encoder: gateway address}: the user's gateways (--host) or flows started here."""
+    # Here, not at the top: the CLI imports this module to build its parser, and the flow's
+    # modules load torch and jina (seconds that `app.py --help` or a mistyped option need not wait).
+    from imgsearch.flow import Gateway, local_flows
+    from imgsearch.indexing import encoder_info
+
     if args.host:
         hosts = {}
         for host in args.host:
