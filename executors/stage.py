@@ -1,8 +1,8 @@
 """Stage: what every executor of the flow shares.
 
 - Endpoints a stage has no part in pass through untouched (Jina needs a default handler).
-- ``/timings`` reports, per stage process, the busy time of each handler, the process's
-  CPU time, peak and current memory and open file descriptors, so a benchmark can show
+- ``/timings`` reports, per stage process, the busy time of each handler (the union of its
+  calls: encoder lanes overlap them), the process's CPU time, peak and current memory and open file descriptors, so a benchmark can show
   where time goes (work in handlers vs. gRPC/serialisation around them) and a soak can
   show memory and descriptors staying flat. ``parameters: {"reset": true}`` zeroes the
   handler counters after reading them.
