@@ -265,6 +265,7 @@ class Gateway:
         retry_unreachable_s: float = 0.0,
         request_timeout: Optional[float] = None,
         target: Optional[str] = None,
+        prefetch: int = PREFETCH,
     ) -> DocList[ImageDoc]:
         """Send docs (streamed in requests of ``request_size``); return or hand back the results.
 
@@ -296,7 +297,7 @@ class Gateway:
 
             def send(progress: Callable[[], None]) -> None:
                 self._send(endpoint, docs, parameters, request_size, lambda r: collect(r, progress),
-                           deadline - time.monotonic(), target)
+                           deadline - time.monotonic(), target, prefetch)
 
             try:
                 run_guarded(send, request_timeout)
@@ -308,7 +309,8 @@ class Gateway:
         return _while_unreachable(endpoint, attempt, min(retry_until, deadline))
 
     def _send(self, endpoint: str, docs: Iterable[ImageDoc], parameters: Optional[dict], request_size: int,
-              collect: Callable[[Any], None], timeout: float, target: Optional[str] = None) -> None:
+              collect: Callable[[Any], None], timeout: float, target: Optional[str] = None,
+              prefetch: int = PREFETCH) -> None:
         try:
             self.client.post(
                 endpoint,
@@ -321,7 +323,7 @@ class Gateway:
                 timeout=max(timeout, 0.001),
                 # Enough requests in flight to keep every stage busy, few enough that memory
                 # stays flat however many images are sent (executors queue what arrives).
-                prefetch=PREFETCH,
+                prefetch=prefetch,
             )
         except Exception as exc:  # Jina wraps executor errors in several exception types
             raise self._error(endpoint, exc) from exc

@@ -9,7 +9,7 @@ from docarray import DocList
 
 from executors.docs import ImageDoc
 from imgsearch.datasource import DataSource, data_name, data_ref
-from imgsearch.flow import INDEX_REQUEST_TIMEOUT_S, Gateway, collection_name, fit_parameter
+from imgsearch.flow import INDEX_REQUEST_TIMEOUT_S, PREFETCH, Gateway, collection_name, fit_parameter
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,13 @@ def encoder_info(gateway: Gateway) -> dict:
     if "model" not in info:
         raise RuntimeError(f"the gateway at {gateway.host} has no encoder answering /info")
     return info
+
+
+def index_prefetch(info: dict) -> int:
+    """Requests in flight while indexing: one per encoder lane, and two more for the stages
+    around it (reading, decoding, storing); never fewer than the flow's default. With lanes on
+    a many-core CPU (one per thread) the default 4 would leave most of them idle."""
+    return max(PREFETCH, int(info.get("lanes") or 1) + 2)
 
 
 def run_index(
@@ -106,6 +113,7 @@ def run_index(
                     # for the page that grows with the work (a slow encoder does not).
                     timeout=INDEX_REQUEST_TIMEOUT_S * -(-len(todo) // batch_size),
                     request_timeout=INDEX_REQUEST_TIMEOUT_S,
+                    prefetch=index_prefetch(info),
                 )
                 summary.encode_seconds += time.perf_counter() - t0
         # Duplicates are stored once; every path that holds the bytes is kept with the point.

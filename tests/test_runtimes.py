@@ -287,6 +287,32 @@ def test_the_flow_indexes_and_searches_on_either_runtime(runtime, lanes, photo_d
     assert found.matches[1]["label"] == "chelsea"  # the other crop of the same photo comes next
 
 
+@pytest.mark.slow
+@pytest.mark.flow
+def test_indexing_keeps_every_lane_busy(tmp_path):
+    """With more lanes than the flow's default requests in flight (4), `run_index` sends one
+    request per lane and two more, so the lanes are all fed: the encoder reports 6 batches
+    at once (with 4 in flight it could never pass 4), and every image is stored."""
+    from PIL import Image
+
+    from imgsearch.flow import Gateway, local_flow
+    from imgsearch.indexing import encoder_info, index_prefetch, run_index
+
+    rng = np.random.default_rng(7)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(72):  # small JPEGs: decoding is cheap, so the requests wait at the encoder
+        small = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((256, 256), Image.Resampling.BICUBIC).save(folder / f"{i:03d}.jpg", quality=90)
+    with local_flow("efficientnet-lite0", store=str(tmp_path / "store"), runtime="onnx", lanes="6") as host:
+        gw = Gateway(host)
+        info = encoder_info(gw)
+        assert info["lanes"] == 6 and index_prefetch(info) == 8
+        done = run_index(gw, folder, info, batch_size=2, progress=False)
+        assert done.indexed == 72 and not done.skipped
+        assert encoder_info(gw)["lanes_peak_busy"] >= 5
+
+
 def _needs_quantiser() -> None:
     try:
         import onnxruntime.quantization  # noqa: F401

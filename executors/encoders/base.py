@@ -196,6 +196,7 @@ class TorchEncoder(EncoderStage):
             self.batch_size = self.fit_batch_size()
         # One batch at a time per lane: /index and the query coalescer run in different threads.
         self._model_lock = threading.BoundedSemaphore(self.lanes)
+        self._busy_lock, self._busy, self.lanes_peak_busy = threading.Lock(), 0, 0
         self._lanes = ThreadPoolExecutor(max_workers=self.lanes, thread_name_prefix="lane")
         self._queries = Coalescer(self._encode_locked, max_items=self.batch_size)
         self.load_seconds = time.perf_counter() - started
@@ -405,7 +406,14 @@ class TorchEncoder(EncoderStage):
 
     def _encode_locked(self, docs: Sequence[ImageDoc]) -> None:
         with self._model_lock:
-            self.encode_docs(docs)
+            with self._busy_lock:  # how many lanes the flow keeps busy at once (/info)
+                self._busy += 1
+                self.lanes_peak_busy = max(self.lanes_peak_busy, self._busy)
+            try:
+                self.encode_docs(docs)
+            finally:
+                with self._busy_lock:
+                    self._busy -= 1
 
     def close(self) -> None:
         if getattr(self, "_queries", None) is not None:  # absent when loading failed
@@ -467,6 +475,7 @@ class TorchEncoder(EncoderStage):
             "dtype": str(self.dtype).removeprefix("torch."),
             "runtime": self.runtime,
             "lanes": self.lanes,
+            "lanes_peak_busy": self.lanes_peak_busy,  # the most batches encoded at once so far
             "onnx_provider": getattr(self.image_tower, "provider", None),
             # Set: the client asks the normalizer to leave JPEGs as bytes (``keep_jpeg``).
             "device_decode": self.device_decoder.name if self.device_decoder else None,
