@@ -34,6 +34,8 @@ def onnx_cache(tmp_path_factory) -> Path:
     temp folder, not the user's cache; flows started later inherit the variable."""
     path = tmp_path_factory.getbasetemp() / "onnx-cache"
     os.environ["IMGSEARCH_ONNX_CACHE"] = str(path)
+    # The loaders' memory of scanned files and objects (executors/loader/storage.py) too.
+    os.environ.setdefault("IMGSEARCH_OBJECT_CACHE", str(tmp_path_factory.getbasetemp() / "objects.sqlite"))
     return path
 
 

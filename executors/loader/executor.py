@@ -5,6 +5,9 @@ Two endpoints do the work:
   ``s3://bucket/prefix`` lists objects instead, see executors/loader/storage.py) and returns one
   light document per image file (path, sha256, size, MIME, label) without the bytes, a
   page at a time (``offset``/``limit``), so the client can skip what is already indexed.
+  A file's hash is remembered on disk (the object cache, storage.KnownObjects) under its
+  path, size, modification and change times and inode: a later scan of an unchanged file
+  only stats it, so re-running `index` over a large library reads only what is new.
 - ``/index`` and ``/search`` read the bytes of documents that name a file (or check bytes
   the client sent) for the normalizer.
 Problems are never raised for one file: the document gets ``error`` and flows on, so the
@@ -15,6 +18,7 @@ import hashlib
 import logging
 import os
 import stat
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Iterator, Optional, Union
@@ -34,6 +38,14 @@ logger = logging.getLogger(__name__)
 # Hashes from /scan kept for the /index that follows (a few pages of it), so each file is
 # hashed once: (size, mtime_ns) unchanged since the scan means the same bytes.
 SCANNED_HASHES = 20_000
+# A file modified this recently may change again within its timestamps' granularity without
+# either changing (git's "racily clean" entries): its hash is not remembered.
+RACY_NS = 2_000_000_000
+
+
+def _validator(st: os.stat_result) -> str:
+    """What must be unchanged for a remembered hash to hold (as git's index checks)."""
+    return f"file:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
 
 
 def walk_files(root: Path) -> Iterator[Path]:
@@ -131,17 +143,44 @@ class ImageLoader(Stage):
             if isinstance(root, str):
                 out.extend(self._objects.inspect(page))
                 return out
+            known = self._known_files(page, root)
+            learned: list[tuple[StoredObject, ImageDoc]] = []
             for path in page:
-                doc = self._inspect(path, root)
+                doc = known.get(str(path)) or self._inspect(path, root, learned)
                 if doc is not None:
                     out.append(doc)
+            self._objects.known.remember(learned)
         return out
+
+    def _known_files(self, page: list[Path], root: Path) -> dict[str, ImageDoc]:
+        """Scan documents for the files of ``page`` whose hash the object cache holds for
+        their present size and times (the rest are read and hashed)."""
+        stats = {}
+        for path in page:
+            try:
+                st = path.stat()
+            except OSError:
+                continue  # _inspect says what is wrong with it
+            if stat.S_ISREG(st.st_mode) and st.st_size <= self.max_file_bytes:
+                stats[str(path)] = st
+        objects = [StoredObject(uri=p, key=str(Path(p).relative_to(root)), size=st.st_size, etag=_validator(st))
+                   for p, st in stats.items()]
+        known = {uri: doc for uri, doc in self._objects.known.lookup(objects).items() if doc.hash}
+        for uri, doc in known.items():  # what /index then checks its bytes against
+            self._remember_scanned(uri, doc.size, stats[uri].st_mtime_ns, doc.hash)
+        return known
+
+    def _remember_scanned(self, uri: str, size: int, mtime_ns: int, digest: str) -> None:
+        self._scanned[uri] = (size, mtime_ns, digest)
+        if len(self._scanned) > SCANNED_HASHES:
+            self._scanned.popitem(last=False)
 
     @requests(on="/scan_total")
     def scan_total(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
         return {"files": len(self._files(_data_root(parameters or {}), refresh=True))}
 
-    def _inspect(self, path: Path, root: Path) -> Optional[ImageDoc]:
+    def _inspect(self, path: Path, root: Path,
+                 learned: Optional[list[tuple[StoredObject, ImageDoc]]] = None) -> Optional[ImageDoc]:
         """A scan document for an image file, an error document for a broken one, None otherwise."""
         looks_like_image = path.suffix.lower() in IMAGE_EXTENSIONS
         doc = ImageDoc(uri=str(path), label=label_for(path, root))
@@ -173,9 +212,10 @@ class ImageLoader(Stage):
             doc.error = f"cannot read file: {exc.strerror or exc}"
             return doc
         doc.size, doc.mime, doc.hash = size, mime, digest.hexdigest()
-        self._scanned[doc.uri] = (size, st.st_mtime_ns, doc.hash)
-        if len(self._scanned) > SCANNED_HASHES:
-            self._scanned.popitem(last=False)
+        self._remember_scanned(doc.uri, size, st.st_mtime_ns, doc.hash)
+        if learned is not None and time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_NS:
+            obj = StoredObject(uri=doc.uri, key=str(path.relative_to(root)), size=size, etag=_validator(st))
+            learned.append((obj, doc))
         return doc
 
     @requests(on=["/index", "/search"])

@@ -179,7 +179,7 @@ class ObjectScanner:
 
     @property
     def known(self) -> KnownObjects:
-        # Opened at the first scan of a URL: a loader that only ever reads folders writes no cache file.
+        # Opened at the first scan: a loader that only ever reads what clients send writes no cache file.
         if self._known is None:
             self._known = KnownObjects(self.cache_path)
         return self._known
