@@ -417,3 +417,11 @@ def test_torch_bf16_warns_where_the_cpu_would_emulate_it(tiny_models, monkeypatc
     with caplog.at_level(logging.WARNING, logger="executors.encoders.base"):
         make_encoder("clip", str(tiny_models[TINY_FOR_ENCODER["clip"]]), runtime="torch-bf16")
     assert any("without native bfloat16" in r.getMessage() for r in caplog.records)
+
+
+def test_torch_bf16_is_refused_on_a_gpu_without_bfloat16(monkeypatch):
+    """A T4 or V100 has no bfloat16: one clear error at start, before any weights load."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla T4")
+    with pytest.raises(RuntimeChoiceError, match="Tesla T4 has no bfloat16"):
+        make_encoder("efficientnet-lite0", runtime="torch-bf16", device="cuda")

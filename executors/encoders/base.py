@@ -139,6 +139,9 @@ class TorchEncoder(EncoderStage):
         self.runtime = resolve_runtime(runtime, self.device, dtype)
         if self.runtime == "torch-bf16":
             dtype = "bfloat16"
+            if self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+                raise RuntimeChoiceError(f"runtime torch-bf16: {torch.cuda.get_device_name(self.device)} has no "
+                                         "bfloat16 (before Ampere); use runtime torch (float16 there)")
             if self.device.type == "cpu" and cpu_has_native_bf16() is False:
                 logger.warning("%s: runtime torch-bf16 on a CPU without native bfloat16 (AVX512-BF16 or AMX): "
                                "torch emulates it, slower than fp32; runtime onnx is the fast one here", name)
