@@ -2,9 +2,9 @@
 
 - Endpoints a stage has no part in pass through untouched (Jina needs a default handler).
 - ``/timings`` reports, per stage process, the busy time of each handler (the union of its
-  calls: encoder lanes overlap them), the process's CPU time, peak and current memory and open file descriptors, so a benchmark can show
-  where time goes (work in handlers vs. gRPC/serialisation around them) and a soak can
-  show memory and descriptors staying flat. ``parameters: {"reset": true}`` zeroes the
+  calls: encoder lanes overlap them), the process's CPU time, peak and current memory and
+  open file descriptors, so a benchmark can show where time goes (work in handlers vs.
+  gRPC/serialisation around them) and a soak can show memory and descriptors staying flat. ``parameters: {"reset": true}`` zeroes the
   handler counters after reading them.
 - The write credential (executors/auth.py) is checked before any handler runs.
 """

@@ -31,7 +31,8 @@ from executors.encoders.device_decode import decode_on_cpu, resolve_device_decod
 from executors.encoders.preprocess import PLAN_VERSION, ImagePreprocessor
 from executors.encoders.runtimes import (
     OnnxTower, RuntimeChoiceError, Tower, cache_plan, cached_plan, calibration_images, calibration_source,
-    cpu_has_native_bf16, discard_graph, export_graph, folder_revision, graph_key, graph_path, index_lanes, resolve_runtime,
+    cpu_has_native_bf16, discard_graph, export_graph, folder_revision, graph_key, graph_path, index_lanes,
+    resolve_runtime,
 )
 from executors.encoders.runtime_env import on_torch
 from executors.encoders.specs import EncoderSpec, get_spec
@@ -102,6 +103,10 @@ class EncoderStage(Stage):
     @requests(on="/info")
     def info_endpoint(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
         return self.info()
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 class _DamagedGraph(Exception):
@@ -357,7 +362,7 @@ class TorchEncoder(EncoderStage):
             # A cut-off or corrupted cache file (a full disk, a killed copy): exported again
             # from the model, which the caller now loads, instead of failing every start.
             logger.warning("%s: the cached graph %s cannot be loaded (%s); exporting it again",
-                           self.spec.name, damaged.path, str(damaged.exc).strip().splitlines()[0][:300])
+                           self.spec.name, damaged.path, _first_line(damaged.exc))
             discard_graph(damaged.path)
             self.image_tower, self.text_tower = self._torch_image_features, self.text_features
             return False
