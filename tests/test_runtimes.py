@@ -425,3 +425,29 @@ def test_torch_bf16_is_refused_on_a_gpu_without_bfloat16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla T4")
     with pytest.raises(RuntimeChoiceError, match="Tesla T4 has no bfloat16"):
         make_encoder("efficientnet-lite0", runtime="torch-bf16", device="cuda")
+
+
+def test_int8_calibrates_on_a_folder_listed_once(tmp_path, monkeypatch):
+    """IMGSEARCH_INT8_CALIBRATION: the graph is named by the folder and its image count, and
+    the photos decoded for it come from that same listing (listed once); a folder without
+    images is one clear error."""
+    from PIL import Image
+
+    from executors.encoders import runtimes
+
+    folder = tmp_path / "mine"
+    (folder / "sub").mkdir(parents=True)
+    for i, name in enumerate(["a.jpg", "sub/b.png", "c.jpeg"]):
+        Image.new("RGB", (20 + i, 16), (i * 60, 10, 200)).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    monkeypatch.setenv("IMGSEARCH_INT8_CALIBRATION", str(folder))
+    runtimes._calibration_files.cache_clear()
+    assert runtimes.calibration_source() == f"{folder}:3"
+    photos = runtimes.calibration_images()
+    assert sorted(p.shape for p in photos) == [(16, 20, 3), (16, 21, 3), (16, 22, 3)]
+    assert runtimes._calibration_files.cache_info().misses == 1  # one listing for both
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("IMGSEARCH_INT8_CALIBRATION", str(empty))
+    with pytest.raises(RuntimeChoiceError, match="holds no .jpg/.png images"):
+        runtimes.calibration_source()

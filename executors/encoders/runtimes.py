@@ -13,6 +13,7 @@ image towers statically (int8 QDQ, per channel, calibrated on sample photos or
 ``IMGSEARCH_INT8_CALIBRATION``), text towers dynamically (matrix products).
 """
 
+import functools
 import hashlib
 import json
 import logging
@@ -123,11 +124,14 @@ class _Traced(torch.nn.Module):
         return self.fn(*inputs).float()
 
 
-def _calibration_files(folder: str) -> list[Path]:
+@functools.lru_cache(maxsize=8)
+def _calibration_files(folder: str) -> tuple[Path, ...]:
+    # Listed once per process: the graph's name (calibration_source) and the photos decoded
+    # for it (calibration_images) then come from the same listing.
     files = sorted(p for p in Path(folder).expanduser().rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not files:
         raise RuntimeChoiceError(f"{ENV_CALIBRATION}={folder} holds no .jpg/.png images to calibrate int8 with")
-    return files[:64]
+    return tuple(files[:64])
 
 
 def calibration_source() -> str:
