@@ -15,9 +15,9 @@ from PIL import Image, ImageOps
 from corpus import BOMBS, EXIF_ROTATED, OK, make_corpus
 from executors.docs import ImageDoc
 from executors.encoders.device_decode import (
-    ENV_DEVICE_DECODE, DeviceDecodeError, DeviceDecoder, center_crop, pillow_decode, resolve_device_decoder, upright,
+    ENV_DEVICE_DECODE, DeviceDecodeError, DeviceDecoder, pillow_decode, resolve_device_decoder, upright,
 )
-from executors.encoders.preprocess import ImagePreprocessor
+from executors.encoders.preprocess import ImagePreprocessor, center_crop_chw
 from executors.encoders.specs import SPECS
 from executors.errors import UserError
 from executors.normalizer.decode import ImageDecodeError, decode_image, device_jpeg
@@ -66,7 +66,7 @@ def test_center_crop_equals_the_processors(size):
     pre = ImagePreprocessor(image_processor("CLIPImageProcessor"))
     chw = np.random.default_rng(1).integers(0, 256, (3, *size), dtype=np.uint8)
     expected = pre.processor.center_crop(chw, pre.processor.crop_size)
-    assert np.array_equal(center_crop(torch.from_numpy(chw), *pre.input_size).numpy(), expected)
+    assert np.array_equal(center_crop_chw(torch.from_numpy(chw), *pre.input_size).numpy(), expected)
 
 
 def test_device_pixels_match_the_cpu_path(photos, lite0_pre):

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from executors.docs import ImageDoc
-from executors.encoders.preprocess import ImagePreprocessor
+from executors.encoders.preprocess import ImagePreprocessor, center_crop_chw
 from executors.encoders.runtime_env import on_torch
 from executors.errors import UserError
 from executors.normalizer.decode import ImageDecodeError, decode_image, exif_orientation, fit_size
@@ -148,20 +148,8 @@ class DeviceDecoder:
                     **({} if self.mode == "nearest-exact" else {"align_corners": False}),
                 )[0].round_().clamp_(0, 255)
         if self.crop:
-            x = center_crop(x, *self.crop)
+            x = center_crop_chw(x, *self.crop)
         return x.float()
-
-
-def center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """transformers' centre crop (its PIL backend's) on a (C, H, W) tensor: where the image is
-    smaller, zero padding with the odd pixel before it."""
-    h, w = x.shape[-2:]
-    if height > h or width > w:
-        pad_w, pad_h = max(width - w, 0), max(height - h, 0)
-        x = torch.nn.functional.pad(x, ((pad_w + 1) // 2, pad_w // 2, (pad_h + 1) // 2, pad_h // 2))
-        h, w = x.shape[-2:]
-    top, left = (h - height) // 2, (w - width) // 2
-    return x[..., top : top + height, left : left + width]
 
 
 def decode_on_cpu(doc: ImageDoc, reason: str, fit: Optional[dict]) -> None:

@@ -26,6 +26,8 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from executors.normalizer.decode import fit_size
+
 logger = logging.getLogger(__name__)
 
 
@@ -210,11 +212,7 @@ class ImagePreprocessor:
         if not self.plan["do_resize"]:
             return False
         rule = self.plan["resize_rule"]
-        if rule is None:
-            return True
-        if "shortest_edge" in rule:
-            return min(height, width) != rule["shortest_edge"]
-        return (height, width) != (rule["height"], rule["width"])
+        return rule is None or fit_size(width, height, rule) != (width, height)
 
     def __call__(self, images: Sequence[np.ndarray], device: Optional[torch.device] = None) -> torch.Tensor:
         """The batch as float32 on ``device`` (default CPU). On a GPU the fast path ships the
@@ -229,15 +227,9 @@ class ImagePreprocessor:
             if self._needs_resize(*x.shape[1:]):
                 p = self.processor
                 x = p.resize(image=x, size=p.size, resample=p.resample)
-            if crop is not None:
-                h, w = x.shape[1:]
-                if h >= crop[0] and w >= crop[1]:  # transformers' centre crop: the same offsets
-                    top, left = (h - crop[0]) // 2, (w - crop[1]) // 2
-                    x = x[:, top : top + crop[0], left : left + crop[1]]
-                else:  # smaller than the crop: the processor pads as it does
-                    x = self.processor.center_crop(x, self.processor.crop_size)
-            chw.append(x)
-        batch = torch.from_numpy(np.stack(chw))
+            x = torch.from_numpy(x)
+            chw.append(center_crop_chw(x, *crop) if crop is not None else x)
+        batch = torch.stack(chw)
         if device is not None and device.type != "cpu":
             batch = batch.pin_memory().to(device, non_blocking=True)
         return self.normalise(batch)
@@ -251,6 +243,18 @@ class ImagePreprocessor:
     def describe(self) -> dict:
         """The settings that matter for reproducing a run."""
         return dict(self.plan["describe"])
+
+
+def center_crop_chw(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """transformers' centre crop (its PIL backend's) on a (C, H, W) tensor: where the image is
+    smaller, zero padding with the odd pixel before it."""
+    h, w = x.shape[-2:]
+    if height > h or width > w:
+        pad_w, pad_h = max(width - w, 0), max(height - h, 0)
+        x = torch.nn.functional.pad(x, ((pad_w + 1) // 2, pad_w // 2, (pad_h + 1) // 2, pad_h // 2))
+        h, w = x.shape[-2:]
+    top, left = (h - height) // 2, (w - width) // 2
+    return x[..., top : top + height, left : left + width]
 
 
 def _plain(value: Any) -> Any:
