@@ -43,9 +43,11 @@ SCANNED_HASHES = 20_000
 RACY_NS = 2_000_000_000
 
 
-def _validator(st: os.stat_result) -> str:
-    """What must be unchanged for a remembered hash to hold (as git's index checks)."""
-    return f"file:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
+def _file_object(path: Path, root: Path, st: os.stat_result) -> StoredObject:
+    """A file as the object cache keys it: its path, and as its validator what must be
+    unchanged for a remembered hash to hold (as git's index checks)."""
+    return StoredObject(uri=str(path), key=str(path.relative_to(root)), size=st.st_size,
+                        etag=f"file:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}")
 
 
 def walk_files(root: Path) -> Iterator[Path]:
@@ -162,12 +164,11 @@ class ImageLoader(Stage):
             except OSError:
                 continue  # _inspect says what is wrong with it
             if stat.S_ISREG(st.st_mode) and st.st_size <= self.max_file_bytes:
-                stats[str(path)] = st
-        objects = [StoredObject(uri=p, key=str(Path(p).relative_to(root)), size=st.st_size, etag=_validator(st))
-                   for p, st in stats.items()]
+                stats[str(path)] = (path, st)
+        objects = [_file_object(path, root, st) for path, st in stats.values()]
         known = {uri: doc for uri, doc in self._objects.known.lookup(objects).items() if doc.hash}
         for uri, doc in known.items():  # what /index then checks its bytes against
-            self._remember_scanned(uri, doc.size, stats[uri].st_mtime_ns, doc.hash)
+            self._remember_scanned(uri, doc.size, stats[uri][1].st_mtime_ns, doc.hash)
         return known
 
     def _remember_scanned(self, uri: str, size: int, mtime_ns: int, digest: str) -> None:
@@ -214,8 +215,7 @@ class ImageLoader(Stage):
         doc.size, doc.mime, doc.hash = size, mime, digest.hexdigest()
         self._remember_scanned(doc.uri, size, st.st_mtime_ns, doc.hash)
         if learned is not None and time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_NS:
-            obj = StoredObject(uri=doc.uri, key=str(path.relative_to(root)), size=size, etag=_validator(st))
-            learned.append((obj, doc))
+            learned.append((_file_object(path, root, st), doc))
         return doc
 
     @requests(on=["/index", "/search"])
