@@ -244,3 +244,12 @@ def test_nvjpeg_on_the_gpu_decodes_as_pillow_does_and_auto_turns_it_on(photos, l
     pixels, errors = decoder(blobs)
     reference, _ = DeviceDecoder("pillow", pillow_decode, lite0_pre, cuda)(blobs)
     assert errors == [None] * len(blobs) and float((pixels - reference).abs().mean()) < 0.02
+
+
+@pytest.mark.parametrize("size", [(300, 250), (100, 120), (224, 224), (10, 400)])
+def test_center_crop_is_the_same_on_arrays_and_tensors(size):
+    """The CPU fast path crops NumPy arrays, the device path tensors: one function, one result."""
+    chw = np.random.default_rng(2).integers(0, 256, (3, *size), dtype=np.uint8)
+    on_array = center_crop_chw(chw, 224, 224)
+    assert isinstance(on_array, np.ndarray) and on_array.shape == (3, 224, 224)
+    assert np.array_equal(on_array, center_crop_chw(torch.from_numpy(chw), 224, 224).numpy())

@@ -21,7 +21,7 @@ at another size.
 
 import logging
 import threading
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -29,6 +29,8 @@ import torch
 from executors.normalizer.decode import fit_size
 
 logger = logging.getLogger(__name__)
+
+ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, torch.Tensor)
 
 
 def _generic_pipeline(processor: Any) -> bool:
@@ -227,9 +229,8 @@ class ImagePreprocessor:
             if self._needs_resize(*x.shape[1:]):
                 p = self.processor
                 x = p.resize(image=x, size=p.size, resample=p.resample)
-            x = torch.from_numpy(x)
             chw.append(center_crop_chw(x, *crop) if crop is not None else x)
-        batch = torch.stack(chw)
+        batch = torch.from_numpy(np.stack(chw))
         if device is not None and device.type != "cpu":
             batch = batch.pin_memory().to(device, non_blocking=True)
         return self.normalise(batch)
@@ -245,13 +246,17 @@ class ImagePreprocessor:
         return dict(self.plan["describe"])
 
 
-def center_crop_chw(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """transformers' centre crop (its PIL backend's) on a (C, H, W) tensor: where the image is
-    smaller, zero padding with the odd pixel before it."""
+def center_crop_chw(x: ArrayOrTensor, height: int, width: int) -> ArrayOrTensor:
+    """transformers' centre crop (its PIL backend's) on a (C, H, W) array or tensor: where the
+    image is smaller, zero padding with the odd pixel before it."""
     h, w = x.shape[-2:]
     if height > h or width > w:
         pad_w, pad_h = max(width - w, 0), max(height - h, 0)
-        x = torch.nn.functional.pad(x, ((pad_w + 1) // 2, pad_w // 2, (pad_h + 1) // 2, pad_h // 2))
+        rows, cols = ((pad_h + 1) // 2, pad_h // 2), ((pad_w + 1) // 2, pad_w // 2)
+        if isinstance(x, np.ndarray):
+            x = np.pad(x, ((0, 0),) * (x.ndim - 2) + (rows, cols))
+        else:
+            x = torch.nn.functional.pad(x, (*cols, *rows))
         h, w = x.shape[-2:]
     top, left = (h - height) // 2, (w - width) // 2
     return x[..., top : top + height, left : left + width]
