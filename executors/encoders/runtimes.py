@@ -28,6 +28,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from executors.atomic_json import write_json_atomic
 from executors.encoders.runtime_env import CHOICES, ENV_CACHE, ENV_CALIBRATION, ENV_LANES, ENV_RUNTIME, on_torch
 from executors.errors import UserError
 
@@ -220,10 +221,7 @@ def cache_plan(key: str, plan: dict) -> None:
     path = cache_dir() / f"{key}.json"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(plan, f)
-        os.replace(tmp, path)
+        write_json_atomic(path, plan)
     except OSError as exc:
         logger.warning("could not cache the preprocessing plan in %s (%s)", path.parent, exc)
 

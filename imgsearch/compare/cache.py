@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from executors.atomic_json import write_json_atomic
+
 logger = logging.getLogger(__name__)
 
 
@@ -55,9 +57,8 @@ class EvalCache:
 
     def save(self, name: str, key: str, **data) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self._path(name).with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": key, **data}, separators=(",", ":"), default=str))
-        os.replace(tmp, self._path(name))  # a crash mid-write leaves the old cache or none, never half a file
+        # A crash mid-write leaves the old cache or none, never half a file.
+        write_json_atomic(self._path(name), {"key": key, **data}, separators=(",", ":"), default=str)
 
     def clear(self) -> None:
         for path in self.folder.glob("*.json"):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
-import threading
+
+from executors import atomic_json
 
 from .interface import StoreInUseError
 
@@ -55,15 +55,5 @@ def du(path: str) -> int:
     return total
 
 def write_json_atomic(path: str, data: dict) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}.{threading.get_ident()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    # fsync the directory so the rename itself survives a crash.
-    dfd = os.open(os.path.dirname(path), os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    """The store's metadata, durable (it must survive a crash), readable by people."""
+    atomic_json.write_json_atomic(path, data, durable=True, indent=2, sort_keys=True, ensure_ascii=False)
