@@ -18,8 +18,11 @@ import hashlib
 import logging
 import os
 import stat
+import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
@@ -28,9 +31,10 @@ from jina import requests
 
 from executors.docs import MAX_IMAGE_BYTES, ImageDoc, failed
 from executors.flow_kwargs import flow_kwarg
-from executors.stage import Stage
 from executors.loader.filetypes import IMAGE_EXTENSIONS, SNIFF_BYTES, describe_non_image, sniff_mime
+from executors.loader.read_ahead import ReadAhead
 from executors.loader.storage import ObjectScanner, StoredObject, fetch, list_objects
+from executors.stage import Stage
 from executors.urls import is_url
 
 logger = logging.getLogger(__name__)
@@ -115,13 +119,25 @@ def _fetch_objects(docs: DocList[ImageDoc], max_bytes: int) -> None:
             doc.blob, doc.error = (None, got[doc.uri]) if isinstance(got[doc.uri], str) else (got[doc.uri], None)
 
 
+@dataclass
+class _ScannedPage:
+    docs: list[ImageDoc]  # the page's scan documents, in listing order
+    scanned: list[tuple[str, int, int, str]]  # (path, size, mtime_ns, sha256): for /index's check
+    learned: list[tuple[StoredObject, ImageDoc]]  # hashes to remember on disk
+
+
 class ImageLoader(Stage):
     """Walks a folder and reads image files; one document per file."""
 
-    def __init__(self, max_file_bytes: int = MAX_IMAGE_BYTES, object_cache: str = "", **kwargs):
+    def __init__(self, max_file_bytes: int = MAX_IMAGE_BYTES, object_cache: str = "", scan_threads: int = 4,
+                 **kwargs):
         super().__init__(**kwargs)
         self.max_file_bytes = flow_kwarg("max_file_bytes", max_file_bytes, MAX_IMAGE_BYTES, int)
         self._listing: tuple[Optional[str], list[Union[Path, StoredObject]]] = (None, [])
+        self._listing_generation = 0  # a new listing never gets a page read ahead from the last one
+        self._ahead: ReadAhead[_ScannedPage] = ReadAhead("scan-ahead")
+        threads = max(1, flow_kwarg("scan_threads", scan_threads, 4, int))
+        self._hash_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scan-hash")
         self._scanned: OrderedDict[str, tuple[int, int, str]] = OrderedDict()
         self._objects = ObjectScanner(self.max_file_bytes, flow_kwarg("object_cache", object_cache, "") or None)
 
@@ -129,7 +145,9 @@ class ImageLoader(Stage):
         # The walk is cached between pages of one scan; /scan_total starts each scan afresh.
         key = str(root)
         if refresh or self._listing[0] != key:
+            self._ahead.drop()
             self._listing = (key, list_objects(key) if isinstance(root, str) else list(walk_files(root)))
+            self._listing_generation += 1
         return self._listing[1]
 
     @requests(on="/scan")
@@ -139,37 +157,58 @@ class ImageLoader(Stage):
         offset = int(parameters.get("offset", 0))
         limit = int(parameters.get("limit", 1000))
         files = self._files(root, refresh=False)  # /scan_total refreshed it
-        out = DocList[ImageDoc]()
-        page = files[offset : offset + limit]
-        with self.timed("scan", len(page)):
-            if isinstance(root, str):
-                out.extend(self._objects.inspect(page))
-                return out
-            known = self._known_files(page, root)
-            learned: list[tuple[StoredObject, ImageDoc]] = []
-            for path in page:
-                doc = known.get(str(path)) or self._inspect(path, root, learned)
-                if doc is not None:
-                    out.append(doc)
-            self._objects.known.remember(learned)
-        return out
+        page_key = (self._listing[0], self._listing_generation, offset, limit)
+        with self.timed("scan", len(files[offset : offset + limit])):
+            page = self._ahead.take(page_key)
+            if page is None:
+                page = self._scan_page(root, files[offset : offset + limit], threading.Event())
+            for uri, size, mtime_ns, digest in page.scanned:  # what /index checks its bytes against
+                self._remember_scanned(uri, size, mtime_ns, digest)
+            self._objects.known.remember(page.learned)
+            after = offset + limit
+            if limit > 0 and after < len(files):  # the client's next page, while it indexes this one
+                self._ahead.start((*page_key[:2], after, limit),
+                                  lambda cancelled: self._scan_page(root, files[after : after + limit], cancelled))
+        return DocList[ImageDoc](page.docs)
 
-    def _known_files(self, page: list[Path], root: Path) -> dict[str, ImageDoc]:
-        """Scan documents for the files of ``page`` whose hash the object cache holds for
-        their present size and times (the rest are read and hashed)."""
-        stats = {}
+    def _scan_page(self, root: Union[Path, str], page: list, cancelled: threading.Event) -> _ScannedPage:
+        """The scan documents of one page, and what the loader should remember of them. Runs in
+        the handler or in the background (read_ahead.py): it changes nothing of the loader's."""
+        if isinstance(root, str):
+            return _ScannedPage(self._objects.inspect(page), [], [])  # remembered by the scanner
+        stats: dict[Path, os.stat_result] = {}
         for path in page:
             try:
-                st = path.stat()
+                stats[path] = path.stat()
             except OSError:
                 continue  # _inspect says what is wrong with it
-            if stat.S_ISREG(st.st_mode) and st.st_size <= self.max_file_bytes:
-                stats[str(path)] = (path, st)
-        objects = [_file_object(path, root, st) for path, st in stats.values()]
-        known = {uri: doc for uri, doc in self._objects.known.lookup(objects).items() if doc.hash}
-        for uri, doc in known.items():  # what /index then checks its bytes against
-            self._remember_scanned(uri, doc.size, stats[uri][1].st_mtime_ns, doc.hash)
-        return known
+        known = self._known_files(stats, root)
+        todo = [path for path in page if str(path) not in known]
+
+        def inspect(path: Path) -> tuple[Optional[ImageDoc], Optional[os.stat_result]]:
+            return (None, None) if cancelled.is_set() else self._inspect(path, root, stats.get(path))
+
+        # Reading and hashing release the GIL: several files at once use the disk and the cores.
+        inspected = dict(zip(todo, self._hash_pool.map(inspect, todo) if len(todo) > 1 else map(inspect, todo)))
+        out = _ScannedPage([], [], [])
+        now = time.time_ns()
+        for path in page:
+            doc, st = (known[str(path)], stats[path]) if str(path) in known else inspected[path]
+            if doc is None:
+                continue
+            out.docs.append(doc)
+            if doc.hash and st is not None:
+                out.scanned.append((doc.uri, doc.size, st.st_mtime_ns, doc.hash))
+                if str(path) not in known and now - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_NS:
+                    out.learned.append((_file_object(path, root, st), doc))
+        return out
+
+    def _known_files(self, stats: dict[Path, os.stat_result], root: Path) -> dict[str, ImageDoc]:
+        """Scan documents for the files whose hash the object cache holds for their present
+        size and times (the rest are read and hashed)."""
+        objects = [_file_object(path, root, st) for path, st in stats.items()
+                   if stat.S_ISREG(st.st_mode) and st.st_size <= self.max_file_bytes]
+        return {uri: doc for uri, doc in self._objects.known.lookup(objects).items() if doc.hash}
 
     def _remember_scanned(self, uri: str, size: int, mtime_ns: int, digest: str) -> None:
         self._scanned[uri] = (size, mtime_ns, digest)
@@ -180,43 +219,46 @@ class ImageLoader(Stage):
     def scan_total(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
         return {"files": len(self._files(_data_root(parameters or {}), refresh=True))}
 
-    def _inspect(self, path: Path, root: Path,
-                 learned: Optional[list[tuple[StoredObject, ImageDoc]]] = None) -> Optional[ImageDoc]:
-        """A scan document for an image file, an error document for a broken one, None otherwise."""
+    def _inspect(self, path: Path, root: Path, st: Optional[os.stat_result] = None
+                 ) -> tuple[Optional[ImageDoc], Optional[os.stat_result]]:
+        """A scan document for an image file, an error document for a broken one, None otherwise;
+        with the file's stat (``st`` if the caller took it)."""
         looks_like_image = path.suffix.lower() in IMAGE_EXTENSIONS
         doc = ImageDoc(uri=str(path), label=label_for(path, root))
         try:
-            st = path.stat()  # follows links: a looping or dangling one raises here
+            st = st or path.stat()  # follows links: a looping or dangling one raises here
             if not stat.S_ISREG(st.st_mode):
                 if not looks_like_image:
-                    return None
+                    return None, st
                 doc.error = "not a regular file (a FIFO, socket or device); never opened"  # a FIFO would block
-                return doc
+                return doc, st
             size = st.st_size
             with path.open("rb") as fh:
                 head = fh.read(SNIFF_BYTES)
                 mime = sniff_mime(head)
                 if mime is None:
                     if not looks_like_image:
-                        return None  # not an image and not pretending to be one
+                        return None, st  # not an image and not pretending to be one
                     doc.error = describe_non_image(head)
-                    return doc
+                    return doc, st
                 if size > self.max_file_bytes:
                     doc.error = f"file too large: {size} bytes > limit {self.max_file_bytes}"
-                    return doc
+                    return doc, st
                 digest = hashlib.sha256(head)
                 for chunk in iter(lambda: fh.read(1 << 20), b""):
                     digest.update(chunk)
         except OSError as exc:
             if not looks_like_image:
-                return None
+                return None, st
             doc.error = f"cannot read file: {exc.strerror or exc}"
-            return doc
+            return doc, st
         doc.size, doc.mime, doc.hash = size, mime, digest.hexdigest()
-        self._remember_scanned(doc.uri, size, st.st_mtime_ns, doc.hash)
-        if learned is not None and time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_NS:
-            learned.append((_file_object(path, root, st), doc))
-        return doc
+        return doc, st
+
+    def close(self) -> None:
+        self._ahead.close()
+        self._hash_pool.shutdown(wait=False, cancel_futures=True)
+        super().close()
 
     @requests(on=["/index", "/search"])
     def read(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
