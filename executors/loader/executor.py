@@ -158,10 +158,11 @@ class ImageLoader(Stage):
         limit = int(parameters.get("limit", 1000))
         files = self._files(root, refresh=False)  # /scan_total refreshed it
         page_key = (self._listing[0], self._listing_generation, offset, limit)
-        with self.timed("scan", len(files[offset : offset + limit])):
+        page_files = files[offset : offset + limit]
+        with self.timed("scan", len(page_files)):
             page = self._ahead.take(page_key)
             if page is None:
-                page = self._scan_page(root, files[offset : offset + limit], threading.Event())
+                page = self._scan_page(root, page_files, threading.Event())
             for uri, size, mtime_ns, digest in page.scanned:  # what /index checks its bytes against
                 self._remember_scanned(uri, size, mtime_ns, digest)
             self._objects.known.remember(page.learned)
@@ -185,21 +186,26 @@ class ImageLoader(Stage):
         known = self._known_files(stats, root)
         todo = [path for path in page if str(path) not in known]
 
-        def inspect(path: Path) -> tuple[Optional[ImageDoc], Optional[os.stat_result]]:
-            return (None, None) if cancelled.is_set() else self._inspect(path, root, stats.get(path))
+        def inspect(path: Path) -> tuple[Optional[ImageDoc], Optional[os.stat_result], bool]:
+            if cancelled.is_set():
+                return None, None, False
+            read_at = time.time_ns()
+            doc, st = self._inspect(path, root, stats.get(path))
+            # Remembered only if read well after its last change (git's "racily clean" rule).
+            settled = st is not None and read_at - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_NS
+            return doc, st, settled
 
         # Reading and hashing release the GIL: several files at once use the disk and the cores.
         inspected = dict(zip(todo, self._hash_pool.map(inspect, todo) if len(todo) > 1 else map(inspect, todo)))
         out = _ScannedPage([], [], [])
-        now = time.time_ns()
         for path in page:
-            doc, st = (known[str(path)], stats[path]) if str(path) in known else inspected[path]
+            doc, st, settled = (known[str(path)], stats[path], False) if str(path) in known else inspected[path]
             if doc is None:
                 continue
             out.docs.append(doc)
             if doc.hash and st is not None:
                 out.scanned.append((doc.uri, doc.size, st.st_mtime_ns, doc.hash))
-                if str(path) not in known and now - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_NS:
+                if settled:
                     out.learned.append((_file_object(path, root, st), doc))
         return out
 
