@@ -11,6 +11,7 @@ from corpus import DUPLICATES, OK, SKIP, make_corpus, make_photo
 from executors.docs import ImageDoc
 from executors.indexer.executor import STORED_FIELDS
 from executors.indexer.store import EdgeStore, point_id
+from imgsearch import indexing
 from imgsearch.flow import Gateway, local_flow
 from imgsearch.indexing import encoder_info, run_index
 from imgsearch.searching import QueryError, run_search
@@ -24,8 +25,11 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_index_odd_files_then_reindex_and_search(tmp_path, photo_dir):
-    """EfficientNet-Lite0 (real weights) over the hostile corpus plus real photos."""
+def test_index_odd_files_then_reindex_and_search(tmp_path, photo_dir, monkeypatch):
+    """EfficientNet-Lite0 (real weights) over the hostile corpus plus real photos, scanned in
+    pages of 7: the loader reads each page ahead while the one before is indexed, and odd files
+    and duplicates fall on every side of the pages' edges."""
+    monkeypatch.setattr(indexing, "SCAN_PAGE", 7)
     data = tmp_path / "data"
     cases = make_corpus(data / "corpus")
     shutil.copytree(photo_dir, data / "photos")
@@ -39,6 +43,7 @@ def test_index_odd_files_then_reindex_and_search(tmp_path, photo_dir):
         info = encoder_info(gw)
         assert info["dim"] == 1280 and info["text"] is False
         first = run_index(gw, data, info, batch_size=8, progress=False)
+        assert first.files_seen > 3 * indexing.SCAN_PAGE  # several pages
 
         skipped = {Path(s["path"]).relative_to(data / "corpus").as_posix(): s["reason"] for s in first.skipped}
         assert set(skipped) == {rel for rel, want in cases.items() if want == SKIP}
