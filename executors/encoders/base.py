@@ -25,6 +25,7 @@ import torch
 from docarray import DocList
 from jina import requests
 
+from executors.cpus import fit_torch_threads
 from executors.docs import ImageDoc, failed
 from executors.encoders.coalesce import Coalescer
 from executors.encoders.device_decode import decode_on_cpu, resolve_device_decoder
@@ -163,9 +164,9 @@ class TorchEncoder(EncoderStage):
             # the high-water mark; onnxruntime has its own arena and does not need it.
             keep_freed_memory()
         self.dtype = pick_dtype(self.device, dtype)
-        if num_threads and self.device.type == "cpu":
-            torch.set_num_threads(int(num_threads))
-        self.num_threads = int(num_threads or torch.get_num_threads())
+        # Not more threads than the container's CPU quota allows (executors/cpus.py); also the
+        # ONNX sessions' and the lanes' count.
+        self.num_threads = fit_torch_threads(flow_kwarg("num_threads", num_threads, 0, int))
         # Batches run side by side, each on one thread (ONNX Runtime on a CPU, indexing flows).
         # (onnxruntime on CUDA runs on the GPU although self.device is the CPU here: one lane.)
         self.lanes = index_lanes(flow_kwarg("lanes", lanes, None), self.runtime,

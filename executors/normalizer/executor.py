@@ -7,6 +7,7 @@ from typing import Optional
 from docarray import DocList
 from jina import requests
 
+from executors.cpus import fit_torch_threads
 from executors.docs import ImageDoc, failed
 from executors.flow_kwargs import flow_kwarg
 from executors.stage import Stage
@@ -56,6 +57,7 @@ class ImageNormalizer(Stage):
         self.max_pixels = flow_kwarg("max_pixels", max_pixels, DEFAULT_MAX_PIXELS, int)
         self.max_side = flow_kwarg("max_side", max_side, DEFAULT_MAX_SIDE, int) or None  # 0: no cap
         self.resize = flow_kwarg("resize", resize, None, int) or None
+        fit_torch_threads()  # its resize kernel's threads: no more than the container may use
         # Pillow releases the GIL while decoding, so threads overlap decodes of one batch.
         self._pool = ThreadPoolExecutor(max_workers=max(1, flow_kwarg("decode_threads", decode_threads, 4, int)))
 
