@@ -63,3 +63,17 @@ def test_an_encoder_in_a_one_cpu_container_runs_one_thread(tiny_models, monkeypa
         assert enc.image_tower.session.get_session_options().intra_op_num_threads == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("cpus, asked, threads", [(12, 0, 12), (1, 0, 4), (12, 2, 2)])
+def test_the_normalizer_decodes_on_a_thread_per_usable_cpu(monkeypatch, cpus, asked, threads):
+    """Decoding a photo costs more CPU than Lite0 embeds it: a many-core machine gets a decode
+    thread per CPU it may use (at least 4, the old fixed count), unless told a number."""
+    from executors.normalizer import executor as normalizer_module
+
+    monkeypatch.setattr(normalizer_module, "usable_cpus", lambda: cpus)
+    normalizer = normalizer_module.ImageNormalizer(decode_threads=asked)
+    try:
+        assert normalizer._pool._max_workers == threads
+    finally:
+        normalizer.close()

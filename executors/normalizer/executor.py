@@ -7,7 +7,7 @@ from typing import Optional
 from docarray import DocList
 from jina import requests
 
-from executors.cpus import fit_torch_threads
+from executors.cpus import fit_torch_threads, usable_cpus
 from executors.docs import ImageDoc, failed
 from executors.flow_kwargs import flow_kwarg
 from executors.stage import Stage
@@ -50,7 +50,7 @@ class ImageNormalizer(Stage):
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_side: int = DEFAULT_MAX_SIDE,
         resize: Optional[int] = None,
-        decode_threads: int = 4,
+        decode_threads: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -58,8 +58,11 @@ class ImageNormalizer(Stage):
         self.max_side = flow_kwarg("max_side", max_side, DEFAULT_MAX_SIDE, int) or None  # 0: no cap
         self.resize = flow_kwarg("resize", resize, None, int) or None
         fit_torch_threads()  # its resize kernel's threads: no more than the container may use
-        # Pillow releases the GIL while decoding, so threads overlap decodes of one batch.
-        self._pool = ThreadPoolExecutor(max_workers=max(1, flow_kwarg("decode_threads", decode_threads, 4, int)))
+        # Pillow releases the GIL while decoding, so threads overlap decodes of one batch. 0: one
+        # per CPU this process may use, at least 4 (photos cost more to decode than Lite0 to embed,
+        # so a many-core machine needs more than 4).
+        threads = flow_kwarg("decode_threads", decode_threads, 0, int) or max(4, usable_cpus())
+        self._pool = ThreadPoolExecutor(max_workers=max(1, threads))
 
     def _decode(self, doc: ImageDoc, fit: Optional[dict] = None, keep_jpeg: bool = False) -> None:
         try:
