@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "with glibc's default allocator (IMGSEARCH_MALLOC_TUNING=0), as a plain script runs it")
     p.add_argument("--script-images", type=int, default=1200, metavar="N",
                    help="time `app.py index` of N images against the plain one-process torch script (0 = skip)")
+    p.add_argument("--lanes", default="auto",
+                   help="encoder lanes while indexing end to end: auto (as `app.py index` runs) or a number; "
+                        "searches are measured on one lane, as `search` and `serve` run")
 
     p = sub.add_parser("tiny-models", help="build tiny random stand-ins for the hub encoders (offline tests and demos)")
     p.add_argument("--out", type=Path, default=Path("data/tiny-models"))

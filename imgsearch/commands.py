@@ -254,7 +254,7 @@ def cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
         bare_seconds=args.bare_seconds, rounds=args.rounds, clients=args.clients, per_client=args.per_client,
         store_sizes=args.store_sizes, local_size=args.local_size, growth=args.growth,
         growth_model=args.growth_model, out=args.out, cache=args.cache, runtimes=args.runtimes,
-        script_images=args.script_images,
+        script_images=args.script_images, lanes=args.lanes,
     )
     if args.quick:
         opts.images, opts.batch_sizes, opts.bare_seconds, opts.rounds = min(opts.images, 32), [8, 16], 0.5, 2

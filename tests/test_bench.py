@@ -41,6 +41,7 @@ def test_bench_quick_run_reports_every_section(tmp_path, tiny_models, photo_dir)
     assert len(rounds) == 2 and all(_positive(r["bare_images_per_second"]) and _positive(r["ratio"]) for r in rounds)
     assert _positive(rec["ratio_e2e_to_bare"])
     assert 0 < e2e["startup"]["model_load_seconds"] < e2e["startup"]["flow_ready_seconds"]
+    assert e2e["lanes"] >= 1  # indexing as `app.py index` runs it (lanes=auto); searches below on one lane
 
     procs = warm["breakdown"]["processes"]
     assert set(procs) == {"loader", "normalizer", "encoder", "indexer", "gateway", "client"}

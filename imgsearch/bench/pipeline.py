@@ -251,12 +251,18 @@ def run_pipeline(
     per_client: int = 25,
     warm_runs: int = 1,
     bare_probe: Optional[Callable[[], float]] = None,
+    lanes: Optional[str] = "auto",
 ) -> dict:
-    """Start the flow, index ``folder`` cold, then warm ``warm_runs`` times, search; every
-    figure from one flow. With ``bare_probe`` (the bare model's images/s, measured now) the
-    bare model is measured before and after every warm run, and each run's ratio is taken
-    against the mean of the two: this machine's speed drifts by ±20% over minutes, so a
-    ratio of figures taken minutes apart would measure the drift as much as the flow."""
+    """Start the flow, index ``folder`` cold, then warm ``warm_runs`` times, search. With
+    ``bare_probe`` (the bare model's images/s, measured now) the bare model is measured before
+    and after every warm run, and each run's ratio is taken against the mean of the two: this
+    machine's speed drifts by ±20% over minutes, so a ratio of figures taken minutes apart
+    would measure the drift as much as the flow.
+
+    Indexing runs with the encoder ``lanes`` `app.py index` asks for (auto); searches run on a
+    one-lane flow over the same store, as `search` and `serve` run them (on a lane a query
+    gets one thread), in the same flow when indexing had one lane anyway.
+    """
     from imgsearch.bench.images import image_files
 
     files = image_files(folder)
@@ -264,11 +270,12 @@ def run_pipeline(
     texts = [TEXT_QUERIES[i % len(TEXT_QUERIES)] for i in range(min(search_queries, 20))]
     result: dict = {"encoder": encoder, "images": len(files), "batch_size": batch_size}
     started = time.perf_counter()
-    with local_flow(encoder, model=model, store=str(store)) as host:
+    with local_flow(encoder, model=model, store=str(store), lanes=lanes) as host:
         ready = time.perf_counter() - started
         gateway = Gateway(host)
         info = encoder_info(gateway)
         result["model"] = info["model"]
+        result["lanes"], result["lanes_asked"] = int(info.get("lanes") or 1), lanes
         result["startup"] = {
             "flow_ready_seconds": round(ready, 2),
             "model_load_seconds": info.get("load_seconds"),
@@ -295,7 +302,18 @@ def run_pipeline(
             collection = middle["collection"]
         else:
             collection = cold.collection
-        result["search"] = search_latency(gateway, collection, info, queries, texts)
-        if clients:
-            result["concurrent"] = concurrent_search(host, collection, info, queries, clients, per_client)
+        if result["lanes"] == 1:
+            _searches(result, host, collection, queries, texts, clients, per_client)
+    if result["lanes"] > 1:
+        with local_flow(encoder, model=model, store=str(store), lanes="1") as host:
+            _searches(result, host, collection, queries, texts, clients, per_client)
     return result
+
+
+def _searches(result: dict, host: str, collection: str, queries: list[Path], texts: list[str], clients: int,
+              per_client: int) -> None:
+    gateway = Gateway(host)
+    info = encoder_info(gateway)
+    result["search"] = search_latency(gateway, collection, info, queries, texts)
+    if clients:
+        result["concurrent"] = concurrent_search(host, collection, info, queries, clients, per_client)

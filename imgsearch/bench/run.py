@@ -38,6 +38,7 @@ class BenchOptions:
     cache: Path = Path("data/bench")
     runtimes: list[str] = field(default_factory=lambda: ["torch-plain", "torch", "onnx", "onnx-int8"])  # bare, side by side
     script_images: int = 1200  # app.py index vs the plain torch script on this many images (0 = skip)
+    lanes: str = "auto"  # encoder lanes while indexing end to end, as `app.py index` asks for
 
 
 def _versions() -> dict:
@@ -120,7 +121,8 @@ def run_bench(opts: BenchOptions, log: TextIO) -> dict:
                 return run_in_subprocess(encoder, model, files, [best], opts.bare_seconds, work)["best_images_per_second"]
 
             e2e = run_pipeline(encoder, model, folder, best, work / f"store-{encoder}", opts.search_queries,
-                               opts.clients, opts.per_client, warm_runs=opts.rounds, bare_probe=bare_probe)
+                               opts.clients, opts.per_client, warm_runs=opts.rounds, bare_probe=bare_probe,
+                               lanes=opts.lanes)
             middle = e2e["rounds"][e2e["median_round"]] if "median_round" in e2e else {}
             result["encoders"].append({
                 "encoder": encoder,
@@ -217,6 +219,9 @@ def print_report(result: dict, out: TextIO) -> None:
                   f"{e['startup']['flow_ready_seconds']:>8.2f} {_fmt(e['startup']['model_load_seconds'], '.2f'):>12}", file=out)
             print(f"  {'':<20} bare by batch size: {b['images_per_second']}; decode {b['decode_ms_per_image']} ms/img, "
                   f"preprocess {b['preprocess_ms_per_image']} ms/img (outside the bare figure)", file=out)
+            print(f"  {'':<20} end to end with {e.get('lanes', 1)} encoder lane(s) (--lanes {e.get('lanes_asked')}; "
+                  f"`app.py index` asks for auto), each batch on {'one thread' if e.get('lanes', 1) > 1 else 'all threads'}; "
+                  f"searches (6.) on one lane", file=out)
             rounds = e.get("rounds") or []
             if rounds and "ratio" in rounds[0]:
                 print(f"  {'':<20} warm runs (e2e img/s ÷ mean of the bare runs before and after): "
