@@ -10,6 +10,12 @@ from typing import Any, Dict, List, Optional
 from docarray import BaseDoc
 from docarray.typing import NdArray
 
+from executors import docarray_fixes
+
+# Every process that speaks these documents (each executor, the clients) deserialises them
+# per request: docarray's per-document costs, patched here once for all of them.
+docarray_fixes.apply()
+
 # The largest image file the pipeline accepts (loader and client): bigger ones are refused
 # with a reason. 32 MiB holds any ordinary photo; a request carries up to a batch of them,
 # and one gRPC message must stay well under protobuf's 2 GB limit.
