@@ -51,3 +51,11 @@ def test_field_annotations_are_the_unpatched_answers_per_class():
     assert Other._get_field_annotation("tensor") is str
     assert ImageDoc._get_field_annotation("tensor") is NdArray
     assert Other._get_field_annotation("embedding") is NdArray
+
+
+def test_unset_fields_are_not_sent_and_come_back_unset():
+    doc = ImageDoc(uri="/data/cats/1.jpg", hash="ab" * 32, indexed=False, size=0)
+    pb = doc.to_protobuf()
+    assert set(pb.data) == {"id", "uri", "hash", "indexed", "size"}  # False and 0 are values, None is not
+    back = ImageDoc.from_protobuf(pb)
+    assert {k: v for k, v in back} == {k: v for k, v in doc}
