@@ -2,7 +2,7 @@
 
 Every executor turns each request's protobuf into ``DocList[ImageDoc]`` and back (Jina does
 it around the handlers), so per-document costs there are paid four times per image, plus the
-client's. Profiled in the flow (py-spy), two of docarray 0.40's dominated it:
+client's. Profiled in the flow (py-spy), two of docarray 0.41's dominated it:
 
 - ``ID.from_protobuf`` calls ``pydantic.parse_obj_as(ID, value)``, which under pydantic 2
   builds a new ``TypeAdapter`` (a core schema) for every document's id. Its validator is
@@ -20,6 +20,7 @@ leaves any other version as it is.
 """
 
 import functools
+import importlib.metadata
 import inspect
 import logging
 
@@ -29,7 +30,16 @@ from docarray.typing.id import ID
 
 logger = logging.getLogger(__name__)
 
-PATCHED_VERSIONS = ("0.40.",)
+# The lock's docarray. Its wheel (0.41.0) still says ``__version__ = "0.40.1"``, so the installed
+# distribution's version is what is checked.
+PATCHED_VERSIONS = ("0.41.",)
+
+
+def _installed_version() -> str:
+    try:
+        return importlib.metadata.version("docarray")
+    except importlib.metadata.PackageNotFoundError:  # not installed as a distribution
+        return docarray.__version__
 
 
 def _fast_id_from_protobuf(cls, pb_msg: str) -> ID:
@@ -40,13 +50,14 @@ def apply() -> bool:
     """Patch docarray (idempotent); False, changing nothing, on another version or shape."""
     if getattr(ID.from_protobuf, "__func__", None) is _fast_id_from_protobuf:
         return True
-    if not docarray.__version__.startswith(PATCHED_VERSIONS):
-        logger.debug("docarray %s: its own serialisation kept", docarray.__version__)
+    version = _installed_version()
+    if not version.startswith(PATCHED_VERSIONS):
+        logger.debug("docarray %s: its own serialisation kept", version)
         return False
     annotation = BaseDocWithoutId.__dict__.get("_get_field_annotation")
     if not (hasattr(ID, "_docarray_validate") and "parse_obj_as" in inspect.getsource(ID.from_protobuf)
             and isinstance(annotation, classmethod)):
-        logger.debug("docarray %s has another shape than expected: not patched", docarray.__version__)
+        logger.debug("docarray %s has another shape than expected: not patched", version)
         return False
     ID.from_protobuf = classmethod(_fast_id_from_protobuf)
     # lru_cache under the classmethod: keyed by (class, field), so subclasses keep their own.
