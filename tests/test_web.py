@@ -256,6 +256,10 @@ def test_api_errors_are_clear(site):
     assert status == 400 and body["error"] == f"unknown encoder 'nope': this server serves {LITE}, {CLIP}, {EMPTY}"
     status, body = post_search(base, {"encoders": LITE, "dataset": "photos"}, {"image": ("big.jpg", os.urandom(2_100_000))})
     assert status == 413 and "too large" in body["error"] and "2.0 MB" in body["error"]
+    # Far over the limit, more than the sockets buffer: the client is still sending when the
+    # answer comes, and reads the 413 (the server drains the body), not a broken pipe.
+    status, body = post_search(base, {"encoders": LITE, "dataset": "photos"}, {"image": ("huge.jpg", os.urandom(7_500_000))})
+    assert status == 413 and "too large" in body["error"]
     status, body = post_search(base, {"encoders": LITE, "dataset": "photos"}, {"image": ("bomb.png", _bomb_png())})
     assert status == 200 and "decompression bomb refused" in body["columns"][0]["error"]
     # A new image is searched with, never stored.

@@ -26,6 +26,7 @@ HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 IMMUTABLE = "public, max-age=31536000, immutable"  # URLs are content hashes: they never change
 MAX_K = 500
 FORM_OVERHEAD = 64 * 1024  # multipart framing and the small fields around the file
+DRAIN_FACTOR = 4  # a refused upload's body is read (and dropped) up to this many times the limit
 
 
 @dataclass
@@ -62,6 +63,7 @@ def create_app(service: SearchService, thumbs: ThumbCache, options: Optional[Pag
         # Refuse an oversize upload from its declared length, before the body is read.
         declared = int(request.headers.get("content-length") or 0)
         if declared > opts.max_upload_bytes + FORM_OVERHEAD:
+            await _drain(request, DRAIN_FACTOR * opts.max_upload_bytes)
             raise ServiceError(_too_large(opts.max_upload_bytes), 413)
         form = await request.form(max_files=1, max_fields=8)
         try:
@@ -125,6 +127,20 @@ def create_app(service: SearchService, thumbs: ThumbCache, options: Optional[Pag
         return known
 
     return app
+
+
+async def _drain(request: Request, limit: int) -> None:
+    """Read and drop a refused request's body, up to ``limit`` bytes. A client still sending
+    when the answer comes (a browser uploading a photo over the limit) would otherwise get
+    a reset connection instead of the 413 that says why; past ``limit`` it gets the reset."""
+    seen = 0
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > limit:
+                return
+    except Exception:  # noqa: BLE001  the client went away: nothing to answer
+        return
 
 
 def _field(form, name: str) -> Optional[str]:
