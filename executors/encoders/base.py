@@ -37,6 +37,7 @@ from executors.encoders.runtimes import (
 )
 from executors.encoders.runtime_env import on_torch
 from executors.encoders.specs import EncoderSpec, get_spec
+from executors.errors import first_line
 from executors.flow_kwargs import flow_kwarg
 from executors.stage import Stage, keep_freed_memory, limit_malloc_arenas, peak_rss_mb
 
@@ -104,10 +105,6 @@ class EncoderStage(Stage):
     @requests(on="/info")
     def info_endpoint(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
         return self.info()
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 class _DamagedGraph(Exception):
@@ -363,7 +360,7 @@ class TorchEncoder(EncoderStage):
             # A cut-off or corrupted cache file (a full disk, a killed copy): exported again
             # from the model, which the caller now loads, instead of failing every start.
             logger.warning("%s: the cached graph %s cannot be loaded (%s); exporting it again",
-                           self.spec.name, damaged.path, _first_line(damaged.exc))
+                           self.spec.name, damaged.path, first_line(damaged.exc, 300))
             discard_graph(damaged.path)
             self.image_tower, self.text_tower = self._torch_image_features, self.text_features
             return False

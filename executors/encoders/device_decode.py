@@ -29,7 +29,7 @@ from PIL import Image
 from executors.docs import ImageDoc
 from executors.encoders.preprocess import ImagePreprocessor, center_crop_chw
 from executors.encoders.runtime_env import on_torch
-from executors.errors import UserError
+from executors.errors import UserError, first_line
 from executors.normalizer.decode import ImageDecodeError, decode_image, exif_orientation, fit_size
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def nvjpeg_decode(blobs: Sequence[bytes], device: torch.device) -> list[Union[to
         return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
     except (RuntimeError, ValueError) as exc:  # torchvision's checks, nvJPEG's status codes
         if len(data) == 1:
-            return [f"nvJPEG cannot decode it: {str(exc).strip().splitlines()[0]}"]
+            return [f"nvJPEG cannot decode it: {first_line(exc)}"]
     return [nvjpeg_decode([b], device)[0] for b in blobs]
 
 
@@ -132,7 +132,7 @@ class DeviceDecoder:
                 try:
                     ready.append(self.model_pixels(out, _orientation(blobs[i])))
                 except RuntimeError as exc:  # e.g. out of device memory on one huge image
-                    errors[i] = f"{self.name}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+                    errors[i] = f"{self.name}: {type(exc).__name__}: {first_line(exc)}"
         return (self.preprocess.normalise(torch.stack(ready)) if ready else None), errors
 
     def model_pixels(self, chw: torch.Tensor, orientation: int) -> torch.Tensor:

