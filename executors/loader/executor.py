@@ -157,7 +157,7 @@ class ImageLoader(Stage):
         offset = int(parameters.get("offset", 0))
         limit = int(parameters.get("limit", 1000))
         files = self._files(root, refresh=False)  # /scan_total refreshed it
-        page_key = (self._listing[0], self._listing_generation, offset, limit)
+        page_key = (self._listing_generation, offset, limit)  # a new folder is a new listing too
         page_files = files[offset : offset + limit]
         with self.timed("scan", len(page_files)):
             page = self._ahead.take(page_key)
@@ -168,7 +168,7 @@ class ImageLoader(Stage):
             self._objects.known.remember(page.learned)
             after = offset + limit
             if limit > 0 and after < len(files):  # the client's next page, while it indexes this one
-                self._ahead.start((*page_key[:2], after, limit),
+                self._ahead.start((self._listing_generation, after, limit),
                                   lambda cancelled: self._scan_page(root, files[after : after + limit], cancelled))
         return DocList[ImageDoc](page.docs)
 
