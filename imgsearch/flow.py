@@ -4,7 +4,6 @@ import contextlib
 import logging
 import os
 import re
-import socket
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
@@ -17,6 +16,7 @@ from executors.encoders.runtime_env import ENV_LANES, ENV_RUNTIME
 from executors.gateway import jina_fixes
 from imgsearch.exposure import LOOPBACK, gateway_address, gateway_options
 from imgsearch.flowfile import REPO, expand_env, read_flow
+from imgsearch.ports import free_port, use_listening_range
 from imgsearch.processes import prepare_start_method
 from imgsearch.stall import Stalled, run_guarded
 
@@ -45,12 +45,6 @@ class ExecutorUnreachable(FlowError):
     def __init__(self, message: str, executor: str):
         super().__init__(message)
         self.executor = executor
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def slug(text: str) -> str:
@@ -156,6 +150,7 @@ def _started_flow(
 
     if not qdrant_url and not shared:
         _check_store_free(store)
+    use_listening_range()  # before the Flow draws its executors' ports
     port = port or free_port()
     # flows/index.yml's ${{ ENV.* }}: expanded here and handed to the executors as arguments.
     per_flow = dict(
