@@ -35,6 +35,10 @@ class ImageDoc(BaseDoc):
     blob: Optional[bytes] = None  # raw file bytes; dropped by the normalizer after decoding
     hash: Optional[str] = None  # sha256 hex of the file bytes; the point id derives from it
     size: Optional[int] = None  # file size in bytes
+    # Set by the loader (/index) when the normalizer reads the file itself (a flow on one machine):
+    # file_state() of the file it found unchanged since /scan hashed it. Text: protobuf's
+    # integers here are 32-bit.
+    file_state: Optional[str] = None
     mime: Optional[str] = None  # detected from the content, not the extension
     label: Optional[str] = None  # parent folder name
     tensor: Optional[NdArray] = None  # uint8 RGB pixels (H, W, 3); dropped by the encoder
@@ -58,6 +62,11 @@ class ImageDoc(BaseDoc):
         if _type_to_protobuf is None:  # another docarray: its own way
             return super().to_protobuf()
         return DocProto(data={name: _type_to_protobuf(value) for name, value in self if value is not None})
+
+
+def file_state(size: int, mtime_ns: int) -> str:
+    """What must be unchanged in a file for a hash of it to hold (as /index checks it)."""
+    return f"{size}:{mtime_ns}"
 
 
 def failed(doc: ImageDoc) -> bool:

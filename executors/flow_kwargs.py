@@ -26,3 +26,15 @@ def flow_kwarg(name: str, value: Any, default: T, cast: Callable[[Any], T] = str
     except (TypeError, ValueError) as exc:
         kind = getattr(cast, "__name__", str(cast))
         raise ValueError(f"executor argument '{name}': {value!r} is not a valid {kind}") from exc
+
+
+def boolean(value: Any) -> bool:
+    """A YAML or environment switch: true/false, 1/0, yes/no, on/off (any case)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a switch: {value!r}")

@@ -253,6 +253,8 @@ def _configmap(encoders: tuple[str, ...], qdrant_nodes: int) -> list[dict]:
         "QDRANT_URL": QDRANT_URL,  # the indexer's Qdrant (flows/index.yml: qdrant_url)
         "IMGSEARCH_STORE": "/tmp/imgsearch-store",  # embedded store; unused while QDRANT_URL is set
         "NORMALIZE_RESIZE": "",  # empty = keep aspect; e.g. "96" for the original study's fixed size
+        # Empty = files' bytes travel from the loader: the normalizer pods do not mount the data.
+        "SHARED_FILES": "",
         ENV_RUNTIME: "",  # empty = auto: torch on the GPU nodes; torch | onnx | torch-bf16 | onnx-int8
         "ENCODER_DEVICE_DECODE": "",  # empty = auto: JPEGs decoded by nvJPEG on the GPU nodes; on | off
         # Collections are named <dataset>--<model id> by the clients, so these ids also name them.

@@ -160,6 +160,7 @@ def _started_flow(
         QDRANT_URL=qdrant_url or "",
         GATEWAY_PORT=str(port),
         NORMALIZE_RESIZE=str(resize or ""),
+        SHARED_FILES="true",  # every stage runs here, so the normalizer reads the files itself
     )
     # Executors import `executors.*`; spawned processes need the repo on their path.
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]

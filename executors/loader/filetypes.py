@@ -30,6 +30,12 @@ def sniff_mime(head: bytes) -> Optional[str]:
     return None
 
 
+def image_mime(blob: bytes) -> tuple[Optional[str], Optional[str]]:
+    """(MIME type, None) for bytes that start like an image, else (None, the reason)."""
+    mime = sniff_mime(blob[:SNIFF_BYTES])
+    return (mime, None) if mime else (None, describe_non_image(blob[:SNIFF_BYTES]))
+
+
 def mime_by_name(path: str) -> Optional[str]:
     """The MIME type a file's extension names; None for other extensions."""
     return EXTENSION_MIME.get(os.path.splitext(path)[1].lower())

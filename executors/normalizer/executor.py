@@ -8,10 +8,11 @@ from docarray import DocList
 from jina import requests
 
 from executors.cpus import fit_torch_threads, usable_cpus
-from executors.docs import ImageDoc, failed
-from executors.flow_kwargs import flow_kwarg
-from executors.stage import Stage
+from executors.docs import MAX_IMAGE_BYTES, ImageDoc, failed
+from executors.flow_kwargs import boolean, flow_kwarg
 from executors.normalizer.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image, device_jpeg
+from executors.normalizer.local_file import read_passed_file
+from executors.stage import Stage
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class ImageNormalizer(Stage):
     ``max_side`` caps the longer side of the pixels sent on (large enough for every
     supported model's input, small enough that a 4000×3000 photo does not travel whole);
     ``resize`` forces a fixed square size instead (e.g. 96 as in the original meme study).
+    ``read_files``: /index reads the files the loader passes by path (its ``send_paths``: both
+    on when this process sees the loader's disk), up to ``max_file_bytes`` each.
     """
 
     def __init__(
@@ -51,9 +54,13 @@ class ImageNormalizer(Stage):
         max_side: int = DEFAULT_MAX_SIDE,
         resize: Optional[int] = None,
         decode_threads: int = 0,
+        read_files: bool = False,
+        max_file_bytes: int = MAX_IMAGE_BYTES,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.read_files = flow_kwarg("read_files", read_files, False, boolean)
+        self.max_file_bytes = flow_kwarg("max_file_bytes", max_file_bytes, MAX_IMAGE_BYTES, int)
         self.max_pixels = flow_kwarg("max_pixels", max_pixels, DEFAULT_MAX_PIXELS, int)
         self.max_side = flow_kwarg("max_side", max_side, DEFAULT_MAX_SIDE, int) or None  # 0: no cap
         self.resize = flow_kwarg("resize", resize, None, int) or None
@@ -65,6 +72,10 @@ class ImageNormalizer(Stage):
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads))
 
     def _decode(self, doc: ImageDoc, fit: Optional[dict] = None, keep_jpeg: bool = False) -> None:
+        if doc.blob is None:  # passed by path (_to_decode): read here, on the decoding threads
+            read_passed_file(doc, self.max_file_bytes)
+            if doc.blob is None:
+                return
         try:
             if keep_jpeg and not self.resize:  # a fixed square size (resize) is made here
                 size = device_jpeg(doc.blob, self.max_pixels)
@@ -78,19 +89,40 @@ class ImageNormalizer(Stage):
             doc.error = str(exc)
         doc.blob = None  # the bytes are not needed past this stage
 
-    @requests(on=["/index", "/search"])
+    @requests(on="/index")
     def normalize(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+        return self._normalize(docs, parameters, read_files=self.read_files)
+
+    @requests(on="/search")
+    def normalize_query(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
+                        **kwargs) -> DocList[ImageDoc]:
+        return self._normalize(docs, parameters, read_files=False)  # a query brings its bytes
+
+    def _normalize(self, docs: DocList[ImageDoc], parameters: Optional[dict], read_files: bool) -> DocList[ImageDoc]:
         # The client passes the encoder's resize rule (its /info) as ``fit``: resizing here,
         # where the image is decoded, sends model-sized pixels on instead of up to 1024 px.
         fit = _fit_rule((parameters or {}).get("fit"))
         # ``keep_jpeg``: the encoder decodes JPEGs on its GPU (its /info ``device_decode``), so
         # plain JPEGs are only checked here (header, bomb limit) and travel as bytes.
         keep_jpeg = (parameters or {}).get("keep_jpeg") is True
-        todo = [d for d in docs if not failed(d) and d.blob is not None]
+        todo = [d for d in docs if self._to_decode(d, read_files)]
         with self.timed("normalize", len(todo)):
             list(self._pool.map(lambda d: self._decode(d, fit, keep_jpeg), todo))
         return docs
 
+    @staticmethod
+    def _to_decode(doc: ImageDoc, read_files: bool) -> bool:
+        """Whether ``doc`` has an image to decode here: its bytes, or a file the loader passed."""
+        if failed(doc) or doc.blob is not None:
+            return not failed(doc)
+        if doc.file_state is None or not doc.uri:
+            return False  # a text query, or a stored image's id
+        if not read_files:
+            doc.file_state = None
+            doc.error = ("the loader passed this file by path, but this normalizer does not read files: "
+                         "set the loader's send_paths and the normalizer's read_files alike")
+            return False
+        return True
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
