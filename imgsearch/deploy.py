@@ -177,7 +177,8 @@ def _replace_arg(args: list[str], flag: str, value: str) -> None:
     args[i + 1] = value
 
 
-def _adapt(docs: list[dict], stage: str, component: str, encoder: Optional[str], model_cache: Optional[str]) -> list[dict]:
+def _adapt(docs: list[dict], stage: str, component: str, encoder: Optional[str], model_cache: Optional[str],
+           shared_data: bool = False) -> list[dict]:
     """Jina's ConfigMap + Service + Deployment for one stage → our Service + Deployment."""
     by_kind = {d["kind"]: d for d in docs}
     if set(by_kind) != {"ConfigMap", "Service", "Deployment"}:
@@ -230,9 +231,12 @@ def _adapt(docs: list[dict], stage: str, component: str, encoder: Optional[str],
         container["resources"] = copy.deepcopy(GATEWAY_RESOURCES)
     else:
         container["resources"] = copy.deepcopy(CPU_RESOURCES)
-        if stage == "loader":
-            container["volumeMounts"] = [{"name": "data", "mountPath": DATA_MOUNT}]
+        if stage == "loader" or (stage == "normalizer" and shared_data):
+            # The normalizer reads the files the loader passes by path (SHARED_FILES), at the same paths.
+            mount = {"name": "data", "mountPath": DATA_MOUNT, **({"readOnly": True} if stage == "normalizer" else {})}
+            container["volumeMounts"] = [mount]
             pspec["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "imgsearch-data"}}]
+        if stage == "loader":
             # What scans learned of bucket objects (executors/loader/storage.py) outlives the pod.
             extra_env.append({"name": "IMGSEARCH_OBJECT_CACHE", "value": f"{DATA_MOUNT}/.imgsearch/objects.sqlite"})
     if component != "gateway":
@@ -248,13 +252,14 @@ def _namespace() -> list[dict]:
     return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "imgsearch"}}}]
 
 
-def _configmap(encoders: tuple[str, ...], qdrant_nodes: int) -> list[dict]:
+def _configmap(encoders: tuple[str, ...], qdrant_nodes: int, shared_data: bool = False) -> list[dict]:
     data = {
         "QDRANT_URL": QDRANT_URL,  # the indexer's Qdrant (flows/index.yml: qdrant_url)
         "IMGSEARCH_STORE": "/tmp/imgsearch-store",  # embedded store; unused while QDRANT_URL is set
         "NORMALIZE_RESIZE": "",  # empty = keep aspect; e.g. "96" for the original study's fixed size
-        # Empty = files' bytes travel from the loader: the normalizer pods do not mount the data.
-        "SHARED_FILES": "",
+        # Empty: files' bytes travel from the loader through the gateway; "true" (--shared-data): the
+        # normalizer pods mount the data volume too and read the files the loader passes by path.
+        "SHARED_FILES": "true" if shared_data else "",
         ENV_RUNTIME: "",  # empty = auto: torch on the GPU nodes; torch | onnx | torch-bf16 | onnx-int8
         "ENCODER_DEVICE_DECODE": "",  # empty = auto: JPEGs decoded by nvJPEG on the GPU nodes; on | off
         # Collections are named <dataset>--<model id> by the clients, so these ids also name them.
@@ -314,14 +319,15 @@ def _dump(docs: list[dict]) -> str:
 
 
 def render(encoders: tuple[str, ...] = ENCODERS, registry: str = REGISTRY, model_cache: Optional[str] = None,
-           qdrant_nodes: int = k8s_security.DEFAULT_QDRANT_NODES) -> dict[str, str]:
-    """Every generated file, by repo-relative path → text."""
+           qdrant_nodes: int = k8s_security.DEFAULT_QDRANT_NODES, shared_data: bool = False) -> dict[str, str]:
+    """Every generated file, by repo-relative path → text. ``shared_data``: the data volume is
+    ReadWriteMany and mounted read-only in the normalizer pods too (SHARED_FILES=true)."""
     for e in encoders:
         get_spec(e)
     files: dict[str, str] = {
         "k8s/00-namespace.yml": _dump(_namespace()),
-        "k8s/01-configmap.yml": _dump(_configmap(encoders, qdrant_nodes)),
-        "k8s/02-storage.yml": _dump([_pvc("imgsearch-data", "50Gi", "ReadWriteOnce")]
+        "k8s/01-configmap.yml": _dump(_configmap(encoders, qdrant_nodes, shared_data)),
+        "k8s/02-storage.yml": _dump([_pvc("imgsearch-data", "50Gi", "ReadWriteMany" if shared_data else "ReadWriteOnce")]
                                     + ([_pvc(model_cache, "200Gi", "ReadWriteMany")] if model_cache else [])),
         "k8s/10-qdrant.yml": _dump(k8s_security.qdrant(qdrant_nodes)),
     }
@@ -331,7 +337,7 @@ def render(encoders: tuple[str, ...] = ENCODERS, registry: str = REGISTRY, model
         for ex in read_flow(encoder)["executors"]:
             stage = stage_of(ex["name"], encoder)
             component = "encoder" if ex["name"] == "encoder" else "cpu-stage"
-            docs = _adapt(jina[ex["name"]], stage, component, encoder, model_cache)
+            docs = _adapt(jina[ex["name"]], stage, component, encoder, model_cache, shared_data)
             if component == "encoder":
                 files[f"k8s/30-{stage}.yml"] = _dump(docs)
             elif stage in shared and shared[stage] != docs:
@@ -387,6 +393,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qdrant-nodes", type=int, default=k8s_security.DEFAULT_QDRANT_NODES, metavar="N",
                    help=f"Qdrant nodes in distributed mode (default {k8s_security.DEFAULT_QDRANT_NODES})")
     p.add_argument("--model-cache", metavar="CLAIM", help="mount this ReadWriteMany PVC (created too) as the encoders' model cache instead of baked weights")
+    p.add_argument("--shared-data", action="store_true",
+                   help="make the data volume ReadWriteMany (NFS, CephFS, EFS...) and mount it read-only in the normalizer "
+                        "pods too, which then read the files the loader passes by path instead of their bytes "
+                        "crossing the gateway (SHARED_FILES=true; faster for large photos)")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -395,7 +405,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("JINA_LOG_LEVEL", "ERROR")
     for path in write(args.out, encoders=tuple(args.encoders), registry=args.registry, model_cache=args.model_cache,
-                      qdrant_nodes=args.qdrant_nodes):
+                      qdrant_nodes=args.qdrant_nodes, shared_data=args.shared_data):
         print(path)
     return 0
 

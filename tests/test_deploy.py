@@ -75,6 +75,25 @@ def test_model_cache_variant_mounts_a_shared_volume():
     assert "model-cache" in files["k8s/02-storage.yml"] and "ReadWriteMany" in files["k8s/02-storage.yml"]
 
 
+def test_shared_data_variant_lets_the_normalizer_read_the_files():
+    files = deploy.render(shared_data=True)
+    pods = {}
+    for stage in ("loader", "normalizer"):
+        docs = [d for d in yaml.safe_load_all(files[f"k8s/20-{stage}.yml"]) if d]
+        pods[stage] = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    mount = {m["name"]: m for m in pods["normalizer"]["containers"][0]["volumeMounts"]}["data"]
+    assert mount["readOnly"] is True and mount["mountPath"] == deploy.DATA_MOUNT
+    assert pods["normalizer"]["volumes"] == pods["loader"]["volumes"]  # the same claim, at the same path
+    assert "readOnly" not in pods["loader"]["containers"][0]["volumeMounts"][0]  # it writes its object cache
+    assert "ReadWriteMany" in files["k8s/02-storage.yml"]
+    assert yaml.safe_load(files["k8s/01-configmap.yml"].split("---")[-1])["data"]["SHARED_FILES"] == "true"
+    # The default: the normalizer mounts nothing of the data, and the loader sends bytes.
+    default = deploy.render()
+    assert "volumeMounts" not in next(d for d in yaml.safe_load_all(default["k8s/20-normalizer.yml"])
+                                      if d and d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "ReadWriteOnce" in default["k8s/02-storage.yml"]
+
+
 def test_version_follows_the_project():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert deploy.VERSION == project["version"]
