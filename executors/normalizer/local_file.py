@@ -1,7 +1,7 @@
 """The bytes of a file the loader passed by path (a flow on one machine: loader ``send_paths``).
 
 The loader found the file unchanged since /scan hashed it (same size and modification time)
-and sent its path, size, hash and state (size, modification time) instead of its bytes. Read here, it may have
+and sent its path, size, hash and that state instead of its bytes. Read here, it may have
 changed since: then it is hashed anew, as the loader would have hashed it.
 """
 
