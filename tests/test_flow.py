@@ -55,6 +55,14 @@ def test_index_odd_files_then_reindex_and_search(tmp_path, photo_dir, monkeypatc
         again = run_index(gw, data, info, batch_size=8, progress=False)
         assert again.indexed == 0 and again.already_indexed == len(unique) and again.count == len(unique)
 
+        # A local flow passes files by path (app.py sets SHARED_FILES): the loader's /index sends
+        # a scanned file's path, hash and state, never its bytes (which the normalizer reads).
+        params = {"data": str(data / "photos"), "collection": first.collection}
+        gw.call("/scan_total", params)
+        page = gw.post("/scan", [ImageDoc()], {**params, "offset": 0, "limit": 2}, target=indexing.SCAN_TARGET)
+        read = gw.post("/index", [ImageDoc(uri=d.uri, hash=d.hash) for d in page], params, target="loader")
+        assert len(read) == 2 and all(d.blob is None and d.file_state and d.hash for d in read)
+
         for seed in (101, 102):
             make_photo(data / "photos" / "new" / f"new_{seed}.jpg", size=(80, 60), seed=seed)
         added = run_index(gw, data, info, batch_size=8, progress=False)
