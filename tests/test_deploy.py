@@ -87,6 +87,13 @@ def test_shared_data_variant_lets_the_normalizer_read_the_files():
     assert "readOnly" not in pods["loader"]["containers"][0]["volumeMounts"][0]  # it writes its object cache
     assert "ReadWriteMany" in files["k8s/02-storage.yml"]
     assert yaml.safe_load(files["k8s/01-configmap.yml"].split("---")[-1])["data"]["SHARED_FILES"] == "true"
+    import kubernetes_validate
+
+    version = kubernetes_validate.latest_version()
+    for rel in ("k8s/01-configmap.yml", "k8s/02-storage.yml", "k8s/20-loader.yml", "k8s/20-normalizer.yml"):
+        for doc in yaml.safe_load_all(files[rel]):
+            if doc:
+                kubernetes_validate.validate(doc, version, strict=True)
     # The default: the normalizer mounts nothing of the data, and the loader sends bytes.
     default = deploy.render()
     assert "volumeMounts" not in next(d for d in yaml.safe_load_all(default["k8s/20-normalizer.yml"])
