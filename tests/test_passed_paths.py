@@ -17,11 +17,15 @@ from executors.normalizer.executor import ImageNormalizer
 from executors.normalizer.local_file import read_passed_file
 
 
-def _scan_and_read(loader: ImageLoader, folder: Path) -> DocList[ImageDoc]:
+def _scanned(loader: ImageLoader, folder: Path) -> DocList[ImageDoc]:
     params = {"data": str(folder)}
     loader.scan_total(DocList[ImageDoc](), params)
-    scanned = loader.scan(DocList[ImageDoc](), params)
-    docs = DocList[ImageDoc]([ImageDoc(uri=d.uri, hash=d.hash, size=d.size, mime=d.mime) for d in scanned])
+    return loader.scan(DocList[ImageDoc](), params)
+
+
+def _scan_and_read(loader: ImageLoader, folder: Path) -> DocList[ImageDoc]:
+    docs = DocList[ImageDoc]([ImageDoc(uri=d.uri, hash=d.hash, size=d.size, mime=d.mime)
+                              for d in _scanned(loader, folder)])
     return loader.read(docs)
 
 
@@ -66,9 +70,7 @@ def test_a_file_changed_after_the_loader_looked_is_hashed_anew(photo_dir, tmp_pa
 def test_a_file_changed_after_the_scan_still_travels_as_bytes(photo_dir, tmp_path):
     folder = shutil.copytree(photo_dir, tmp_path / "photos")
     loader = ImageLoader(send_paths=True)
-    params = {"data": str(folder)}
-    loader.scan_total(DocList[ImageDoc](), params)
-    scanned = loader.scan(DocList[ImageDoc](), params)
+    scanned = _scanned(loader, folder)
     first = scanned[0].uri
     with open(first, "ab") as fh:
         fh.write(b"\0")  # a new size: the scan's hash no longer holds
@@ -81,9 +83,7 @@ def test_a_file_changed_after_the_scan_still_travels_as_bytes(photo_dir, tmp_pat
 def test_searches_never_pass_paths(photo_dir, tmp_path):
     folder = shutil.copytree(photo_dir, tmp_path / "photos")
     loader = ImageLoader(send_paths=True)
-    params = {"data": str(folder)}
-    loader.scan_total(DocList[ImageDoc](), params)
-    scanned = loader.scan(DocList[ImageDoc](), params)
+    scanned = _scanned(loader, folder)
     query = loader.read_query(DocList[ImageDoc]([ImageDoc(uri=scanned[0].uri)]))
     assert query[0].blob is not None and query[0].file_state is None
     # A document that claims to be passed by path is never read by /search.
