@@ -113,8 +113,10 @@ class ImageNormalizer(Stage):
     @staticmethod
     def _to_decode(doc: ImageDoc, read_files: bool) -> bool:
         """Whether ``doc`` has an image to decode here: its bytes, or a file the loader passed."""
-        if failed(doc) or doc.blob is not None:
-            return not failed(doc)
+        if failed(doc):
+            return False
+        if doc.blob is not None:
+            return True
         if doc.file_state is None or not doc.uri:
             return False  # a text query, or a stored image's id
         if not read_files:
