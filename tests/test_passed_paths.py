@@ -117,6 +117,14 @@ def test_problems_with_a_passed_file_are_errors_on_its_document(tmp_path):
     doc = _passed(fifo)
     read_passed_file(doc, 1 << 20)  # returns: a FIFO is not waited on
     assert "not a regular file" in doc.error and doc.blob is None
+    # The loader's /index reads the same way (it waited forever on a FIFO that took a file's place).
+    import threading
+
+    read = DocList[ImageDoc]([ImageDoc(uri=str(fifo))])
+    reader = threading.Thread(target=ImageLoader().read, args=(read,), daemon=True)  # daemon: a hang fails, not blocks
+    reader.start()
+    reader.join(timeout=30)
+    assert not reader.is_alive() and "not a regular file" in read[0].error and read[0].blob is None
 
     big = tmp_path / "big.jpg"
     big.write_bytes(b"\xff\xd8\xff" + b"\0" * 2000)

@@ -33,6 +33,7 @@ from executors.docs import MAX_IMAGE_BYTES, ImageDoc, failed, file_state
 from executors.flow_kwargs import boolean, flow_kwarg
 from executors.loader.filetypes import IMAGE_EXTENSIONS, SNIFF_BYTES, describe_non_image, image_mime, sniff_mime
 from executors.loader.read_ahead import ReadAhead
+from executors.loader.read_file import FileUnreadable, read_capped
 from executors.loader.storage import ObjectScanner, StoredObject, fetch, list_objects
 from executors.stage import Stage
 from executors.urls import is_url
@@ -282,6 +283,19 @@ class ImageLoader(Stage):
             self._read(docs, send_paths=False)  # the normalizer reads files for /index only
         return docs
 
+    def _pass_path(self, doc: ImageDoc, scanned: tuple[int, int, str]) -> bool:
+        """Send ``doc`` by path when its file is as the scan read and checked it (the normalizer
+        reads it again, and hashes it anew if it changes after this stat); else False, and it
+        is read here."""
+        try:
+            st = os.stat(doc.uri)
+        except OSError:
+            return False  # read_capped says why
+        if (st.st_size, st.st_mtime_ns) != scanned[:2] or st.st_size > self.max_file_bytes:
+            return False
+        doc.size, doc.hash, doc.file_state = st.st_size, scanned[2], file_state(st.st_size, st.st_mtime_ns)
+        return True
+
     def _read(self, docs: DocList[ImageDoc], send_paths: bool) -> None:
         _fetch_objects(docs, self.max_file_bytes)
         for doc in docs:
@@ -294,21 +308,13 @@ class ImageLoader(Stage):
                 if not doc.uri:
                     doc.error = "document has neither image bytes, a file path nor text"
                     continue
+                scanned = self._scanned.pop(doc.uri, None)
+                if send_paths and scanned and self._pass_path(doc, scanned):
+                    continue
                 try:
-                    st = os.stat(doc.uri)
-                    if st.st_size > self.max_file_bytes:
-                        doc.error = f"file too large: {st.st_size} bytes > limit {self.max_file_bytes}"
-                        continue
-                    scanned = self._scanned.pop(doc.uri, None)
-                    if send_paths and scanned and scanned[:2] == (st.st_size, st.st_mtime_ns):
-                        # The scan read and checked these bytes; the normalizer reads them again
-                        # and hashes them anew if the file has changed since this stat.
-                        doc.size, doc.hash = st.st_size, scanned[2]
-                        doc.file_state = file_state(st.st_size, st.st_mtime_ns)
-                        continue
-                    doc.blob = Path(doc.uri).read_bytes()
-                except OSError as exc:
-                    doc.error = f"cannot read file: {exc.strerror or exc}"
+                    doc.blob, st = read_capped(doc.uri, self.max_file_bytes)
+                except FileUnreadable as exc:
+                    doc.error = str(exc)
                     continue
                 known = scanned[2] if scanned and scanned[:2] == (len(doc.blob), st.st_mtime_ns) else None
             elif len(doc.blob) > self.max_file_bytes:
