@@ -56,6 +56,17 @@ def test_normalising_on_the_model_device_gives_the_same_pixels(kind, device):
     assert float((on_device.cpu() - pre(images)).abs().max()) < 1e-5
 
 
+def test_a_batch_of_images_the_model_keeps_at_different_sizes_is_refused_clearly():
+    """Without a centre crop the model's pixels keep each image's shape, so such images
+    cannot share a batch: the error says so rather than failing inside a copy."""
+    pre = ImagePreprocessor(_processor("CLIPImageProcessor", do_center_crop=False))
+    assert pre.fast
+    square, wide = np.zeros((224, 224, 3), np.uint8), np.zeros((224, 300, 3), np.uint8)
+    assert pre([square, square]).shape == (2, 3, 224, 224)
+    with pytest.raises(ValueError, match="one size"):
+        pre([square, wide])
+
+
 def test_lite0_config_takes_the_fast_path_and_efficientnet_does_not():
     lite = ImagePreprocessor.load("efficientnet-lite0", SPECS["efficientnet-lite0"].processor)
     assert lite.fast and lite.resize_rule() == {"shortest_edge": 256, "resample": 3}
