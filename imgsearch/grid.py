@@ -9,10 +9,12 @@ from typing import Optional
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from executors.normalizer.formats import register_formats
 from executors.urls import is_url
 from imgsearch.datasource import read_bytes
 
 logger = logging.getLogger(__name__)
+register_formats()  # HEIC photos in the grids too
 
 THUMB = 160
 _FONT_PATH = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"

@@ -24,6 +24,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from executors.normalizer.formats import register_formats
+
+register_formats()  # writes HEIC below, as the pipeline reads it
+
 OK = "ok"
 SKIP = "skip"
 
@@ -54,6 +58,7 @@ DIR_LOOP = "nested/l1/back_up"  # a folder link to its own ancestor: walked once
 UNICODE_NAME = "ünïcødé name ✓.png"
 PNG_AS_JPG = "png_with_jpg_extension.jpg"
 JPEG_NO_EXT = "jpeg_without_extension"
+HEIC, AVIF = "phone/photo.heic", "web/photo.avif"
 
 
 def make_photo(path: Path | None, size: tuple[int, int] = (64, 48), seed: int = 0) -> Image.Image:
@@ -101,6 +106,12 @@ def make_exif_rotated(path: Path, orientation: int) -> None:
 def _jpeg_bytes(img: Image.Image, **params: object) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "JPEG", **params)
+    return buf.getvalue()
+
+
+def _encoded(img: Image.Image, fmt: str, **params: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **params)
     return buf.getvalue()
 
 
@@ -219,6 +230,10 @@ def make_corpus(root: Path, special: bool = False) -> dict[str, str]:
 
     put("one_pixel.png", _png_bytes(Image.new("RGB", (1, 1), (12, 34, 56))), OK)
 
+    # --- ok: what phones save photos as (HEIC) and the web's AVIF ---------------------------
+    put(HEIC, _encoded(make_photo(None, (64, 48), seed=42), "HEIF", quality=90), OK)
+    put(AVIF, _encoded(make_photo(None, (64, 48), seed=43), "AVIF", quality=90, speed=8), OK)
+
     # --- ok: EXIF orientation 2..8 ------------------------------------------------------
     for rel, orientation in EXIF_ROTATED.items():
         make_exif_rotated(root / rel, orientation)
@@ -246,6 +261,10 @@ def make_corpus(root: Path, special: bool = False) -> dict[str, str]:
     full_png = _png_bytes(Image.fromarray(
         np.random.default_rng(62).integers(0, 256, (64, 64, 3), dtype=np.uint8), "RGB"))
     put("truncated.png", full_png[: len(full_png) // 2], SKIP)
+    heic = (root / HEIC).read_bytes()
+    put("truncated.heic", heic[: len(heic) // 2], SKIP)
+    # A video's header (ISO base media, like HEIC) under a photo's name.
+    put("video_named.heic", b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(64), SKIP)
     put(BOMBS[0], _bomb_png(), SKIP)
     put(BOMBS[1], _huge_ihdr_png(), SKIP)
 

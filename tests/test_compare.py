@@ -139,6 +139,26 @@ def synthetic_result(paths: dict, labelled: bool = True) -> dict:
     }
 
 
+def test_grid_thumbnails_show_heic_photos(tmp_path):
+    """A phone's HEIC photo in a result grid is the photo, not the "unavailable" tile."""
+    from corpus import make_photo
+
+    from imgsearch.grid import thumbnail
+
+    photo = make_photo(None, (300, 200), seed=1)
+    photo.save(tmp_path / "phone.heic", "HEIF", quality=90)
+    photo.save(tmp_path / "same.png")
+    heic, png = (np.asarray(thumbnail(str(tmp_path / n)), dtype=np.int16) for n in ("phone.heic", "same.png"))
+    assert np.abs(heic - png).mean() < 12
+    # In a process of its own (as `app.py compare` is), the grid reads HEIC by itself.
+    code = ("import sys, numpy as np; from imgsearch.grid import thumbnail; "
+            "np.save(sys.argv[2], np.asarray(thumbnail(sys.argv[1])))")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "phone.heic"), str(tmp_path / "tile.npy")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert np.array_equal(np.load(tmp_path / "tile.npy"), heic)
+
+
 def test_report_files_grid_cells_and_winners(tmp_path):
     paths = _images(tmp_path / "imgs")
     result = synthetic_result(paths)

@@ -1,12 +1,15 @@
 """The normalizer's decoding on real odd files: every good one upright RGB, every bad one a reason."""
 
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from corpus import BOMBS, EXIF_ROTATED, EXIF_SIZE, OK, make_corpus
+from corpus import AVIF, BOMBS, EXIF_ROTATED, EXIF_SIZE, HEIC, OK, make_corpus, make_photo
+from executors.loader.filetypes import SNIFF_BYTES, image_mime, mime_by_name, sniff_mime
 from executors.normalizer.decode import ImageDecodeError, decode_image
 
 
@@ -96,3 +99,58 @@ def test_first_frame_of_an_animation():
     frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
     pixels, _, _ = decode_image(buf.getvalue())
     assert pixels[..., 0].mean() > 200 and pixels[..., 1].mean() < 50
+
+
+def _red_corner(pixels: np.ndarray) -> tuple[str, str]:
+    red = (pixels[..., 0] > 180) & (pixels[..., 1] < 90) & (pixels[..., 2] < 90)
+    ys, xs = np.nonzero(red)
+    return ("t" if ys.mean() < pixels.shape[0] / 2 else "b"), ("l" if xs.mean() < pixels.shape[1] / 2 else "r")
+
+
+@pytest.mark.parametrize("rel,mime", [(HEIC, "image/heic"), (AVIF, "image/avif")])
+def test_phone_and_web_photo_formats_are_recognised_and_decode_to_their_pixels(corpus, rel, mime):
+    """HEIC (phones' photos, through pillow-heif) and AVIF (Pillow's own): told by content
+    and by name, and decoded close to the photo that was saved (both are lossy)."""
+    root, cases = corpus
+    data = (root / rel).read_bytes()
+    assert cases[rel] == OK
+    assert sniff_mime(data[:SNIFF_BYTES]) == mime and image_mime(data) == (mime, None)
+    assert mime_by_name(rel) == mime
+    pixels, w, h = decode_image(data)
+    assert (w, h) == (64, 48) and pixels.shape == (48, 64, 3)
+    seed = 42 if rel == HEIC else 43
+    original = np.asarray(make_photo(None, (64, 48), seed=seed), dtype=np.int16)
+    assert np.abs(pixels.astype(np.int16) - original).mean() < 12
+
+
+def test_iso_media_that_is_not_a_photo_is_not_taken_for_one():
+    video = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
+    assert sniff_mime(video[:SNIFF_BYTES]) is None
+    assert image_mime(video)[1].startswith("not an image")
+    assert sniff_mime(b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00") == "image/heif"  # the generic brand
+
+
+def test_avif_exif_orientation_is_applied():
+    img = Image.new("RGB", (96, 64), (128, 128, 128))
+    img.paste((255, 0, 0), (0, 0, 24, 16))  # marker in the stored top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated a quarter turn clockwise: the marker lands top-right
+    buf = io.BytesIO()
+    img.save(buf, "AVIF", quality=95, speed=8, exif=exif)
+    pixels, w, h = decode_image(buf.getvalue())
+    assert (w, h) == (64, 96) and pixels.shape == (96, 64, 3)
+    assert _red_corner(pixels) == ("t", "r")
+
+
+def test_without_pillow_heif_a_heic_gets_a_reason_that_names_the_package(corpus):
+    """In a process where pillow-heif cannot be imported, a HEIC file is refused with the
+    package to install, not Pillow's "cannot identify image file"."""
+    root, _ = corpus
+    code = (
+        "import sys; sys.modules['pillow_heif'] = None\n"  # import fails, as when not installed
+        "from executors.normalizer.decode import ImageDecodeError, decode_image\n"
+        f"data = open({str(root / HEIC)!r}, 'rb').read()\n"
+        "try:\n    decode_image(data)\nexcept ImageDecodeError as exc:\n    print('REASON', exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "REASON cannot decode image: HEIC/HEIF needs the pillow-heif package" in out.stdout, out.stderr[-2000:]

@@ -124,6 +124,7 @@ def site(tmp_path_factory, photo_dir, tiny_models):
     # A 4000×3000 photo (thumbnails must not send it whole) and a sideways-stored EXIF one.
     make_photo(data / "big" / "big_4000x3000.jpg", size=(4000, 3000), seed=7)
     make_exif_rotated(data / "big" / "exif_rotated_6.jpg", 6)
+    make_photo(None, size=(300, 200), seed=8).save(data / "big" / "phone.heic", "HEIF", quality=90)  # phones' format
     store = root / "store"
     # The tiny CLIP as `app.py tiny-models` ships it: marked, so the page flags its scores as meaningless.
     clip_model = str(shutil.copytree(tiny_models["clip"], root / "tiny-clip"))
@@ -204,7 +205,8 @@ def test_config_lists_encoders_collections_and_thresholds(site):
     by_name = {e["name"]: e for e in cfg["encoders"]}
     assert list(by_name) == [LITE, CLIP, EMPTY] and cfg["default_dataset"] == "photos"
     assert by_name[CLIP]["text"] and not by_name[LITE]["text"] and by_name[CLIP]["random_weights"]
-    assert by_name[LITE]["collections"]["photos"]["count"] == 12
+    files = [p for p in site["data"].rglob("*") if p.is_file()]  # all distinct images, HEIC included
+    assert len(files) == 13 and by_name[LITE]["collections"]["photos"]["count"] == len(files)
     assert by_name[LITE]["collections"]["photos"]["threshold"]["value"] == site["thresholds"][LITE]
     assert by_name[EMPTY]["collections"] == {}
 
@@ -233,6 +235,14 @@ def test_thumbnails_are_resized_cached_upright_and_originals_whole(site):
     status, headers, body = http_get(site["base"], f"/api/original/{sha(big)}")
     assert status == 200 and body == big.read_bytes() and headers["content-type"] == "image/jpeg"
     assert headers["x-content-type-options"] == "nosniff"
+
+    # HEIC, which most browsers cannot show: its thumbnail, and a JPEG rendition as the original.
+    heic = data / "big" / "phone.heic"
+    for url, size in ((f"/api/thumb/{sha(heic)}?s=128", (128, 85)), (f"/api/original/{sha(heic)}", (300, 200))):
+        status, headers, body = http_get(site["base"], url)
+        assert status == 200 and headers["content-type"] == "image/jpeg", (url, status, body[:200])
+        with Image.open(io.BytesIO(body)) as img:
+            assert img.format == "JPEG" and img.size == size, (url, img.size)
 
 
 @pytest.mark.parametrize("path", [
@@ -268,7 +278,8 @@ def test_api_errors_are_clear(site):
     status, body = post_search(base, {"encoders": f"{LITE},{CLIP}", "dataset": "photos", "k": 3}, {"image": ("new.png", buf.getvalue())})
     assert status == 200 and [len(c["matches"]) for c in body["columns"]] == [3, 3]
     cfg = json.loads(urllib.request.urlopen(base + "api/config").read())
-    assert [e["collections"].get("photos", {}).get("count") for e in cfg["encoders"]] == [12, 12, None]
+    indexed = len([p for p in site["data"].rglob("*") if p.is_file()])  # as indexed: the upload added none
+    assert [e["collections"].get("photos", {}).get("count") for e in cfg["encoders"]] == [indexed, indexed, None]
     status, body = post_search(base, {"encoders": f"{LITE},{EMPTY}", "dataset": "photos", "text": "cat"})
     lite, empty = body["columns"]
     assert lite["state"] == "unsupported" and "cannot embed text" in lite["error"]

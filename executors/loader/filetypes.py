@@ -8,9 +8,17 @@ from typing import Optional
 EXTENSION_MIME = {
     ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".jpe": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
     ".webp": "image/webp", ".bmp": "image/bmp", ".dib": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff",
+    ".avif": "image/avif", ".heic": "image/heic", ".heif": "image/heif", ".hif": "image/heif",
 }
 IMAGE_EXTENSIONS = frozenset(EXTENSION_MIME)
 SNIFF_BYTES = 16
+# ISO base media files (HEIF, AVIF) name their kind in the major brand of the leading
+# ``ftyp`` box: bytes 8–12. HEIC is what phones save photos as.
+_HEIF_BRANDS = {
+    **dict.fromkeys((b"avif", b"avis"), "image/avif"),
+    **dict.fromkeys((b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"), "image/heic"),
+    **dict.fromkeys((b"mif1", b"msf1", b"mif2"), "image/heif"),  # the generic brands: HEVC or AV1 inside
+}
 
 
 def sniff_mime(head: bytes) -> Optional[str]:
@@ -27,6 +35,8 @@ def sniff_mime(head: bytes) -> Optional[str]:
         return "image/bmp"
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return "image/tiff"
+    if head[4:8] == b"ftyp":
+        return _HEIF_BRANDS.get(head[8:12])
     return None
 
 
@@ -50,4 +60,4 @@ def describe_non_image(head: bytes) -> str:
         return "not an image: the content is HTML/XML"
     if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
         return "not an image: the content is plain text"
-    return "not an image: unrecognised content (no JPEG/PNG/GIF/WebP/BMP/TIFF signature)"
+    return "not an image: unrecognised content (no JPEG/PNG/GIF/WebP/BMP/TIFF/AVIF/HEIC signature)"

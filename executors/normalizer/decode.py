@@ -12,7 +12,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from executors.loader.filetypes import SNIFF_BYTES, sniff_mime
+from executors.normalizer.formats import missing_decoder, register_formats
+
 logger = logging.getLogger(__name__)
+register_formats()
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own bomb threshold (about 0.25 GB of RGBA)
 _EXIF_ORIENTATION = 0x0112
@@ -63,7 +67,8 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"decompression bomb refused: {exc}") from None
     except Exception as exc:  # Pillow raises many types for garbage input
-        raise ImageDecodeError(f"cannot decode image: {exc}") from None
+        reason = missing_decoder(sniff_mime(data[:SNIFF_BYTES]))
+        raise ImageDecodeError(f"cannot decode image: {reason or exc}") from None
     width, height = img.size
     if width * height > max_pixels:
         # Checked before any pixel is decoded, so a 30000×30000 header costs nothing.

@@ -21,8 +21,8 @@ logger = logging.getLogger(__name__)
 
 SIZES = (128, 256, 512, 1024, 2048)  # a few fixed sizes: bounded cache, no per-pixel variants
 JPEG_QUALITY = 82
-# What browsers show natively; anything else (TIFF...) is sent as the largest rendition.
-BROWSER_MIMES = {"image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp"}
+# What browsers show natively; anything else (TIFF, HEIC...) is sent as the largest rendition.
+BROWSER_MIMES = {"image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp", "image/avif"}
 
 
 class ThumbError(Exception):
