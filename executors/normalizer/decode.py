@@ -133,9 +133,11 @@ def decode_image(
             # Let libjpeg decode at a reduced scale (≥ target) instead of full size.
             img.draft("RGB", (target, target))
         img.load()
-        if exif_orientation(img) in SIDEWAYS:
+        orientation = exif_orientation(img)
+        if orientation in SIDEWAYS:
             width, height = height, width  # stored sideways; report the upright size
-        img = ImageOps.exif_transpose(img)
+        if orientation != 1:  # exif_transpose would copy an upright image for nothing
+            img = ImageOps.exif_transpose(img)
         img = _to_rgb(img)
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"decompression bomb refused: {exc}") from None
