@@ -391,6 +391,14 @@ def test_drop_and_upload_an_image(site, page):
     assert page.inner_text("#query-panel .q-name") == "chelsea_crop.jpg"
     snap(page, "2-upload")
 
+    # A phone's HEIC photo: searched like any image; Chromium cannot show it, so no broken preview.
+    assert 'accept="image/*,.heic' in page.content()
+    heic = site["data"] / "big" / "phone.heic"
+    act(page, lambda: page.set_input_files("#file", str(heic)))
+    assert shown(page, LITE) == names(run_search(gw, site["collections"][LITE], info, image=heic, top_k=K).matches)
+    assert shown(page, LITE)[0] == "phone.heic"
+    page.wait_for_function("document.querySelector('#query-panel .q-img').hidden")
+
 
 # A file dragged in from the desktop, as the browser delivers it.
 DROP = """([b64, name]) => {

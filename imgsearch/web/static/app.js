@@ -201,7 +201,9 @@ function showQuery(query) {
     // should not be the one to decode a decompression bomb.
     const src = query.kind === "hash" ? `/api/thumb/${query.hash}?s=256` : null;
     what = [
-      el("img", { src, alt: query.name || "query image", class: "q-img", hidden: !src }),
+      // A format this browser cannot show (HEIC outside Safari) hides the preview, not the search.
+      el("img", { src, alt: query.name || "query image", class: "q-img", hidden: !src,
+        onerror: (ev) => { ev.target.hidden = true; } }),
       el("span", { class: "q-label" }, query.kind === "hash" ? "More like this" : "Uploaded image"),
       el("span", { class: "q-name" }, query.name || ""),
       query.label ? el("span", { class: "label" }, query.label) : null,
