@@ -161,8 +161,10 @@ def site(tmp_path_factory, photo_dir, tiny_models):
         pytest.fail(f"app.py serve did not start: {line!r}\n{(root / 'serve.log').read_text()[-4000:]}")
     hosts = dict(re.findall(r"([\w-]+) at (grpc://[\d.:]+)", line))
     _wait_healthy(base)
+    images = sum(p.is_file() for p in data.rglob("*"))  # all distinct, HEIC included: each indexed once
     yield {"base": base, "proc": proc, "data": data, "store": store, "hosts": hosts, "expected": expected,
-           "collections": collections, "thresholds": thresholds, "thumbs": root / "thumbs", "clip_model": clip_model}
+           "collections": collections, "thresholds": thresholds, "thumbs": root / "thumbs", "clip_model": clip_model,
+           "images": images}
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)  # flows close cleanly, the store is released
         try:
@@ -205,8 +207,7 @@ def test_config_lists_encoders_collections_and_thresholds(site):
     by_name = {e["name"]: e for e in cfg["encoders"]}
     assert list(by_name) == [LITE, CLIP, EMPTY] and cfg["default_dataset"] == "photos"
     assert by_name[CLIP]["text"] and not by_name[LITE]["text"] and by_name[CLIP]["random_weights"]
-    files = [p for p in site["data"].rglob("*") if p.is_file()]  # all distinct images, HEIC included
-    assert len(files) == 13 and by_name[LITE]["collections"]["photos"]["count"] == len(files)
+    assert site["images"] == 13 and by_name[LITE]["collections"]["photos"]["count"] == site["images"]
     assert by_name[LITE]["collections"]["photos"]["threshold"]["value"] == site["thresholds"][LITE]
     assert by_name[EMPTY]["collections"] == {}
 
@@ -278,8 +279,8 @@ def test_api_errors_are_clear(site):
     status, body = post_search(base, {"encoders": f"{LITE},{CLIP}", "dataset": "photos", "k": 3}, {"image": ("new.png", buf.getvalue())})
     assert status == 200 and [len(c["matches"]) for c in body["columns"]] == [3, 3]
     cfg = json.loads(urllib.request.urlopen(base + "api/config").read())
-    indexed = len([p for p in site["data"].rglob("*") if p.is_file()])  # as indexed: the upload added none
-    assert [e["collections"].get("photos", {}).get("count") for e in cfg["encoders"]] == [indexed, indexed, None]
+    counts = [e["collections"].get("photos", {}).get("count") for e in cfg["encoders"]]
+    assert counts == [site["images"], site["images"], None]  # the uploads added none
     status, body = post_search(base, {"encoders": f"{LITE},{EMPTY}", "dataset": "photos", "text": "cat"})
     lite, empty = body["columns"]
     assert lite["state"] == "unsupported" and "cannot embed text" in lite["error"]
