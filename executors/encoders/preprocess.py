@@ -230,12 +230,12 @@ class ImagePreprocessor:
                 p = self.processor
                 x = p.resize(image=x, size=p.size, resample=p.resample)
             chw.append(center_crop_chw(x, *crop) if crop is not None else x)
-        if device is not None and device.type != "cpu":
-            batch = torch.from_numpy(np.stack(chw)).pin_memory().to(device, non_blocking=True)
-            return self.normalise(batch)
         shapes = {x.shape for x in chw}
         if len(shapes) != 1:
             raise ValueError(f"a batch needs images of one size, not {sorted(shapes) or 'none'}")
+        if device is not None and device.type != "cpu":
+            batch = torch.from_numpy(np.stack(chw)).pin_memory().to(device, non_blocking=True)
+            return self.normalise(batch)
         # Each channels-last view is converted to float straight into its row: one pass per
         # image, where stacking the uint8 views first and converting after took two and
         # cost about twice the CPU (docs/performance.md).
