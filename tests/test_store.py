@@ -354,6 +354,12 @@ def test_edge_and_server_store_agree(tmp_path: Path) -> None:
         hits = server.search("c", vecs[7], 5, exclude_ids=[ids[7]], score_threshold=-1.0)
         assert ids[7] not in [h.id for h in hits] and len(hits) == 5
         assert len(list(server.scroll("c", batch=100))) == 500
+        # Pages from an offset: the same ids in the same order on both backends.
+        for st in (server, edge):
+            first, nxt = st.scroll_page("c", None, 40)
+            second, _ = st.scroll_page("c", nxt, 40)
+            assert second[0].id == nxt and len({h.id for h in first + second}) == 80
+        assert [h.id for h in server.scroll_page("c", nxt, 40)[0]] == [h.id for h in edge.scroll_page("c", nxt, 40)[0]]
         assert server.delete("c", ids[:10]) == 10 and server.count("c") == 490
         with pytest.raises(ValueError, match="dim 64"):
             server.ensure_collection("c", 32, {})

@@ -13,7 +13,6 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -275,23 +274,14 @@ class EdgeStore(VectorStore):
         recs = sh.retrieve(_norm_ids(ids), with_payload=True, with_vector=with_vectors)
         return [Hit(str(r.id), 0.0, r.payload or {}, _vec(r.vector) if with_vectors else None) for r in recs]
 
-    def scroll(self, name: str, with_vectors: bool = False, batch: int = 1000) -> Iterator[Hit]:
-
-        sh = self._shard(name)  # raise now, not at the first next()
-        _check_limit(batch)
-
-        def gen() -> Iterator[Hit]:
-            offset = None
-            while True:
-                recs, offset = sh.scroll(
-                    ScrollRequest(offset=offset, limit=batch, with_payload=True, with_vector=with_vectors)
-                )
-                for r in recs:
-                    yield Hit(str(r.id), 0.0, r.payload or {}, _vec(r.vector) if with_vectors else None)
-                if offset is None or not recs:
-                    return
-
-        return gen()
+    def scroll_page(self, name: str, offset: str | None, limit: int,
+                    with_vectors: bool = False) -> tuple[list[Hit], str | None]:
+        sh = self._shard(name)
+        _check_limit(limit)
+        start = None if offset is None else _norm_ids([offset])[0]
+        recs, nxt = sh.scroll(ScrollRequest(offset=start, limit=limit, with_payload=True, with_vector=with_vectors))
+        hits = [Hit(str(r.id), 0.0, r.payload or {}, _vec(r.vector) if with_vectors else None) for r in recs]
+        return hits, None if nxt is None else str(nxt)
 
     def count(self, name: str) -> int:
 

@@ -125,7 +125,26 @@ class VectorStore(ABC):
     @abstractmethod
     def optimize(self, name: str) -> bool: ...
     @abstractmethod
-    def scroll(self, name: str, with_vectors: bool = False, batch: int = 1000) -> Iterator[Hit]: ...
+    def scroll_page(self, name: str, offset: str | None, limit: int,
+                    with_vectors: bool = False) -> tuple[list[Hit], str | None]:
+        """Up to ``limit`` points in id order from ``offset`` (a point id, included; None: the
+        first), and the id the next page starts at (None after the last)."""
+
+    def scroll(self, name: str, with_vectors: bool = False, batch: int = 1000) -> Iterator[Hit]:
+        """Every point, read in pages of ``batch``: memory stays flat at any collection size."""
+        _check_limit(batch)
+        first = self.scroll_page(name, None, batch, with_vectors)  # an unknown collection raises now
+
+        def gen() -> Iterator[Hit]:
+            page, offset = first
+            while True:
+                yield from page
+                if offset is None or not page:
+                    return
+                page, offset = self.scroll_page(name, offset, batch, with_vectors)
+
+        return gen()
+
     @abstractmethod
     def count(self, name: str) -> int: ...
     @abstractmethod

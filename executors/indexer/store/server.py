@@ -17,7 +17,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
@@ -288,24 +288,15 @@ class ServerStore(VectorStore):
             for r in recs
         ]
 
-    def scroll(self, name: str, with_vectors: bool = False, batch: int = 1000) -> Iterator[Hit]:
+    def scroll_page(self, name: str, offset: str | None, limit: int,
+                    with_vectors: bool = False) -> tuple[list[Hit], str | None]:
         self._require(name)
-        _check_limit(batch)
-
-        def gen() -> Iterator[Hit]:
-            offset = None
-            while True:
-                recs, offset = self.client.scroll(
-                    name, limit=batch, offset=offset, with_payload=True, with_vectors=with_vectors
-                )
-                for r in recs:
-                    yield Hit(
-                        str(uuid.UUID(str(r.id))), 0.0, r.payload or {}, _vec(r.vector) if with_vectors else None
-                    )
-                if offset is None or not recs:
-                    return
-
-        return gen()
+        _check_limit(limit)
+        start = None if offset is None else _norm_ids([offset])[0]
+        recs, nxt = self.client.scroll(name, limit=limit, offset=start, with_payload=True, with_vectors=with_vectors)
+        hits = [Hit(str(uuid.UUID(str(r.id))), 0.0, r.payload or {}, _vec(r.vector) if with_vectors else None)
+                for r in recs]
+        return hits, None if nxt is None else str(uuid.UUID(str(nxt)))
 
     def count(self, name: str) -> int:
         self._require(name)
