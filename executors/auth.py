@@ -15,8 +15,10 @@ from typing import Mapping, Optional
 TOKEN_ENV = "IMGSEARCH_TOKEN"
 TOKEN_FOR_SEARCH_ENV = "IMGSEARCH_TOKEN_FOR_SEARCH"
 TOKEN_PARAMETER = "token"
-# Writes (and /scan, which lists and hashes files on the loader's disk).
-PROTECTED_ENDPOINTS = frozenset({"/index", "/delete", "/optimize", "/add_paths", "/scan", "/scan_total"})
+# Writes (and /scan, which lists and hashes files on the loader's disk; /stored_paths, which
+# lists every path a collection holds).
+PROTECTED_ENDPOINTS = frozenset({"/index", "/delete", "/optimize", "/add_paths", "/remove_paths", "/scan",
+                                 "/scan_total", "/stored_paths"})
 # Liveness of the chain, asked by probes and by the client before it has a reason to send a token.
 OPEN_ENDPOINTS = frozenset({"/info", "_jina_dry_run_"})
 

@@ -51,6 +51,13 @@ def real_stdout() -> Iterator[TextIO]:
         out.close()
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a share between 0 and 1, not {text}")
+    return value
+
+
 def _add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resize", type=int, metavar="N", help="normalise every image to N×N first (the original meme study used 96); default: keep aspect")
     p.add_argument("--store", default="workspace", help="embedded Qdrant data folder (default: ./workspace)")
@@ -82,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="checkpoint override for a single encoder: hub id or local folder")
     p.add_argument("--dataset", help="dataset name used in the collection name (default: the folder's name)")
     p.add_argument("--batch-size", type=int, help="images per request (default: the encoder's batch size)")
+    p.add_argument("--prune", action="store_true",
+                   help="then forget stored images whose files under this folder are gone or were edited "
+                        "(kept: unreadable files, and every path outside the folder)")
+    p.add_argument("--max-prune", type=_fraction, default=0.5, metavar="F",
+                   help="--prune changes nothing when more than this share of the folder's stored paths would go "
+                        "(default 0.5: an unmounted sub-folder looks like deleted files)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the human summary")
     p.add_argument("--no-progress", action="store_true")
     _add_store_args(p)
@@ -190,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local-size", type=int, default=10_000, help="qdrant-client local mode size (0 = skip)")
     p.add_argument("--growth", type=int, nargs="*", default=[1_000, 10_000, 100_000], metavar="N")
     p.add_argument("--growth-model", help="checkpoint for the growth runs (default: the tiny CLIP)")
+    p.add_argument("--prune-sizes", type=int, nargs="*", default=[10_000, 100_000], metavar="N",
+                   help="time `index --prune` over collections of these sizes (none = skip)")
     p.add_argument("--quick", action="store_true", help="a small, fast run (checks the benchmark works)")
     p.add_argument("--out", type=Path, default=Path("results/bench"))
     p.add_argument("--cache", type=Path, default=Path("data/bench"), help="built models and synthetic images, reused")

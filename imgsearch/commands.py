@@ -59,7 +59,8 @@ def cmd_index(args: argparse.Namespace, out: TextIO) -> int:
         # that is faster (ONNX Runtime on a CPU), unless $ENCODER_LANES says otherwise.
         with gateway_for(args, name, args.model, lanes=os.environ.get(ENV_LANES) or "auto") as (gateway, info):
             summary = run_index(gateway, args.data, info, args.batch_size, args.dataset,
-                                progress=not (args.json or args.no_progress), resize=args.resize)
+                                progress=not (args.json or args.no_progress), resize=args.resize,
+                                prune=args.prune, max_prune=args.max_prune)
         summary.seconds = time.perf_counter() - started  # wall time, flow start-up included
         if summary.files_seen == 0:
             raise UserError(f"no image files found under {args.data}")
@@ -84,6 +85,12 @@ def _print_index_summary(s, info: dict, out: TextIO) -> None:
           f"encoding: {s.images_per_second:.1f} images/s", file=out)
     index_note = f", search index built in {s.optimize_seconds:.1f} s" if s.optimize_seconds >= 0.05 else ""
     print(f"  collection: {s.count} vectors, {size}{index_note}", file=out)
+    if s.pruned_paths:
+        print(f"  pruned: forgot {s.pruned_paths} paths whose files are gone or changed; "
+              f"{s.pruned_images} images deleted (no path left)", file=out)
+    if s.not_seen:
+        print(f"  not seen in this scan: {s.not_seen} stored images (files deleted, moved or edited, or indexed "
+              f"from another folder into this collection); `index --prune` forgets those under {s.data}", file=out)
     for d in s.duplicates[:20]:
         print(f"  duplicate: {d['path']} (same bytes as {d['same_as']})", file=out)
     if s.skipped:
@@ -253,7 +260,7 @@ def cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
         encoders=args.encoders, models=models, data=args.data, images=args.images, batch_sizes=args.batch_sizes,
         bare_seconds=args.bare_seconds, rounds=args.rounds, clients=args.clients, per_client=args.per_client,
         store_sizes=args.store_sizes, local_size=args.local_size, growth=args.growth,
-        growth_model=args.growth_model, out=args.out, cache=args.cache, runtimes=args.runtimes,
+        growth_model=args.growth_model, prune_sizes=args.prune_sizes, out=args.out, cache=args.cache, runtimes=args.runtimes,
         script_images=args.script_images, lanes=args.lanes,
     )
     if args.quick:
@@ -261,7 +268,7 @@ def cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
         opts.runtimes = [r for r in opts.runtimes if r not in ("onnx-int8", "torch-plain")]
         opts.script_images = min(opts.script_images, 48)
         opts.search_queries, opts.clients, opts.per_client = 5, min(opts.clients, 2), 3
-        opts.store_sizes, opts.local_size, opts.growth = [2_000], 0, [100, 300]
+        opts.store_sizes, opts.local_size, opts.growth, opts.prune_sizes = [2_000], 0, [100, 300], [2_000]
     if args.data is not None:
         _check_data(args.data)
     result = run_bench(opts, sys.stderr if args.json else out)

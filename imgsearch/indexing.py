@@ -10,6 +10,7 @@ from docarray import DocList
 from executors.docs import ImageDoc
 from imgsearch.datasource import DataSource, data_name, data_ref
 from imgsearch.flow import INDEX_REQUEST_TIMEOUT_S, PREFETCH, Gateway, collection_name, fit_parameter
+from imgsearch.prune import prune as prune_paths
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,11 @@ class IndexSummary:
     already_indexed: int = 0  # stored by an earlier run: not embedded again
     duplicates: list[dict] = field(default_factory=list)  # same bytes as an earlier file
     paths_added: int = 0  # stored images given another path (a duplicate, or the file seen elsewhere)
+    # Stored images this scan did not find (their files deleted, moved or edited, or indexed from
+    # another folder under the same collection): what `--prune` looks at.
+    not_seen: int = 0
+    pruned_paths: int = 0  # --prune: paths forgotten (files gone or holding other bytes now)
+    pruned_images: int = 0  # --prune: images deleted, their last path gone
     skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
     seconds: float = 0.0
     encode_seconds: float = 0.0  # wall time of the /index requests alone
@@ -66,7 +72,11 @@ def run_index(
     progress: bool = True,
     resize: Optional[int] = None,
     runtime: str | None = None,
+    prune: bool = False,
+    max_prune: float = 0.5,
 ) -> IndexSummary:
+    """Index what the scan of ``data`` finds and the collection lacks; with ``prune``, then
+    forget the stored paths under ``data`` whose files are gone (imgsearch/prune.py)."""
     started = time.perf_counter()
     # Requests as large as the encoder's batch (chosen from free memory on a GPU), unless given.
     batch_size = int(batch_size or info.get("batch_size") or 32)
@@ -80,6 +90,7 @@ def run_index(
     seen_hashes: dict[str, str] = {}
     paths: dict[str, list[str]] = {}  # hash -> every path holding it in this folder, first first
     stored: dict[str, set[str]] = {}  # hash -> paths the store has recorded already
+    unreadable: set[str] = set()  # paths the scan could not read: kept by --prune
     try:
         for offset in range(0, total, SCAN_PAGE):
             scanned = gateway.post("/scan", [ImageDoc()], {**params, "offset": offset, "limit": SCAN_PAGE},
@@ -89,6 +100,7 @@ def run_index(
                 summary.files_seen += 1
                 if doc.error:
                     summary.skipped.append({"path": doc.uri, "reason": doc.error})
+                    unreadable.add(doc.uri)
                 elif doc.hash in seen_hashes:
                     summary.duplicates.append({"path": doc.uri, "same_as": seen_hashes[doc.hash]})
                     paths[doc.hash].append(doc.uri)
@@ -121,6 +133,10 @@ def run_index(
         if extra:
             gateway.post("/add_paths", extra, params, request_size=256)
             summary.paths_added = len(extra)
+        if prune:
+            present = {p: h for h, ps in paths.items() for p in ps}
+            summary.pruned_paths, summary.pruned_images = prune_paths(gateway, params, ref, present, unreadable,
+                                                                      max_prune)
     finally:
         if bar is not None:
             bar.close()
@@ -128,6 +144,7 @@ def run_index(
         # Build the search index now, once, rather than make every later search scan.
         summary.optimize_seconds = float(gateway.call("/optimize", params).get("seconds", 0.0))
     summary.count = int(gateway.call("/count", params).get("count", 0))
+    summary.not_seen = max(0, summary.count - summary.indexed - summary.already_indexed)
     summary.disk_bytes = collection_disk_bytes(gateway, name)
     summary.encoder_peak_rss_mb = encoder_info(gateway).get("peak_rss_mb")
     summary.seconds = time.perf_counter() - started

@@ -108,6 +108,9 @@ def test_loopback_token_tls_and_size_cap(tmp_path, photo_dir, monkeypatch):
             "/optimize": lambda gw: gw.call("/optimize", {"collection": name}),
             "/add_paths": lambda gw: gw.post("/add_paths", [ImageDoc(hash=stored["hash"], paths=["/elsewhere.jpg"])],
                                              {"collection": name}),
+            "/remove_paths": lambda gw: gw.post("/remove_paths", [ImageDoc(hash=stored["hash"], paths=stored["paths"])],
+                                                {"collection": name}),
+            "/stored_paths": lambda gw: gw.post("/stored_paths", [], {"collection": name, "limit": 10}),
             "/scan": lambda gw: gw.post("/scan", [ImageDoc()], {**params, "offset": 0, "limit": 10}),
             "/scan_total": lambda gw: gw.call("/scan_total", params),
         }
@@ -119,7 +122,7 @@ def test_loopback_token_tls_and_size_cap(tmp_path, photo_dir, monkeypatch):
                     send(gw)
                 assert int(good.call("/count", {"collection": name})["count"]) == count, endpoint
         after = good.post("/search", [ImageDoc(hash=stored["hash"])], {"collection": name, "top_k": 1})[0].matches[0]
-        assert after["paths"] == stored["paths"]  # /add_paths changed nothing
+        assert after["paths"] == stored["paths"]  # /add_paths and /remove_paths changed nothing
 
         # Search stays open without a token: the jina client and the plain gRPC client, both over TLS.
         anonymous = Gateway(host, token="")

@@ -168,6 +168,56 @@ class QdrantIndexer(Stage):
                     updated += 1
         return {"collection": name, "updated": updated}
 
+    @requests(on="/stored_paths")
+    def list_paths(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+        """One page of the collection's stored images: ``limit`` points in id order after the
+        point id ``after`` (none: from the first), each as a document with its id, hash and paths.
+        The client pages with the last id it got, so memory stays flat at any collection size."""
+        parameters = parameters or {}
+        name = _collection(parameters)
+        limit = max(1, min(int(parameters.get("limit", 1024)), 16384))
+        after = parameters.get("after") or None
+        out = DocList[ImageDoc]()
+        if not self.store.has_collection(name):
+            return out
+        # The page starts at ``after`` itself (Qdrant's offset includes it): one more, and it dropped.
+        page, _ = self.store.scroll_page(name, after, limit + 1 if after else limit)
+        if after and page and page[0].id == str(after):
+            page = page[1:]
+        for hit in page[:limit]:
+            out.append(ImageDoc(id=hit.id, hash=hit.payload.get("hash"), paths=stored_paths(hit.payload)))
+        return out
+
+    @requests(on="/remove_paths")
+    def remove_paths(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+        """Forget paths (``doc.paths``) of stored images (``doc.hash``) whose files are gone or
+        hold other bytes now; an image left with no path is deleted. Each document comes back
+        with ``indexed`` True (kept, with its other paths), False (deleted) or None (not stored)."""
+        name = _collection(parameters)
+        gone: dict[str, set[str]] = {}
+        for doc in docs:
+            if doc.hash and doc.paths:
+                gone.setdefault(point_id(doc.hash), set()).update(doc.paths)
+        kept: dict[str, bool] = {}
+        if gone and self.store.has_collection(name):
+            deleted = []
+            # Against the paths stored now, not the client's copy: an index run since may have added some.
+            for hit in self.store.retrieve(name, list(gone)):
+                have = stored_paths(hit.payload)
+                keep = [p for p in have if p not in gone[hit.id]]
+                kept[hit.id] = bool(keep)
+                if not keep:
+                    deleted.append(hit.id)
+                elif len(keep) < len(have):
+                    uri = hit.payload.get("uri")
+                    self.store.set_payload(name, [hit.id], {"uri": uri if uri in keep else keep[0], "paths": keep})
+            if deleted:
+                with self.timed("delete", len(deleted)):
+                    self.store.delete(name, deleted)
+        for doc in docs:
+            doc.indexed = kept.get(point_id(doc.hash)) if doc.hash else None
+        return docs
+
     @requests(on="/search")
     def search(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
         parameters = parameters or {}
