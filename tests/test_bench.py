@@ -67,6 +67,10 @@ def test_bench_quick_run_reports_every_section(tmp_path, tiny_models, photo_dir)
     assert all(_positive(r["search_p50_ms"]) and set(r["peak_rss_mb"]) == {"loader", "normalizer", "encoder", "indexer"}
                for r in rows)
 
+    (prune_row,) = result["prune"]  # 2,000 stored, every 100th file gone: 20 forgotten, each image's last path
+    assert (prune_row["stored"], prune_row["forgotten_paths"], prune_row["deleted"], prune_row["left"]) == (2000, 20, 20, 1980)
+    assert _positive(prune_row["read_seconds"])
+
     saved = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert saved["encoders"][0]["bare"] == bare
     assert (tmp_path / "out" / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -34,6 +34,7 @@ class BenchOptions:
     growth: list[int] = field(default_factory=lambda: [1_000, 10_000, 100_000])
     growth_encoder: str = "clip"
     growth_model: Optional[str] = None  # default: the tiny CLIP (data/tiny-models/clip)
+    prune_sizes: list[int] = field(default_factory=lambda: [10_000, 100_000])  # `index --prune` over stored images
     out: Path = Path("results/bench")
     cache: Path = Path("data/bench")
     runtimes: list[str] = field(default_factory=lambda: ["torch-plain", "torch", "onnx", "onnx-int8"])  # bare, side by side
@@ -96,6 +97,7 @@ def run_bench(opts: BenchOptions, log: TextIO) -> dict:
     from imgsearch.bench.growth import run_growth
     from imgsearch.bench.images import image_files
     from imgsearch.bench.pipeline import run_pipeline
+    from imgsearch.bench.prune import run_prune
     from imgsearch.bench.runtimes import bare_by_runtime, index_vs_script
     from imgsearch.bench.store import run_store
 
@@ -146,6 +148,10 @@ def run_bench(opts: BenchOptions, log: TextIO) -> dict:
             result["growth"] = {"encoder": opts.growth_encoder, "model": model,
                                 "rows": run_growth(opts.growth_encoder, model, opts.growth, opts.cache / "images",
                                                    work / "growth")}
+        if opts.prune_sizes:
+            model = _growth_model(opts)
+            print(f"[bench] index --prune over {opts.prune_sizes} stored images", file=log, flush=True)
+            result["prune"] = run_prune(opts.growth_encoder, model, opts.prune_sizes, work)
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     (opts.out / "bench.json").write_text(json.dumps(result, indent=2))
     result["chart"] = str(write_chart(result, opts.out / "bench.png"))
@@ -274,6 +280,13 @@ def print_report(result: dict, out: TextIO) -> None:
             print(f"  {r['images']:>7} {r['index_seconds']:>8} {r['images_per_second']:>7} {r['optimize_seconds']:>10} "
                   f"{str(r['search_p50_ms']) + '/' + str(r['search_p99_ms']):>18} {r['disk_mb']:>8}  "
                   f"{r['peak_rss_mb']} client {r['client_rss_mb']}", file=out)
+    if result.get("prune"):
+        print("\n10. index --prune: every stored image's paths read through the flow, 1% of the files gone", file=out)
+        print(f"  {'stored':>8} {'read s':>7} {'images/s':>9} {'prune s':>8} {'forgotten':>9} {'deleted':>8} {'left':>8} "
+              f"{'client RSS MB':>13}", file=out)
+        for r in result["prune"]:
+            print(f"  {r['stored']:>8} {r['read_seconds']:>7} {_fmt(r['read_per_second']):>9} {r['prune_seconds']:>8} "
+                  f"{r['forgotten_paths']:>9} {r['deleted']:>8} {r['left']:>8} {r['client_rss_mb']:>13}", file=out)
     from imgsearch.bench.runtimes import print_runtimes
 
     print_runtimes(result, out)
