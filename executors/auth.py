@@ -12,6 +12,8 @@ import hmac
 import os
 from typing import Mapping, Optional
 
+from executors.flow_kwargs import boolean
+
 TOKEN_ENV = "IMGSEARCH_TOKEN"
 TOKEN_FOR_SEARCH_ENV = "IMGSEARCH_TOKEN_FOR_SEARCH"
 TOKEN_PARAMETER = "token"
@@ -33,10 +35,20 @@ def check_token(endpoint: str, parameters: Optional[dict], environ: Optional[Map
     expected = env.get(TOKEN_ENV) or ""
     if not expected or endpoint in OPEN_ENDPOINTS:
         return
-    if endpoint not in PROTECTED_ENDPOINTS and env.get(TOKEN_FOR_SEARCH_ENV, "").lower() not in ("1", "true", "yes"):
+    if endpoint not in PROTECTED_ENDPOINTS and not _search_needs_token(env):
         return
     given = str((parameters or {}).get(TOKEN_PARAMETER) or "")
     if not given:
         raise TokenError(f"{endpoint} needs the server's token: set {TOKEN_ENV} on the client to it; nothing was changed")
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise TokenError(f"{endpoint}: wrong token (the client's {TOKEN_ENV} differs from the server's); nothing was changed")
+
+
+def _search_needs_token(env: Mapping[str, str]) -> bool:
+    """IMGSEARCH_TOKEN_FOR_SEARCH read as every other switch is (flow_kwargs.boolean: on/off,
+    yes/no, true/false, 1/0); a value it cannot read closes search rather than leaves it open."""
+    value = env.get(TOKEN_FOR_SEARCH_ENV, "").strip()
+    try:
+        return bool(value) and boolean(value)
+    except ValueError:
+        return True

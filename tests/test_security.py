@@ -58,6 +58,12 @@ def test_token_rules():
     with pytest.raises(TokenError):  # ...unless the server requires the token for it too
         check_token("/search", {}, {**env, "IMGSEARCH_TOKEN_FOR_SEARCH": "1"})
     check_token("/info", {}, {**env, "IMGSEARCH_TOKEN_FOR_SEARCH": "1"})  # the client's first question
+    # The switch reads like every other (on/yes/true/1), and one it cannot read closes search.
+    for value in ("on", " True ", "yes", "enabled?"):
+        with pytest.raises(TokenError):
+            check_token("/search", {}, {**env, "IMGSEARCH_TOKEN_FOR_SEARCH": value})
+    for value in ("", "0", "off", "no"):
+        check_token("/search", {}, {**env, "IMGSEARCH_TOKEN_FOR_SEARCH": value})
 
 
 def test_loopback_parsing():

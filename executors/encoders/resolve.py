@@ -66,7 +66,7 @@ def _check_hub(encoder: str, repo_id: str) -> str:
 
 def _probe_hub(timeout: float = 3.0) -> None:
     """Raise ConnectionError quickly when the hub cannot be reached at all."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE"):  # huggingface_hub's own set
         raise ConnectionError("HF_HUB_OFFLINE is set")
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     try:
