@@ -7,14 +7,12 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 
-from executors.normalizer.formats import register_formats
-from executors.urls import is_url
+from executors.normalizer.decode import decode_image
 from imgsearch.datasource import read_bytes
 
 logger = logging.getLogger(__name__)
-register_formats()  # HEIC photos in the grids too
 
 THUMB = 160
 _FONT_PATH = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
@@ -31,11 +29,11 @@ def thumbnail(path: Optional[str], size: int = THUMB) -> Image.Image:
     """A size×size thumbnail (letterboxed); a grey tile saying why if the file is unreadable."""
     tile = Image.new("RGB", (size, size), (235, 235, 235))
     try:
-        with Image.open(io.BytesIO(read_bytes(path)) if path and is_url(path) else path) as img:
-            img.draft("RGB", (size, size))
-            img = ImageOps.exif_transpose(img).convert("RGB")
-            img.thumbnail((size, size))
-            tile.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
+        # The normalizer's decoder: every format it indexes (HEIC, camera RAW...), upright, and
+        # a JPEG decoded at a reduced scale.
+        pixels, _, _ = decode_image(read_bytes(path), max_side=size)
+        img = Image.fromarray(pixels)
+        tile.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
     except Exception as exc:  # the file may have moved since it was indexed
         ImageDraw.Draw(tile).text((6, size // 2 - 8), f"unavailable:\n{type(exc).__name__}", fill=(120, 0, 0), font=_font(12))
     return tile
