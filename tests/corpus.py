@@ -59,6 +59,7 @@ UNICODE_NAME = "ünïcødé name ✓.png"
 PNG_AS_JPG = "png_with_jpg_extension.jpg"
 JPEG_NO_EXT = "jpeg_without_extension"
 HEIC, AVIF = "phone/photo.heic", "web/photo.avif"
+DNG = "camera/photo.dng"  # a camera RAW: its 160×120 first image is a thumbnail, the photo is its JPEG preview
 
 
 def make_photo(path: Path | None, size: tuple[int, int] = (64, 48), seed: int = 0) -> Image.Image:
@@ -113,6 +114,50 @@ def _encoded(img: Image.Image, fmt: str, **params: object) -> bytes:
     buf = io.BytesIO()
     img.save(buf, fmt, **params)
     return buf.getvalue()
+
+
+def make_dng(photo: Image.Image, orientation: int = 1, thumb: tuple[int, int] = (160, 120),
+             preview: tuple[int, int] | None = None) -> bytes:
+    """A camera RAW file as cameras write DNGs: a small RGB thumbnail first (what Pillow
+    shows of it), then two sub-images: the sensor's CFA data (16-bit, random here, the size
+    of ``photo``) and the camera's JPEG preview of ``photo`` (full size, or ``preview``).
+    ``orientation``: the EXIF tag (the preview is stored as the sensor saw it)."""
+    out = bytearray(b"II*\x00\x00\x00\x00\x00")
+
+    def put(blob: bytes) -> int:
+        out.extend(b"\x00" * (len(out) % 2))  # TIFF offsets are even
+        out.extend(blob)
+        return len(out) - len(blob)
+
+    def ifd(entries: list[tuple[int, int, list | bytes]]) -> int:
+        fmt = {1: "B", 2: "s", 3: "H", 4: "I"}
+        packed = []
+        for tag, kind, values in sorted(entries):
+            blob = values + b"\x00" if kind == 2 else struct.pack(f"<{len(values)}{fmt[kind]}", *values)
+            count = len(blob) if kind in (1, 2) else len(values)
+            packed.append((tag, kind, count, blob if len(blob) <= 4 else struct.pack("<I", put(blob))))
+        at = put(struct.pack("<H", len(packed)) + b"".join(
+            struct.pack("<HHI", t, k, c) + v.ljust(4, b"\x00") for t, k, c, v in packed) + b"\x00" * 4)
+        return at
+
+    def image(width: int, height: int, pixels: bytes, subfile: int, extra: list) -> int:
+        offset = put(pixels)
+        return ifd([(254, 4, [subfile]), (256, 4, [width]), (257, 4, [height]), (273, 4, [offset]),
+                    (278, 4, [height]), (279, 4, [len(pixels)]), (284, 3, [1]), *extra])
+
+    w, h = photo.size
+    rgb = [(258, 3, [8, 8, 8]), (277, 3, [3])]
+    sensor = np.random.default_rng(0).integers(0, 4096, (h, w)).astype("<u2").tobytes()
+    raw = image(w, h, sensor, 0, [(258, 3, [16]), (259, 3, [1]), (262, 3, [32803]), (277, 3, [1]),
+                                  (33421, 3, [2, 2]), (33422, 1, [0, 1, 1, 2]), (50717, 4, [4095])])
+    shown = photo.resize(preview) if preview else photo
+    preview_at = image(*shown.size, _jpeg_bytes(shown, quality=92), 1, [*rgb, (259, 3, [7]), (262, 3, [6])])
+    small = photo.resize(thumb)
+    first = image(*thumb, small.tobytes(), 1, [*rgb, (259, 3, [1]), (262, 3, [2]), (271, 2, b"Corpus"),
+                                              (272, 2, b"DNG"), (274, 3, [orientation]), (330, 4, [raw, preview_at]),
+                                              (50706, 1, [1, 4, 0, 0]), (50708, 2, b"Corpus DNG")])
+    out[4:8] = struct.pack("<I", first)
+    return bytes(out)
 
 
 def _png_bytes(img: Image.Image, **params: object) -> bytes:
@@ -234,6 +279,9 @@ def make_corpus(root: Path, special: bool = False) -> dict[str, str]:
     put(HEIC, _encoded(make_photo(None, (64, 48), seed=42), "HEIF", quality=90), OK)
     put(AVIF, _encoded(make_photo(None, (64, 48), seed=43), "AVIF", quality=90, speed=8), OK)
 
+    # --- ok: a camera RAW (DNG); the photo is its preview, not the thumbnail Pillow shows --
+    put(DNG, make_dng(make_photo(None, (320, 256), seed=44)), OK)
+
     # --- ok: EXIF orientation 2..8 ------------------------------------------------------
     for rel, orientation in EXIF_ROTATED.items():
         make_exif_rotated(root / rel, orientation)
@@ -263,6 +311,7 @@ def make_corpus(root: Path, special: bool = False) -> dict[str, str]:
     put("truncated.png", full_png[: len(full_png) // 2], SKIP)
     heic = (root / HEIC).read_bytes()
     put("truncated.heic", heic[: len(heic) // 2], SKIP)
+    put("camera/garbled.orf", b"IIRO\x08\x00\x00\x00" + bytes(range(256)) * 4, SKIP)  # an ORF's header, no photo
     # A video's header (ISO base media, like HEIC) under a photo's name.
     put("video_named.heic", b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(64), SKIP)
     put(BOMBS[0], _bomb_png(), SKIP)

@@ -159,6 +159,21 @@ def test_grid_thumbnails_show_heic_photos(tmp_path):
     assert np.array_equal(np.load(tmp_path / "tile.npy"), heic)
 
 
+def test_grid_thumbnails_show_a_camera_raw_photo_not_its_thumbnail(tmp_path):
+    import skimage.data
+    from PIL import Image
+
+    from corpus import make_dng
+
+    from imgsearch.grid import thumbnail
+
+    photo = Image.fromarray(skimage.data.astronaut()).resize((480, 480))  # a photo's fine detail
+    (tmp_path / "camera.dng").write_bytes(make_dng(photo, thumb=(48, 48)))
+    photo.save(tmp_path / "same.png")
+    raw, png = (np.asarray(thumbnail(str(tmp_path / n)), dtype=np.int16) for n in ("camera.dng", "same.png"))
+    assert np.abs(raw - png).mean() < 4  # the 48×48 first image, scaled up, differs by 12.7
+
+
 def test_report_files_grid_cells_and_winners(tmp_path):
     paths = _images(tmp_path / "imgs")
     result = synthetic_result(paths)

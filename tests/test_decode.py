@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from corpus import AVIF, BOMBS, EXIF_ROTATED, EXIF_SIZE, HEIC, OK, make_corpus, make_photo
+from corpus import AVIF, BOMBS, DNG, EXIF_ROTATED, EXIF_SIZE, HEIC, OK, make_corpus, make_dng, make_photo
 from executors.loader.filetypes import SNIFF_BYTES, image_mime, mime_by_name, sniff_mime
-from executors.normalizer.decode import ImageDecodeError, decode_image
+from executors.normalizer.decode import ImageDecodeError, decode_image, device_jpeg
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +154,50 @@ def test_without_pillow_heif_a_heic_gets_a_reason_that_names_the_package(corpus)
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "REASON cannot decode image: HEIC/HEIF needs the pillow-heif package" in out.stdout, out.stderr[-2000:]
+
+
+def test_a_camera_raw_decodes_to_its_photo_not_its_thumbnail(corpus):
+    """A DNG starts like a TIFF whose first image is a 160×120 thumbnail (all Pillow shows);
+    the photo is the camera's JPEG preview, which LibRaw finds."""
+    root, cases = corpus
+    data = (root / DNG).read_bytes()
+    assert cases[DNG] == OK and mime_by_name(DNG) == "image/x-raw"
+    assert Image.open(io.BytesIO(data)).size == (160, 120)
+    pixels, w, h = decode_image(data)
+    assert (w, h) == (320, 256) and pixels.shape == (256, 320, 3)
+    original = np.asarray(make_photo(None, (320, 256), seed=44), dtype=np.int16)
+    assert np.abs(pixels.astype(np.int16) - original).mean() < 8
+    assert device_jpeg(data) is None  # its JPEG is inside: the bytes that would go to nvJPEG are the DNG's
+
+
+def test_a_camera_raw_is_turned_upright_by_its_orientation():
+    img = Image.new("RGB", (384, 288), (128, 128, 128))
+    img.paste((255, 0, 0), (0, 0, 96, 72))  # marker in the stored top-left corner
+    pixels, w, h = decode_image(make_dng(img, orientation=6))  # a quarter turn clockwise: top-right
+    assert (w, h) == (288, 384) and pixels.shape == (384, 288, 3)
+    assert _red_corner(pixels) == ("t", "r")
+
+
+def test_a_camera_raw_with_a_small_preview_is_developed_from_its_sensor_data():
+    pixels, w, h = decode_image(make_dng(make_photo(None, (800, 600), seed=3), preview=(200, 150)), max_side=512)
+    assert (w, h) == (400, 300) and pixels.shape == (300, 400, 3)  # LibRaw's half size, not the 200×150 preview
+
+
+@pytest.mark.parametrize("head", [b"FUJIFILMCCD-RAW 0201", b"IIRO\x08\x00\x00\x00", b"IIU\x00\x08\x00\x00\x00",
+                                  b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01", b"II*\x00\x10\x00\x00\x00CR\x02\x00"])
+def test_camera_raw_signatures(head):
+    assert sniff_mime(head[:SNIFF_BYTES]) == "image/x-raw"
+    with pytest.raises(ImageDecodeError, match="camera RAW file that LibRaw cannot read"):
+        decode_image(head + bytes(range(256)) * 4)
+
+
+def test_without_rawpy_a_camera_raw_gets_a_reason_that_names_the_package(corpus):
+    root, _ = corpus
+    code = (
+        "import sys; sys.modules['rawpy'] = None\n"
+        "from executors.normalizer.decode import ImageDecodeError, decode_image\n"
+        f"data = open({str(root / DNG)!r}, 'rb').read()\n"
+        "try:\n    decode_image(data)\nexcept ImageDecodeError as exc:\n    print('REASON', exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "REASON cannot decode image: camera RAW needs the rawpy package" in out.stdout, out.stderr[-2000:]

@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageOps
 
 from executors.loader.filetypes import SNIFF_BYTES, sniff_mime
-from executors.normalizer.formats import missing_decoder, register_formats
+from executors.normalizer.formats import RawError, camera_raw, is_camera_raw_tiff, missing_decoder, register_formats
 
 logger = logging.getLogger(__name__)
 register_formats()
@@ -57,13 +57,22 @@ def fit_size(width: int, height: int, rule: dict) -> tuple[int, int]:
     return int(rule["width"]), int(rule["height"])
 
 
-def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 256) -> Image.Image:
     """The image with only its header read, refused (ImageDecodeError) when empty,
-    unreadable or a decompression bomb by its header's size."""
+    unreadable or a decompression bomb by its header's size. A camera RAW file gives its
+    embedded preview when that has ``min_side`` pixels on its shorter side (formats.camera_raw),
+    marked ``info["camera_raw"]``."""
     if not data:
         raise ImageDecodeError("empty file (0 bytes)")
     try:
-        img = Image.open(io.BytesIO(data))
+        if sniff_mime(data[:SNIFF_BYTES]) == "image/x-raw":
+            img = _camera_raw(data, min_side, max_pixels)
+        else:
+            img = Image.open(io.BytesIO(data))
+            if img.format == "TIFF" and is_camera_raw_tiff(img):
+                img = _camera_raw(data, min_side, max_pixels)
+    except RawError as exc:
+        raise ImageDecodeError(f"cannot decode image: {exc}") from None
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"decompression bomb refused: {exc}") from None
     except Exception as exc:  # Pillow raises many types for garbage input
@@ -78,6 +87,15 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
         )
     if width < 1 or height < 1:
         raise ImageDecodeError(f"invalid image size {width}×{height}")
+    return img
+
+
+def _camera_raw(data: bytes, min_side: int, max_pixels: int) -> Image.Image:
+    img, orientation = camera_raw(data, min_side, max_pixels)
+    if orientation != 1 and exif_orientation(img) == 1:
+        # The camera's orientation, kept where decode_image (and exif_transpose) read any photo's.
+        img.getexif()[_EXIF_ORIENTATION] = orientation
+    img.info["camera_raw"] = True
     return img
 
 
@@ -97,7 +115,8 @@ def device_jpeg(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Optional[t
     empty, unreadable and bomb-sized files, from the header alone."""
     img = open_image(data, max_pixels)
     # CMYK/YCCK JPEGs stay here: Pillow undoes Adobe's inverted CMYK, nvJPEG's RGB output does not.
-    if img.format != "JPEG" or img.mode not in ("RGB", "L"):
+    # So does a camera RAW's JPEG preview: the bytes that would go on are the RAW file's.
+    if img.format != "JPEG" or img.mode not in ("RGB", "L") or img.info.get("camera_raw"):
         return None
     width, height = img.size
     return (height, width) if exif_orientation(img) in SIDEWAYS else (width, height)
@@ -120,15 +139,15 @@ def decode_image(
     leave this stage and the encoder's resize becomes a no-op.
     Raises ImageDecodeError with a readable reason for anything unusable.
     """
-    img = open_image(data, max_pixels)
+    if fit and not resize:
+        target = int(fit.get("shortest_edge") or max(fit["width"], fit["height"]))
+    else:
+        target = resize or max_side
+    img = open_image(data, max_pixels, min_side=min(target or 256, 1024))
     width, height = img.size
     try:
         if getattr(img, "is_animated", False):
             img.seek(0)  # first frame of GIF/WebP/APNG animations
-        if fit and not resize:
-            target = int(fit.get("shortest_edge") or max(fit["width"], fit["height"]))
-        else:
-            target = resize or max_side
         if target and img.format == "JPEG":
             # Let libjpeg decode at a reduced scale (≥ target) instead of full size.
             img.draft("RGB", (target, target))
