@@ -201,3 +201,13 @@ def test_without_rawpy_a_camera_raw_gets_a_reason_that_names_the_package(corpus)
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "REASON cannot decode image: camera RAW needs the rawpy package" in out.stdout, out.stderr[-2000:]
+
+
+def test_a_tiff_with_raw_like_tags_that_libraw_cannot_read_decodes_as_before():
+    """The tags that mark a RAW (a reduced first image with sub-images) on a TIFF LibRaw refuses:
+    the image Pillow reads, never a skip it did not get before."""
+    img = Image.new("RGB", (40, 30), (10, 200, 30))
+    buf = io.BytesIO()
+    img.save(buf, "TIFF", tiffinfo={254: 1, 330: 8})
+    pixels, w, h = decode_image(buf.getvalue())
+    assert (w, h) == (40, 30) and tuple(pixels[0, 0]) == (10, 200, 30)

@@ -13,7 +13,8 @@ import torch
 from PIL import Image, ImageOps
 
 from executors.loader.filetypes import SNIFF_BYTES, sniff_mime
-from executors.normalizer.formats import RawError, camera_raw, is_camera_raw_tiff, missing_decoder, register_formats
+from executors.normalizer.formats import (RawDecoderMissing, RawError, camera_raw, is_camera_raw_tiff, missing_decoder,
+                                          register_formats)
 
 logger = logging.getLogger(__name__)
 register_formats()
@@ -70,7 +71,12 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int 
         else:
             img = Image.open(io.BytesIO(data))
             if img.format == "TIFF" and is_camera_raw_tiff(img):
-                img = _camera_raw(data, min_side, max_pixels)
+                try:
+                    img = _camera_raw(data, min_side, max_pixels)
+                except RawDecoderMissing:
+                    raise
+                except RawError as exc:  # a TIFF after all, or a RAW LibRaw cannot read: what Pillow sees
+                    logger.info("decoding a TIFF-like file as Pillow reads it: %s", exc)
     except RawError as exc:
         raise ImageDecodeError(f"cannot decode image: {exc}") from None
     except Image.DecompressionBombError as exc:

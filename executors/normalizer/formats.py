@@ -34,6 +34,10 @@ class RawError(ValueError):
     """A camera RAW file that cannot be used; the message is the reason."""
 
 
+class RawDecoderMissing(RawError):
+    """rawpy is not installed: no camera RAW can be read here."""
+
+
 def camera_raw(data: bytes, min_side: int, max_pixels: int) -> tuple[Image.Image, int]:
     """A camera RAW file as (image, EXIF orientation to apply to it).
 
@@ -45,7 +49,7 @@ def camera_raw(data: bytes, min_side: int, max_pixels: int) -> tuple[Image.Image
     try:
         import rawpy
     except ImportError:
-        raise RawError(missing_decoder("image/x-raw")) from None
+        raise RawDecoderMissing(missing_decoder("image/x-raw")) from None
     try:
         with rawpy.imread(io.BytesIO(data)) as raw:
             try:
