@@ -75,7 +75,12 @@ def prune(gateway: Gateway, params: dict, root: str, present: dict[str, str], un
     if not present:
         raise UserError(f"--prune: the scan found no readable image under {root}, so nothing was removed "
                         "(an unmounted disk or an emptied folder would look like every file deleted)")
-    todo = plan(stored_images(gateway, params), root, present, unreadable)
+    return forget(gateway, params, root, plan(stored_images(gateway, params), root, present, unreadable), max_fraction)
+
+
+def forget(gateway: Gateway, params: dict, root: str, todo: PrunePlan, max_fraction: float) -> tuple[int, int]:
+    """Carry out a plan: (paths forgotten, images deleted); UserError, changing nothing, when
+    more than ``max_fraction`` of the folder's stored paths would go."""
     if not todo.stale:
         return 0, 0
     share = todo.stale_paths / max(1, todo.stored_under_root)

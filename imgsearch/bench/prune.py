@@ -14,7 +14,7 @@ from executors.indexer.store import EdgeStore
 from executors.stage import process_usage
 from imgsearch.bench.store import BATCH, DIM, make_data
 from imgsearch.flow import Gateway, local_flow
-from imgsearch.prune import plan, prune, stored_images
+from imgsearch.prune import forget, plan, stored_images
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +41,15 @@ def run_prune(encoder: str, model: Optional[str], sizes: list[int], store_root: 
             todo = plan(stored_images(gateway, params), ROOT, present, set())
             read = time.perf_counter() - t
             t = time.perf_counter()
-            paths, deleted = prune(gateway, params, ROOT, present, set(), max_fraction=1.0)
-            total = time.perf_counter() - t
+            paths, deleted = forget(gateway, params, ROOT, todo, max_fraction=1.0)
+            removed = time.perf_counter() - t
             count = int(gateway.call("/count", params)["count"])
             rows.append({
                 "stored": n,
                 "read_seconds": round(read, 2),
                 "read_per_second": round(n / read) if read else None,
-                "prune_seconds": round(total, 2),
+                "forget_seconds": round(removed, 2),
+                "prune_seconds": round(read + removed, 2),
                 "forgotten_paths": paths,
                 "deleted": deleted,
                 "planned": todo.stale_paths,

@@ -282,10 +282,10 @@ def print_report(result: dict, out: TextIO) -> None:
                   f"{r['peak_rss_mb']} client {r['client_rss_mb']}", file=out)
     if result.get("prune"):
         print("\n10. index --prune: every stored image's paths read through the flow, 1% of the files gone", file=out)
-        print(f"  {'stored':>8} {'read s':>7} {'images/s':>9} {'prune s':>8} {'forgotten':>9} {'deleted':>8} {'left':>8} "
+        print(f"  {'stored':>8} {'read s':>7} {'images/s':>9} {'forget s':>8} {'prune s':>8} {'forgotten':>9} {'deleted':>8} {'left':>8} "
               f"{'client RSS MB':>13}", file=out)
         for r in result["prune"]:
-            print(f"  {r['stored']:>8} {r['read_seconds']:>7} {_fmt(r['read_per_second']):>9} {r['prune_seconds']:>8} "
+            print(f"  {r['stored']:>8} {r['read_seconds']:>7} {_fmt(r['read_per_second']):>9} {r['forget_seconds']:>8} {r['prune_seconds']:>8} "
                   f"{r['forgotten_paths']:>9} {r['deleted']:>8} {r['left']:>8} {r['client_rss_mb']:>13}", file=out)
     from imgsearch.bench.runtimes import print_runtimes
 
