@@ -65,8 +65,9 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int 
     marked ``info["camera_raw"]``."""
     if not data:
         raise ImageDecodeError("empty file (0 bytes)")
+    mime = sniff_mime(data[:SNIFF_BYTES])
     try:
-        if sniff_mime(data[:SNIFF_BYTES]) == "image/x-raw":
+        if mime == "image/x-raw":
             img = _camera_raw(data, min_side, max_pixels)
         else:
             img = Image.open(io.BytesIO(data))
@@ -82,7 +83,7 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int 
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"decompression bomb refused: {exc}") from None
     except Exception as exc:  # Pillow raises many types for garbage input
-        reason = missing_decoder(sniff_mime(data[:SNIFF_BYTES]))
+        reason = missing_decoder(mime)
         raise ImageDecodeError(f"cannot decode image: {reason or exc}") from None
     width, height = img.size
     if width * height > max_pixels:

@@ -46,10 +46,10 @@ def camera_raw(data: bytes, min_side: int, max_pixels: int) -> tuple[Image.Image
     ``min_side``; else LibRaw develops the sensor data at half size (camera white balance),
     seconds per photo, already upright. Raises RawError with the reason.
     """
-    try:
-        import rawpy
-    except ImportError:
-        raise RawDecoderMissing(missing_decoder("image/x-raw")) from None
+    if not _has_rawpy():
+        raise RawDecoderMissing(missing_decoder("image/x-raw"))
+    import rawpy
+
     try:
         with rawpy.imread(io.BytesIO(data)) as raw:
             try:
