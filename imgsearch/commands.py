@@ -291,7 +291,7 @@ def cmd_tiny_models(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_k8s(args: argparse.Namespace, out: TextIO) -> int:
-    """Regenerate k8s/ and docker/ from flows/index.yml (imgsearch/deploy.py)."""
+    """Regenerate k8s/ and docker/ from flows/index.yml (imgsearch/deploy/)."""
     from imgsearch.deploy import write  # local: Jina's Kubernetes export
 
     paths = write(args.out, encoders=tuple(args.encoders), registry=args.registry, model_cache=args.model_cache,

@@ -1,6 +1,6 @@
 """The cluster's Qdrant (distributed mode), its credentials, and the network boundaries.
 
-Called by imgsearch/deploy.py (`app.py k8s --qdrant-nodes N`); kept apart so the generator of
+Called by imgsearch/deploy/ (`app.py k8s --qdrant-nodes N`); kept apart so the generator of
 the Jina manifests stays one concern.
 
 - Qdrant: a StatefulSet of N nodes with ``QDRANT__CLUSTER__ENABLED``, the p2p port, node 0

@@ -1,0 +1,115 @@
+"""Generate the Kubernetes manifests (k8s/) and the per-executor Dockerfiles (docker/) from flows/index.yml.
+
+`python app.py k8s` (or `python -m imgsearch.deploy`) rewrites both folders; a test regenerates
+them and compares with the committed files, so the manifests cannot drift from the flow.
+
+Cluster design — one namespace, shared CPU stages, one gateway per encoder:
+
+- loader, normalizer, indexer: one Deployment + Service each, shared by every encoder's
+  flow (they are stateless; the indexer keeps nothing but a Qdrant client, and collections
+  are named per model, so encoders never collide).
+- one encoder Deployment + Service per encoder (``encoder-clip``, ``encoder-dinov2``...),
+  each on one GPU.
+- one Jina gateway Deployment + Service per encoder (``gateway-clip``...): its graph is
+  flows/index.yml with that encoder, so a client picks the encoder by the gateway it calls.
+- Qdrant: a distributed-mode StatefulSet (``--qdrant-nodes``), its Secrets and the NetworkPolicies:
+  imgsearch/k8s_security.py.
+
+How it is made: for each encoder, flows/index.yml is read (its ``${{ ENV.X }}``
+placeholders kept, not expanded), every executor's ``uses`` is swapped for its image and
+Jina's own ``Flow.to_kubernetes_yaml`` writes the manifests (``JINA_GATEWAY_IMAGE`` set, so
+it never asks Jina's hub). The result is then adapted in code: shared namespace and
+ConfigMap, object names, gRPC health probes, resources, GPU requests, tolerations and node
+selector, non-root security context, the config (an executor's, or the patched gateway's in
+executors/gateway/) the image's ENTRYPOINT names.
+The ``${{ ENV.X }}`` placeholders stay in the executors' ``--uses-with`` exactly as in the
+flow; Jina expands them when the executor starts, from environment variables that the
+ConfigMap ``imgsearch-config`` provides.
+"""
+
+import argparse
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from executors.encoders.specs import get_spec
+from imgsearch import k8s_security
+from imgsearch.deploy.dockerfiles import dockerfile
+from imgsearch.deploy.encoder_configs import encoder_configs
+from imgsearch.deploy.manifests import _adapt, _configmap, _jina_yamls, _namespace, _pvc
+from imgsearch.deploy.names import (  # noqa: F401 (the package's public names)
+    APP_UID, CONFIGMAP, CPU_STAGES, DATA_MOUNT, ENCODERS, GPU_NODE_SELECTOR, GPU_TOLERATIONS, HEADER, HF_HOME, NAMESPACE, PORT, QDRANT_IMAGE, QDRANT_URL,
+    READY_SERVICE, REGISTRY, VERSION, env_key, executor_config, gateway_config, image, image_name, stage_of,
+)
+from imgsearch.flowfile import REPO, read_flow
+
+
+def _dump(docs: list[dict]) -> str:
+    return HEADER + "---\n".join(yaml.safe_dump(d, sort_keys=True, width=120) for d in docs)
+
+
+def render(encoders: tuple[str, ...] = ENCODERS, registry: str = REGISTRY, model_cache: Optional[str] = None,
+           qdrant_nodes: int = k8s_security.DEFAULT_QDRANT_NODES, shared_data: bool = False) -> dict[str, str]:
+    """Every generated file, by repo-relative path → text. ``shared_data``: the data volume is
+    ReadWriteMany and mounted read-only in the normalizer pods too (SHARED_FILES=true)."""
+    for e in encoders:
+        get_spec(e)
+    files: dict[str, str] = {
+        "k8s/00-namespace.yml": _dump(_namespace()),
+        "k8s/01-configmap.yml": _dump(_configmap(encoders, qdrant_nodes, shared_data)),
+        "k8s/02-storage.yml": _dump([_pvc("imgsearch-data", "50Gi", "ReadWriteMany" if shared_data else "ReadWriteOnce")]
+                                    + ([_pvc(model_cache, "200Gi", "ReadWriteMany")] if model_cache else [])),
+        "k8s/10-qdrant.yml": _dump(k8s_security.qdrant(qdrant_nodes)),
+    }
+    shared: dict[str, list[dict]] = {}
+    for encoder in encoders:
+        jina = _jina_yamls(encoder, registry)
+        for ex in read_flow(encoder)["executors"]:
+            stage = stage_of(ex["name"], encoder)
+            component = "encoder" if ex["name"] == "encoder" else "cpu-stage"
+            docs = _adapt(jina[ex["name"]], stage, component, encoder, model_cache, shared_data)
+            if component == "encoder":
+                files[f"k8s/30-{stage}.yml"] = _dump(docs)
+            elif stage in shared and shared[stage] != docs:
+                raise ValueError(f"{stage} differs between encoders' flows; it cannot be shared")
+            else:
+                shared[stage] = docs
+        files[f"k8s/40-gateway-{encoder}.yml"] = _dump(_adapt(jina["gateway"], f"gateway-{encoder}", "gateway", encoder, None))
+    for stage, docs in shared.items():
+        files[f"k8s/20-{stage}.yml"] = _dump(docs)
+    chains = {f"gateway-{e}": [stage_of(ex["name"], e) for ex in read_flow(e)["executors"]] for e in encoders}
+    files["k8s/50-network-policies.yml"] = _dump(k8s_security.network_policies(chains))
+    for name in sorted({"gateway", *CPU_STAGES, *(image_name(f"encoder-{e}") for e in encoders)}):
+        files[f"docker/{name}.Dockerfile"] = dockerfile(name)
+    files.update(encoder_configs())
+    return dict(sorted(files.items()))
+
+
+def write(out: Path = REPO, **kwargs: Any) -> list[Path]:
+    """Write the generated files under ``out``; remove stale generated files there."""
+    files = render(**kwargs)
+    for folder, pattern in (("k8s", "*.yml"), ("docker", "*.Dockerfile"), ("executors/encoders/configs", "*.yml")):
+        for old in (out / folder).glob(pattern):
+            if f"{folder}/{old.name}" not in files and old.read_text().startswith(HEADER):
+                old.unlink()
+    written = []
+    for rel, text in files.items():
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=REPO, help="repo root to write k8s/ and docker/ under (default: this repo)")
+    p.add_argument("--encoders", nargs="+", default=list(ENCODERS), metavar="NAME", help=f"encoders to deploy (default: {' '.join(ENCODERS)})")
+    p.add_argument("--registry", default=REGISTRY, help=f"image name prefix (default: {REGISTRY})")
+    p.add_argument("--qdrant-nodes", type=int, default=k8s_security.DEFAULT_QDRANT_NODES, metavar="N",
+                   help=f"Qdrant nodes in distributed mode (default {k8s_security.DEFAULT_QDRANT_NODES})")
+    p.add_argument("--model-cache", metavar="CLAIM", help="mount this ReadWriteMany PVC (created too) as the encoders' model cache instead of baked weights")
+    p.add_argument("--shared-data", action="store_true",
+                   help="make the data volume ReadWriteMany (NFS, CephFS, EFS...) and mount it read-only in the normalizer "
+                        "pods too, which then read the files the loader passes by path instead of their bytes "
+                        "crossing the gateway (SHARED_FILES=true; faster for large photos)")
