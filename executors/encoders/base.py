@@ -10,6 +10,7 @@ failing a request.
 """
 
 import asyncio
+import dataclasses
 import gc
 import importlib.metadata
 import logging
@@ -25,6 +26,7 @@ import torch
 from docarray import DocList
 from jina import requests
 
+from executors.contracts import INFO, EncoderInfo
 from executors.cpus import fit_torch_threads
 from executors.docs import ImageDoc, failed
 from executors.encoders.coalesce import Coalescer
@@ -90,21 +92,21 @@ class EncoderStage(Stage):
         if self.spec.family != self.family:
             raise ValueError(f"encoder '{name}' belongs to the {self.spec.family} family, not {self.family}")
 
-    def info(self) -> dict:
-        return {
-            "encoder": self.spec.name,
-            "family": self.family,
-            "model": self.checkpoint,
-            "dim": self.dim,
-            "batch_size": self.batch_size,
-            "load_seconds": round(self.load_seconds, 3),
-            "pooling": self.spec.pooling,
-            "peak_rss_mb": peak_rss_mb(),
-        }
+    def info(self) -> EncoderInfo:
+        return EncoderInfo(
+            encoder=self.spec.name,
+            family=self.family,
+            model=self.checkpoint,
+            dim=self.dim,
+            batch_size=self.batch_size,
+            load_seconds=round(self.load_seconds, 3),
+            pooling=self.spec.pooling,
+            peak_rss_mb=peak_rss_mb(),
+        )
 
-    @requests(on="/info")
-    def info_endpoint(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
-        return self.info()
+    @requests(on=INFO)
+    def info_endpoint(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:  # Jina's schema; the dict rides in results
+        return self.info().to_dict()  # type: ignore[return-value]
 
 
 class _DamagedGraph(Exception):
@@ -473,20 +475,20 @@ class TorchEncoder(EncoderStage):
             else:
                 doc.error = f"model {self.checkpoint} produced an invalid (NaN or zero) embedding"
 
-    def info(self) -> dict:
-        return {
-            **super().info(),
-            "text": self.supports_text,
-            "device": str(self.device),
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "runtime": self.runtime,
-            "lanes": self.lanes,
-            "lanes_peak_busy": self.lanes_peak_busy,  # the most batches encoded at once so far
-            "onnx_provider": getattr(self.image_tower, "provider", None),
+    def info(self) -> EncoderInfo:
+        return dataclasses.replace(
+            super().info(),
+            text=self.supports_text,
+            device=str(self.device),
+            dtype=str(self.dtype).removeprefix("torch."),
+            runtime=self.runtime,
+            lanes=self.lanes,
+            lanes_peak_busy=self.lanes_peak_busy,  # the most batches encoded at once so far
+            onnx_provider=getattr(self.image_tower, "provider", None),
             # Set: the client asks the normalizer to leave JPEGs as bytes (``keep_jpeg``).
-            "device_decode": self.device_decoder.name if self.device_decoder else None,
-            "preprocess": self.preprocess.describe(),
+            device_decode=self.device_decoder.name if self.device_decoder else None,
+            preprocess=self.preprocess.describe(),
             # Clients pass this to the normalizer (parameter ``fit``) so it resizes as it decodes.
-            "resize_rule": self.preprocess.resize_rule(),
-            "torch": torch.__version__,
-        }
+            resize_rule=self.preprocess.resize_rule(),
+            torch=torch.__version__,
+        )

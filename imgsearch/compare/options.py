@@ -8,10 +8,10 @@ from typing import Optional
 
 from executors.encoders.resolve import CheckpointError, resolve_checkpoint
 from executors.encoders.runtime_env import RUNTIMES
-from executors.encoders.specs import get_spec
+from executors.encoders.specs import DEFAULT_ENCODER, get_spec
 from executors.errors import UserError
-from imgsearch.datasource import DataSource
-from imgsearch.tiny_models import TINY_KIND
+from executors.urls import DataSource
+from imgsearch.options import SAMPLE_DATA
 
 logger = logging.getLogger(__name__)
 
@@ -22,9 +22,9 @@ class CompareError(UserError, ValueError):
 
 @dataclass
 class CompareOptions:
-    data: DataSource  # a folder, or a URL such as s3://bucket/prefix
-    encoders: list[str]
-    out: Path
+    data: DataSource = SAMPLE_DATA  # a folder, or a URL such as s3://bucket/prefix
+    encoders: list[str] = field(default_factory=lambda: [DEFAULT_ENCODER])  # entries: ENCODER[@RUNTIME]
+    out: Path = Path("results/compare")
     models: dict[str, str] = field(default_factory=dict)
     tiny_models: Optional[Path] = None
     queries: Optional[Path] = None
@@ -39,11 +39,14 @@ class CompareOptions:
     resize: Optional[int] = None
     store: Optional[Path] = None
     qdrant_url: Optional[str] = None
+    qdrant_api_key: Optional[str] = None
+    runtime: Optional[str] = None  # of entries without @runtime; None: $ENCODER_RUNTIME, else auto
     vertex_project: Optional[str] = None
     vertex_region: Optional[str] = None
     fresh: bool = False  # drop the compared collections and cached evaluations first
     bootstrap: int = 1000  # resamples for every confidence interval
     progress: bool = True
+    json: bool = False  # print report.json on stdout
     argv: list[str] = field(default_factory=list)
 
     def check(self) -> None:
@@ -121,6 +124,8 @@ def choose_checkpoint(encoder: str, opts: CompareOptions) -> tuple[Optional[str]
         resolve_checkpoint(encoder)
         return None, "default checkpoint"
     except CheckpointError as exc:
+        from imgsearch.tiny_models import TINY_KIND  # here: transformers' model classes, only for this
+
         kind = TINY_KIND.get(encoder)
         tiny = opts.tiny_models / kind if opts.tiny_models and kind else None
         if tiny is not None and (tiny / "config.json").is_file():

@@ -1,13 +1,13 @@
 """The per-executor Dockerfiles (docker/), on the two shared bases."""
 
 from executors.encoders.specs import get_spec
-from imgsearch.deploy.names import APP_UID, HEADER, PORT, executor_config, gateway_config, image, image_name
+from imgsearch.deploy.names import APP_UID, HEADER, PORT, executor_config, gateway_config, image, image_name, runs_on_gpu
 
 
 def dockerfile(stage: str) -> str:
     """The Dockerfile of one image: shared base, the code, Jina's executor entrypoint."""
     name = image_name(stage)
-    gpu = name.startswith("encoder-")
+    gpu = runs_on_gpu(stage)
     lines = [HEADER.rstrip("\n"), f"# Image {image(name)}: build from the repo root, after the base (docker/build.sh).", ""]
     if name == "gateway":
         lines += [f"FROM {image('base-cpu')}", "",
@@ -20,7 +20,7 @@ def dockerfile(stage: str) -> str:
     config = executor_config(stage)
     lines += [f"FROM {image('base-gpu' if gpu else 'base-cpu')}", "",
               f"COPY --chown={APP_UID}:{APP_UID} executors /app/executors"]
-    if gpu:
+    if gpu:  # a model to bake; a remote API's encoder has none
         encoder = stage[len("encoder-"):]
         lines += [f"COPY --chown={APP_UID}:{APP_UID} docker/bake_model.py /app/docker/bake_model.py",
                   f"USER {APP_UID}",

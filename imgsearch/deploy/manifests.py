@@ -17,7 +17,7 @@ from imgsearch import k8s_security
 from imgsearch.deploy.names import (
     APP_UID, CONFIGMAP, CPU_RESOURCES, DATA_MOUNT, ENCODER_MEMORY_DEFAULT, GATEWAY_RESOURCES, GPU_NODE_SELECTOR,
     GPU_TOLERATIONS, HF_HOME, NAMESPACE, PORT, QDRANT_URL, READY_SERVICE, env_key, executor_config, gateway_config,
-    image, image_name, stage_of,
+    image, image_name, runs_on_gpu, stage_of,
 )
 from imgsearch.flowfile import read_flow
 
@@ -121,13 +121,16 @@ def _adapt(docs: list[dict], stage: str, component: str, encoder: Optional[str],
     if component == "encoder":
         # flows/index.yml's `model: ${{ ENV.ENCODER_MODEL }}`, per encoder from the ConfigMap.
         extra_env.append({"name": "ENCODER_MODEL", "valueFrom": {"configMapKeyRef": {"name": CONFIGMAP, "key": env_key(encoder)}}})
-        low, high = get_spec(encoder).cluster_memory or ENCODER_MEMORY_DEFAULT
-        container["resources"] = {
-            "requests": {"cpu": "2", "memory": low, "nvidia.com/gpu": 1},
-            "limits": {"cpu": "8", "memory": high, "nvidia.com/gpu": 1},
-        }
-        pspec["nodeSelector"] = dict(GPU_NODE_SELECTOR)
-        pspec["tolerations"] = copy.deepcopy(GPU_TOLERATIONS)
+        if runs_on_gpu(stage):
+            low, high = get_spec(encoder).cluster_memory or ENCODER_MEMORY_DEFAULT
+            container["resources"] = {
+                "requests": {"cpu": "2", "memory": low, "nvidia.com/gpu": 1},
+                "limits": {"cpu": "8", "memory": high, "nvidia.com/gpu": 1},
+            }
+            pspec["nodeSelector"] = dict(GPU_NODE_SELECTOR)
+            pspec["tolerations"] = copy.deepcopy(GPU_TOLERATIONS)
+        else:  # a remote API's client: requests out, no model, no GPU
+            container["resources"] = copy.deepcopy(CPU_RESOURCES)
         mounts = [{"name": "shm", "mountPath": "/dev/shm"}]
         volumes: list[dict] = [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}]
         if model_cache:

@@ -51,6 +51,12 @@ def image_name(stage: str) -> str:
     return stage
 
 
+def runs_on_gpu(stage: str) -> bool:
+    """Whether a stage's pods want a GPU node: encoders that run a model here. A remote API's
+    encoder (Vertex) only sends requests, so it runs on the CPU base image, without a GPU."""
+    return stage.startswith("encoder-") and get_spec(stage[len("encoder-"):]).local_model
+
+
 def executor_config(stage: str) -> str:
     """The executor config (repo-relative) a stage's image runs."""
     if stage.startswith("encoder-"):
