@@ -71,7 +71,7 @@ CLUSTER = "needs a Kubernetes cluster with GPU nodes; the manifests are validate
 PLAN = [
     # README.md
     Entry(r"python3 -m venv \.venv && .* && \.venv/bin/python app\.py demo", test="test_readme_demo_with_an_empty_home"),
-    Entry(r"\(command -v chromium .*\.venv/bin/python -m pytest -q",
+    Entry(r"\( \(command -v chromium .*\.venv/bin/python -m pytest -q",
           elsewhere="the test command itself: .ci/run runs it, and this test runs inside it"),
     Entry(r"python app\.py sample", test="test_readme_use_and_compare"),
     Entry(r"python app\.py index --data data/memes --encoder efficientnet-lite0 clip dinov2", test="test_readme_use_and_compare"),
