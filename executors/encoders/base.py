@@ -124,10 +124,10 @@ class TorchEncoder(OnnxTowers, EncoderStage):
             self.inspect_checkpoint(self.checkpoint)
             self._revision = self.revision()
             self.preprocess = self._preprocessor()
-            self.tokenizer = self.load_tokenizer(self.checkpoint) if self.supports_text else None
-            self.model: Optional[torch.nn.Module] = None
-            self.image_tower: Tower = self._torch_image_features
-            self.text_tower: Tower = self.text_features
+            self.tokenizer: Any = self.load_tokenizer(self.checkpoint) if self.supports_text else None
+            self.model = None
+            self.image_tower = self._torch_image_features
+            self.text_tower = self.text_features
             # With its graphs cached, an ONNX encoder never loads torch's copy of the weights:
             # a faster start, and no moment with both copies in memory.
             if on_torch(self.runtime) or not self._use_onnx(cached_only=True):
@@ -177,7 +177,8 @@ class TorchEncoder(OnnxTowers, EncoderStage):
             except ValueError as exc:  # damaged: made again from the processor, and cached again
                 logger.warning("%s: ignoring the cached preprocessing plan (%s)", self.checkpoint, exc)
         preprocess = self.load_preprocessor(self.checkpoint)
-        cache_plan(key, preprocess.plan)
+        if preprocess.plan is not None:
+            cache_plan(key, preprocess.plan)
         return preprocess
 
     def _load_torch_model(self) -> torch.nn.Module:
@@ -190,7 +191,7 @@ class TorchEncoder(OnnxTowers, EncoderStage):
             model = model.to(dtype=self.dtype)
         model = model.to(self.device).eval()
         if self.channels_last and on_torch(self.runtime):
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit it
         return model
 
     # --- what a family provides -------------------------------------------------------
@@ -342,7 +343,7 @@ class TorchEncoder(OnnxTowers, EncoderStage):
                     )
             else:
                 with self.timed("encode_texts", len(texts)):
-                    self._assign(texts, self.embed_texts([d.text for d in texts]))
+                    self._assign(texts, self.embed_texts([d.text for d in texts if d.text is not None]))
 
     @torch.inference_mode()
     def _embed_raw(self, docs: list[ImageDoc]) -> None:
@@ -350,7 +351,7 @@ class TorchEncoder(OnnxTowers, EncoderStage):
         on the CPU instead (its pixels join the ordinary image path) or gets its reason."""
         for start in range(0, len(docs), self.batch_size):
             chunk = docs[start : start + self.batch_size]
-            pixels, errors = self.device_decoder([d.blob for d in chunk]) if self.device_decoder else (
+            pixels, errors = self.device_decoder([d.blob for d in chunk if d.blob is not None]) if self.device_decoder else (
                 None, ["this encoder does not decode on its device"] * len(chunk))
             if pixels is not None:
                 self._assign([d for d, e in zip(chunk, errors) if e is None], self._normalise(self.image_tower(pixels)))

@@ -5,13 +5,16 @@ torch towers. A mixin of base.py's TorchEncoder, whose attributes it reads."""
 import gc
 import logging
 from pathlib import Path
+from typing import Any, Optional, Protocol
 
 import numpy as np
 import torch
 
+from executors.encoders.preprocess import ImagePreprocessor
 from executors.encoders.runtimes import (
-    OnnxTower, calibration_images, calibration_source, discard_graph, export_graph, graph_key, graph_path,
+    OnnxTower, Tower, calibration_images, calibration_source, discard_graph, export_graph, graph_key, graph_path,
 )
+from executors.encoders.specs import EncoderSpec
 from executors.errors import first_line
 
 logger = logging.getLogger(__name__)
@@ -23,10 +26,40 @@ class _DamagedGraph(Exception):
         self.path, self.exc = path, exc
 
 
+class _Encoder(Protocol):
+    """What OnnxTowers reads of the encoder it is mixed into (base.py's TorchEncoder)."""
+
+    runtime: str
+    checkpoint: str
+    spec: EncoderSpec
+    preprocess: ImagePreprocessor
+    _revision: str
+    onnx_cuda: bool
+    lanes: int
+    num_threads: int
+    tokenizer: Any
+    model: Optional[torch.nn.Module]
+    image_tower: Tower
+    text_tower: Tower
+
+    @property
+    def supports_text(self) -> bool: ...
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor: ...
+
+    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor: ...
+
+    def _torch_image_features(self, pixels: torch.Tensor) -> torch.Tensor: ...
+
+
 class OnnxTowers:
     """``_use_onnx``: the towers on onnxruntime (TorchEncoder's model, preprocessing, runtime)."""
 
-    def _use_onnx(self, cached_only: bool = False) -> bool:
+    model: Optional[torch.nn.Module]
+    image_tower: Tower
+    text_tower: Tower
+
+    def _use_onnx(self: _Encoder, cached_only: bool = False) -> bool:
         """Swap the towers for onnxruntime sessions on graphs traced from this model
         (exported on first use); with ``cached_only``, only if every graph is cached already,
         so the torch model need not be loaded. Whether the towers were swapped."""
