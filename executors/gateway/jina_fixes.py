@@ -32,6 +32,7 @@ The upstream fixes, which would make this module unnecessary:
 """
 
 import asyncio
+import functools
 import inspect
 import json
 import logging
@@ -97,11 +98,11 @@ def skip_empty_unknown_arg_warning() -> None:
     if hasattr(original, "__wrapped__"):
         return
 
+    @functools.wraps(original)  # sets __wrapped__: applied once
     def warn_unknown_args(unknown_args: Any) -> None:
         if unknown_args:
             original(unknown_args)
 
-    warn_unknown_args.__wrapped__ = original
     jina.helper.warn_unknown_args = warn_unknown_args
 
 
@@ -138,6 +139,7 @@ def gateway_waits_without_spinning() -> None:
     if hasattr(original, "__wrapped__"):
         return
 
+    @functools.wraps(original)  # sets __wrapped__: applied once, and internals_changed reads the original
     async def __anext__(self: AsyncRequestsIterator) -> Any:
         prefetch = self._prefetch
         self._prefetch = 0  # take the next request without the original's spin...
@@ -152,7 +154,6 @@ def gateway_waits_without_spinning() -> None:
             await counter.wait_below(prefetch)
         return request
 
-    __anext__.__wrapped__ = original
     AsyncRequestsIterator.__anext__ = __anext__
     jina.serve.stream._RequestsCounter = _WakingCounter
 
