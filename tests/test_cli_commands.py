@@ -9,6 +9,7 @@ users do.
 import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,39 @@ def test_cli_does_not_read_argv_below_the_parser():
         if ("argparse" in text or "sys.argv" in text) and 'if __name__ == "__main__":' not in text:
             offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+# What each command does from its defaults alone, in a folder with nothing in it: runs, or stops
+# with the user's error (exit 2) naming what is missing. serve, up, demo and bench start flows and
+# run until stopped or for minutes: tests/test_readme.py runs their documented commands.
+FROM_DEFAULTS = {
+    "index": "data folder not found: data/memes (build the sample set with `python app.py sample`)",
+    "search": "cannot embed text",  # the default encoder, efficientnet-lite0, and REQUIRED's text query
+    "stats": "no store at workspace",
+    "compare": "data folder not found: data/memes",
+    "encoders": None,
+    "export-fashion-mnist": None,
+    "k8s": None,
+}
+
+
+@pytest.mark.parametrize("command", sorted(FROM_DEFAULTS))
+def test_each_subcommand_runs_from_its_defaults(command, tmp_path, monkeypatch):
+    import io
+
+    from executors.errors import UserError
+    from imgsearch.cli import handlers
+
+    monkeypatch.chdir(tmp_path)
+    if command == "export-fashion-mnist" and not o.FashionMnistOptions().source.is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (the README's test command installs it)")
+    argv = [command, *REQUIRED.get(command, [])] + (["--out", str(tmp_path / "gen")] if command == "k8s" else [])
+    options = resolve(build_parser().parse_args(argv)).options
+    out = io.StringIO()
+    expected = FROM_DEFAULTS[command]
+    if expected is None:
+        assert handlers()[command](options, out) == 0
+        assert out.getvalue().strip()
+    else:
+        with pytest.raises(UserError, match=re.escape(expected)):
+            handlers()[command](options, out)
