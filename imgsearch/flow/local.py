@@ -52,7 +52,8 @@ class FlowConfig:
         """flows/index.yml's ``${{ ENV.* }}``, filled for this flow."""
         return dict(
             ENCODER=self.encoder,
-            ENCODER_MODEL=self.model or "",
+            # A local folder given relative to where app.py runs: absolute, since executors start in the repo.
+            ENCODER_MODEL=str(Path(self.model).resolve()) if self.model and Path(self.model).exists() else self.model or "",
             IMGSEARCH_STORE=str(Path(self.store).resolve()),
             QDRANT_URL=self.qdrant_url or "",
             GATEWAY_PORT=str(port),
