@@ -232,7 +232,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
         captions=args.captions, top_k=args.top_k, score_depth=args.score_depth, grid_rows=args.grid_rows,
         grid_k=args.grid_k, batch_size=args.batch_size, resize=args.resize, store=args.store,
         qdrant_url=args.qdrant_url, vertex_project=args.vertex_project, vertex_region=args.vertex_region,
-        fresh=args.fresh, progress=not (args.json or args.no_progress), argv=["app.py", *sys.argv[1:]],
+        vertex_price=args.vertex_price, fresh=args.fresh, progress=not (args.json or args.no_progress), argv=["app.py", *sys.argv[1:]],
     )
     _check_data(args.data)
     result = run_compare(opts)

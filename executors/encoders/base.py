@@ -481,6 +481,7 @@ class TorchEncoder(EncoderStage):
             "dtype": str(self.dtype).removeprefix("torch."),
             "runtime": self.runtime,
             "lanes": self.lanes,
+            "num_threads": self.num_threads,  # compare's cost table: ms per image on how many threads
             "lanes_peak_busy": self.lanes_peak_busy,  # the most batches encoded at once so far
             "onnx_provider": getattr(self.image_tower, "provider", None),
             # Set: the client asks the normalizer to leave JPEGs as bytes (``keep_jpeg``).

@@ -10,6 +10,7 @@ from executors.encoders.resolve import CheckpointError, resolve_checkpoint
 from executors.encoders.runtime_env import RUNTIMES
 from executors.encoders.specs import get_spec
 from executors.errors import UserError
+from imgsearch.compare.cost import VERTEX_PRICE_PER_1000
 from imgsearch.datasource import DataSource
 from imgsearch.tiny_models import TINY_KIND
 
@@ -41,6 +42,7 @@ class CompareOptions:
     qdrant_url: Optional[str] = None
     vertex_project: Optional[str] = None
     vertex_region: Optional[str] = None
+    vertex_price: float = VERTEX_PRICE_PER_1000  # USD per 1,000 images, for the cost table
     fresh: bool = False  # drop the compared collections and cached evaluations first
     bootstrap: int = 1000  # resamples for every confidence interval
     progress: bool = True
@@ -60,6 +62,8 @@ class CompareOptions:
             raise CompareError("--max-queries must be at least 1")
         if self.top_k < 1 or self.grid_k < 1:
             raise CompareError("--top-k and --grid-k must be at least 1")
+        if self.vertex_price < 0:
+            raise CompareError("--vertex-price cannot be negative")
         if self.grid_rows < 0:
             raise CompareError("--grid-rows cannot be negative")
 

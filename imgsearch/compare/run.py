@@ -20,6 +20,7 @@ from typing import Optional, TextIO
 from executors.indexer.store import EdgeStore, ServerStore
 from executors.stage import peak_rss_mb  # this (client) process's; the executors report their own
 from imgsearch.compare.cache import EvalCache, folder_digest, key_of
+from imgsearch.compare.cost import cost_table, model_timing
 from imgsearch.compare.evaluation import (content_digest, evaluate_in_index, per_label_recall, rank_outside_queries,
                                           ranking_cis, search_latency, text_quality)
 from imgsearch.compare.options import CompareOptions, choose_checkpoint, split_entry
@@ -33,7 +34,7 @@ from imgsearch.tiny_models import is_tiny_random
 
 logger = logging.getLogger(__name__)
 
-EVAL_VERSION = 2  # part of every cached evaluation's key: a change in what it holds invalidates old caches
+EVAL_VERSION = 3  # part of every cached evaluation's key: a change in what it holds invalidates old caches
 
 def _open_store(opts: CompareOptions):
     return ServerStore(opts.qdrant_url, read_only=True) if opts.qdrant_url else EdgeStore(str(opts.store), read_only=True)
@@ -145,6 +146,7 @@ class Run:
                 rec.update(search_latency(gateway, info, summary.collection, qs))
             if info.get("text"):
                 rec.update(text_quality(gateway, summary.collection, summary.count, opts, qs))
+            rec.update(model_timing(gateway.call_each("/timings")))  # the bare model's ms per image, this run
             info = encoder_info(gateway)  # again: peak memory after indexing and searching
             flow_eval = time.perf_counter() - t_eval
         t_strat = time.perf_counter()
@@ -237,6 +239,8 @@ def run_compare(opts: CompareOptions, log: TextIO = sys.stderr) -> dict:
         "environment": environment(),
         "encoders": runs,
         "significance": significance(runs, opts.bootstrap),
+        "cost": {"vertex_price_per_1000": opts.vertex_price, "quality": "mAP@10", "cost": "ms per image",
+                 "rows": cost_table(runs, opts.vertex_price)},
         "labels": label_disagreement(runs),
         "grid": {"rows": opts.grid_rows, "k": opts.grid_k},
     }
