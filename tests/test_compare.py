@@ -24,6 +24,7 @@ from imgsearch.compare import (
     run_compare,
     split_entry,
 )
+from imgsearch.compare.cost import cost_table
 from imgsearch.compare.queries import Item, pick_queries
 from imgsearch.compare.summary import label_disagreement, significance
 from imgsearch.flow import collection_name
@@ -134,6 +135,7 @@ def synthetic_result(paths: dict, labelled: bool = True) -> dict:
         "images": {"paths": [paths[n] for n in NAMES], "labels": [n[0] if labelled else None for n in NAMES]},
         "settings": {"encoders": ["good", "poor", "gone"]}, "environment": {"python": "3"},
         "encoders": runs, "significance": significance(runs, 200), "labels": label_disagreement(runs),
+        "cost": {"vertex_price_per_1000": 0.1, "rows": cost_table(runs)},
         "timing": {"indexing_seconds": 6.0, "evaluation_seconds": 0.5, "report_seconds": 0.1}, "client_peak_rss_mb": 321.0,
         "grid": {"rows": 3, "k": 2},
     }

@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from imgsearch.compare.cost import cost_of, cost_table, model_timing, pareto, ram_bytes_per_vector
+from imgsearch.compare.cost import (
+    cost_of,
+    cost_table,
+    model_timing,
+    pareto,
+    ram_bytes_per_vector,
+)
 from imgsearch.compare.ranks import rank_intervals, top_group, winner
 from imgsearch.compare.significance import adjust_pairs, compare_pairs, holm
 
