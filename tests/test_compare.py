@@ -454,7 +454,8 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     md = (out / "report.md").read_text()
     for name in ("efficientnet-lite0", "clip", "dinov2", "vertex"):
         assert name in md
-    headline = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith("| efficientnet-lite0")}
+    summary = md.split("## Quality and cost")[1].split("\n## ")[0]  # the short table, and the full one folded under it
+    headline = {line.split(" | ")[0]: line for line in summary.splitlines() if line.startswith("| efficientnet-lite0")}
     assert "| onnx (CPUExecutionProvider) |" in headline["| efficientnet-lite0 (reused)"]
     assert "| torch (cpu) |" in headline["| efficientnet-lite0@torch"]
     section = md.split("## One encoder, several runtimes")[1].split("\n## ")[0]

@@ -12,6 +12,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_compare import _images, synthetic_result  # noqa: E402
 
 from imgsearch.compare.cost import cost_table  # noqa: E402
+from imgsearch.compare.fusion import cost_rows as fusion_cost_rows  # noqa: E402
+from imgsearch.compare.fusion import fuse_runs  # noqa: E402
 from imgsearch.compare.summary import label_disagreement, significance  # noqa: E402
 from imgsearch.report import write_report  # noqa: E402
 from imgsearch.report.recommend import claims  # noqa: E402
@@ -31,8 +33,10 @@ def _result(tmp_path: Path) -> dict:
     runs = [good, poor, mid, result["encoders"][2]]
     labels = label_disagreement(runs)
     labels["recall@1"].update({f"extra{i:03d}": {"good": 1.0, "poor": i / 100, "mid@onnx": 1.0} for i in range(60)})
-    result.update(encoders=runs, significance=significance(runs, 200), labels=labels,
-                  cost={"vertex_price_per_1000": 0.1, "rows": cost_table(runs)})
+    images = result["images"]
+    fusion = fuse_runs(runs, images["labels"], images["paths"], result["queries"]["list"], cost_table(runs), 200)
+    result.update(encoders=runs, significance=significance(runs, 200), labels=labels, fusion=fusion,
+                  cost={"vertex_price_per_1000": 0.1, "rows": cost_table(runs, extra=fusion_cost_rows(fusion))})
     return result
 
 
@@ -47,6 +51,8 @@ def test_recommendation_comes_first_in_markdown_and_links_its_tables(tmp_path):
     assert said[0][0].startswith("For the best quality: good") and "top group" in said[0][0]
     # The cheapest entry on the front that is in the top group (3 queries cannot separate 'poor').
     assert said[1][0].startswith("For 10.5× less encoding time: poor on onnx-int8, in the top group")
+    assert any(anchor == "fusion" and text.startswith("Fusing does not pay here") for text, anchor in said)
+    assert "## Fusing encoders" in md and "| rrf(good+poor) |" in md
     for text, anchor in said:
         assert f"{text} ([numbers](#{anchor}))" in md and f"<a id='{anchor}'></a>" in md
     # Per label: the worst first, 20 shown, the rest folded.

@@ -23,6 +23,8 @@ from imgsearch.compare.cache import EvalCache, folder_digest, key_of
 from imgsearch.compare.cost import cost_table, model_timing
 from imgsearch.compare.evaluation import (content_digest, evaluate_in_index, per_label_recall, rank_outside_queries,
                                           ranking_cis, search_latency, text_quality)
+from imgsearch.compare.fusion import cost_rows as fusion_cost_rows
+from imgsearch.compare.fusion import fuse_runs, shown_rows
 from imgsearch.compare.options import CompareOptions, choose_checkpoint, split_entry
 from imgsearch.compare.queries import QuerySet, in_index_queries, outside_queries, scan
 from imgsearch.compare.summary import label_disagreement, significance
@@ -220,6 +222,11 @@ def run_compare(opts: CompareOptions, log: TextIO = sys.stderr) -> dict:
     t_summary = time.perf_counter()
     labels = {it.label for it in qs.items if it.label is not None}
     measured = [r for r in runs if r.get("status") == "ok" and not r.get("resumed")]
+    costs = cost_table(runs, opts.vertex_price)
+    fusion = fuse_runs(runs, [it.label for it in qs.items], [it.path for it in qs.items],
+                       [[q.path, q.label] for q in qs.queries], costs, opts.bootstrap)
+    costs = cost_table(runs, opts.vertex_price, extra=fusion_cost_rows(fusion))
+    costs = {n: r for n, r in costs.items() if not r.get("fused") or n in shown_rows(costs)}
     result = {
         "title": f"Encoder comparison on {data_name(opts.data)}",
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -239,8 +246,8 @@ def run_compare(opts: CompareOptions, log: TextIO = sys.stderr) -> dict:
         "environment": environment(),
         "encoders": runs,
         "significance": significance(runs, opts.bootstrap),
-        "cost": {"vertex_price_per_1000": opts.vertex_price, "quality": "mAP@10", "cost": "ms per image",
-                 "rows": cost_table(runs, opts.vertex_price)},
+        "cost": {"vertex_price_per_1000": opts.vertex_price, "quality": "mAP@10", "cost": "ms per image", "rows": costs},
+        "fusion": fusion,
         "labels": label_disagreement(runs),
         "grid": {"rows": opts.grid_rows, "k": opts.grid_k},
     }

@@ -4,7 +4,7 @@ the significance section (top group, rank intervals, Holm-adjusted verdicts)."""
 from imgsearch.report.common import ci_text, fmt, runtime_text
 from imgsearch.report.selection import ok_runs
 
-SUMMARY_COLS = ["entry", "runtime (threads)", "mAP@10 [95% CI]", "R@1", "rank [95% CI]", "top group", "ms / image",
+SUMMARY_COLS = ["entry", "runtime", "threads", "mAP@10 [95% CI]", "R@1", "rank [95% CI]", "top group", "ms / image",
                 "peak RSS MB", "RAM B / vector", "disk B / vector", "index s / 10k", "USD / 1k images", "Pareto"]
 
 
@@ -26,17 +26,16 @@ def summary_rows(result: dict) -> tuple[list[str], list[list[str]], list[str]]:
     cost = (result.get("cost") or {}).get("rows") or {}
     group = set(sig.get("top_group") or [])
     rows, keys = [], []
-    names = [r["encoder"] for r in ok_runs(result)] + [n for n, c in cost.items() if c.get("fused")]
+    names = [r["encoder"] for r in ok_runs(result)] + [n for n, c in cost.items() if c.get("fused")]  # fused: those kept
     by_name = {r["encoder"]: r for r in ok_runs(result)}
     for name in names:
         c = cost.get(name) or {}
         r = by_name.get(name) or {}
         q = (r.get("quality") or c.get("quality_detail") or {})
         lab = q.get("labelled") or c.get("quality") is not None
-        threads = f" ({c['threads']})" if c.get("threads") else ""
         rows.append([
             name + (" (random)" if r.get("random_weights") else ""),
-            (runtime_text(r) if r else c.get("runtime") or "–") + threads,
+            runtime_text(r) if r else c.get("runtime") or "–", fmt(c.get("threads")),
             (fmt(c.get("quality")) + ci_text((q.get("ci") or {}).get("mAP@10"))) if lab else "no labels",
             fmt(q.get("recall@1")) if lab else "–",
             _rank(sig, name), "yes" if name in group else ("–" if not lab else "no"),

@@ -19,6 +19,7 @@ from imgsearch.report.decision import (
     significance_text,
     summary_rows,
 )
+from imgsearch.report.fused import FUSION_COLS, FUSION_NOTE, fusion_rows
 from imgsearch.report.grid_text import grid_html, grid_md
 from imgsearch.report.markup import e, html_fold, html_table, md_fold, md_table
 from imgsearch.report.recommend import claims
@@ -146,6 +147,16 @@ def significance(c: Ctx) -> Section:
     return Section(md, [html])
 
 
+def fusion(c: Ctx) -> Section:
+    rows = fusion_rows(c.result)
+    if not rows:
+        return Section()
+    sentence = ((c.result.get("fusion") or {}).get("best") or {}).get("sentence", "")
+    return Section(["", "<a id='fusion'></a>", "", "## Fusing encoders", "", sentence, "", FUSION_NOTE, "", *md_table(FUSION_COLS, rows)],
+                   [f"<section id='fusion'><h2>Fusing encoders</h2><p>{e(sentence)}</p><p class='notes'>{e(FUSION_NOTE)}</p>"
+                    + html_table("fusion-table", FUSION_COLS, rows, [r[0] for r in rows]) + "</section>"])
+
+
 def per_label(c: Ctx) -> Section:
     cols, rows = label_rows(c.result)
     if not rows:
@@ -180,6 +191,7 @@ SECTIONS: list[Callable[[Ctx], Section]] = [
     not_run_section,
     charts,
     significance,
+    fusion,
     per_label,
     grid,
     notes,
