@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-prune", type=_fraction, default=0.5, metavar="F",
                    help="--prune changes nothing when more than this share of the folder's stored paths would go "
                         "(default 0.5: an unmounted sub-folder looks like deleted files)")
+    p.add_argument("--quantization", choices=("none", "int8", "binary"),
+                   help="what a new collection's HNSW search reads: int8 (default), binary or none; stored in its "
+                        "metadata (`app.py compare` measures what each costs in recall@10)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the human summary")
     p.add_argument("--no-progress", action="store_true")
     _add_store_args(p)
@@ -164,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vertex-region", help="Vertex AI region (default: us-central1)")
     p.add_argument("--vertex-price", type=float, default=0.10, metavar="USD",
                    help="Vertex price per 1,000 images in the cost table (default 0.10, the list price)")
+    p.add_argument("--no-index-check", action="store_true",
+                   help="skip measuring HNSW / int8 / binary quantisation recall@10 against exact search")
     p.add_argument("--json", action="store_true", help="print report.json on stdout")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--resize", type=int, metavar="N", help="normalise every image to N×N first")

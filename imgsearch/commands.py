@@ -60,7 +60,7 @@ def cmd_index(args: argparse.Namespace, out: TextIO) -> int:
         with gateway_for(args, name, args.model, lanes=os.environ.get(ENV_LANES) or "auto") as (gateway, info):
             summary = run_index(gateway, args.data, info, args.batch_size, args.dataset,
                                 progress=not (args.json or args.no_progress), resize=args.resize,
-                                prune=args.prune, max_prune=args.max_prune)
+                                prune=args.prune, max_prune=args.max_prune, quantization=args.quantization)
         summary.seconds = time.perf_counter() - started  # wall time, flow start-up included
         if summary.files_seen == 0:
             raise UserError(f"no image files found under {args.data}")
@@ -232,7 +232,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
         captions=args.captions, top_k=args.top_k, score_depth=args.score_depth, grid_rows=args.grid_rows,
         grid_k=args.grid_k, batch_size=args.batch_size, resize=args.resize, store=args.store,
         qdrant_url=args.qdrant_url, vertex_project=args.vertex_project, vertex_region=args.vertex_region,
-        vertex_price=args.vertex_price, fresh=args.fresh, progress=not (args.json or args.no_progress), argv=["app.py", *sys.argv[1:]],
+        vertex_price=args.vertex_price, index_check=not args.no_index_check, fresh=args.fresh, progress=not (args.json or args.no_progress), argv=["app.py", *sys.argv[1:]],
     )
     _check_data(args.data)
     result = run_compare(opts)

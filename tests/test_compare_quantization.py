@@ -4,7 +4,7 @@ scored with numpy brute force on the same vectors."""
 import numpy as np
 import pytest
 
-from imgsearch.compare.quantization import exact_top, index_recall, ram_bytes, recall_at_k, recommend
+from imgsearch.compare.quantization import exact_top, index_recall, recall_at_k, recommend
 from imgsearch.compare.synthetic import clustered
 
 

@@ -14,6 +14,7 @@ from test_compare import _images, synthetic_result  # noqa: E402
 from imgsearch.compare.cost import cost_table  # noqa: E402
 from imgsearch.compare.fusion import cost_rows as fusion_cost_rows  # noqa: E402
 from imgsearch.compare.fusion import fuse_runs  # noqa: E402
+from imgsearch.compare.quantization import recommend as recommend_index  # noqa: E402
 from imgsearch.compare.summary import label_disagreement, significance  # noqa: E402
 from imgsearch.report import write_report  # noqa: E402
 from imgsearch.report.recommend import claims  # noqa: E402
@@ -35,6 +36,11 @@ def _result(tmp_path: Path) -> dict:
     labels["recall@1"].update({f"extra{i:03d}": {"good": 1.0, "poor": i / 100, "mid@onnx": 1.0} for i in range(60)})
     images = result["images"]
     fusion = fuse_runs(runs, images["labels"], images["paths"], result["queries"]["list"], cost_table(runs), 200)
+    per = {n: {"vectors": 6, "of": 6, "settings": {
+        s: {"recall@10": r, "ram_bytes_per_vector": b, "times_less_ram": t}
+        for s, r, b, t in (("hnsw", 1.0, 32, 1.0), ("int8", 0.96, 8, 4.0), ("int8+rescore", 0.995, 8, 4.0),
+                           ("binary", 0.4, 1, 32.0), ("binary+rescore", 0.8, 1, 32.0))}} for n in ("good", "poor")}
+    result["quantization"] = {"per_encoder": per, "recommended": recommend_index(per)}
     result.update(encoders=runs, significance=significance(runs, 200), labels=labels, fusion=fusion,
                   cost={"vertex_price_per_1000": 0.1, "rows": cost_table(runs, extra=fusion_cost_rows(fusion))})
     return result
@@ -53,6 +59,9 @@ def test_recommendation_comes_first_in_markdown_and_links_its_tables(tmp_path):
     assert said[1][0].startswith("For 10.5× less encoding time: poor on onnx-int8, in the top group")
     assert any(anchor == "fusion" and text.startswith("Fusing does not pay here") for text, anchor in said)
     assert "## Fusing encoders" in md and "| rrf(good+poor) |" in md
+    assert ("Index setting: int8 (`app.py index --quantization int8`), recall@10 0.995 of exact search at worst over the "
+            "encoders, 4× less RAM for the vectors.", "quantization") in said
+    assert "| good | 6 | 1.0000 | 0.9600 | 0.9950 | 0.4000 | 0.8000 | 32 / 8 / 1 |" in md
     for text, anchor in said:
         assert f"{text} ([numbers](#{anchor}))" in md and f"<a id='{anchor}'></a>" in md
     # Per label: the worst first, 20 shown, the rest folded.

@@ -45,6 +45,7 @@ class CompareOptions:
     vertex_price: float = VERTEX_PRICE_PER_1000  # USD per 1,000 images, for the cost table
     fresh: bool = False  # drop the compared collections and cached evaluations first
     bootstrap: int = 1000  # resamples for every confidence interval
+    index_check: bool = True  # measure HNSW / int8 / binary recall@10 against exact search (quantization.py)
     progress: bool = True
     argv: list[str] = field(default_factory=list)
 
@@ -72,7 +73,7 @@ class CompareOptions:
         return {"queries": str(self.queries) if self.queries else None, "query_fraction": self.query_fraction,
                 "max_queries": self.max_queries, "captions": str(self.captions) if self.captions else None,
                 "top_k": self.top_k, "score_depth": self.score_depth, "resize": self.resize,
-                "bootstrap": self.bootstrap}
+                "bootstrap": self.bootstrap, "index_check": self.index_check}
 
 
 def split_entry(entry: str) -> tuple[str, str | None]:

@@ -26,7 +26,10 @@ from imgsearch.compare.evaluation import (content_digest, evaluate_in_index, per
 from imgsearch.compare.fusion import cost_rows as fusion_cost_rows
 from imgsearch.compare.fusion import fuse_runs, shown_rows
 from imgsearch.compare.options import CompareOptions, choose_checkpoint, split_entry
+from imgsearch.compare.quantization import index_recall
+from imgsearch.compare.quantization import recommend as recommend_index
 from imgsearch.compare.queries import QuerySet, in_index_queries, outside_queries, scan
+from imgsearch.compare.stratify import read_vectors
 from imgsearch.compare.summary import label_disagreement, significance
 from imgsearch.datasource import data_name, data_ref, listing_digest
 from imgsearch.flow import REPO, Gateway, collection_name, local_flow
@@ -161,6 +164,9 @@ class Run:
             with _open_store(opts) as store:
                 evaluated, digest = evaluate_in_index(store, summary.collection, qs, opts)
             rec.update(evaluated)
+        if opts.index_check:  # what HNSW and quantisation cost in recall here (a second read of the vectors)
+            with _open_store(opts) as store:
+                rec["index_recall"] = index_recall(read_vectors(store, summary.collection)[0])
         per = rec["per_query"]
         rec["per_label_recall@1"] = per_label_recall(per, qs.queries)
         rec["eval_seconds"] = round(flow_eval + time.perf_counter() - t_strat, 3)
@@ -248,6 +254,8 @@ def run_compare(opts: CompareOptions, log: TextIO = sys.stderr) -> dict:
         "significance": significance(runs, opts.bootstrap),
         "cost": {"vertex_price_per_1000": opts.vertex_price, "quality": "mAP@10", "cost": "ms per image", "rows": costs},
         "fusion": fusion,
+        "quantization": {"per_encoder": {r["encoder"]: r["index_recall"] for r in runs if r.get("index_recall")},
+                         "recommended": recommend_index({r["encoder"]: r["index_recall"] for r in runs if r.get("index_recall")})},
         "labels": label_disagreement(runs),
         "grid": {"rows": opts.grid_rows, "k": opts.grid_k},
     }

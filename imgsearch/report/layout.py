@@ -19,7 +19,7 @@ from imgsearch.report.decision import (
     significance_text,
     summary_rows,
 )
-from imgsearch.report.fused import FUSION_COLS, FUSION_NOTE, fusion_rows
+from imgsearch.report.fusion_index import FUSION_COLS, FUSION_NOTE, INDEX_COLS, INDEX_NOTE, fusion_rows, index_rows
 from imgsearch.report.grid_text import grid_html, grid_md
 from imgsearch.report.markup import e, html_fold, html_table, md_fold, md_table
 from imgsearch.report.recommend import claims
@@ -157,6 +157,18 @@ def fusion(c: Ctx) -> Section:
                     + html_table("fusion-table", FUSION_COLS, rows, [r[0] for r in rows]) + "</section>"])
 
 
+def index_setting(c: Ctx) -> Section:
+    rows = index_rows(c.result)
+    if not rows:
+        return Section()
+    sentence = ((c.result.get("quantization") or {}).get("recommended") or {}).get("sentence", "")
+    return Section(["", "<a id='quantization'></a>", "", "## What the index setting costs", "", sentence, "", INDEX_NOTE, "",
+                    *md_table(INDEX_COLS, rows)],
+                   [f"<section id='quantization'><h2>What the index setting costs</h2><p>{e(sentence)}</p>"
+                    f"<p class='notes'>{e(INDEX_NOTE)}</p>" + html_table("index-table", INDEX_COLS, rows, [r[0] for r in rows])
+                    + "</section>"])
+
+
 def per_label(c: Ctx) -> Section:
     cols, rows = label_rows(c.result)
     if not rows:
@@ -192,6 +204,7 @@ SECTIONS: list[Callable[[Ctx], Section]] = [
     charts,
     significance,
     fusion,
+    index_setting,
     per_label,
     grid,
     notes,
