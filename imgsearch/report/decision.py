@@ -1,7 +1,7 @@
 """The report's decision tables: the short headline table (quality, cost, the Pareto flag) and
 the significance section (top group, rank intervals, Holm-adjusted verdicts)."""
 
-from imgsearch.report.common import ci_text, fmt, runtime_text
+from imgsearch.report.common import as_int, ci_text, fmt, runtime_text
 from imgsearch.report.selection import ok_runs
 
 SUMMARY_COLS = ["entry", "runtime", "threads", "mAP@10 [95% CI]", "R@1", "rank [95% CI]", "top group", "ms / image",
@@ -35,11 +35,11 @@ def summary_rows(result: dict) -> tuple[list[str], list[list[str]], list[str]]:
         lab = q.get("labelled") or c.get("quality") is not None
         rows.append([
             name + (" (random)" if r.get("random_weights") else ""),
-            runtime_text(r) if r else c.get("runtime") or "–", fmt(c.get("threads")),
+            runtime_text(r) if r else c.get("runtime") or "–", fmt(as_int(c.get("threads"))),
             (fmt(c.get("quality")) + ci_text((q.get("ci") or {}).get("mAP@10"))) if lab else "no labels",
             fmt(q.get("recall@1")) if lab else "–",
             _rank(sig, name), "yes" if name in group else ("–" if not lab else "no"),
-            fmt(c.get("ms_per_image"), 2), fmt(c.get("peak_rss_mb"), 0), fmt(c.get("ram_bytes_per_vector")),
+            fmt(c.get("ms_per_image"), 2), fmt(c.get("peak_rss_mb"), 0), fmt(as_int(c.get("ram_bytes_per_vector"))),
             fmt(c.get("disk_bytes_per_vector"), 0), fmt(c.get("index_s_per_10k"), 1),
             fmt(c.get("price_per_1000"), 2) + (" (leaves the machine)" if c.get("leaves_machine") else ""),
             _pareto(c.get("pareto")),

@@ -8,6 +8,7 @@ and one line there.
 
 import base64
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,11 +85,16 @@ def header(c: Ctx) -> Section:
     return s
 
 
+def _code(escaped: str) -> str:
+    """`command` in a claim (Markdown) as <code> in HTML."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+
+
 def recommendation(c: Ctx) -> Section:
     said = claims(c.result)
     md = ["", "## Recommendation", ""] + [f"- {text} ([numbers](#{anchor}))" for text, anchor in said]
     html = ("<section id='recommendation'><h2>Recommendation</h2><ul>"
-            + "".join(f"<li data-anchor='{e(anchor)}'>{e(text)} <a href='#{e(anchor)}'>numbers</a></li>" for text, anchor in said)
+            + "".join(f"<li data-anchor='{e(anchor)}'>{_code(e(text))} <a href='#{e(anchor)}'>numbers</a></li>" for text, anchor in said)
             + "</ul></section>")
     return Section(md, [html])
 

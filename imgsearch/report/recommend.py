@@ -37,15 +37,18 @@ def _best(group: list[str], sig: dict, cost: dict) -> tuple[str, str]:
             "on cost.", "significance")
 
 
-def _cheaper(group: list[str], cost: dict) -> Optional[tuple[str, str]]:
+def _cheaper(group: list[str], cost: dict, random: set[str]) -> Optional[tuple[str, str]]:
+    """A cheaper entry on the Pareto front close to the best (never a tiny random stand-in for a real one)."""
     best = group[0]
     bq, bms = (cost.get(best) or {}).get("quality"), _ms(cost.get(best))
     if bq is None or bms is None:
         return None
     cands = [(n, r) for n, r in cost.items() if r.get("pareto") and _ms(r) is not None and _ms(r) < bms
-             and r.get("quality") is not None and not r.get("fused")]
+             and r.get("quality") is not None and not r.get("fused") and (n not in random or best in random)]
     if not cands:
-        return (f"No cheaper entry is on the Pareto front: {best} ({bms:.1f} ms per image) is also the best "
+        stand_ins = sorted(n for n, r in cost.items() if n in random and r.get("pareto") and (_ms(r) or bms) < bms)
+        note = f" ({', '.join(stand_ins)}: cheaper, but tiny random stand-ins)" if stand_ins else ""
+        return (f"No cheaper entry is on the Pareto front{note}: {best} ({bms:.1f} ms per image) is also the best "
                 "trade-off.", "summary")
     close = [(n, r) for n, r in cands if n in group or bq - r["quality"] <= CLOSE]
     n, r = min(close or cands, key=lambda nr: _ms(nr[1]))
@@ -89,14 +92,14 @@ def claims(result: dict) -> list[tuple[str, str]]:
             out.append(("Nothing was measured: see the encoders that did not run.", "summary"))
         return out
     out.append(_best(group, sig, cost))
-    out += [c for c in (_cheaper(group, cost), _fusion(result), _index(result)) if c]
+    random = {r["encoder"] for r in result["encoders"] if r.get("status") == "ok" and r.get("random_weights")}
+    out += [c for c in (_cheaper(group, cost, random), _fusion(result), _index(result)) if c]
     remote = [n for n, r in cost.items() if r.get("leaves_machine")]
     if remote:
         price = (result.get("cost") or {}).get("vertex_price_per_1000")
         out.append((f"{', '.join(remote)} runs as a cloud API: every image leaves this machine, at "
                     f"USD {price:.2f} per 1,000 images (--vertex-price).", "summary"))
-    random = [r["encoder"] for r in result["encoders"] if r.get("status") == "ok" and r.get("random_weights")]
     if random:
-        out.append((f"{', '.join(random)} ran with tiny random weights: their numbers say nothing about the real "
+        out.append((f"{', '.join(sorted(random))} ran with tiny random weights: their numbers say nothing about the real "
                     "encoders, so this recommendation is a demonstration only.", "summary"))
     return out

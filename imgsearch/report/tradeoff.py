@@ -54,11 +54,18 @@ def plot_tradeoff(result: dict, out: Path) -> Optional[Path]:
     for a, b in zip(front, front[1:]):  # a step: quality holds until the next front point
         (x0, y0), (x1, y1) = xy(a[1], a[2]), xy(b[1], b[2])
         d.line([x0, y0, x1, y0, x1, y1], fill=(30, 150, 60), width=2)
+    placed: list[tuple[float, float, float, float]] = []
     for i, (name, ms, q, on_front) in enumerate(pts):
         x, y = xy(ms, q)
         color = PALETTE[i % len(PALETTE)]
         r = 6 if on_front else 4
         d.ellipse([x - r, y - r, x + r, y + r], fill=color if on_front else "white", outline=color, width=2)
-        d.text((x + 8, y - 8), name, fill=color, font=_font(12))
+        w = d.textlength(name, font=_font(12))
+        lx = x + 8 if x + 8 + w < W - 4 else x - 8 - w  # past the right edge: to the point's left
+        ly = y - 8
+        while any(lx < b[2] and b[0] < lx + w and ly < b[3] and b[1] < ly + 14 for b in placed):
+            ly += 14  # close points: their names stacked, not overprinted
+        placed.append((lx, ly, lx + w, ly + 14))
+        d.text((lx, ly), name, fill=color, font=_font(12))
     img.save(out)
     return out
