@@ -431,6 +431,16 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     assert runs["vertex"]["info"]["device"].startswith("remote") and runs["vertex"]["dim"] == 1408
     assert runs["efficientnet-lite0"]["quality"]["recall@5"] >= 0.5  # real weights find the photo's other views
     assert len(result["significance"]["pairs"]) == 6 and result["client_peak_rss_mb"] > 50
+    # What this run adds is cached with the evaluation: the reused entry still has its bare-model time
+    # and its index check; the decision (top group, ranks, fusion, cost) is made again from them.
+    for name in ("efficientnet-lite0", "efficientnet-lite0@torch", "clip"):
+        assert runs[name]["model_ms_per_image"] > 0 and runs[name]["index_recall"]["settings"]["hnsw"]["recall@10"] > 0.9
+    assert runs["efficientnet-lite0"]["model_ms_per_image"] == {r["encoder"]: r for r in first["encoders"]}["efficientnet-lite0"]["model_ms_per_image"]
+    assert "model_ms_per_image" not in runs["vertex"] and result["cost"]["rows"]["vertex"]["leaves_machine"]
+    assert set(result["significance"]["ranks"]) == {"efficientnet-lite0", "efficientnet-lite0@torch", "clip", "vertex"}
+    assert result["significance"]["top_group"][0] in runs and "rrf(efficientnet-lite0+clip)" in result["fusion"]["rows"]
+    assert result["quantization"]["recommended"]["option"] in ("none", "int8", "binary")
+    assert "## Recommendation" in (out / "report.md").read_text()
 
     # One encoder on two runtimes: two collections, each run on the runtime it asked for, same quality.
     lite, torch_lite = runs["efficientnet-lite0"], runs["efficientnet-lite0@torch"]

@@ -1,12 +1,15 @@
 """What the index setting costs: recall@10 of Qdrant's approximate search against exact search.
 
 Per encoder, its stored vectors (at most ``MAX_VECTORS``, a seeded sample past it) go into two
-throw-away Qdrant Edge shards with the store's own HNSW settings (m 16, ef_construct 100, searched
-with ef 128): one with int8 scalar quantisation, one with binary. Each is searched for ``QUERIES``
-of the vectors (themselves excluded) as:
+throw-away Qdrant Edge shards: one as the store makes a collection (HNSW m 16, ef_construct 100,
+searched with ef 128, over int8 scalar-quantised vectors), one with binary quantisation and no
+graph (building a second graph doubled the check's time). Each is searched for ``QUERIES`` of the
+vectors (themselves excluded) as:
 - ``hnsw``: the HNSW graph over the full vectors (quantisation ignored);
-- ``int8`` / ``binary``: the quantised vectors alone; ``int8+rescore`` / ``binary+rescore``: the
-  quantised vectors, then the best ``RESCORE_OVERSAMPLING`` × 10 rescored with the full vectors;
+- ``int8``: the graph over the int8 copy alone; ``int8+rescore``: then the best
+  ``RESCORE_OVERSAMPLING`` × 10 rescored with the full vectors (the store's search);
+- ``binary`` / ``binary+rescore``: every binary code scanned (no graph), without and with the
+  rescoring: what 1 bit a dimension costs by itself; with a graph, the hnsw column's loss adds;
 and scored as recall@10 against numpy's exact top 10 of the same vectors (autofaiss' measure).
 The RAM column is what the vectors need in RAM when the full vectors stay on disk and only the
 quantised copy is held (none: the full fp32 vectors).
@@ -51,15 +54,18 @@ def exact_top(vectors: np.ndarray, rows: np.ndarray, k: int = K) -> np.ndarray:
     return np.take_along_axis(top, order, axis=1)
 
 
-def _shard(path: str, dim: int, quantization):
+def _shard(path: str, dim: int, quantization, graph: bool):
     from qdrant_edge import (Distance, EdgeConfig, EdgeOptimizersConfig, EdgeShard, EdgeVectorParams,
                              HnswIndexConfig)
 
-    # full_scan_threshold and indexing_threshold at their least: HNSW even for a small collection.
+    # graph: full_scan_threshold and indexing_threshold at their least, HNSW even for a small
+    # collection; no graph: neither is ever reached, the quantised codes are scanned in full.
+    least, never = 1, 10**9
     return EdgeShard.create(path, EdgeConfig(
         vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine),
-        hnsw_config=HnswIndexConfig(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=1, max_indexing_threads=0),
-        quantization_config=quantization, optimizers=EdgeOptimizersConfig(indexing_threshold=1)))
+        hnsw_config=HnswIndexConfig(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=least if graph else never,
+                                    max_indexing_threads=0),
+        quantization_config=quantization, optimizers=EdgeOptimizersConfig(indexing_threshold=least if graph else never)))
 
 
 def _search(shard, vectors: np.ndarray, rows: np.ndarray, ignore: bool, rescore: bool) -> list[list[int]]:
@@ -99,11 +105,11 @@ def index_recall(vectors: np.ndarray, queries: int = QUERIES, max_vectors: int =
     for kind, config in quantizations.items():
         folder = tempfile.mkdtemp(prefix=f"compare-{kind}-")
         try:
-            shard = _shard(folder, dim, config)
+            shard = _shard(folder, dim, config, graph=kind == "int8")
             for start in range(0, len(vectors), 1000):
                 shard.update(UpdateOperation.upsert_points(
                     [Point(i, memoryview(vectors[i]), {}) for i in range(start, min(len(vectors), start + 1000))]))
-            shard.optimize()  # builds the HNSW graph and the quantised vectors
+            shard.optimize()  # builds the quantised vectors (and, for int8, the HNSW graph)
             searches = {kind: (False, False), f"{kind}+rescore": (False, True)}
             if kind == "int8":
                 searches = {"hnsw": (True, False), **searches}
