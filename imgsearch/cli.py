@@ -165,8 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("results/compare"), help="report folder (default: results/compare)")
     p.add_argument("--vertex-project", help="Google Cloud project for the vertex encoder (default: GOOGLE_CLOUD_PROJECT / credentials)")
     p.add_argument("--vertex-region", help="Vertex AI region (default: us-central1)")
-    p.add_argument("--vertex-price", type=float, default=0.10, metavar="USD",
-                   help="Vertex price per 1,000 images in the cost table (default 0.10, the list price)")
+    p.add_argument("--vertex-price", type=float, metavar="USD",
+                   help="Vertex price per 1,000 images in the cost table (default: the list price, 0.10)")
     p.add_argument("--no-index-check", action="store_true",
                    help="skip measuring HNSW / int8 / binary quantisation recall@10 against exact search")
     p.add_argument("--json", action="store_true", help="print report.json on stdout")

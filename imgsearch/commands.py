@@ -232,7 +232,9 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
         captions=args.captions, top_k=args.top_k, score_depth=args.score_depth, grid_rows=args.grid_rows,
         grid_k=args.grid_k, batch_size=args.batch_size, resize=args.resize, store=args.store,
         qdrant_url=args.qdrant_url, vertex_project=args.vertex_project, vertex_region=args.vertex_region,
-        vertex_price=args.vertex_price, index_check=not args.no_index_check, fresh=args.fresh, progress=not (args.json or args.no_progress), argv=["app.py", *sys.argv[1:]],
+        index_check=not args.no_index_check, fresh=args.fresh, progress=not (args.json or args.no_progress),
+        argv=["app.py", *sys.argv[1:]],
+        **({"vertex_price": args.vertex_price} if args.vertex_price is not None else {}),  # else the options' default
     )
     _check_data(args.data)
     result = run_compare(opts)
