@@ -67,7 +67,7 @@ def cmd_index(opts: o.IndexOptions, out: TextIO) -> int:
         config = flow_config(name, opts.models.get(name), opts.store, opts.resize, opts.runtime, opts.lanes)
         with gateway_for(opts.host, config) as (gateway, info):
             summary = run_index(gateway, opts.data, info, opts.batch_size, opts.dataset, progress=opts.progress,
-                                resize=opts.resize, prune=opts.prune, max_prune=opts.max_prune)
+                                resize=opts.resize, prune=opts.prune, max_prune=opts.max_prune, quantization=opts.quantization)
         summary.seconds = time.perf_counter() - started  # wall time, flow start-up included
         if summary.files_seen == 0:
             raise UserError(f"no image files found under {opts.data}")

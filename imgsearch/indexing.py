@@ -73,6 +73,7 @@ def run_index(
     runtime: str | None = None,
     prune: bool = False,
     max_prune: float = 0.5,
+    quantization: Optional[str] = None,
 ) -> IndexSummary:
     """Index what the scan of ``data`` finds and the collection lacks; with ``prune``, then
     forget the stored paths under ``data`` whose files are gone (imgsearch/prune.py)."""
@@ -83,7 +84,7 @@ def run_index(
     name = collection_name(dataset, info.model, resize, runtime)  # runtime: only where asked for by name
     summary = IndexSummary(collection=name, encoder=info.encoder, model=info.model, data=ref)
     params = {"data": ref, "collection": name, "encoder_name": info.encoder, "dataset": dataset,
-              **fit_parameter(info)}
+              **fit_parameter(info), **({"quantization": quantization} if quantization else {})}
     total = int(gateway.call("/scan_total", params).get("files", 0))
     bar = _progress(total, progress, f"{info.encoder} → {name}")
     seen_hashes: dict[str, str] = {}

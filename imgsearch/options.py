@@ -47,6 +47,7 @@ class IndexOptions:
     batch_size: Optional[int] = None  # images per request; None: the encoder's own
     prune: bool = False
     max_prune: float = 0.5  # --prune changes nothing when more than this share of paths would go
+    quantization: Optional[str] = None  # a new collection's: none | int8 | binary; None: the store's default (int8)
     resize: Optional[int] = None
     runtime: Optional[str] = field(default_factory=lambda: _env("ENCODER_RUNTIME"))
     lanes: Optional[str] = field(default_factory=lambda: _env("ENCODER_LANES") or "auto")

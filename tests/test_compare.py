@@ -24,6 +24,7 @@ from imgsearch.compare import (
     run_compare,
     split_entry,
 )
+from imgsearch.compare.cost import cost_table
 from imgsearch.compare.queries import Item, pick_queries
 from imgsearch.compare.summary import label_disagreement, significance
 from imgsearch.flow import collection_name
@@ -134,6 +135,7 @@ def synthetic_result(paths: dict, labelled: bool = True) -> dict:
         "images": {"paths": [paths[n] for n in NAMES], "labels": [n[0] if labelled else None for n in NAMES]},
         "settings": {"encoders": ["good", "poor", "gone"]}, "environment": {"python": "3"},
         "encoders": runs, "significance": significance(runs, 200), "labels": label_disagreement(runs),
+        "cost": {"vertex_price_per_1000": 0.1, "rows": cost_table(runs)},
         "timing": {"indexing_seconds": 6.0, "evaluation_seconds": 0.5, "report_seconds": 0.1}, "client_peak_rss_mb": 321.0,
         "grid": {"rows": 3, "k": 2},
     }
@@ -429,6 +431,16 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     assert runs["vertex"]["info"]["device"].startswith("remote") and runs["vertex"]["dim"] == 1408
     assert runs["efficientnet-lite0"]["quality"]["recall@5"] >= 0.5  # real weights find the photo's other views
     assert len(result["significance"]["pairs"]) == 6 and result["client_peak_rss_mb"] > 50
+    # What this run adds is cached with the evaluation: the reused entry still has its bare-model time
+    # and its index check; the decision (top group, ranks, fusion, cost) is made again from them.
+    for name in ("efficientnet-lite0", "efficientnet-lite0@torch", "clip"):
+        assert runs[name]["model_ms_per_image"] > 0 and runs[name]["index_recall"]["settings"]["hnsw"]["recall@10"] > 0.9
+    assert runs["efficientnet-lite0"]["model_ms_per_image"] == {r["encoder"]: r for r in first["encoders"]}["efficientnet-lite0"]["model_ms_per_image"]
+    assert "model_ms_per_image" not in runs["vertex"] and result["cost"]["rows"]["vertex"]["leaves_machine"]
+    assert set(result["significance"]["ranks"]) == {"efficientnet-lite0", "efficientnet-lite0@torch", "clip", "vertex"}
+    assert result["significance"]["top_group"][0] in runs and "rrf(efficientnet-lite0+clip)" in result["fusion"]["rows"]
+    assert result["quantization"]["recommended"]["option"] in ("none", "int8", "binary")
+    assert "## Recommendation" in (out / "report.md").read_text()
 
     # One encoder on two runtimes: two collections, each run on the runtime it asked for, same quality.
     lite, torch_lite = runs["efficientnet-lite0"], runs["efficientnet-lite0@torch"]
@@ -452,7 +464,8 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     md = (out / "report.md").read_text()
     for name in ("efficientnet-lite0", "clip", "dinov2", "vertex"):
         assert name in md
-    headline = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith("| efficientnet-lite0")}
+    summary = md.split("## Quality and cost")[1].split("\n## ")[0]  # the short table, and the full one folded under it
+    headline = {line.split(" | ")[0]: line for line in summary.splitlines() if line.startswith("| efficientnet-lite0")}
     assert "| onnx (CPUExecutionProvider) |" in headline["| efficientnet-lite0 (reused)"]
     assert "| torch (cpu) |" in headline["| efficientnet-lite0@torch"]
     section = md.split("## One encoder, several runtimes")[1].split("\n## ")[0]

@@ -7,11 +7,11 @@ from ranx import Qrels, Run
 from ranx import evaluate as ranx_evaluate
 from sklearn.metrics import precision_recall_curve, roc_auc_score
 
+from imgsearch.compare.ranks import winner
 from imgsearch.compare.significance import (
     compare_pairs,
     paired_test,
     stratification_ci,
-    winner,
 )
 from imgsearch.compare.stratify import BINS, stratify
 from imgsearch.metrics import (

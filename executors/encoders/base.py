@@ -32,7 +32,7 @@ from executors.encoders.device_decode import decode_on_cpu, resolve_device_decod
 from executors.encoders.preprocess import PLAN_VERSION, ImagePreprocessor
 from executors.encoders.onnx_towers import OnnxTowers
 from executors.encoders.plan import MAX_BATCH, EncoderPlan, default_batch
-from executors.encoders.runtimes import RuntimeChoiceError, Tower, cache_plan, cached_plan, folder_revision, graph_key
+from executors.encoders.runtimes import RuntimeChoiceError, cache_plan, cached_plan, folder_revision, graph_key
 from executors.encoders.runtime_env import on_torch
 from executors.encoders.specs import EncoderSpec, get_spec
 from executors.flow_kwargs import flow_kwarg
@@ -377,6 +377,7 @@ class TorchEncoder(OnnxTowers, EncoderStage):
             dtype=str(self.dtype).removeprefix("torch."),
             runtime=self.runtime,
             lanes=self.lanes,
+            num_threads=self.num_threads,  # compare's cost table: ms per image on how many threads
             lanes_peak_busy=self.lanes_peak_busy,  # the most batches encoded at once so far
             onnx_provider=getattr(self.image_tower, "provider", None),
             # Set: the client asks the normalizer to leave JPEGs as bytes (``keep_jpeg``).

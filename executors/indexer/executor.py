@@ -132,6 +132,8 @@ class QdrantIndexer(Stage):
                     "encoder": parameters.get("encoder_name"),  # not "encoder": Jina routes keys named after executors
                     "dataset": parameters.get("dataset"),
                     "dim": int(vectors.shape[1]),
+                    # None: a new collection gets the default, an existing one keeps its own
+                    "quantization": parameters.get("quantization"),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 },
             )

@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-prune", type=fraction, metavar="F",
                    help=f"--prune changes nothing when more than this share of the folder's stored paths would go "
                         f"(default {o.IndexOptions.max_prune}: an unmounted sub-folder looks like deleted files)")
+    p.add_argument("--quantization", choices=("none", "int8", "binary"),
+                   help="what a new collection's HNSW search reads: int8 (default), binary or none; stored in its "
+                        "metadata (`app.py compare` measures what each costs in recall@10)")
     json_arg(p)
     p.add_argument("--no-progress", action="store_true")
     resize_arg(p)

@@ -39,6 +39,10 @@ def add_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help=f"report folder (default: {c.out})")
     p.add_argument("--vertex-project", help="Google Cloud project for the vertex encoder (default: GOOGLE_CLOUD_PROJECT / credentials)")
     p.add_argument("--vertex-region", help="Vertex AI region (default: us-central1)")
+    p.add_argument("--vertex-price", type=float, metavar="USD",
+                   help=f"Vertex price per 1,000 images in the cost table (default: the list price, {c.vertex_price:.2f})")
+    p.add_argument("--no-index-check", action="store_false", dest="index_check",
+                   help="skip measuring HNSW / int8 / binary quantisation recall@10 against exact search")
     json_arg(p, "print report.json on stdout")
     p.add_argument("--no-progress", action="store_true")
     resize_arg(p)

@@ -11,6 +11,7 @@ from executors.encoders.runtime_env import RUNTIMES
 from executors.encoders.specs import DEFAULT_ENCODER, get_spec
 from executors.errors import UserError
 from executors.urls import DataSource
+from imgsearch.compare.cost import VERTEX_PRICE_PER_1000
 from imgsearch.options import SAMPLE_DATA
 
 logger = logging.getLogger(__name__)
@@ -43,8 +44,10 @@ class CompareOptions:
     runtime: Optional[str] = None  # of entries without @runtime; None: $ENCODER_RUNTIME, else auto
     vertex_project: Optional[str] = None
     vertex_region: Optional[str] = None
+    vertex_price: float = VERTEX_PRICE_PER_1000  # USD per 1,000 images, for the cost table
     fresh: bool = False  # drop the compared collections and cached evaluations first
     bootstrap: int = 1000  # resamples for every confidence interval
+    index_check: bool = True  # measure HNSW / int8 / binary recall@10 against exact search (quantization.py)
     progress: bool = True
     json: bool = False  # print report.json on stdout
     argv: list[str] = field(default_factory=list)
@@ -63,6 +66,8 @@ class CompareOptions:
             raise CompareError("--max-queries must be at least 1")
         if self.top_k < 1 or self.grid_k < 1:
             raise CompareError("--top-k and --grid-k must be at least 1")
+        if self.vertex_price < 0:
+            raise CompareError("--vertex-price cannot be negative")
         if self.grid_rows < 0:
             raise CompareError("--grid-rows cannot be negative")
 
@@ -71,7 +76,7 @@ class CompareOptions:
         return {"queries": str(self.queries) if self.queries else None, "query_fraction": self.query_fraction,
                 "max_queries": self.max_queries, "captions": str(self.captions) if self.captions else None,
                 "top_k": self.top_k, "score_depth": self.score_depth, "resize": self.resize,
-                "bootstrap": self.bootstrap}
+                "bootstrap": self.bootstrap, "index_check": self.index_check}
 
 
 def split_entry(entry: str) -> tuple[str, str | None]:

@@ -20,10 +20,16 @@ from typing import Optional, TextIO
 from executors.indexer.store import EdgeStore, ServerStore
 from executors.stage import peak_rss_mb  # this (client) process's; the executors report their own
 from imgsearch.compare.cache import EvalCache, folder_digest, key_of
+from imgsearch.compare.cost import cost_table, model_timing
 from imgsearch.compare.evaluation import (content_digest, evaluate_in_index, per_label_recall, rank_outside_queries,
                                           ranking_cis, search_latency, text_quality)
+from imgsearch.compare.fusion import cost_rows as fusion_cost_rows
+from imgsearch.compare.fusion import fuse_runs, shown_rows
 from imgsearch.compare.options import CompareOptions, choose_checkpoint, split_entry
+from imgsearch.compare.quantization import index_recall
+from imgsearch.compare.quantization import recommend as recommend_index
 from imgsearch.compare.queries import QuerySet, in_index_queries, outside_queries, scan
+from imgsearch.compare.stratify import read_vectors
 from imgsearch.compare.summary import label_disagreement, significance
 from imgsearch.datasource import data_name, data_ref, listing_digest
 from imgsearch.flow import REPO, FlowConfig, Gateway, collection_name, local_flow
@@ -33,7 +39,7 @@ from imgsearch.tiny_models import is_tiny_random
 
 logger = logging.getLogger(__name__)
 
-EVAL_VERSION = 2  # part of every cached evaluation's key: a change in what it holds invalidates old caches
+EVAL_VERSION = 3  # part of every cached evaluation's key: a change in what it holds invalidates old caches
 
 def _open_store(opts: CompareOptions):
     return ServerStore(opts.qdrant_url, read_only=True, api_key=opts.qdrant_api_key) if opts.qdrant_url else EdgeStore(str(opts.store), read_only=True)
@@ -144,6 +150,7 @@ class Run:
                 rec.update(search_latency(gateway, info, summary.collection, qs))
             if info.text:
                 rec.update(text_quality(gateway, summary.collection, summary.count, opts, qs))
+            rec.update(model_timing(gateway.call_each("/timings")))  # the bare model's ms per image, this run
             info = encoder_info(gateway)  # again: peak memory after indexing and searching
             flow_eval = time.perf_counter() - t_eval
         t_strat = time.perf_counter()
@@ -156,6 +163,9 @@ class Run:
             with _open_store(opts) as store:
                 evaluated, digest = evaluate_in_index(store, summary.collection, qs, opts)
             rec.update(evaluated)
+        if opts.index_check:  # what HNSW and quantisation cost in recall here (a second read of the vectors)
+            with _open_store(opts) as store:
+                rec["index_recall"] = index_recall(read_vectors(store, summary.collection)[0])
         per = rec["per_query"]
         rec["per_label_recall@1"] = per_label_recall(per, qs.queries)
         rec["eval_seconds"] = round(flow_eval + time.perf_counter() - t_strat, 3)
@@ -221,6 +231,11 @@ def run_compare(opts: CompareOptions, log: TextIO = sys.stderr) -> dict:
     t_summary = time.perf_counter()
     labels = {it.label for it in qs.items if it.label is not None}
     measured = [r for r in runs if r.get("status") == "ok" and not r.get("resumed")]
+    costs = cost_table(runs, opts.vertex_price)
+    fusion = fuse_runs(runs, [it.label for it in qs.items], [it.path for it in qs.items],
+                       [[q.path, q.label] for q in qs.queries], costs, opts.bootstrap)
+    costs = cost_table(runs, opts.vertex_price, extra=fusion_cost_rows(fusion))
+    costs = {n: r for n, r in costs.items() if not r.get("fused") or n in shown_rows(costs)}
     result = {
         "title": f"Encoder comparison on {data_name(opts.data)}",
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -240,6 +255,10 @@ def run_compare(opts: CompareOptions, log: TextIO = sys.stderr) -> dict:
         "environment": environment(),
         "encoders": runs,
         "significance": significance(runs, opts.bootstrap),
+        "cost": {"vertex_price_per_1000": opts.vertex_price, "quality": "mAP@10", "cost": "ms per image", "rows": costs},
+        "fusion": fusion,
+        "quantization": {"per_encoder": {r["encoder"]: r["index_recall"] for r in runs if r.get("index_recall")},
+                         "recommended": recommend_index({r["encoder"]: r["index_recall"] for r in runs if r.get("index_recall")})},
         "labels": label_disagreement(runs),
         "grid": {"rows": opts.grid_rows, "k": opts.grid_k},
     }

@@ -26,7 +26,7 @@ from qdrant_client import QdrantClient, models
 
 from .interface import (FULL_SCAN_THRESHOLD_KB, HNSW_EF_CONSTRUCT, HNSW_M, RESCORE_OVERSAMPLING,
                          SEARCH_HNSW_EF,
-                         _NAME_RE, CollectionInfo, Excludes, Hit, UnknownCollectionError, VectorStore, _check_limit,
+                         _NAME_RE, CollectionInfo, Excludes, Hit, check_quantization, UnknownCollectionError, VectorStore, _check_limit,
                          _check_query, _check_vectors, _merge_dim, _norm_ids, _vec, validate_name)
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,15 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRY_DEADLINE_S = 30.0  # how long one call keeps retrying transient errors
 _TRANSIENT_GRPC = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED")
+
+
+def _quantization_config(quantization: str):
+    if quantization == "binary":
+        return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
+    if quantization == "int8":
+        return models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True))
+    return None
 
 
 @dataclass(frozen=True)
@@ -178,6 +187,8 @@ class ServerStore(VectorStore):
         # A cluster layout is recorded with the collection; single-node (all 1) needs no record.
         layout = asdict(self.layout) if self.layout != ClusterLayout() else {}
         full_meta = {**_merge_dim(meta, dim), **layout}
+        asked = full_meta.pop("quantization", None)
+        full_meta["quantization"] = check_quantization(name, None, asked)
         if not self.has_collection(name):
             try:
                 self.client.create_collection(
@@ -188,9 +199,7 @@ class ServerStore(VectorStore):
                     vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
                     hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT,
                                                       full_scan_threshold=FULL_SCAN_THRESHOLD_KB),
-                    quantization_config=models.ScalarQuantization(
-                        scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
-                    ),
+                    quantization_config=_quantization_config(full_meta["quantization"]),
                     metadata=full_meta,
                 )
                 logger.info("created collection %s (dim %d, %s) on %s", name, dim, self.layout, self.url or "client")
@@ -201,6 +210,7 @@ class ServerStore(VectorStore):
                 if not self.has_collection(name):  # not a lost create race: a real error
                     raise
         self._dims.pop(name, None)
+        check_quantization(name, self.collection_meta(name), asked)
         have = self._dim(name)
         if have != dim:
             raise ValueError(
