@@ -9,7 +9,7 @@ sends are kept in ``extra``, so an older client reads what it knows and ignores 
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, TypeVar
+from typing import Any, Callable, Mapping, Optional, TypeVar
 
 # Endpoints (executors' @requests(on=...) and clients' calls use these names).
 INDEX = "/index"
@@ -36,12 +36,14 @@ class _Contract:
 
     @classmethod
     def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}  # type: ignore[arg-type]
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}  # type: ignore[arg-type]  # cls: a dataclass
         known = {k: v for k, v in data.items() if k in names}
-        return cls(**known, extra={k: v for k, v in data.items() if k not in names})
+        make: Callable[..., T] = cls  # the dataclass's own __init__
+        return make(**known, extra={k: v for k, v in data.items() if k not in names})
 
     def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}  # type: ignore[arg-type]
+        fields = dataclasses.fields(self)  # type: ignore[arg-type]  # self: a dataclass
+        out = {f.name: getattr(self, f.name) for f in fields if f.name != "extra"}
         return {**self.extra, **out}
 
 
@@ -65,8 +67,8 @@ class EncoderInfo(_Contract):
     lanes_peak_busy: Optional[int] = None
     onnx_provider: Optional[str] = None
     device_decode: Optional[str] = None  # set: clients ask the normalizer to leave JPEGs as bytes
-    preprocess: Optional[dict] = None
-    resize_rule: Optional[dict] = None  # clients pass it to the normalizer (``fit``)
+    preprocess: Optional[dict[str, Any]] = None
+    resize_rule: Optional[dict[str, Any]] = None  # clients pass it to the normalizer (``fit``)
     torch: Optional[str] = None
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -156,8 +156,9 @@ def cmd_search(opts: o.SearchOptions, out: TextIO) -> int:
 def _stored_collections(opts: o.StatsOptions) -> list[CollectionStats]:
     if opts.host:
         return connect(opts.host).collections()
-    from executors.indexer.store import EdgeStore, ServerStore  # local: both Qdrant clients, only for stats
+    from executors.indexer.store import EdgeStore, ServerStore, VectorStore  # local: both Qdrant clients, only for stats
 
+    store: VectorStore
     if opts.store.qdrant_url:
         store = ServerStore(opts.store.qdrant_url, read_only=True, api_key=opts.store.qdrant_api_key)
     else:

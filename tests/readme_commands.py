@@ -13,7 +13,7 @@ The substitutions, all of them:
 | interpreter | `python`, `.venv/bin/python` | the interpreter running the tests (the venv the test command made) |
 | the checkout | `app.py`, `examples/…` | this checkout's files, run from a temporary folder (relative paths land there) |
 | installing | `python3 -m venv … && pip install … && CMD` | `CMD` alone: the install is the test command's own first half, which has just run |
-| small data | `app.py sample` | `--limit 12 --variants 2` appended (12 templates, not 207); the demo and the examples read that set |
+| small data | `app.py sample` | `--limit 56 --variants 2` appended (56 templates, doge the last, not 207); the demo and the examples read that set |
 | tiny models | a hub encoder (clip, dinov2…) whose checkpoint is unreachable | `--model ENCODER=<tiny random model>` appended; a collection named after a model is named after the tiny one |
 | ports | `8080`, `8000`, `localhost:8080` | free ports on 127.0.0.1 |
 | optional parts | `[--opt value]` | given |
@@ -28,7 +28,7 @@ from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-SMALL_SAMPLE = ["--limit", "12", "--variants", "2"]
+SMALL_SAMPLE = ["--limit", "56", "--variants", "2"]  # 56: the README searches doge, the 55th template
 
 
 @dataclass(frozen=True)

@@ -87,9 +87,9 @@ def test_readme_use_and_compare(workdir, tiny_models):
     for c in commands_for("test_readme_use_and_compare"):
         out[c.text] = sh(as_run(c.text, tiny_models), workdir).stdout
     memes = workdir / "data" / "memes"
-    assert len([p for p in memes.iterdir() if p.is_dir()]) == 12 and (memes / "doge" / "doge__v1.jpg").is_file()
+    assert len([p for p in memes.iterdir() if p.is_dir()]) == 56 and (memes / "doge" / "doge__v1.jpg").is_file()
     index = next(v for k, v in out.items() if " index " in k)
-    assert index.count("Collection 'memes--") == 3 and "skipped:" not in index
+    assert index.count("Collection 'memes--") == 3 and "skipped: 0" in index and "\n  skipped:\n" not in index
     image = next(v for k, v in out.items() if "--image" in k)
     hits = [line for line in image.splitlines() if re.match(r"\s+\d+\. ", line)]
     assert len(hits) == 8 and "doge/doge__v1.jpg" in hits[0]  # the query is indexed: it finds itself

@@ -324,15 +324,15 @@ def test_a_cached_int8_start_decodes_no_calibration_photos(tiny_models, monkeypa
     """The calibration photos' name keys the int8 graph; the photos themselves are decoded
     only to export it (once), not on every start, nor twice on the first."""
     _needs_quantiser()
-    import executors.encoders.base as base
+    import executors.encoders.onnx_towers as towers
 
     model = str(tiny_models[TINY_FOR_ENCODER["vit"]])
     decoded = []
-    real = base.calibration_images
-    monkeypatch.setattr(base, "calibration_images", lambda: decoded.append(1) or real())
+    real = towers.calibration_images
+    monkeypatch.setattr(towers, "calibration_images", lambda: decoded.append(1) or real())
     first = make_encoder("vit", model, runtime="onnx-int8", batch_size=4)
     assert len(decoded) <= 1  # once if it exported, never if another test had
-    monkeypatch.setattr(base, "calibration_images", lambda: pytest.fail("calibration photos decoded on a cached start"))
+    monkeypatch.setattr(towers, "calibration_images", lambda: pytest.fail("calibration photos decoded on a cached start"))
     again = make_encoder("vit", model, runtime="onnx-int8", batch_size=4)
     assert again.image_tower.path == first.image_tower.path and "int8" in again.image_tower.path.parent.name
 
@@ -409,12 +409,12 @@ def test_a_cached_onnx_start_imports_none_of_transformers_model_or_processor_cod
 
 
 def test_torch_bf16_warns_where_the_cpu_would_emulate_it(tiny_models, monkeypatch, caplog):
-    import executors.encoders.base as base
+    import executors.encoders.plan as plan
     from executors.encoders.runtimes import cpu_has_native_bf16
 
     assert cpu_has_native_bf16() in (True, False, None)  # read from this machine's CPU flags
-    monkeypatch.setattr(base, "cpu_has_native_bf16", lambda: False)
-    with caplog.at_level(logging.WARNING, logger="executors.encoders.base"):
+    monkeypatch.setattr(plan, "cpu_has_native_bf16", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="executors.encoders.plan"):
         make_encoder("clip", str(tiny_models[TINY_FOR_ENCODER["clip"]]), runtime="torch-bf16")
     assert any("without native bfloat16" in r.getMessage() for r in caplog.records)
 

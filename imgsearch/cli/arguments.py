@@ -22,7 +22,7 @@ __all__ = ["RUNTIME_CHOICES", "default", "encoder_args", "fraction", "host_arg",
 def default(cls: type, name: str) -> Any:
     """The default of an options field, as written in its dataclass."""
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def fraction(text: str) -> float:

@@ -4,7 +4,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from executors.encoders.resolve import CheckpointError, resolve_checkpoint
 from executors.encoders.runtime_env import RUNTIMES
@@ -66,7 +66,7 @@ class CompareOptions:
         if self.grid_rows < 0:
             raise CompareError("--grid-rows cannot be negative")
 
-    def settings_key(self) -> dict:
+    def settings_key(self) -> dict[str, Any]:
         """The settings an encoder's cached evaluation depends on (besides its collection)."""
         return {"queries": str(self.queries) if self.queries else None, "query_fraction": self.query_fraction,
                 "max_queries": self.max_queries, "captions": str(self.captions) if self.captions else None,

@@ -85,7 +85,7 @@ def _replace_arg(args: list[str], flag: str, value: str) -> None:
     args[i + 1] = value
 
 
-def _adapt(docs: list[dict], stage: str, component: str, encoder: Optional[str], model_cache: Optional[str],
+def _adapt(docs: list[dict], stage: str, component: str, encoder: str, model_cache: Optional[str],
            shared_data: bool = False) -> list[dict]:
     """Jina's ConfigMap + Service + Deployment for one stage → our Service + Deployment."""
     by_kind = {d["kind"]: d for d in docs}

@@ -40,7 +40,7 @@ class ExecutorUnreachable(FlowError):
         self.executor = executor
 
 
-def fit_parameter(info: EncoderInfo) -> dict:
+def fit_parameter(info: EncoderInfo) -> dict[str, Any]:
     """Request parameters that let the normalizer apply the encoder's own first resize as it
     decodes (``resize_rule`` from the encoder's /info), so only model-sized pixels travel;
     and, when the encoder decodes JPEGs on its GPU (/info ``device_decode``), leave them as
@@ -79,7 +79,7 @@ class Gateway:
         self.token = token if token is not None else os.environ.get(TOKEN_ENV, "")
         self.client = Client(host=host)
 
-    def _params(self, parameters: Optional[dict]) -> dict:
+    def _params(self, parameters: Optional[dict[str, Any]]) -> dict[str, Any]:
         return {**(parameters or {}), TOKEN_PARAMETER: self.token} if self.token else dict(parameters or {})
 
     def ready(self) -> bool:
@@ -100,7 +100,7 @@ class Gateway:
         self,
         endpoint: str,
         docs: Iterable[ImageDoc] = (),
-        parameters: Optional[dict] = None,
+        parameters: Optional[dict[str, Any]] = None,
         request_size: int = 32,
         on_done: Optional[Callable[[DocList[ImageDoc]], None]] = None,
         timeout: Optional[float] = None,
@@ -150,7 +150,7 @@ class Gateway:
 
         return _while_unreachable(endpoint, attempt, min(retry_until, deadline))
 
-    def _send(self, endpoint: str, docs: Iterable[ImageDoc], parameters: Optional[dict], request_size: int,
+    def _send(self, endpoint: str, docs: Iterable[ImageDoc], parameters: Optional[dict[str, Any]], request_size: int,
               collect: Callable[[Any], None], timeout: float, target: Optional[str] = None,
               prefetch: int = PREFETCH) -> None:
         try:
@@ -170,15 +170,15 @@ class Gateway:
         except Exception as exc:  # Jina wraps executor errors in several exception types
             raise self._error(endpoint, exc) from exc
 
-    def call(self, endpoint: str, parameters: Optional[dict] = None, timeout: Optional[float] = None) -> dict:
+    def call(self, endpoint: str, parameters: Optional[dict[str, Any]] = None, timeout: Optional[float] = None) -> dict[str, Any]:
         """An endpoint that answers with a result dict (``/info``, ``/count``, ``/stats``...)."""
-        results: dict[str, dict] = {}
+        results: dict[str, dict[str, Any]] = {}
         for value in self.call_each(endpoint, parameters, timeout).values():
             results.update(value)
         return results
 
-    def call_each(self, endpoint: str, parameters: Optional[dict] = None,
-                  timeout: Optional[float] = None) -> dict[str, dict]:
+    def call_each(self, endpoint: str, parameters: Optional[dict[str, Any]] = None,
+                  timeout: Optional[float] = None) -> dict[str, dict[str, Any]]:
         """Each executor's own answer (``/timings``: every stage answers).
 
         These only read (or, for ``/delete``, converge), so they retry while an executor restarts.
@@ -186,20 +186,21 @@ class Gateway:
         deadline = time.monotonic() + (timeout or self.timeout)
         retry_until = time.monotonic() + RETRY_UNREACHABLE_S
 
-        def attempt() -> list:
+        def attempt() -> list[Any]:
             try:
-                return self.client.post(
+                responses: list[Any] = self.client.post(
                     endpoint,
                     inputs=DocList[ImageDoc](),
                     parameters=self._params(parameters),
                     return_responses=True,
                     timeout=max(deadline - time.monotonic(), 0.001),
                 )
+                return responses
             except Exception as exc:
                 raise self._error(endpoint, exc) from exc
 
         responses = _while_unreachable(endpoint, attempt, min(retry_until, deadline))
-        results: dict[str, dict] = {}
+        results: dict[str, dict[str, Any]] = {}
         for resp in responses:
             for executor, value in (resp.parameters.get("__results__") or {}).items():
                 results.setdefault(executor, {}).update(value)
@@ -228,9 +229,10 @@ def _reason(exc: Exception) -> str:
     """The executor's own message, without Jina's wrapping."""
     header = exc.args[0] if exc.args else None
     status = getattr(header, "status", None)
-    if status is not None and getattr(status, "description", ""):  # BadServer: the reply's header
+    description: str = getattr(status, "description", "") if status is not None else ""
+    if status is not None and description:  # BadServer: the reply's header
         executor = status.exception.executor if status.HasField("exception") else ""
-        return f"{executor + ': ' if executor else ''}{status.description}"
+        return f"{executor + ': ' if executor else ''}{description}"
     text = str(exc)
     for marker in ("Exception(", "ValueError(", "KeyError(", "RuntimeError("):
         if marker in text:
