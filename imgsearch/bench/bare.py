@@ -68,7 +68,7 @@ def measure(encoder: str, model: Optional[str], files: list[Path], batch_sizes: 
                 if time.perf_counter() - started >= min_seconds:
                     break
             rates[b] = done / (time.perf_counter() - started)
-    best = max(rates, key=rates.get)
+    best = max(rates, key=lambda b: rates[b])
     return {
         "encoder": encoder,
         "model": enc.checkpoint,
