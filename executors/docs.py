@@ -11,11 +11,10 @@ from docarray import BaseDoc, DocList
 from docarray.proto import DocProto
 from docarray.typing import NdArray
 
-_type_to_protobuf: Optional[Callable[[Any], Any]]
 try:  # docarray's converter of one field value; private, so optional
     from docarray.base_doc.mixins.io import _type_to_protobuf as _docarray_converter
 
-    _type_to_protobuf = _docarray_converter
+    _type_to_protobuf: Optional[Callable[[Any], Any]] = _docarray_converter
 except ImportError:  # pragma: no cover
     _type_to_protobuf = None
 

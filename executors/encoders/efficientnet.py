@@ -5,7 +5,6 @@ Both take the mean of the last feature map over its spatial dims.
 
 import importlib
 import importlib.metadata
-
 from typing import TYPE_CHECKING
 
 import torch
