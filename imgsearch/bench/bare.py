@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Optional
 
 
-
 def encoder_class(encoder: str):
     """The executor class that serves ``encoder`` in the flow (from its family module)."""
     from executors.encoders.base import TorchEncoder

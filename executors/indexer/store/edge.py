@@ -16,15 +16,48 @@ import uuid
 from typing import Any
 
 import numpy as np
-from qdrant_edge import (CountRequest, Distance, EdgeConfig, EdgeShard, EdgeVectorParams, Filter, HasIdCondition,
-                         HnswIndexConfig, Point, QuantizationSearchParams, Query, QueryBatchRequest, QueryRequest,
-                         ScalarQuantizationConfig, ScalarType, ScrollRequest, SearchParams, UpdateOperation)
+from qdrant_edge import (
+    CountRequest,
+    Distance,
+    EdgeConfig,
+    EdgeShard,
+    EdgeVectorParams,
+    Filter,
+    HasIdCondition,
+    HnswIndexConfig,
+    Point,
+    QuantizationSearchParams,
+    Query,
+    QueryBatchRequest,
+    QueryRequest,
+    ScalarQuantizationConfig,
+    ScalarType,
+    ScrollRequest,
+    SearchParams,
+    UpdateOperation,
+)
 
-from .interface import (FULL_SCAN_THRESHOLD_KB, HNSW_EF_CONSTRUCT, HNSW_M, RESCORE_OVERSAMPLING,
-                         SEARCH_HNSW_EF,
-                         _NAME_RE, CollectionInfo, Excludes, Hit, StoreInUseError, UnknownCollectionError,
-                         VectorStore, _check_limit, _check_query, _check_vectors, _merge_dim, _norm_ids, _vec,
-                         validate_name)
+from .interface import (
+    _NAME_RE,
+    FULL_SCAN_THRESHOLD_KB,
+    HNSW_EF_CONSTRUCT,
+    HNSW_M,
+    RESCORE_OVERSAMPLING,
+    SEARCH_HNSW_EF,
+    CollectionInfo,
+    Excludes,
+    Hit,
+    StoreInUseError,
+    UnknownCollectionError,
+    VectorStore,
+    _check_limit,
+    _check_query,
+    _check_vectors,
+    _merge_dim,
+    _norm_ids,
+    _vec,
+    validate_name,
+)
 from .workspace import du, lock_workspace, unlock_workspace, write_json_atomic
 
 logger = logging.getLogger(__name__)

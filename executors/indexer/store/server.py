@@ -25,10 +25,26 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.conversions.common_types import PointId
 
-from .interface import (FULL_SCAN_THRESHOLD_KB, HNSW_EF_CONSTRUCT, HNSW_M, RESCORE_OVERSAMPLING,
-                         SEARCH_HNSW_EF,
-                         _NAME_RE, CollectionInfo, Excludes, Hit, UnknownCollectionError, VectorStore, _check_limit,
-                         _check_query, _check_vectors, _merge_dim, _norm_ids, _vec, validate_name)
+from .interface import (
+    _NAME_RE,
+    FULL_SCAN_THRESHOLD_KB,
+    HNSW_EF_CONSTRUCT,
+    HNSW_M,
+    RESCORE_OVERSAMPLING,
+    SEARCH_HNSW_EF,
+    CollectionInfo,
+    Excludes,
+    Hit,
+    UnknownCollectionError,
+    VectorStore,
+    _check_limit,
+    _check_query,
+    _check_vectors,
+    _merge_dim,
+    _norm_ids,
+    _vec,
+    validate_name,
+)
 
 logger = logging.getLogger(__name__)
 
