@@ -23,6 +23,7 @@ is patched; any other keeps its own behaviour, with one warning.
 import functools
 import inspect
 import logging
+from typing import Any, Callable
 
 import docarray
 from docarray.base_doc.doc import BaseDocWithoutId
@@ -61,7 +62,12 @@ def apply() -> bool:
     if not should_apply("docarray", PATCHED_VERSIONS, internals_changed, version=version):
         return False
     annotation = BaseDocWithoutId.__dict__["_get_field_annotation"]
-    ID.from_protobuf = classmethod(_fast_id_from_protobuf)
+    # The classes seen as Any: replacing a typed library's methods at run time is what a type
+    # checker forbids (method-assign), and this module exists to do it.
+    id_cls: Any = ID
+    doc_cls: Any = BaseDocWithoutId
+    id_cls.from_protobuf = classmethod(_fast_id_from_protobuf)
     # lru_cache under the classmethod: keyed by (class, field), so subclasses keep their own.
-    BaseDocWithoutId._get_field_annotation = classmethod(functools.lru_cache(maxsize=None)(annotation.__func__))
+    cached: Callable[..., Any] = functools.lru_cache(maxsize=None)(annotation.__func__)
+    doc_cls._get_field_annotation = classmethod(cached)
     return True

@@ -100,20 +100,23 @@ def run_index(
                 summary.files_seen += 1
                 if doc.error:
                     summary.skipped.append({"path": doc.uri, "reason": doc.error})
-                    unreadable.add(doc.uri)
-                elif doc.hash in seen_hashes:
-                    summary.duplicates.append({"path": doc.uri, "same_as": seen_hashes[doc.hash]})
-                    paths[doc.hash].append(doc.uri)
+                    if doc.uri is not None:
+                        unreadable.add(doc.uri)
+                    continue
+                uri, digest = _scanned_file(doc)
+                if digest in seen_hashes:
+                    summary.duplicates.append({"path": uri, "same_as": seen_hashes[digest]})
+                    paths[digest].append(uri)
                 elif doc.indexed:
-                    seen_hashes[doc.hash] = doc.uri
-                    paths[doc.hash] = [doc.uri]
-                    stored[doc.hash] = set(doc.paths or [])
+                    seen_hashes[digest] = uri
+                    paths[digest] = [uri]
+                    stored[digest] = set(doc.paths or [])
                     summary.already_indexed += 1
                 else:
-                    seen_hashes[doc.hash] = doc.uri
-                    paths[doc.hash] = [doc.uri]
-                    stored[doc.hash] = {doc.uri}  # what /index records
-                    todo.append(ImageDoc(uri=doc.uri, hash=doc.hash, label=doc.label, size=doc.size, mime=doc.mime))
+                    seen_hashes[digest] = uri
+                    paths[digest] = [uri]
+                    stored[digest] = {uri}  # what /index records
+                    todo.append(ImageDoc(uri=uri, hash=digest, label=doc.label, size=doc.size, mime=doc.mime))
             if bar is not None:
                 bar.update(min(SCAN_PAGE, total - offset) - len(todo))  # files that need no encoding
             if todo:
@@ -151,6 +154,13 @@ def run_index(
     if summary.encode_seconds > 0:
         summary.images_per_second = summary.indexed / summary.encode_seconds
     return summary
+
+
+def _scanned_file(doc: ImageDoc) -> tuple[str, str]:
+    """The path and content hash /scan reports for a file it read (the loader sets both)."""
+    if doc.uri is None or doc.hash is None:
+        raise RuntimeError(f"/scan answered a readable file without its {'path' if doc.uri is None else 'hash'}")
+    return doc.uri, doc.hash
 
 
 def _record(docs: DocList[ImageDoc], summary: IndexSummary, bar) -> None:

@@ -196,9 +196,9 @@ def list_templates(zf: zipfile.ZipFile) -> dict[str, list[str]]:
 
 def _load_rgb(data: bytes) -> Image.Image:
     """Decode to RGB: first frame of animations, transparency flattened onto white."""
-    with Image.open(io.BytesIO(data)) as im:
-        im.seek(0)
-        im = ImageOps.exif_transpose(im)
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.seek(0)
+        im = ImageOps.exif_transpose(opened)
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
             # convert("RGB") would expose whatever colour hides under transparent pixels.
             rgba = im.convert("RGBA")

@@ -120,7 +120,8 @@ class Up:
     """`app.py up` as docs/grpc.md starts it, until SIGTERM."""
 
     def __init__(self, text: str, cwd: Path, env: dict):
-        self.proc = subprocess.Popen(["bash", "-c", f"exec {text}"], cwd=cwd, stdout=subprocess.PIPE,
+        launch = f"exec env {text}" if re.match(r"\w+=", text) else f"exec {text}"  # exec: SIGTERM reaches app.py
+        self.proc = subprocess.Popen(["bash", "-c", launch], cwd=cwd, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True, env=env)
         self.lines: list[str] = []
         deadline = time.monotonic() + 300

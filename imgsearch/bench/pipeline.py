@@ -224,18 +224,19 @@ def _warm_rounds(gateway: Gateway, encoder: str, folder: Path, info: EncoderInfo
         warm = run_index(gateway, folder, info, batch_size=batch_size, dataset=f"bench-warm{i}-{encoder}", progress=False)
         wall = time.perf_counter() - t
         after = snapshot(gateway)
+        images_per_second = round(warm.indexed / wall, 2)
         run = {
             "indexed": warm.indexed,
             "index_seconds": round(wall, 2),
-            "images_per_second": round(warm.indexed / wall, 2),
+            "images_per_second": images_per_second,
             "disk_bytes": warm.disk_bytes,
             "breakdown": breakdown(before, after, warm.indexed, wall),
         }
-        record = {"images_per_second": run["images_per_second"], "run": run, "collection": warm.collection}
-        if bare_probe:
+        record = {"images_per_second": images_per_second, "run": run, "collection": warm.collection}
+        if bare_probe is not None and bare_before is not None:  # both or neither
             bare_after = bare_probe()
             bare = (bare_before + bare_after) / 2
-            record.update(bare_images_per_second=round(bare, 2), ratio=round(run["images_per_second"] / bare, 6))
+            record.update(bare_images_per_second=round(bare, 2), ratio=round(images_per_second / bare, 6))
             bare_before = bare_after
         rounds.append(record)
     return rounds

@@ -138,7 +138,9 @@ def _random_weights(model: Optional[str]) -> bool:
     from imgsearch.bench.models import MARKER
     from imgsearch.tiny_models import is_tiny_random
 
-    return bool(model) and ((Path(model) / MARKER).is_file() or is_tiny_random(model))
+    if not model:
+        return False
+    return (Path(model) / MARKER).is_file() or is_tiny_random(model)
 
 
 def write_chart(result: dict, out: Path) -> Path:

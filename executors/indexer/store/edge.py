@@ -232,7 +232,8 @@ class EdgeStore(VectorStore):
         # One batched operation per call: the per-call overhead dominates small batches.
         # A row's memoryview hands the engine its float32s without a Python float per value
         # (tolist() would build and read back one per value).
-        points = [Point(i, memoryview(row), p) for i, row, p in zip(ids, v, payloads)]
+        # (qdrant_edge's stub types the vector as list[float]; the engine reads any float32 buffer)
+        points = [Point(i, memoryview(row), p) for i, row, p in zip(ids, v, payloads)]  # type: ignore[arg-type]
         sh.update(UpdateOperation.upsert_points(points))
         self._maybe_flush(name, sh)
 
@@ -254,7 +255,8 @@ class EdgeStore(VectorStore):
         if not ids:
             return
         sh = self._shard(name)
-        sh.update(UpdateOperation.set_payload(_norm_ids(ids), payload))
+        point_ids: list[int | uuid.UUID | str] = list(_norm_ids(ids))  # typed as qdrant_edge's (invariant) list
+        sh.update(UpdateOperation.set_payload(point_ids, payload))
         self._maybe_flush(name, sh)
 
     def search_batch(self, name: str, vectors: np.ndarray, limit: int, score_threshold: float | None = None,

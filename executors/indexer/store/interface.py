@@ -133,7 +133,7 @@ class VectorStore(ABC):
         with_vectors: bool = False,
     ) -> list[Hit]:
         """One query: a batch of one, for every backend (search_batch builds the engine's request)."""
-        excludes = [exclude_ids] if exclude_ids else None
+        excludes: Excludes = [exclude_ids] if exclude_ids else None
         return self.search_batch(name, np.asarray(vector)[None], limit, score_threshold, excludes, with_vectors)[0]
 
     @abstractmethod
@@ -218,7 +218,7 @@ def _check_vectors(ids: list[str], vectors: np.ndarray, dim: int, payloads: list
         raise ValueError(f"{len(ids)} ids but {v.shape[0]} vectors")
     if payloads is not None and len(payloads) != len(ids):
         raise ValueError(f"{len(ids)} ids but {len(payloads)} payloads")
-    finite = np.isfinite(v).all(axis=1)
+    finite = np.asarray(np.isfinite(v).all(axis=1))  # an array: numpy's stubs allow a scalar here
     norms = np.linalg.norm(np.where(finite[:, None], v, 0.0), axis=1)
     bad = np.flatnonzero(~finite | (norms <= 0.0))
     if bad.size:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 from qdrant_client import QdrantClient, models
+from qdrant_client.conversions.common_types import PointId
 
 from .interface import (FULL_SCAN_THRESHOLD_KB, HNSW_EF_CONSTRUCT, HNSW_M, RESCORE_OVERSAMPLING,
                          SEARCH_HNSW_EF,
@@ -108,6 +109,12 @@ def _server_search_params():
     )
 
 
+def _excluding(ids: list[str]) -> models.Filter:
+    """A filter leaving these points out (ids typed as qdrant-client's models' invariant list)."""
+    has_id: list[models.ExtendedPointId] = list(_norm_ids(ids))
+    return models.Filter(must_not=[models.HasIdCondition(has_id=has_id)])
+
+
 def api_key_from_env(read_only: bool) -> str | None:
     """QDRANT_API_KEY; a reader (compare, stats) takes QDRANT_READ_ONLY_API_KEY where one is set,
     so a component that only reads cannot write even if it is subverted."""
@@ -174,6 +181,8 @@ class ServerStore(VectorStore):
             vp = self.client.get_collection(name).config.params.vectors
             if isinstance(vp, dict):
                 vp = vp.get("") or next(iter(vp.values()))
+            if vp is None:  # made by another program: not a collection of this store's shape
+                raise ValueError(f"collection {name!r} has no dense vector config")
             d = int(vp.size)
             self._dims[name] = d
         return d
@@ -256,7 +265,8 @@ class ServerStore(VectorStore):
         if not ids:
             return
         self._require(name)
-        self.client.set_payload(name, payload=payload, points=_norm_ids(ids), wait=True)
+        points: list[PointId] = list(_norm_ids(ids))  # typed as qdrant-client's (invariant) list
+        self.client.set_payload(name, payload=payload, points=points, wait=True)
 
     def search_batch(self, name: str, vectors: np.ndarray, limit: int, score_threshold: float | None = None,
                      exclude_ids: Excludes = None, with_vectors: bool = False) -> list[list[Hit]]:
@@ -269,7 +279,7 @@ class ServerStore(VectorStore):
             models.QueryRequest(
                 query=_check_query(v, dim).tolist(),
                 limit=int(limit),
-                filter=models.Filter(must_not=[models.HasIdCondition(has_id=_norm_ids(ex))]) if ex else None,
+                filter=_excluding(ex) if ex else None,
                 score_threshold=score_threshold,
                 with_payload=True,
                 with_vector=with_vectors,
