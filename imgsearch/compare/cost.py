@@ -70,7 +70,7 @@ def cost_of(rec: dict, price_per_1000: float = VERTEX_PRICE_PER_1000) -> dict:
 def pareto(points: dict[str, tuple[Optional[float], Optional[float]]]) -> dict[str, Optional[bool]]:
     """{name: (quality, cost)} → on the front or not (None where either number is missing).
     Higher quality and lower cost are better."""
-    known = {n: qc for n, qc in points.items() if qc[0] is not None and qc[1] is not None}
+    known = {n: (q, c) for n, (q, c) in points.items() if q is not None and c is not None}
     out: dict[str, Optional[bool]] = {n: None for n in points}
     for n, (q, c) in known.items():
         out[n] = not any(q2 >= q and c2 <= c and (q2 > q or c2 < c) for m, (q2, c2) in known.items() if m != n)

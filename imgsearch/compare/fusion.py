@@ -47,7 +47,8 @@ def _relevant_counts(image_labels: list, image_paths: list, queries: list) -> li
 def fuse(members: list[dict], image_labels: list, image_paths: list, queries: list, n_boot: int) -> dict:
     """One fused row from its members' per-query top lists: per-query AP@10 and hits, quality, intervals."""
     n_rel = _relevant_counts(image_labels, image_paths, queries)
-    ap, hits = [], {k: [] for k in KS}
+    ap: list[Optional[float]] = []  # None: a query with nothing relevant in the collection
+    hits: dict[int, list[Optional[float]]] = {k: [] for k in KS}
     for qi, (_, qlab) in enumerate(queries):
         lists = [m["per_query"]["top"][qi] for m in members]
         if qlab is None or n_rel[qi] <= 0 or not any(lists):

@@ -24,7 +24,8 @@ def _pair(pairs: list[dict], a: str, b: str) -> Optional[dict]:
 
 def top_group(pairs: list[dict], means: dict[str, Optional[float]]) -> list[str]:
     """The best encoder by mean, then every encoder not significantly worse than it (best first)."""
-    ranked = [n for n in sorted(means, key=lambda n: -(means[n] if means[n] is not None else -1.0)) if means[n] is not None]
+    known = {n: m for n, m in means.items() if m is not None}
+    ranked = sorted(known, key=lambda n: -known[n])
     if not ranked:
         return []
     best = ranked[0]

@@ -128,12 +128,12 @@ def compare_pairs(per_query_ap: dict[str, dict[str, float]], n_boot: int = 1000)
 
 def holm(pvalues: list[Optional[float]]) -> list[Optional[float]]:
     """Holm's step-down adjustment (family-wise error at ALPHA over the pairs given); None stays None."""
-    idx = [i for i, p in enumerate(pvalues) if p is not None]
-    m = len(idx)
+    known = {i: p for i, p in enumerate(pvalues) if p is not None}
+    m = len(known)
     out: list[Optional[float]] = [None] * len(pvalues)
     running = 0.0
-    for j, i in enumerate(sorted(idx, key=lambda i: pvalues[i])):
-        running = max(running, min(1.0, (m - j) * float(pvalues[i])))  # monotone: never below an earlier one
+    for j, i in enumerate(sorted(known, key=lambda i: known[i])):
+        running = max(running, min(1.0, (m - j) * known[i]))  # monotone: never below an earlier one
         out[i] = running
     return out
 

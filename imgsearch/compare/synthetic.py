@@ -64,7 +64,7 @@ def measure_decision(n: int, queries: int, dim: int, labels: int, n_boot: int, e
     q_rows = rng.choice(n, size=min(queries, n), replace=False)
     aps = {f"e{i}": list(np.clip(rng.normal(0.6 + 0.01 * i, 0.2, len(q_rows)), 0, 1)) for i in range(encoders)}
     t0 = time.perf_counter()
-    compare_pairs({e: dict(enumerate(v)) for e, v in aps.items()}, n_boot)
+    compare_pairs({e: {str(i): ap for i, ap in enumerate(v)} for e, v in aps.items()}, n_boot)
     t1 = time.perf_counter()
     rank_intervals(aps, n_boot)
     t2 = time.perf_counter()

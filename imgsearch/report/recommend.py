@@ -43,7 +43,8 @@ def _cheaper(group: list[str], cost: dict, random: set[str]) -> Optional[tuple[s
     bq, bms = (cost.get(best) or {}).get("quality"), _ms(cost.get(best))
     if bq is None or bms is None:
         return None
-    cands = [(n, r) for n, r in cost.items() if r.get("pareto") and _ms(r) is not None and _ms(r) < bms
+    timed = {n: ms for n, r in cost.items() if (ms := _ms(r)) is not None}
+    cands = [(n, r) for n, r in cost.items() if r.get("pareto") and n in timed and timed[n] < bms
              and r.get("quality") is not None and not r.get("fused") and (n not in random or best in random)]
     if not cands:
         stand_ins = sorted(n for n, r in cost.items() if n in random and r.get("pareto") and (_ms(r) or bms) < bms)
@@ -51,8 +52,8 @@ def _cheaper(group: list[str], cost: dict, random: set[str]) -> Optional[tuple[s
         return (f"No cheaper entry is on the Pareto front{note}: {best} ({bms:.1f} ms per image) is also the best "
                 "trade-off.", "summary")
     close = [(n, r) for n, r in cands if n in group or bq - r["quality"] <= CLOSE]
-    n, r = min(close or cands, key=lambda nr: _ms(nr[1]))
-    times = bms / _ms(r)
+    n, r = min(close or cands, key=lambda nr: timed[nr[0]])
+    times = bms / timed[n]
     loss = bq - r["quality"]
     if close:
         how = (f"in the top group ({loss:.3f} mAP@10 below {best}, not significantly worse)" if n in group
@@ -83,11 +84,12 @@ def claims(result: dict) -> list[tuple[str, str]]:
     group = sig.get("top_group") or []
     out: list[tuple[str, str]] = []
     if not result["data"].get("labelled") or not group:
-        timed = [(n, r) for n, r in cost.items() if _ms(r) is not None]
+        timed = {n: ms for n, r in cost.items() if (ms := _ms(r)) is not None}
         if timed:
-            n, r = min(timed, key=lambda nr: _ms(nr[1]))
+            n = min(timed, key=lambda name: timed[name])
+            r = cost[n]
             out.append((f"No labels, so quality cannot be measured here; the cheapest to run is {n}{_where(r)} "
-                        f"({_ms(r):.1f} ms per image). Put images in sub-folders by label to compare quality.", "summary"))
+                        f"({timed[n]:.1f} ms per image). Put images in sub-folders by label to compare quality.", "summary"))
         else:
             out.append(("Nothing was measured: see the encoders that did not run.", "summary"))
         return out
