@@ -230,8 +230,9 @@ def test_options_and_query_choice():
     with pytest.raises(ValueError, match="unknown encoder 'nope'"):
         parse_encoders("clip,nope")
     assert parse_model_overrides(["clip=/m/tiny-clip"], ["clip", "bit"]) == {"clip": "/m/tiny-clip"}
+    assert parse_model_overrides(["/m/x"], ["clip"]) == {"clip": "/m/x"}  # a bare checkpoint: the one encoder's
     with pytest.raises(UserError, match="ENCODER=CHECKPOINT"):
-        parse_model_overrides(["clip"], ["clip"])
+        parse_model_overrides(["/m/x"], ["clip", "bit"])
     with pytest.raises(UserError, match="not among the encoders"):
         parse_model_overrides(["vit=/x"], ["clip"])
     items = [Item(f"/{lab}/{i}.jpg", f"{lab}{i:02d}", lab) for lab, n in (("a", 10), ("b", 3), ("c", 1)) for i in range(n)]

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -157,8 +158,9 @@ def test_grpc_md_commands(workdir, tiny_models):
         (workdir / "query.jpg").write_bytes((workdir / "data" / "memes" / "doge" / "doge__v1.jpg").read_bytes())
         collection = f"memes--{tiny_models['clip'].name}"  # tiny models: the collection is named after the tiny one
         run = sh(as_run(client, ports=ports).replace("memes--openai-clip-vit-base-patch32", collection), workdir)
-        matches = json.loads(run.stdout)
-        assert matches[0]["uri"].endswith("doge/doge__v1.jpg") and len(matches) == 5
+        matches = json.loads(run.stdout)  # a tiny random model: its neighbours mean nothing, the image itself is there
+        assert len(matches) == 5 and any(m["uri"].endswith("doge/doge__v1.jpg") for m in matches), matches
+        assert all(0.9 < m["score"] <= 1.0001 for m in matches)
     finally:
         server.stop()
 
@@ -209,7 +211,15 @@ def test_web_md_command(workdir, tiny_models):
     try:
         line = proc.stdout.readline()
         assert line.startswith(f"Search page: http://localhost:{port}/"), line
-        config = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/config", timeout=30).read())
+        deadline = time.monotonic() + 60  # the socket is bound before the line; uvicorn listens a moment later
+        while True:
+            try:
+                config = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/config", timeout=30).read())
+                break
+            except urllib.error.URLError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         assert [e["name"] for e in config["encoders"]] == ["efficientnet-lite0", "clip"]
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).read().decode()
         assert "<html" in page.lower()
