@@ -168,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", type=Path, help="embedded Qdrant folder for the compared collections (default: OUT/store)")
     p.add_argument("--qdrant-url", default=os.environ.get("QDRANT_URL"), help="use a Qdrant server instead")
     p.add_argument("--fresh", action="store_true", help="re-index and re-evaluate every encoder (default: resume, reusing complete collections and cached evaluations)")
+    p.add_argument("--near-duplicates", choices=("keep", "exclude"), default="exclude",
+                   help="leave a query's near-duplicates out of its candidates (exclude, the default: copies flatter recall) or keep them")
+    p.add_argument("--near-duplicate-threshold", type=float, default=0.96, metavar="COS", help="cosine at which two images are near-duplicates (default 0.96)")
+    p.add_argument("--prompts", type=Path, metavar="FILE", help="zero-shot prompt templates, one a line with {} for the label (default: CLIP's 80-prompt ensemble)")
     _add_runtime_arg(p)
 
     p = sub.add_parser("serve", help="a search page on localhost: text, image upload, \"more like this\", encoders side by side",

@@ -233,6 +233,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
         grid_k=args.grid_k, batch_size=args.batch_size, resize=args.resize, store=args.store,
         qdrant_url=args.qdrant_url, vertex_project=args.vertex_project, vertex_region=args.vertex_region,
         fresh=args.fresh, progress=not (args.json or args.no_progress), argv=["app.py", *sys.argv[1:]],
+        near_duplicates=args.near_duplicates, near_duplicate_threshold=args.near_duplicate_threshold, prompts=args.prompts,
     )
     _check_data(args.data)
     result = run_compare(opts)

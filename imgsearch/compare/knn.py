@@ -89,6 +89,7 @@ def linear_probe(vectors: np.ndarray, codes: np.ndarray, hashes: list[str], n_bo
                  per_label: int = PROBE_PER_LABEL, max_total: int = PROBE_MAX) -> ProbeResult:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
+    from threadpoolctl import threadpool_limits
 
     rows, per = probe_sample(codes, hashes, per_label, max_total)
     y = codes[rows]
@@ -102,7 +103,9 @@ def linear_probe(vectors: np.ndarray, codes: np.ndarray, hashes: list[str], n_bo
     labelled = np.nonzero(codes >= 0)[0]
     rest = np.setdiff1d(labelled, rows)
     rest_probs = np.zeros((len(rest), classes.size))
-    with warnings.catch_warnings():
+    # One BLAS thread: lbfgs on a few thousand rows runs 50x slower when its threads fight the machine's
+    # other work (measured: 0.09 s against 5.7 s for 112 images on 2 busy cores).
+    with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")  # "the least populated class has fewer members than n_splits"; convergence
         for train, test in StratifiedKFold(folds, shuffle=True, random_state=PROBE_SEED).split(x, y):
             clf = LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER).fit(x[train], y[train])

@@ -24,7 +24,11 @@ from imgsearch.compare.evaluation import (content_digest, evaluate_in_index, per
                                           ranking_cis, search_latency, text_quality)
 from imgsearch.compare.options import CompareOptions, choose_checkpoint, split_entry
 from imgsearch.compare.queries import QuerySet, in_index_queries, outside_queries, scan
+from imgsearch.compare.stratify import read_vectors
 from imgsearch.compare.summary import label_disagreement, significance
+from imgsearch.compare.tasks_summary import tasks_summary
+from imgsearch.compare.vector_tasks import run_tasks
+from imgsearch.compare.zero_shot import prompt_vectors
 from imgsearch.datasource import data_name, data_ref, listing_digest
 from imgsearch.flow import REPO, Gateway, collection_name, local_flow
 from imgsearch.indexing import encoder_info, run_index
@@ -33,7 +37,7 @@ from imgsearch.tiny_models import is_tiny_random
 
 logger = logging.getLogger(__name__)
 
-EVAL_VERSION = 2  # part of every cached evaluation's key: a change in what it holds invalidates old caches
+EVAL_VERSION = 3  # part of every cached evaluation's key: a change in what it holds invalidates old caches
 
 def _open_store(opts: CompareOptions):
     return ServerStore(opts.qdrant_url, read_only=True) if opts.qdrant_url else EdgeStore(str(opts.store), read_only=True)
@@ -124,6 +128,7 @@ class Run:
         data = data_name(opts.data)
         started = time.perf_counter()
         rec: dict = {}
+        text = None  # the zero-shot label vectors, for text-capable encoders
         with local_flow(encoder, model, store=str(opts.store), qdrant_url=opts.qdrant_url, resize=opts.resize,
                         runtime=runtime) as host:
             gateway = Gateway(host)
@@ -145,18 +150,21 @@ class Run:
                 rec.update(search_latency(gateway, info, summary.collection, qs))
             if info.get("text"):
                 rec.update(text_quality(gateway, summary.collection, summary.count, opts, qs))
+                text = prompt_vectors(gateway, summary.collection, qs, opts, rec)
             info = encoder_info(gateway)  # again: peak memory after indexing and searching
             flow_eval = time.perf_counter() - t_eval
         t_strat = time.perf_counter()
-        if opts.queries:
-            digest = stored_content(opts, summary.collection)[1]
-            if rec["quality"].get("labelled"):
-                rec["quality"]["ci"] = ranking_cis(rec["per_query"], opts.bootstrap)
-        else:
-            # The flow is down, so the store can be read: every query against every image.
-            with _open_store(opts) as store:
-                evaluated, digest = evaluate_in_index(store, summary.collection, qs, opts)
-            rec.update(evaluated)
+        with _open_store(opts) as store:  # the flow is down, so the store can be read
+            data = read_vectors(store, summary.collection)
+            if opts.queries:
+                digest = content_digest(data[2])
+                if rec["quality"].get("labelled"):
+                    rec["quality"]["ci"] = ranking_cis(rec["per_query"], opts.bootstrap)
+            else:  # every query against every image
+                evaluated, digest = evaluate_in_index(store, summary.collection, qs, opts, data)
+                rec.update(evaluated)
+        rec.update(run_tasks(*data, qs, opts, rec, text=text))  # compare/vector_tasks.py
+        del data
         per = rec["per_query"]
         rec["per_label_recall@1"] = per_label_recall(per, qs.queries)
         rec["eval_seconds"] = round(flow_eval + time.perf_counter() - t_strat, 3)
@@ -238,6 +246,7 @@ def run_compare(opts: CompareOptions, log: TextIO = sys.stderr) -> dict:
         "encoders": runs,
         "significance": significance(runs, opts.bootstrap),
         "labels": label_disagreement(runs),
+        "tasks": tasks_summary(runs, qs, opts),  # issue 25: zero-shot, kNN, probe, near-duplicates, label audit, maps
         "grid": {"rows": opts.grid_rows, "k": opts.grid_k},
     }
     summary_seconds = time.perf_counter() - t_summary

@@ -19,6 +19,7 @@ from imgsearch.report.common import (
 )
 from imgsearch.report.runtimes import runtime_rows
 from imgsearch.report.selection import ok_runs, winner_counts
+from imgsearch.report.tasks import tasks_html, tasks_markdown
 
 QUALITY = ("recall@1", "recall@5", "recall@10", "mAP@10")
 RUNTIMES_TITLE = "One encoder, several runtimes: speed against quality"
@@ -139,6 +140,7 @@ def write_markdown(result: dict, rows: list[dict], out: Path, files: dict) -> Pa
                      for e in rows[0]["cells"]]
             lines.append(f"| {Path(row['query']).name} [{row.get('label') or ''}] | " + " | ".join(cells)
                          + f" | {'tie' if row.get('tie') else ', '.join(row.get('winner') or []) or '–'} | {row.get('why', '')} |")
+    lines += tasks_markdown(result)  # issue 25: per-task tables, near-duplicates, label audit
     lines += ["", "## Settings (to reproduce)", "", "```json", json.dumps(_settings(result), indent=2, default=str), "```", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
@@ -219,6 +221,7 @@ def write_html(result: dict, rows: list[dict], out: Path, files: dict) -> Path:
             wtext = "tie" if row.get("tie") else ", ".join(row.get("winner") or []) or "–"
             parts.append(f"<td class='winner' data-winner='{e(wtext)}'>{e(wtext)}</td><td>{e(row.get('why', ''))}</td></tr>")
         parts.append("</table>")
+    parts.extend(tasks_html(result))  # issue 25: per-task tables, near-duplicate and audit grids, maps
     parts.append("<h2>Settings (to reproduce)</h2><pre id='settings'>" + e(json.dumps(_settings(result), indent=2, default=str)) + "</pre>")
     parts.append("</body></html>")
     path = out / "report.html"

@@ -1,0 +1,65 @@
+"""A task's top group: the best encoder and every encoder not significantly worse than it.
+
+The best mean is tested against each other encoder on the same items (paired randomisation test
+and paired bootstrap interval, compare/significance.py), and the p-values are Holm-corrected over
+those comparisons: an encoder leaves the top group only when its Holm-adjusted p < 0.05 and the
+interval of the difference excludes zero. (Issue 24 brings Holm correction to the retrieval
+verdicts; the lead can make this and that one function.)
+"""
+
+import logging
+from typing import Optional
+
+import numpy as np
+
+from imgsearch.compare.significance import ALPHA, paired_test
+
+logger = logging.getLogger(__name__)
+
+MAX_ITEMS = 20_000  # items per test (the first ones): keeps 10,000 sign swaps to a few seconds
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values, in the given order."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def top_group(values: dict[str, np.ndarray], n_boot: int = 1000, metric: str = "") -> dict:
+    """``values``: per encoder, its per-item values on the same items. Encoders whose item count
+    differs from the best one's cannot be paired and are left out of the test (and said so)."""
+    means = {e: float(np.mean(v)) for e, v in values.items() if len(v)}
+    if not means:
+        return {"best": None, "group": [], "sentence": "no values to compare"}
+    best = max(means, key=lambda e: (means[e], e))
+    others = [e for e in means if e != best and len(values[e]) == len(values[best])]
+    unpaired = [e for e in means if e != best and e not in others]
+    tests = {e: paired_test(values[best][:MAX_ITEMS], values[e][:MAX_ITEMS], n_boot) for e in others}
+    testable = [e for e in others if tests[e].get("p") is not None]
+    adjusted = dict(zip(testable, holm([tests[e]["p"] for e in testable])))
+    group = [best]
+    for e in others:
+        t = tests[e]
+        worse = e in adjusted and adjusted[e] < ALPHA and t["ci"] is not None and t["ci"][0] > 0
+        if not worse:
+            group.append(e)
+    comparisons = [{"encoder": e, "diff": tests[e].get("diff"), "ci": tests[e].get("ci"), "p": tests[e].get("p"),
+                    "p_holm": round(adjusted[e], 6) if e in adjusted else None} for e in others]
+    if len(means) == 1:
+        sentence = f"only {best} has this number"
+    elif len(group) == 1 and not unpaired:
+        sentence = f"{best} is best{' on ' + metric if metric else ''}, significantly better than every other encoder (Holm-corrected)"
+    else:
+        sentence = f"top group: {', '.join(group)} (best {best}; the others in it are not significantly worse, Holm-corrected)"
+    if unpaired:
+        sentence += f"; not tested (other items): {', '.join(unpaired)}"
+    return {"best": best, "group": group, "comparisons": comparisons, "sentence": sentence}
+
+
+def mean_or_none(values: Optional[np.ndarray]) -> Optional[float]:
+    return None if values is None or not len(values) else float(np.mean(values))
