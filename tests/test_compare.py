@@ -391,7 +391,9 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     broken = shutil.copytree(clip, tmp_path / "broken-clip")
     (broken / "model.safetensors").write_bytes(b"not a model")  # the second encoder fails as it loads
     out = tmp_path / "report"
-    common = dict(data=data, out=out, query_fraction=0.5, top_k=5, grid_rows=4, grid_k=3, batch_size=8, progress=False)
+    # keep: the grid below is checked against brute force over every stored vector, copies included
+    common = dict(data=data, out=out, query_fraction=0.5, top_k=5, grid_rows=4, grid_k=3, batch_size=8, progress=False,
+                  near_duplicates="keep")
     first = run_compare(CompareOptions(encoders=["efficientnet-lite0", "clip"], models={"clip": str(broken)}, **common))
     runs = {r["encoder"]: r for r in first["encoders"]}
     assert runs["efficientnet-lite0"]["status"] == "ok" and runs["clip"]["status"] == "failed"

@@ -6,7 +6,8 @@ import pytest
 from imgsearch.compare.knn import linear_probe
 from imgsearch.compare.label_audit import combine, mislabels, outliers
 from imgsearch.compare.synthetic import clustered
-from imgsearch.compare.top_group import holm, top_group
+from imgsearch.compare.significance import paired_test
+from imgsearch.compare.top_group import holm, paired_binary_test, top_group
 
 
 def test_planted_mislabels_and_outliers_are_found():
@@ -68,3 +69,14 @@ def test_top_group_keeps_ties_and_drops_the_clearly_worse():
     g = top_group({"a": base, "b": near, "c": worse})
     assert g["best"] in ("a", "b") and set(g["group"]) == {"a", "b"}
     assert next(c for c in g["comparisons"] if c["encoder"] == "c")["p_holm"] < 0.05
+
+
+def test_mcnemar_agrees_with_the_randomisation_test_on_hits():
+    rng = np.random.default_rng(5)
+    a = (rng.random(800) < 0.7).astype(float)
+    b = np.where(rng.random(800) < 0.15, 1 - a, a)
+    b[:20] = 0
+    exact, perm = paired_binary_test(a, b), paired_test(a, b)
+    assert exact["diff"] == pytest.approx(perm["diff"])
+    assert exact["p"] == pytest.approx(perm["p"], abs=0.02)
+    assert exact["ci"] == pytest.approx(perm["ci"], abs=0.01)
