@@ -157,6 +157,7 @@ def test_knn_probe_and_zero_shot_numbers_with_top_groups(planted_run):
     assert tables["probe"]["top_group"]["group"] == [LITE]  # real weights beat random ones
     md = (out / "report.md").read_text()
     assert "### zero-shot classification" in md and "## Label audit" in md and "Near-duplicates" in md
+    assert "### linear probe (logistic regression, stratified 5-fold, seed 0; on a per-label sample" in md
     assert os.path.getsize(out / "report.json") < 5e6 and os.path.getsize(out / "report.html") < 10e6
 
 

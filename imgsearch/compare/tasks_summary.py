@@ -7,6 +7,7 @@ from typing import Optional
 import numpy as np
 
 from imgsearch.compare import label_audit
+from imgsearch.compare.knn import PROBE_MAX, PROBE_PER_LABEL
 from imgsearch.compare.proportion import from_bits
 from imgsearch.compare.queries import QuerySet
 from imgsearch.compare.top_group import top_group
@@ -22,7 +23,8 @@ TASKS = [
     ("zero_shot", "zero-shot classification", "zero_shot", "accuracy@1", "hits"),
     ("knn_1", "kNN, k = 1 (leave-one-out)", "knn", "1nn", "hits"),
     ("knn_10", "kNN, k = 10 similarity-weighted", "knn", "10nn_weighted", "hits"),
-    ("probe", "linear probe (logistic regression, 5-fold)", "probe", "accuracy", "hits"),
+    ("probe", f"linear probe (logistic regression, stratified 5-fold, seed 0; on a per-label sample: the first "
+              f"{PROBE_PER_LABEL} images of each label by content hash, {PROBE_MAX:,} in all)", "probe", "accuracy", "hits"),
 ]
 
 
