@@ -454,7 +454,8 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     md = (out / "report.md").read_text()
     for name in ("efficientnet-lite0", "clip", "dinov2", "vertex"):
         assert name in md
-    headline = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith("| efficientnet-lite0")}
+    head_md = md.split("## Headline numbers")[1].split("\n## ")[0]  # later tables start with encoder names too
+    headline = {line.split(" | ")[0]: line for line in head_md.splitlines() if line.startswith("| efficientnet-lite0")}
     assert "| onnx (CPUExecutionProvider) |" in headline["| efficientnet-lite0 (reused)"]
     assert "| torch (cpu) |" in headline["| efficientnet-lite0@torch"]
     section = md.split("## One encoder, several runtimes")[1].split("\n## ")[0]
