@@ -95,6 +95,7 @@ def planted_run(tmp_path_factory):
     prompts = root / "prompts.txt"
     prompts.write_text("a photo of a {}.\na picture of the {}.\n")
     out = root / "report"
+    root.joinpath("clip-path").write_text(str(clip))
     result = run_compare(CompareOptions(data=root / "data", encoders=[LITE, CLIP], models={CLIP: str(clip)}, out=out,
                                         prompts=prompts, grid_rows=4, progress=False))
     return truth, result, out
@@ -232,3 +233,38 @@ def test_audit_and_near_duplicate_grids_show_the_planted_problems(planted_run, r
     assert kinds == sorted(kinds)  # cross-label ones first
     _snap(pg, "#near-duplicates", "near-duplicate-grid")
     assert not errors
+
+
+@pytest.mark.flow
+@pytest.mark.slow
+def test_zero_shot_equals_brute_force_from_the_stored_and_the_prompts_vectors(planted_run):
+    """The prompts encoded again through a flow of the same model, the images' vectors read from the
+    store, then each image's label by plain numpy loops: the same hits as the report's."""
+    from executors.docs import ImageDoc
+    from executors.indexer.store import EdgeStore
+    from imgsearch.flow import Gateway, local_flow
+
+    _, result, out = planted_run
+    clip = next(r for r in result["encoders"] if r["encoder"] == CLIP)
+    names = sorted({lab for lab in result["images"]["labels"] if lab is not None})
+    templates = ["a photo of a {}.", "a picture of the {}."]
+    collection = clip["index"]["collection"]
+    with local_flow(CLIP, (out.parent / "clip-path").read_text(), store=str(out / "store")) as host:
+        gw = Gateway(host)
+        weights = []
+        for name in names:
+            docs = gw.post("/search", [ImageDoc(text=t.format(name)) for t in templates],
+                           {"collection": collection, "top_k": 1, "return_query_vector": True})
+            vecs = [np.asarray(d.embedding, np.float64) for d in docs]
+            mean = np.mean([v / np.linalg.norm(v) for v in vecs], axis=0)
+            weights.append(mean / np.linalg.norm(mean))
+    with EdgeStore(str(out / "store"), read_only=True) as st:
+        points = list(st.scroll(collection, with_vectors=True))
+    hits = []
+    for p in points:
+        label = p.payload.get("label") or Path(p.payload["uri"]).parent.name
+        scores = [float(np.asarray(p.vector, np.float64) @ w) for w in weights]
+        hits.append(names[int(np.argmax(scores))] == label)
+    zs = clip["zero_shot"]
+    assert zs["images"] == len(hits)
+    assert round(zs["accuracy@1"] * len(hits)) == sum(hits) and zs["accuracy@1"] == pytest.approx(np.mean(hits), abs=1e-6)
