@@ -56,10 +56,12 @@ def tasks_summary(runs: list[dict], qs: QuerySet, opts, n_boot: Optional[int] = 
             values = {}
         else:
             values = {e: from_bits(c["hits"]).astype(np.float64) for e, c in rows.items() if c.get("hits")}
-        group = top_group(values, n_boot, key) if len(values) > 1 else None
+        group = top_group(values, n_boot, "accuracy" if section == "knn" else key) if len(values) > 1 else None
+        chance = next(((r.get("zero_shot") or {}).get("chance@1") for r in ok if (r.get("zero_shot") or {}).get("labelled")), None)
         for c in rows.values():
             c.pop("hits", None)
         tables.append({"task": task, "title": title, "metric": key, "rows": rows, "top_group": group,
+                       **({"chance": chance} if task == "zero_shot" else {}),
                        "note": "no per-item values (one query per label): no top group" if task == "text_to_image" and len(rows) > 1 else None})
     images = {"paths": [it.path for it in qs.items], "labels": [it.label for it in qs.items]}
     for r in ok:  # the per-item bits served the tests; report.json does not need them

@@ -18,7 +18,8 @@ def task_tables(result: dict) -> list[dict]:
     out = []
     for t in (result.get("tasks") or {}).get("tables", []):
         zero = t["task"] == "zero_shot"
-        cols = ["encoder", f"{t['metric']} [95% CI]"] + (["accuracy@5 [95% CI]"] if zero else []) + \
+        metric = "accuracy" if t["task"].startswith("knn") else t["metric"]
+        cols = ["encoder", f"{metric} [95% CI]"] + (["accuracy@5 [95% CI]"] if zero else []) + \
                (["balanced accuracy [95% CI]"] if t["task"] not in ("retrieval", "text_to_image") else []) + ["top group"]
         group = set((t.get("top_group") or {}).get("group") or [])
         rows = []
@@ -30,8 +31,10 @@ def task_tables(result: dict) -> list[dict]:
                 row.append(_v(c.get("balanced"), c.get("balanced_ci")))
             row.append("yes" if enc in group else ("–" if not group else ""))
             rows.append(row)
-        out.append({"id": f"task-{t['task']}", "title": t["title"], "cols": cols, "rows": rows,
-                    "sentence": (t.get("top_group") or {}).get("sentence") or t.get("note") or ""})
+        sentence = (t.get("top_group") or {}).get("sentence") or t.get("note") or ""
+        if zero and t.get("chance") is not None:
+            sentence = (sentence + " " if sentence else "") + f"Chance: accuracy@1 {t['chance']:.3f}."
+        out.append({"id": f"task-{t['task']}", "title": t["title"], "cols": cols, "rows": rows, "sentence": sentence})
     return out
 
 

@@ -9,7 +9,8 @@ from imgsearch.report.task_tables import NEAR_DUP_TITLE, audit_rows, html_table,
 
 CSS = "<style>" + GRID_CSS + MAP_CSS + "</style>"
 EXPLAIN = ("Each task's table marks its top group: the best encoder and those not significantly worse than it "
-           "(paired randomisation test on the same items, Holm-corrected). Brackets: 95% intervals.")
+           "(paired on the same items: randomisation test on per-query AP@10, exact McNemar test on per-image "
+           "hits; Holm-corrected over the comparisons with the best). Brackets: 95% intervals.")
 
 
 def tasks_markdown(result: dict) -> list[str]:
