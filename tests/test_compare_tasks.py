@@ -16,7 +16,13 @@ from conftest import ROOT
 from planted import make_planted
 
 from imgsearch.compare.proportion import from_bits
-from imgsearch.compare.zero_shot import CLIP_TEMPLATES, classify, label_vectors, load_templates, PromptError
+from imgsearch.compare.zero_shot import (
+    CLIP_TEMPLATES,
+    PromptError,
+    classify,
+    label_vectors,
+    load_templates,
+)
 
 ARTIFACTS = ROOT / "tests" / "artifacts" / "compare"
 CHROMIUM = os.environ.get("IMGSEARCH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"

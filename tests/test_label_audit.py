@@ -5,8 +5,8 @@ import pytest
 
 from imgsearch.compare.knn import linear_probe
 from imgsearch.compare.label_audit import combine, mislabels, outliers
-from imgsearch.compare.synthetic import clustered
 from imgsearch.compare.significance import paired_test
+from imgsearch.compare.synthetic import clustered
 from imgsearch.compare.top_group import holm, paired_binary_test, top_group
 
 

@@ -15,7 +15,13 @@ import time
 import numpy as np
 
 from executors.stage import peak_rss_mb
-from imgsearch.compare import embedding_map, knn, label_audit, near_duplicates, zero_shot
+from imgsearch.compare import (
+    embedding_map,
+    knn,
+    label_audit,
+    near_duplicates,
+    zero_shot,
+)
 from imgsearch.compare.neighbours import nearest
 from imgsearch.compare.synthetic import clustered
 from imgsearch.compare.top_group import top_group

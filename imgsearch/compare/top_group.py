@@ -9,7 +9,6 @@ verdicts; the lead can make this and that one function.)
 """
 
 import logging
-from typing import Optional
 
 import numpy as np
 
@@ -86,6 +85,3 @@ def top_group(values: dict[str, np.ndarray], n_boot: int = 1000, metric: str = "
         sentence += f"; not tested (other items): {', '.join(unpaired)}"
     return {"best": best, "group": group, "comparisons": comparisons, "sentence": sentence}
 
-
-def mean_or_none(values: Optional[np.ndarray]) -> Optional[float]:
-    return None if values is None or not len(values) else float(np.mean(values))

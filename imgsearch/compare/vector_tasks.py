@@ -12,7 +12,13 @@ from typing import Optional
 
 import numpy as np
 
-from imgsearch.compare import embedding_map, knn, label_audit, near_duplicates, zero_shot
+from imgsearch.compare import (
+    embedding_map,
+    knn,
+    label_audit,
+    near_duplicates,
+    zero_shot,
+)
 from imgsearch.compare.evaluation import KS, MAP_K, ranking_cis
 from imgsearch.compare.neighbours import nearest
 from imgsearch.compare.options import CompareOptions

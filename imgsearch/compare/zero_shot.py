@@ -15,7 +15,12 @@ from typing import Optional
 
 import numpy as np
 
-from imgsearch.compare.proportion import balanced_accuracy, balanced_ci, bits, proportion_ci
+from imgsearch.compare.proportion import (
+    balanced_accuracy,
+    balanced_ci,
+    bits,
+    proportion_ci,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,14 @@ import html
 
 from imgsearch.report.embedding_map import MAP_CSS, map_section
 from imgsearch.report.pair_grids import GRID_CSS, audit_grid, near_duplicate_grid
-from imgsearch.report.task_tables import NEAR_DUP_TITLE, audit_rows, html_table, md_table, near_dup_rows, task_tables
+from imgsearch.report.task_tables import (
+    NEAR_DUP_TITLE,
+    audit_rows,
+    html_table,
+    md_table,
+    near_dup_rows,
+    task_tables,
+)
 
 CSS = "<style>" + GRID_CSS + MAP_CSS + "</style>"
 EXPLAIN = ("Each task's table marks its top group: the best encoder and those not significantly worse than it "
