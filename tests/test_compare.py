@@ -261,13 +261,14 @@ def test_encoder_entries_with_runtimes():
 def test_a_plain_entry_reused_from_another_runtime_says_so(monkeypatch):
     from imgsearch.compare.run import _other_runtime
 
-    monkeypatch.setenv("ENCODER_RUNTIME", "torch")  # --runtime torch
-    hint = _other_runtime("efficientnet-lite0", {"runtime": "onnx"})
+    torch_run = CompareOptions(runtime="torch")  # --runtime torch
+    hint = _other_runtime("efficientnet-lite0", {"runtime": "onnx"}, torch_run)
     assert "made on onnx" in hint and "efficientnet-lite0@torch" in hint
-    assert _other_runtime("efficientnet-lite0", {"runtime": "torch"}) == ""
-    assert _other_runtime("efficientnet-lite0@onnx", {"runtime": "onnx"}) == ""  # its own collection: nothing to say
-    monkeypatch.setenv("ENCODER_RUNTIME", "auto")
-    assert _other_runtime("efficientnet-lite0", {"runtime": "onnx"}) == ""
+    assert _other_runtime("efficientnet-lite0", {"runtime": "torch"}, torch_run) == ""
+    assert _other_runtime("efficientnet-lite0@onnx", {"runtime": "onnx"}, torch_run) == ""  # its own collection: nothing to say
+    monkeypatch.setenv("ENCODER_RUNTIME", "torch")  # without --runtime: the environment's
+    assert "made on onnx" in _other_runtime("efficientnet-lite0", {"runtime": "onnx"}, CompareOptions())
+    assert _other_runtime("efficientnet-lite0", {"runtime": "onnx"}, CompareOptions(runtime="auto")) == ""
 
 
 def test_collection_names_per_runtime():
@@ -394,7 +395,9 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     broken = shutil.copytree(clip, tmp_path / "broken-clip")
     (broken / "model.safetensors").write_bytes(b"not a model")  # the second encoder fails as it loads
     out = tmp_path / "report"
-    common = dict(data=data, out=out, query_fraction=0.5, top_k=5, grid_rows=4, grid_k=3, batch_size=8, progress=False)
+    # keep: the grid below is checked against brute force over every stored vector, copies included
+    common = dict(data=data, out=out, query_fraction=0.5, top_k=5, grid_rows=4, grid_k=3, batch_size=8, progress=False,
+                  near_duplicates="keep")
     first = run_compare(CompareOptions(encoders=["efficientnet-lite0", "clip"], models={"clip": str(broken)}, **common))
     runs = {r["encoder"]: r for r in first["encoders"]}
     assert runs["efficientnet-lite0"]["status"] == "ok" and runs["clip"]["status"] == "failed"

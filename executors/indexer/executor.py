@@ -253,8 +253,11 @@ class QdrantIndexer(Stage):
             model = self._model(name)
             for (doc, _), hits in zip(queries, results):
                 doc.matches = [{**full_payload(hit.payload, model), "id": hit.id, "score": float(hit.score)} for hit in hits]
+        keep_vector = bool(parameters.get("return_query_vector", False))  # compare's zero-shot reads the prompts' vectors
         for doc in docs:
-            doc.embedding = doc.tensor = doc.blob = None
+            if not keep_vector:
+                doc.embedding = None
+            doc.tensor = doc.blob = None
         return docs
 
     @requests(on="/optimize")

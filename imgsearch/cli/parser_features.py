@@ -48,6 +48,13 @@ def add_compare(p: argparse.ArgumentParser) -> None:
     resize_arg(p)
     store_args(p, store_default="OUT/store")
     p.add_argument("--fresh", action="store_true", help="re-index and re-evaluate every encoder (default: resume, reusing complete collections and cached evaluations)")
+    p.add_argument("--near-duplicates", choices=("keep", "exclude"),
+                   help=f"leave a query's near-duplicates out of its candidates (exclude) or keep them "
+                        f"(default {c.near_duplicates}: copies flatter recall)")
+    p.add_argument("--near-duplicate-threshold", type=float, metavar="COS",
+                   help=f"cosine at which two images are near-duplicates (default {c.near_duplicate_threshold})")
+    p.add_argument("--prompts", type=Path, metavar="FILE",
+                   help="zero-shot prompt templates, one a line with {} for the label (default: CLIP's 80-prompt ensemble)")
     runtime_arg(p)
 
 

@@ -100,10 +100,11 @@ def search_latency(gateway, info: EncoderInfo, collection: str, qs: QuerySet, n:
             "search_latency_queries": len(docs)}
 
 
-def evaluate_in_index(store, collection: str, qs: QuerySet, opts: CompareOptions) -> tuple[dict, str]:
+def evaluate_in_index(store, collection: str, qs: QuerySet, opts: CompareOptions, data: Optional[tuple] = None) -> tuple[dict, str]:
     """Every in-index query against the whole collection from the stored vectors, in one blockwise
-    pass: exact top-k (ranking metrics, grid) and score stratification, with 95% intervals."""
-    vectors, labels, hashes = read_vectors(store, collection)
+    pass: exact top-k (ranking metrics, grid) and score stratification, with 95% intervals.
+    ``data``: the collection's (vectors, labels, hashes) when already read."""
+    vectors, labels, hashes = data if data is not None else read_vectors(store, collection)
     digest = content_digest(hashes)
     codes, _ = label_codes(labels)
     row = {h: i for i, h in enumerate(hashes)}

@@ -50,6 +50,10 @@ class CompareOptions:
     index_check: bool = True  # measure HNSW / int8 / binary recall@10 against exact search (quantization.py)
     progress: bool = True
     json: bool = False  # print report.json on stdout
+    # near-duplicates left out of a query's candidates (keep|exclude), their threshold; zero-shot prompts
+    near_duplicates: str = "exclude"
+    near_duplicate_threshold: float = 0.96
+    prompts: Optional[Path] = None
     argv: list[str] = field(default_factory=list)
 
     def check(self) -> None:
@@ -70,13 +74,26 @@ class CompareOptions:
             raise CompareError("--vertex-price cannot be negative")
         if self.grid_rows < 0:
             raise CompareError("--grid-rows cannot be negative")
+        if self.near_duplicates not in ("keep", "exclude"):
+            raise CompareError("--near-duplicates must be keep or exclude")
+        if not 0 < self.near_duplicate_threshold <= 1:
+            raise CompareError("--near-duplicate-threshold must be in (0, 1]")
+        if self.prompts is not None:
+            from imgsearch.compare.zero_shot import PromptError, load_templates
+
+            try:
+                load_templates(self.prompts)
+            except PromptError as exc:
+                raise CompareError(str(exc)) from exc
 
     def settings_key(self) -> dict[str, Any]:
         """The settings an encoder's cached evaluation depends on (besides its collection)."""
         return {"queries": str(self.queries) if self.queries else None, "query_fraction": self.query_fraction,
                 "max_queries": self.max_queries, "captions": str(self.captions) if self.captions else None,
                 "top_k": self.top_k, "score_depth": self.score_depth, "resize": self.resize,
-                "bootstrap": self.bootstrap, "index_check": self.index_check}
+                "bootstrap": self.bootstrap, "index_check": self.index_check, "near_duplicates": self.near_duplicates,
+                "near_duplicate_threshold": self.near_duplicate_threshold,
+                "prompts": self.prompts.read_text(encoding="utf-8") if self.prompts else None}
 
 
 def split_entry(entry: str) -> tuple[str, str | None]:

@@ -31,6 +31,9 @@ from imgsearch.compare.quantization import recommend as recommend_index
 from imgsearch.compare.queries import QuerySet, in_index_queries, outside_queries, scan
 from imgsearch.compare.stratify import read_vectors
 from imgsearch.compare.summary import label_disagreement, significance
+from imgsearch.compare.tasks_summary import tasks_summary
+from imgsearch.compare.vector_tasks import run_tasks
+from imgsearch.compare.zero_shot import prompt_vectors
 from imgsearch.datasource import data_name, data_ref, listing_digest
 from imgsearch.flow import REPO, FlowConfig, Gateway, collection_name, local_flow
 from imgsearch.indexing import encoder_info, run_index
@@ -130,6 +133,7 @@ class Run:
         data = data_name(opts.data)
         started = time.perf_counter()
         rec: dict = {}
+        text = None  # the zero-shot label vectors, for text-capable encoders
         with local_flow(encoder, model, config=flow_config(opts), runtime=runtime or opts.runtime) as host:
             gateway = Gateway(host)
             info = encoder_info(gateway)
@@ -150,22 +154,24 @@ class Run:
                 rec.update(search_latency(gateway, info, summary.collection, qs))
             if info.text:
                 rec.update(text_quality(gateway, summary.collection, summary.count, opts, qs))
+                text = prompt_vectors(gateway, summary.collection, qs, opts, rec)
             rec.update(model_timing(gateway.call_each("/timings")))  # the bare model's ms per image, this run
             info = encoder_info(gateway)  # again: peak memory after indexing and searching
             flow_eval = time.perf_counter() - t_eval
         t_strat = time.perf_counter()
-        if opts.queries:
-            digest = stored_content(opts, summary.collection)[1]
-            if rec["quality"].get("labelled"):
-                rec["quality"]["ci"] = ranking_cis(rec["per_query"], opts.bootstrap)
-        else:
-            # The flow is down, so the store can be read: every query against every image.
-            with _open_store(opts) as store:
-                evaluated, digest = evaluate_in_index(store, summary.collection, qs, opts)
-            rec.update(evaluated)
-        if opts.index_check:  # what HNSW and quantisation cost in recall here (a second read of the vectors)
-            with _open_store(opts) as store:
-                rec["index_recall"] = index_recall(read_vectors(store, summary.collection)[0])
+        with _open_store(opts) as store:  # the flow is down, so the store can be read
+            data = read_vectors(store, summary.collection)
+            if opts.queries:
+                digest = content_digest(data[2])
+                if rec["quality"].get("labelled"):
+                    rec["quality"]["ci"] = ranking_cis(rec["per_query"], opts.bootstrap)
+            else:  # every query against every image
+                evaluated, digest = evaluate_in_index(store, summary.collection, qs, opts, data)
+                rec.update(evaluated)
+        if opts.index_check:  # what HNSW and quantisation cost in recall here, on the vectors just read
+            rec["index_recall"] = index_recall(data[0])
+        rec.update(run_tasks(*data, qs, opts, rec, text=text))  # compare/vector_tasks.py
+        del data
         per = rec["per_query"]
         rec["per_label_recall@1"] = per_label_recall(per, qs.queries)
         rec["eval_seconds"] = round(flow_eval + time.perf_counter() - t_strat, 3)
@@ -260,6 +266,7 @@ def run_compare(opts: CompareOptions, log: TextIO = sys.stderr) -> dict:
         "quantization": {"per_encoder": {r["encoder"]: r["index_recall"] for r in runs if r.get("index_recall")},
                          "recommended": recommend_index({r["encoder"]: r["index_recall"] for r in runs if r.get("index_recall")})},
         "labels": label_disagreement(runs),
+        "tasks": tasks_summary(runs, qs, opts),  # issue 25: zero-shot, kNN, probe, near-duplicates, label audit, maps
         "grid": {"rows": opts.grid_rows, "k": opts.grid_k},
     }
     summary_seconds = time.perf_counter() - t_summary

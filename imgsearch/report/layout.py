@@ -26,6 +26,7 @@ from imgsearch.report.markup import e, html_fold, html_table, md_fold, md_table
 from imgsearch.report.recommend import claims
 from imgsearch.report.runtimes import runtime_rows
 from imgsearch.report.selection import ok_runs
+from imgsearch.report.tasks import tasks_html, tasks_markdown
 from imgsearch.report.tables import (
     LABEL_ROWS_SHOWN,
     headline_rows,
@@ -163,6 +164,11 @@ def fusion(c: Ctx) -> Section:
                     + html_table("fusion-table", FUSION_COLS, rows, [r[0] for r in rows]) + "</section>"])
 
 
+def tasks(c: Ctx) -> Section:
+    """Zero-shot, kNN and probe tables, near-duplicates, the label audit and the maps (report/tasks.py)."""
+    return Section(tasks_markdown(c.result), tasks_html(c.result))
+
+
 def index_setting(c: Ctx) -> Section:
     rows = index_rows(c.result)
     if not rows:
@@ -211,6 +217,7 @@ SECTIONS: list[Callable[[Ctx], Section]] = [
     significance,
     fusion,
     index_setting,
+    tasks,
     per_label,
     grid,
     notes,
