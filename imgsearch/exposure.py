@@ -9,11 +9,10 @@ import os
 from typing import Any
 
 from executors.errors import UserError
+from executors.limits import MAX_REQUEST_MB, max_request_bytes
 
 LOOPBACK = "127.0.0.1"  # where local flows listen unless the gateway is exposed on purpose (--bind)
-# The gateway refuses larger requests (gRPC RESOURCE_EXHAUSTED): the largest legitimate one is
-# a search carrying one query image of at most executors/docs.py MAX_IMAGE_BYTES (32 MiB).
-MAX_REQUEST_MB_DEFAULT = 64
+MAX_REQUEST_MB_DEFAULT = MAX_REQUEST_MB  # executors/limits.py: the gateway applies it itself too
 TLS_CERT_ENV, TLS_KEY_ENV = "IMGSEARCH_TLS_CERT", "IMGSEARCH_TLS_KEY"
 
 
@@ -34,7 +33,7 @@ def gateway_options() -> dict:
     cert, key = os.environ.get(TLS_CERT_ENV), os.environ.get(TLS_KEY_ENV)
     if bool(cert) != bool(key):
         raise ExposureError(f"TLS needs both {TLS_CERT_ENV} and {TLS_KEY_ENV} (a certificate and its key)")
-    limit = int(max_request_mb() * 2**20)
+    limit = max_request_bytes()
     options: dict[str, Any] = {"grpc_server_options": {"grpc.max_receive_message_length": limit}}
     if cert:
         options.update(ssl_certfile=cert, ssl_keyfile=key)
@@ -42,4 +41,4 @@ def gateway_options() -> dict:
 
 
 def max_request_mb() -> float:
-    return float(os.environ.get("IMGSEARCH_MAX_REQUEST_MB") or MAX_REQUEST_MB_DEFAULT)
+    return max_request_bytes() / 2**20

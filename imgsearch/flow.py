@@ -10,10 +10,11 @@ from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
 
 from docarray import DocList
 
-from executors.auth import TOKEN_ENV, TOKEN_PARAMETER
+from executors.auth import TOKEN_ENV
 from executors.docs import ImageDoc
 from executors.encoders.runtime_env import ENV_LANES, ENV_RUNTIME
 from executors.gateway import jina_fixes
+from imgsearch.token_policy import with_token
 from imgsearch.exposure import LOOPBACK, gateway_address, gateway_options
 from imgsearch.flowfile import REPO, expand_env, read_flow
 from imgsearch.ports import free_port, use_listening_range
@@ -240,12 +241,12 @@ class Gateway:
 
         self.host = host
         self.timeout = timeout
-        # The executors' write credential (executors/stage.py), sent with every request.
+        # The executors' write credential (executors/stage.py), sent only where needed.
         self.token = token if token is not None else os.environ.get(TOKEN_ENV, "")
         self.client = Client(host=host)
 
-    def _params(self, parameters: Optional[dict]) -> dict:
-        return {**(parameters or {}), TOKEN_PARAMETER: self.token} if self.token else dict(parameters or {})
+    def _params(self, endpoint: str, parameters: Optional[dict]) -> dict:
+        return with_token(self.host, endpoint, parameters, self.token)  # only where needed (token_policy.py)
 
     def ready(self) -> bool:
         return bool(self.client.is_flow_ready(timeout=5))
@@ -312,7 +313,7 @@ class Gateway:
                 endpoint,
                 target_executor=target,
                 inputs=docs if not isinstance(docs, (list, tuple)) or docs else DocList[ImageDoc](),
-                parameters=self._params(parameters),
+                parameters=self._params(endpoint, parameters),
                 request_size=request_size,
                 on_done=collect,
                 return_type=DocList[ImageDoc],
@@ -345,7 +346,7 @@ class Gateway:
                 return self.client.post(
                     endpoint,
                     inputs=DocList[ImageDoc](),
-                    parameters=self._params(parameters),
+                    parameters=self._params(endpoint, parameters),
                     return_responses=True,
                     timeout=max(deadline - time.monotonic(), 0.001),
                 )
