@@ -295,7 +295,8 @@ def cmd_k8s(args: argparse.Namespace, out: TextIO) -> int:
     from imgsearch.deploy import write  # local: Jina's Kubernetes export
 
     paths = write(args.out, encoders=tuple(args.encoders), registry=args.registry, model_cache=args.model_cache,
-                  qdrant_nodes=args.qdrant_nodes, shared_data=args.shared_data)
+                  qdrant_nodes=args.qdrant_nodes, shared_data=args.shared_data,
+                  image_digests=args.image_digests)
     for path in paths:
         print(path, file=out)
     print(f"{len(paths)} files written; deploy with `kubectl apply -f {args.out / 'k8s'}`", file=out)

@@ -35,6 +35,7 @@ import yaml
 
 from executors.encoders.specs import get_spec
 from imgsearch import k8s_security
+from imgsearch.deploy import digests
 from imgsearch.deploy.dockerfiles import dockerfile
 from imgsearch.deploy.encoder_configs import encoder_configs
 from imgsearch.deploy.manifests import _adapt, _configmap, _jina_yamls, _namespace, _pvc
@@ -45,16 +46,22 @@ from imgsearch.deploy.names import (  # noqa: F401 (the package's public names)
 from imgsearch.flowfile import REPO, read_flow
 
 
-def _dump(docs: list[dict]) -> str:
+def _dump_docs(docs: list[dict]) -> str:
     return HEADER + "---\n".join(yaml.safe_dump(d, sort_keys=True, width=120) for d in docs)
 
 
 def render(encoders: tuple[str, ...] = ENCODERS, registry: str = REGISTRY, model_cache: Optional[str] = None,
-           qdrant_nodes: int = k8s_security.DEFAULT_QDRANT_NODES, shared_data: bool = False) -> dict[str, str]:
+           qdrant_nodes: int = k8s_security.DEFAULT_QDRANT_NODES, shared_data: bool = False,
+           image_digests: Optional[Path] = None) -> dict[str, str]:
     """Every generated file, by repo-relative path → text. ``shared_data``: the data volume is
-    ReadWriteMany and mounted read-only in the normalizer pods too (SHARED_FILES=true)."""
+    ReadWriteMany and mounted read-only in the normalizer pods too (SHARED_FILES=true).
+    ``image_digests``: a JSON file of image -> sha256 digest; every image is pinned (digests.py)."""
     for e in encoders:
         get_spec(e)
+    pins = digests.load(image_digests)
+
+    def _dump(docs: list[dict]) -> str:
+        return _dump_docs(digests.pin(docs, pins))
     files: dict[str, str] = {
         "k8s/00-namespace.yml": _dump(_namespace()),
         "k8s/01-configmap.yml": _dump(_configmap(encoders, qdrant_nodes, shared_data)),
@@ -109,6 +116,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qdrant-nodes", type=int, default=k8s_security.DEFAULT_QDRANT_NODES, metavar="N",
                    help=f"Qdrant nodes in distributed mode (default {k8s_security.DEFAULT_QDRANT_NODES})")
     p.add_argument("--model-cache", metavar="CLAIM", help="mount this ReadWriteMany PVC (created too) as the encoders' model cache instead of baked weights")
+    p.add_argument("--image-digests", type=Path, metavar="FILE",
+                   help="JSON of image -> sha256 digest (after pushing the images): every image in k8s/ is pinned "
+                        "as name:tag@sha256:..., and one missing from the file is an error (docs/deploy.md)")
     p.add_argument("--shared-data", action="store_true",
                    help="make the data volume ReadWriteMany (NFS, CephFS, EFS...) and mount it read-only in the normalizer "
                         "pods too, which then read the files the loader passes by path instead of their bytes "

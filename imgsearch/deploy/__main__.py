@@ -14,7 +14,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("JINA_LOG_LEVEL", "ERROR")
     for path in write(args.out, encoders=tuple(args.encoders), registry=args.registry, model_cache=args.model_cache,
-                      qdrant_nodes=args.qdrant_nodes, shared_data=args.shared_data):
+                      qdrant_nodes=args.qdrant_nodes, shared_data=args.shared_data,
+                  image_digests=args.image_digests):
         print(path)
     return 0
 
