@@ -86,7 +86,8 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         sock = _listen(args.bind, args.port)
         service = SearchService(hosts, resize=args.resize, reports=tuple(reports), default_dataset=args.dataset)
         cache = args.thumb_cache or (Path(args.store) / "thumbs" if not (args.qdrant_url or args.host) else Path(".cache/thumbs"))
-        app = create_app(service, ThumbCache(cache), PageOptions(top_k=args.top_k, max_upload_bytes=int(args.max_upload_mb * 1e6)))
+        app = create_app(service, ThumbCache(cache), PageOptions(top_k=args.top_k, max_upload_bytes=int(args.max_upload_mb * 1e6),
+                                                                allowed_hosts=(args.bind, *(args.allow_host or ()))))
         address = f"http://{'localhost' if args.bind in ('127.0.0.1', '0.0.0.0') else args.bind}:{sock.getsockname()[1]}/"
         print(f"Search page: {address}  (encoders: {', '.join(f'{n} at {h}' for n, h in hosts.items())}; Ctrl-C stops)", file=out)
         for report in reports:
@@ -122,6 +123,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action="append", metavar="ENCODER=CHECKPOINT", help="checkpoint override per encoder (repeatable): hub id or local folder")
     p.add_argument("--port", type=int, default=8000, help="the page's port (default 8000; 0 = any free port)")
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--allow-host", action="append", metavar="NAME", help="a Host name the page answers besides localhost, 127.0.0.1 and --bind (repeatable; e.g. the machine's name when --bind 0.0.0.0)")
     p.add_argument("--dataset", help="dataset shown first (default: the one most encoders have indexed)")
     p.add_argument("--top-k", type=int, default=12, help="results per page (\"more\" fetches the next ones)")
     p.add_argument("--report", type=Path, action="append", metavar="JSON", help="compare report(s) whose suggested thresholds dim weaker results (default: report.json beside the store and under ./results)")
