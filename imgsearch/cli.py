@@ -17,6 +17,7 @@ from executors.encoders.runtime_env import CHOICES, ENV_RUNTIME
 from executors.encoders.specs import DEFAULT_ENCODER
 from executors.errors import UserError
 from executors.urls import FILE_SCHEME, is_url
+from imgsearch.secret_options import apply_qdrant_key
 
 logger = logging.getLogger("imgsearch")
 
@@ -62,7 +63,8 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resize", type=int, metavar="N", help="normalise every image to N×N first (the original meme study used 96); default: keep aspect")
     p.add_argument("--store", default="workspace", help="embedded Qdrant data folder (default: ./workspace)")
     p.add_argument("--qdrant-url", default=os.environ.get("QDRANT_URL"), help="use a Qdrant server instead, e.g. http://localhost:6333")
-    p.add_argument("--qdrant-api-key", help="the Qdrant server's API key (default: QDRANT_API_KEY)")
+    p.add_argument("--qdrant-api-key", help=argparse.SUPPRESS)  # deprecated: visible in ps (secret_options.py)
+    p.add_argument("--qdrant-api-key-file", type=Path, metavar="FILE", help="file holding the Qdrant server's API key (default: $QDRANT_API_KEY, or the file $QDRANT_API_KEY_FILE)")
     p.add_argument("--host", help="a running flow's gateway, e.g. grpc://HOST:PORT (default: start the flow locally)")
 
 
@@ -266,8 +268,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:
         os.environ.setdefault("JINA_LOG_LEVEL", "ERROR")
-    if getattr(args, "qdrant_api_key", None):  # read by ServerStore here and in the executors started here
-        os.environ["QDRANT_API_KEY"] = args.qdrant_api_key
+    try:  # into QDRANT_API_KEY, read by ServerStore here and in the executors started here
+        apply_qdrant_key(getattr(args, "qdrant_api_key", None), getattr(args, "qdrant_api_key_file", None))
+    except UserError as exc:
+        return _fail(args, sys.stdout, exc, EXIT_USAGE)
     if getattr(args, "runtime", None):  # every flow this process starts inherits it
         os.environ[ENV_RUNTIME] = args.runtime
     # Local: after the environment above is set, before torch and jina load.
