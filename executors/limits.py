@@ -97,7 +97,7 @@ def top_k(parameters: Optional[dict], default: int = 10) -> int:
     raw = (parameters or {}).get("top_k", default)
     try:
         k = int(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"top_k must be a whole number, not {raw!r}") from None
     limit = max_top_k()
     if not 1 <= k <= limit:

@@ -31,7 +31,7 @@ def _fit_rule(rule: object) -> Optional[dict]:
         else:
             out = {"width": int(rule["width"]), "height": int(rule["height"])}
         out["resample"] = int(rule.get("resample", 3))
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         logger.warning("ignoring malformed resize rule %r", rule)
         return None
     if not all(0 < v <= 4096 for k, v in out.items() if k != "resample") or out["resample"] not in range(6):

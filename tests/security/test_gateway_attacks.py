@@ -168,3 +168,64 @@ def test_sixteen_bit_images_are_not_copied_as_float64(target, anon):
     assert peak < 36, peak
     doc = search(anon, target, [ImageDoc(blob=big)])[0]
     assert doc.error is None and doc.matches, doc.error
+
+
+# --------------------------------------------------------------------------- the fuzz pass
+
+FUZZ_EXAMPLES = int(__import__("os").environ.get("IMGSEARCH_FUZZ_EXAMPLES", "60"))
+FUZZ_GROWTH_MB = 300  # what any stage's peak memory may grow by over the whole pass
+
+
+def _fuzz_strategies(target):
+    from hypothesis import strategies as st
+
+    uris = st.sampled_from([str(target.secret), "/etc/passwd", "/dev/zero", str(target.data / ".." / "private"),
+                            "http://127.0.0.1:9/x.png", "s3://bucket/key.jpg", "file:///etc/passwd"])
+    tensors = st.builds(lambda h, w, c, dt: np.zeros((h, w, c), dt), st.integers(0, 48), st.integers(0, 48),
+                        st.sampled_from([1, 3, 4]), st.sampled_from([np.uint8, np.float32, np.int64]))
+    docs = st.one_of(
+        st.builds(lambda t: ImageDoc(text=t), st.text(max_size=200)),
+        st.builds(lambda h: ImageDoc(hash=h), st.one_of(st.text(max_size=70), st.from_regex(r"[0-9a-f]{64}", fullmatch=True))),
+        st.builds(lambda b: ImageDoc(blob=b), st.binary(max_size=2048)),
+        st.builds(lambda w, h, s: ImageDoc(blob=png(w, h, seed=s)), st.integers(1, 40), st.integers(1, 40), st.integers(0, 9)),
+        st.builds(lambda u, s: ImageDoc(uri=u, file_state=s), uris, st.one_of(st.none(), st.just("1:1"))),
+        st.builds(lambda t: ImageDoc(tensor=t), tensors),
+    )
+    numbers = st.one_of(st.integers(-10, 10**9), st.floats(allow_nan=True), st.text(max_size=8), st.none())
+    fit = st.one_of(st.none(), st.text(max_size=10), st.fixed_dictionaries({}, optional={
+        "shortest_edge": numbers, "width": numbers, "height": numbers, "resample": numbers}))
+    params = st.fixed_dictionaries({"collection": st.one_of(st.just(target.collection), st.text(max_size=20))}, optional={
+        "top_k": numbers, "fit": fit, "keep_jpeg": st.one_of(st.booleans(), st.text(max_size=4)),
+        "exclude_self": st.booleans(), "with_paths": st.booleans(), "score_threshold": numbers,
+        "data": uris, "token": st.text(max_size=12)})
+    return st.lists(docs, min_size=0, max_size=6), params, st.sampled_from(
+        [None, "loader", "normalizer", "encoder", "indexer"]), st.sampled_from(["/search", "/index", "/count", "/stats"])
+
+
+def test_fuzz_the_gateways_request_parameters(target, anon):
+    """Random documents, parameters and targets, without the token: no crash (the chain answers
+    after every one), no file content outside the index in any answer, bounded memory."""
+    from hypothesis import HealthCheck, given, settings
+
+    from imgsearch.flow import FlowError
+
+    docs_s, params_s, target_s, endpoint_s = _fuzz_strategies(target)
+    before = peaks(anon)
+
+    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(docs=docs_s, params=params_s, to=target_s, endpoint=endpoint_s)
+    def one(docs, params, to, endpoint):
+        try:
+            got = anon.post(endpoint, docs, params, target=to, timeout=60)
+        except FlowError as exc:
+            assert not leaked(target.secret_bytes, str(exc))
+            return
+        assert not leaked(target.secret_bytes, *answers(got))
+        assert not any(str(target.data) in str(d.matches or "") for d in got)  # no paths without the token
+
+    one()
+    assert anon.call("/info")["encoder"]  # every stage still up
+    grown = {k: round(peaks(anon)[k] - v, 1) for k, v in before.items()}
+    print(f"fuzz: {FUZZ_EXAMPLES} requests; peak memory growth per stage (MB): {grown}")
+    assert max(grown.values()) < FUZZ_GROWTH_MB, grown
