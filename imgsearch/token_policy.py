@@ -6,10 +6,12 @@ needed: to the protected endpoints, to a search that asks for its matches' store
 requires it for searches too (``IMGSEARCH_TOKEN_FOR_SEARCH`` set on the client as on the
 server). It never sends it in clear text (``grpc://``) to a host off this machine, unless
 ``IMGSEARCH_ALLOW_PLAINTEXT_TOKEN=1`` says the network in between is trusted (a mesh that
-encrypts, a private link); a refused send is an error that says so, not a silent drop.
+encrypts, a private link): a call that needs the token fails with an error that says so; a
+search that only wanted its matches' paths goes on without the token (and the paths), with a warning.
 """
 
 import ipaddress
+import logging
 import os
 from typing import Mapping, Optional
 from urllib.parse import urlsplit
@@ -17,6 +19,8 @@ from urllib.parse import urlsplit
 from executors.auth import (OPEN_ENDPOINTS, PATHS_PARAMETER, PROTECTED_ENDPOINTS, TOKEN_FOR_SEARCH_ENV,
                             TOKEN_PARAMETER, switch)
 from executors.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 ALLOW_PLAINTEXT_ENV = "IMGSEARCH_ALLOW_PLAINTEXT_TOKEN"
 
@@ -60,6 +64,11 @@ def with_token(host: str, endpoint: str, parameters: Optional[dict], token: str,
     if not token or not needs_token(endpoint, parameters, env):
         return out
     if not encrypted(host) and not is_local(host) and not switch(env.get(ALLOW_PLAINTEXT_ENV, ""), unreadable=False):
+        if endpoint not in PROTECTED_ENDPOINTS and not switch(env.get(TOKEN_FOR_SEARCH_ENV, ""), unreadable=False):
+            # Wanted only for the matches' paths: the search goes on without them.
+            logger.warning("%s: not sending the token in clear text to %s; matches come without their paths "
+                           "(use grpcs://, or %s=1)", endpoint, host, ALLOW_PLAINTEXT_ENV)
+            return out
         raise TokenNotSent(
             f"{endpoint} needs the token, but {host} is plain grpc:// to another machine: anyone on the "
             f"network would read it. Use grpcs:// (the gateway's TLS, docs/deploy.md), or set "

@@ -52,6 +52,10 @@ def test_no_token_in_clear_text_to_another_machine(host):
     with pytest.raises(TokenNotSent, match="grpcs://"):
         with_token(host, "/index", {}, TOKEN, {})
     assert "token" not in with_token(host, "/search", {}, TOKEN, {})  # not needed: nothing refused
+    # Wanted for paths only: the search goes on without the token (and its paths).
+    assert "token" not in with_token(host, "/search", {"with_paths": True}, TOKEN, {})
+    with pytest.raises(TokenNotSent):  # needed: the server wants it for every search
+        with_token(host, "/search", {}, TOKEN, {"IMGSEARCH_TOKEN_FOR_SEARCH": "1"})
     assert with_token(host, "/index", {}, TOKEN, {"IMGSEARCH_ALLOW_PLAINTEXT_TOKEN": "1"})["token"] == TOKEN
     tls = "grpcs://" + host.split("://")[-1]
     assert with_token(tls, "/index", {}, TOKEN, {})["token"] == TOKEN
