@@ -5,7 +5,7 @@ project's own client uses it so that /scan skips the encoder), and on a cluster 
 executor's port is reachable from inside the namespace. So no stage trusts that an earlier
 one checked its input: each bounds what it is given (docs/reliability.md, threat model).
 
-- ``MAX_DOCS_PER_REQUEST`` documents per request (Stage, before any handler);
+- ``MAX_DOCS_PER_REQUEST`` documents per /search or /index request (Stage, before any handler);
 - ``MAX_TOP_K`` matches per query (indexer);
 - ``MAX_OUTPUT_PIXELS`` pixels per image after the resize a client asks for (``fit``), and per
   image tensor an encoder is handed; ``MAX_ASPECT`` bounds how elongated such a tensor may be,
@@ -32,8 +32,8 @@ MAX_REQUEST_MB_ENV = "IMGSEARCH_MAX_REQUEST_MB"
 # The gateway refuses larger requests (gRPC RESOURCE_EXHAUSTED): the largest legitimate one is
 # a search carrying one query image of at most MAX_IMAGE_BYTES (32 MiB).
 MAX_REQUEST_MB = 64
-# The project's largest legitimate request: prune removes 512 paths per request.
-MAX_DOCS_PER_REQUEST = 1024
+# Twice the project's largest /index request (an encoder's batch: at most MAX_BATCH, 1024, on a GPU).
+MAX_DOCS_PER_REQUEST = 2048
 # compare asks for 1000 (its score_depth); a page of the web UI for at most 500.
 MAX_TOP_K = 1000
 # 4096² pixels: a model-sized image many times over (uint8 RGB: 48 MiB), far below what an
@@ -83,8 +83,16 @@ def max_output_pixels() -> int:
     return _env_int(MAX_OUTPUT_PIXELS_ENV, MAX_OUTPUT_PIXELS)
 
 
+# The endpoints whose documents each cost a read, a decode or a forward pass. Others carry light
+# documents by design: /scan hands the indexer a page of 2048 scanned files (hashes only).
+COUNTED_ENDPOINTS = frozenset({"/search", "/index"})
+
+
 def check_request(endpoint: str, docs: Optional[Sequence], limit: Optional[int] = None) -> None:
-    """RequestTooLarge when a request carries more documents than a stage takes at once."""
+    """RequestTooLarge when a search or index request carries more documents than a stage takes
+    at once."""
+    if endpoint not in COUNTED_ENDPOINTS:
+        return
     n = len(docs) if docs is not None else 0
     limit = limit or max_docs()
     if n > limit:

@@ -128,8 +128,8 @@ def test_top_k_and_documents_per_request_are_capped(target, anon):
     with pytest.raises(FlowError, match="top_k must be between 1 and 1000"):
         search(anon, target, [ImageDoc(text="x")], top_k=10**6)
     with pytest.raises(FlowError, match="documents in one request"):
-        anon.post("/search", [ImageDoc(hash="0" * 64)] * 1100, {"collection": target.collection, "top_k": 1},
-                  request_size=1100)
+        anon.post("/search", [ImageDoc(hash="0" * 64)] * 2100, {"collection": target.collection, "top_k": 1},
+                  request_size=2100)
     assert int(anon.call("/count", {"collection": target.collection})["count"]) == count
 
 
