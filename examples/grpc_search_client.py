@@ -16,8 +16,9 @@ What a client in any language needs (README: "gRPC clients"):
 - TLS: a gateway started with a certificate (docs/deploy.md) is reached as grpcs://HOST:PORT;
 - the reply is a DataRequestProto: header.status.code (0 = SUCCESS, else description says why);
   documents in data.docs (or, serialized, in data.docs_bytes as a DocListProto); each
-  result document's "matches" is a NodeProto list of dicts with uri, label, score, width,
-  height, hash; "error" (text) is set when that query could not be served.
+  result document's "matches" is a NodeProto list of dicts with label, score, width, height,
+  hash (and uri and paths, the stored file paths, only when the request carries the server's
+  token); "error" (text) is set when that query could not be served.
 
 Usage (Python needs `pip install grpcio protobuf grpcio-tools`, or stubs made beforehand):
     python examples/grpc_search_client.py --host localhost:8080 --image query.jpg --collection memes--efficientnet-lite0
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for rank, m in enumerate(matches, 1):
         label = f"  [{m['label']}]" if m.get("label") else ""
-        print(f"{rank:>3}. {m['score']:.4f}  {m.get('uri')}{label}")
+        print(f"{rank:>3}. {m['score']:.4f}  {m.get('uri') or m.get('hash')}{label}")
     return 0
 
 

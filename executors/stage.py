@@ -6,7 +6,8 @@
   open file descriptors, so a benchmark can show where time goes (work in handlers vs.
   gRPC/serialisation around them) and a soak can show memory and descriptors staying flat. ``parameters: {"reset": true}`` zeroes the
   handler counters after reading them.
-- The write credential (executors/auth.py) is checked before any handler runs.
+- The write credential (executors/auth.py) and the documents-per-request cap
+  (executors/limits.py) are checked before any handler runs; an empty token stops start-up.
 """
 
 import contextlib
@@ -21,8 +22,9 @@ from typing import ClassVar, Iterator, Optional
 from docarray import DocList
 from jina import Executor, requests
 
-from executors.auth import check_token
+from executors.auth import check_token, require_usable_token
 from executors.docs import ImageDoc, Reply
+from executors.limits import check_request
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +111,7 @@ class Stage(Executor):
     tune_malloc: ClassVar[bool] = True  # keep_freed_memory(); a stage that decides later sets False
 
     def __init__(self, **kwargs):
+        require_usable_token()  # an empty token would leave every endpoint open: refuse to start
         super().__init__(**kwargs)
         if self.tune_malloc:
             keep_freed_memory()
@@ -118,6 +121,7 @@ class Stage(Executor):
     async def __acall__(self, req_endpoint: str, **kwargs):
         # Jina's one entry to every handler (batched or not): the token is checked once, here.
         check_token(req_endpoint, kwargs.get("parameters"))
+        check_request(req_endpoint, kwargs.get("docs"))  # as if from a client: see executors/limits.py
         return await super().__acall__(req_endpoint, **kwargs)
 
     @contextlib.contextmanager

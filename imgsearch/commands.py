@@ -314,7 +314,8 @@ def cmd_k8s(opts: o.K8sOptions, out: TextIO) -> int:
 
     root = opts.out or REPO
     paths = write(root, encoders=opts.encoders, registry=opts.registry, model_cache=opts.model_cache,
-                  qdrant_nodes=opts.qdrant_nodes, shared_data=opts.shared_data)
+                  qdrant_nodes=opts.qdrant_nodes, shared_data=opts.shared_data,
+                  image_digests=opts.image_digests)
     for path in paths:
         print(path, file=out)
     print(f"{len(paths)} files written; deploy with `kubectl apply -f {root / 'k8s'}`", file=out)

@@ -10,13 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from executors.errors import UserError
+from executors.limits import MAX_REQUEST_MB, max_request_bytes
 
 LOOPBACK = "127.0.0.1"  # where local flows listen unless the gateway is exposed on purpose (--bind)
-# The gateway refuses larger requests (gRPC RESOURCE_EXHAUSTED): the largest legitimate one is
-# a search carrying one query image of at most executors/docs.py MAX_IMAGE_BYTES (32 MiB).
-MAX_REQUEST_MB_DEFAULT = 64
+MAX_REQUEST_MB_DEFAULT = MAX_REQUEST_MB  # executors/limits.py: the gateway applies it itself too
 TLS_CERT_ENV, TLS_KEY_ENV = "IMGSEARCH_TLS_CERT", "IMGSEARCH_TLS_KEY"
-MAX_REQUEST_ENV = "IMGSEARCH_MAX_REQUEST_MB"
 
 
 class ExposureError(UserError, ValueError):
@@ -31,7 +29,7 @@ class GatewayExposure:
 
     tls_cert: Optional[str] = field(default_factory=lambda: os.environ.get(TLS_CERT_ENV) or None)
     tls_key: Optional[str] = field(default_factory=lambda: os.environ.get(TLS_KEY_ENV) or None)
-    max_request_mb: float = field(default_factory=lambda: float(os.environ.get(MAX_REQUEST_ENV) or MAX_REQUEST_MB_DEFAULT))
+    max_request_mb: float = field(default_factory=lambda: max_request_bytes() / 2**20)  # IMGSEARCH_MAX_REQUEST_MB
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):

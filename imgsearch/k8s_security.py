@@ -9,9 +9,12 @@ the Jina manifests stays one concern.
   Its API key (``QDRANT__SERVICE__API_KEY``) and read-only key come from the Secret ``qdrant-api-key``.
 - Secrets are referenced, never generated: the operator creates them (docs/deploy.md), and a pod
   whose Secret is missing does not start (no silent open default).
-- NetworkPolicies: ingress denied by default; clients reach only the gateways; each gateway
-  reaches only its own chain (loader, normalizer, its encoder, indexer); only the indexer reaches
-  Qdrant's client ports; Qdrant nodes reach each other on p2p.
+- NetworkPolicies: ingress and egress denied by default; clients reach only the gateways; each
+  gateway reaches only its own chain (loader, normalizer, its encoder, indexer); only the indexer
+  reaches Qdrant's client ports; Qdrant nodes reach each other on p2p; every stage's egress is its
+  own (stage_egress), and none reaches the cloud's metadata address.
+- Pods: non-root, read-only root filesystem, RuntimeDefault seccomp, no capabilities, no
+  service-account token (imgsearch/deploy/hardening.py; Qdrant's own non-root image here).
 """
 
 from typing import Any
@@ -22,10 +25,18 @@ QDRANT_HTTP, QDRANT_GRPC, QDRANT_P2P = 6333, 6334, 6335
 QDRANT_SECRET, TOKEN_SECRET = "qdrant-api-key", "imgsearch-token"
 S3_SECRET = "imgsearch-s3"  # optional: the loader's bucket credentials, where no pod role gives them
 S3_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")
-QDRANT_IMAGE = "qdrant/qdrant:v1.19.0"
+# Qdrant's own non-root build (uid 1000), run as its Helm chart runs it: uid 1000, gid 2000.
+QDRANT_IMAGE = "qdrant/qdrant:v1.19.0-unprivileged"
+QDRANT_UID, QDRANT_GID, QDRANT_FS_GROUP = 1000, 2000, 3000
 QDRANT_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "8Gi"}}
 DEFAULT_QDRANT_NODES = 3
 STORE_READERS = ("indexer",)  # the only components that talk to Qdrant directly on the cluster
+
+
+def container_context(**extra: Any) -> dict:
+    """Every container's: read-only root filesystem, no privilege escalation, no capabilities."""
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "privileged": False,
+            "readOnlyRootFilesystem": True, "runAsNonRoot": True, **extra}
 
 
 def meta(name: str, component: str) -> dict:
@@ -85,15 +96,30 @@ def qdrant(nodes: int = DEFAULT_QDRANT_NODES) -> list[dict]:
             {"name": "QDRANT__CLUSTER__P2P__PORT", "value": str(QDRANT_P2P)},
             _secret_env("QDRANT__SERVICE__API_KEY", QDRANT_SECRET, "api-key"),
             _secret_env("QDRANT__SERVICE__READ_ONLY_API_KEY", QDRANT_SECRET, "read-only-api-key"),
+            # The root filesystem is read-only: Qdrant's start-up marker (else written beside its
+            # binary, a panic) and snapshots go to writable volumes; no telemetry leaves the pod.
+            {"name": "QDRANT_INIT_FILE_PATH", "value": "/qdrant/init/.qdrant-initialized"},
+            {"name": "QDRANT__STORAGE__SNAPSHOTS_PATH", "value": "/qdrant/snapshots"},
+            {"name": "QDRANT__TELEMETRY_DISABLED", "value": "true"},
         ],
-        "volumeMounts": [{"name": "qdrant-storage", "mountPath": "/qdrant/storage"}],
+        "volumeMounts": [{"name": "qdrant-storage", "mountPath": "/qdrant/storage"},
+                         {"name": "qdrant-init", "mountPath": "/qdrant/init"},
+                         {"name": "qdrant-snapshots", "mountPath": "/qdrant/snapshots"},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": container_context(runAsUser=QDRANT_UID, runAsGroup=QDRANT_GID),
         "resources": {k: dict(v) for k, v in QDRANT_RESOURCES.items()},
         # /readyz and /livez need no API key.
         "startupProbe": {"httpGet": {"path": "/readyz", "port": QDRANT_HTTP}, "periodSeconds": 5, "failureThreshold": 60},
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": QDRANT_HTTP}, "periodSeconds": 10},
         "livenessProbe": {"httpGet": {"path": "/livez", "port": QDRANT_HTTP}, "periodSeconds": 20, "failureThreshold": 6},
     }
-    pod_spec: dict[str, Any] = {"securityContext": {"fsGroup": 1000}, "containers": [container]}
+    pod_spec: dict[str, Any] = {
+        "securityContext": {"fsGroup": QDRANT_FS_GROUP, "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "automountServiceAccountToken": False, "containers": [container],
+        # Snapshots are scratch here: copy one out (or mount a volume at /qdrant/snapshots) to keep it.
+        "volumes": [{"name": "qdrant-init", "emptyDir": {"sizeLimit": "1Mi"}},
+                    {"name": "qdrant-snapshots", "emptyDir": {"sizeLimit": "20Gi"}},
+                    {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]}
     if nodes > 1:
         pod_spec["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
             {"labelSelector": {"matchLabels": {"app": name}}, "topologyKey": "kubernetes.io/hostname"}]}}
@@ -132,20 +158,44 @@ DNS_EGRESS = {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"
               "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
 
 
+# Off the cluster, never the link-local range: the cloud's metadata service (169.254.169.254,
+# fd00:ec2::254) hands out the node's credentials to whoever asks.
+OUTSIDE = [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}},
+           {"ipBlock": {"cidr": "::/0", "except": ["fe80::/10", "fd00:ec2::254/128"]}}]
+
+
+def stage_egress(stage: str) -> list[dict]:
+    """Where each stage may connect (besides DNS): the loader to object storage (any address
+    off the metadata range: a bucket's endpoint is the operator's choice, AWS_ENDPOINT_URL); an
+    encoder to the Hugging Face hub over HTTPS (nowhere once HF_HUB_OFFLINE=1 and its weights
+    are baked: docs/deploy.md); the indexer to Qdrant's client ports; the normalizer nowhere."""
+    if stage == "loader":
+        return [{"to": OUTSIDE}, DNS_EGRESS]
+    if stage.startswith("encoder-"):
+        return [{"to": OUTSIDE, "ports": _tcp(443)}, DNS_EGRESS]
+    if stage in STORE_READERS:
+        return [{"to": _from("qdrant"), "ports": _tcp(QDRANT_HTTP, QDRANT_GRPC)}, DNS_EGRESS]
+    return []
+
+
 def network_policies(chains: dict[str, list[str]]) -> list[dict]:
     """``chains``: gateway name -> the stages it calls (its flow's executors, in order)."""
     stages = sorted({s for chain in chains.values() for s in chain})
-    policies = [_policy("default-deny-ingress", {}, [])]
-    policies[0]["spec"]["podSelector"] = {}
+    policies = [_policy("default-deny-ingress", {}, []), _policy("default-deny-egress", {}, [], [])]
+    policies[1]["spec"]["policyTypes"] = ["Egress"]
+    del policies[1]["spec"]["ingress"]
+    for p in policies:
+        p["spec"]["podSelector"] = {}
     for gateway, chain in sorted(chains.items()):
         # Clients (anywhere) reach the gateway; the gateway reaches only its chain (and DNS).
         to_chain = {"to": [{"podSelector": {"matchLabels": {"app": s}}} for s in chain], "ports": _tcp(PORT)}
         policies.append(_policy(gateway, {"app": gateway}, [{"ports": _tcp(PORT)}], [to_chain, DNS_EGRESS]))
     for stage in stages:
         callers = sorted(g for g, chain in chains.items() if stage in chain)
-        policies.append(_policy(stage, {"app": stage}, [{"from": _from(*callers), "ports": _tcp(PORT)}]))
+        policies.append(_policy(stage, {"app": stage}, [{"from": _from(*callers), "ports": _tcp(PORT)}],
+                                stage_egress(stage)))
     policies.append(_policy("qdrant", {"app": "qdrant"}, [
         {"from": _from(*STORE_READERS), "ports": _tcp(QDRANT_HTTP, QDRANT_GRPC)},
         {"from": _from("qdrant"), "ports": _tcp(QDRANT_P2P)},
-    ]))
+    ], [{"to": _from("qdrant"), "ports": _tcp(QDRANT_P2P)}, DNS_EGRESS]))
     return policies

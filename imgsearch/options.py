@@ -33,8 +33,9 @@ class StoreOptions:
 
     store: Path = Path("workspace")
     qdrant_url: Optional[str] = field(default_factory=lambda: _env("QDRANT_URL"))
-    # None: the environment's (QDRANT_API_KEY, or QDRANT_READ_ONLY_API_KEY for readers), read
-    # where the store is opened, so the key need not appear in argv.
+    # None: the environment's (QDRANT_API_KEY or the file QDRANT_API_KEY_FILE names, or
+    # QDRANT_READ_ONLY_API_KEY for readers), read where the store is opened; --qdrant-api-key-file
+    # reads a file here. Never from argv (secret_options.py).
     qdrant_api_key: Optional[str] = None
 
 
@@ -139,6 +140,7 @@ class ServeOptions:
     models: Mapping[str, str] = field(default_factory=dict)
     port: int = 8000  # 0: any free port
     bind: str = LOOPBACK
+    allow_hosts: tuple[str, ...] = ()  # Host names the page answers besides localhost, 127.0.0.1 and bind
     dataset: Optional[str] = None  # shown first; None: the one most encoders have indexed
     top_k: int = 12
     reports: tuple[Path, ...] = ()  # () : report.json beside the store and under ./results
@@ -154,6 +156,7 @@ class ServeOptions:
 @dataclass(frozen=True)
 class K8sOptions:
     out: Optional[Path] = None  # the repo root to write k8s/ and docker/ under; None: this repo
+    image_digests: Optional[Path] = None  # JSON of image -> sha256 digest: every image pinned by digest
     encoders: tuple[str, ...] = ENCODERS
     registry: str = REGISTRY
     qdrant_nodes: int = DEFAULT_QDRANT_NODES

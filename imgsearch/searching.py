@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from executors.auth import PATHS_PARAMETER
 from executors.contracts import EncoderInfo
 from executors.docs import MAX_IMAGE_BYTES, ImageDoc
 from executors.errors import UserError
@@ -60,7 +61,9 @@ def run_search(
             raise QueryError(f"cannot read query image {image}: {exc.strerror or exc}") from exc
     else:
         query = ImageDoc(text=text)
-    params = {"collection": collection, "top_k": top_k, "exclude_self": exclude_self, **fit_parameter(info)}
+    # with_paths: the matches' stored paths (shown and drawn); the token goes along (token_policy.py).
+    params = {"collection": collection, "top_k": top_k, "exclude_self": exclude_self, PATHS_PARAMETER: True,
+              **fit_parameter(info)}
     if score_threshold is not None:
         params["score_threshold"] = score_threshold
     # A short deadline: one image through every stage. A search changes nothing, so it may be

@@ -19,6 +19,7 @@ The substitutions, all of them:
 | optional parts | `[--opt value]` | given |
 | a file the prose asks for | `query.jpg` | an image of the small data set |
 | writing into the checkout | `app.py k8s` | `--out` a temporary folder |
+| pushed images' digests | `digests.json` | a file naming a made-up sha256 for every image the manifests use |
 """
 
 import re
@@ -87,6 +88,7 @@ PLAN = [
     # docs/deploy.md
     Entry(r"(REGISTRY=\S+ )?docker/build\.sh", elsewhere="needs a Docker engine (none runs here)"),
     Entry(r"python app\.py k8s --registry registry\.example\.com/me", test="test_deploy_md_commands"),
+    Entry(r"python app\.py k8s --image-digests digests\.json", test="test_deploy_md_commands"),
     Entry(r"kubectl .*", elsewhere=CLUSTER),
     Entry(r"export IMGSEARCH_TOKEN=\$\(kubectl .*", elsewhere=CLUSTER),
     Entry(r"python app\.py (index|search) +--host grpc://localhost:8080 --encoder clip (--image query\.jpg )?--data /data/memes",
@@ -110,6 +112,8 @@ PLAN = [
     # docs/reliability.md
     Entry(r"(IMGSEARCH_SOAK_SECONDS=\d+ )?\.venv/bin/python -m pytest -q( -s)? -m faults.*",
           elsewhere="the faults tier runs inside this suite (tests/faults/)"),
+    Entry(r"(IMGSEARCH_FUZZ_EXAMPLES=\d+ )?\.venv/bin/python -m pytest -q( -s)? tests/security/.*",
+          elsewhere="the attacker's suite runs inside this suite (tests/security/)"),
     # docs/web.md
     Entry(r"python app\.py serve --encoder efficientnet-lite0 clip --port 8000", test="test_web_md_command"),
 ]

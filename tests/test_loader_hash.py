@@ -37,7 +37,7 @@ def test_index_reuses_the_scan_hash_unless_the_file_changed(photo_dir, tmp_path,
     os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
 
     docs = DocList[ImageDoc]([ImageDoc(uri=d.uri, hash=d.hash) for d in scanned])
-    loader.read(docs)
+    loader.read(docs, params)  # /index reads under the folder it names
     assert len(calls) == after_scan + 1  # only the changed file is hashed again
     for doc in docs:
         assert doc.error is None and doc.hash == sha256(open(doc.uri, "rb").read()).hexdigest()
@@ -77,7 +77,7 @@ def test_a_later_scan_of_unchanged_files_reads_none_of_them(photo_dir, tmp_path,
     fields = [(d.uri, d.hash, d.size, d.mime, d.label) for d in first]
     assert [(d.uri, d.hash, d.size, d.mime, d.label) for d in third] == fields
     docs = DocList[ImageDoc]([ImageDoc(uri=d.uri, hash=d.hash) for d in third])
-    loader.read(docs)
+    loader.read(docs, params)  # /index reads under the folder it names
     assert calls == [] and all(d.error is None and d.blob for d in docs)  # /index reuses the hash
 
     changed = third[3].uri
@@ -137,7 +137,7 @@ def test_the_next_page_is_hashed_while_the_client_indexes_this_one(photo_dir, tm
 
     calls.clear()
     docs = DocList[ImageDoc]([ImageDoc(uri=d.uri, hash=d.hash) for d in second])
-    loader.read(docs)
+    loader.read(docs, params)  # /index reads under the folder it names
     assert len(calls) == 1  # only the file changed since its read-ahead is hashed again
     assert docs[1].hash == hashlib.sha256(ahead_files[1] + b"\0" * 7).hexdigest() != second[1].hash
     assert [d.hash for i, d in enumerate(docs) if i != 1] == [d.hash for i, d in enumerate(second) if i != 1]

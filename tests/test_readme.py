@@ -5,6 +5,7 @@ substitutions allowed (tiny models, small data, temporary folders, free ports). 
 added to the docs without an entry fails the first test.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -170,12 +171,22 @@ def test_deploy_md_commands(workdir, tiny_models):
     from imgsearch.flow import free_port
 
     commands = [c.text for c in commands_for("test_deploy_md_commands")]
-    k8s, index, search, refused, openssl = (next(c for c in commands if pred(c)) for pred in (
-        lambda c: " k8s " in c, lambda c: c.startswith("python app.py index") and "/data/memes" in c,
+    k8s, pinned, index, search, refused, openssl = (next(c for c in commands if pred(c)) for pred in (
+        lambda c: " k8s --registry" in c, lambda c: " k8s --image-digests" in c,
+        lambda c: c.startswith("python app.py index") and "/data/memes" in c,
         lambda c: " search " in c, lambda c: c.startswith("IMGSEARCH_TOKEN="), lambda c: c.startswith("openssl")))
     run = sh(as_run(k8s) + f" --out {workdir / 'gen'}", workdir)
     manifest = (workdir / "gen" / "k8s" / "40-gateway-clip.yml").read_text()
     assert "registry.example.com/me/gateway:" in manifest and "deploy with `kubectl apply" in run.stdout
+    # digests.json names a made-up digest for every image the default manifests use.
+    sh(f"{PY} {ROOT}/app.py k8s --out {workdir / 'plain'}", workdir)
+    images = sorted({line.split("image:", 1)[1].strip() for p in (workdir / "plain" / "k8s").glob("*.yml")
+                     for line in p.read_text().splitlines() if line.strip().startswith("image:")})
+    digests = {name: "sha256:" + hashlib.sha256(name.encode()).hexdigest() for name in images}
+    (workdir / "digests.json").write_text(json.dumps(digests))
+    sh(as_run(pinned) + f" --out {workdir / 'pinned'}", workdir)
+    pinned_text = "".join(p.read_text() for p in (workdir / "pinned" / "k8s").glob("*.yml"))
+    assert all(f"{name}@{digest}" in pinned_text for name, digest in digests.items()) and len(images) >= 5
     sh(openssl, workdir)
     assert b"PRIVATE KEY" in (workdir / "gateway.key").read_bytes() and (workdir / "gateway.crt").stat().st_size > 0
 

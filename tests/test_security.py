@@ -105,7 +105,8 @@ def test_loopback_token_tls_and_size_cap(tmp_path, photo_dir, monkeypatch):
         count = summary.count
         assert summary.indexed == count > 0
         name = summary.collection
-        stored = good.post("/search", [ImageDoc(blob=query.read_bytes())], {"collection": name, "top_k": 1})[0].matches[0]
+        stored = good.post("/search", [ImageDoc(blob=query.read_bytes())], {"collection": name, "top_k": 1,
+                                                                       "with_paths": True})[0].matches[0]
         params = {"collection": name, "data": str(photo_dir), "encoder_name": info.encoder, "dataset": "x"}
         writes = {
             "/index": lambda gw: gw.post("/index", [ImageDoc(uri=str(query), hash="f" * 64)], params),
@@ -127,18 +128,20 @@ def test_loopback_token_tls_and_size_cap(tmp_path, photo_dir, monkeypatch):
                 with pytest.raises(FlowError, match=reason):
                     send(gw)
                 assert int(good.call("/count", {"collection": name})["count"]) == count, endpoint
-        after = good.post("/search", [ImageDoc(hash=stored["hash"])], {"collection": name, "top_k": 1})[0].matches[0]
+        after = good.post("/search", [ImageDoc(hash=stored["hash"])], {"collection": name, "top_k": 1,
+                                                                        "with_paths": True})[0].matches[0]
         assert after["paths"] == stored["paths"]  # /add_paths and /remove_paths changed nothing
 
         # Search stays open without a token: the jina client and the plain gRPC client, both over TLS.
         anonymous = Gateway(host, token="")
         hit = run_search(anonymous, name, info, image=query, top_k=1).matches[0]
-        assert hit["path"] == str(query)
+        assert hit["hash"] == stored["hash"] and hit["path"] is None  # the stored path only with the token
+        assert run_search(good, name, info, image=query, top_k=1).matches[0]["path"] == str(query)
         run = subprocess.run([sys.executable, str(EXAMPLE), "--host", host, "--ca-cert", str(cert), "--image", str(query),
                               "--collection", name, "--top-k", "1", "--stubs", str(stubs), "--json"],
                              capture_output=True, text=True, check=False, env={**os.environ, "IMGSEARCH_TOKEN": ""})
         assert run.returncode == 0, run.stderr[-3000:]
-        assert str(query) in run.stdout
+        assert stored["hash"] in run.stdout and str(query) not in run.stdout
         # Plain text to a TLS port fails: the gateway speaks only TLS.
         run = subprocess.run([sys.executable, str(EXAMPLE), "--host", host.replace("grpcs://", "grpc://"),
                               "--image", str(query), "--collection", name, "--stubs", str(stubs)],

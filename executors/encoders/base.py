@@ -27,6 +27,7 @@ from jina import requests
 
 from executors.contracts import INFO, EncoderInfo
 from executors.docs import ImageDoc, failed
+from executors.encoders.admission import admit_encoder_inputs
 from executors.encoders.coalesce import Coalescer
 from executors.encoders.device_decode import decode_on_cpu, resolve_device_decoder
 from executors.encoders.preprocess import PLAN_VERSION, ImagePreprocessor
@@ -36,6 +37,7 @@ from executors.encoders.runtimes import RuntimeChoiceError, cache_plan, cached_p
 from executors.encoders.runtime_env import on_torch
 from executors.encoders.specs import EncoderSpec, get_spec
 from executors.flow_kwargs import flow_kwarg
+from executors.normalizer.decode import DEFAULT_MAX_PIXELS
 from executors.stage import Stage, keep_freed_memory, limit_malloc_arenas, peak_rss_mb
 
 logger = logging.getLogger(__name__)
@@ -325,6 +327,7 @@ class TorchEncoder(OnnxTowers, EncoderStage):
 
     def encode_docs(self, docs: Sequence[ImageDoc]) -> None:
         """Embed every image and text document in place (errors go on the document)."""
+        admit_encoder_inputs(docs, DEFAULT_MAX_PIXELS)  # as if from a client (executors/limits.py)
         raw = [d for d in docs if not failed(d) and d.tensor is None and d.blob is not None]
         if raw:  # JPEG bytes the normalizer left for the device decoder
             with self.timed("encode_jpegs", len(raw)):

@@ -45,6 +45,7 @@ import jina.serve.stream
 from jina.serve.runtimes.gateway.grpc import GRPCGateway
 from jina.serve.stream.helper import AsyncRequestsIterator
 
+from executors import limits
 from executors.patches import should_apply
 
 logger = logging.getLogger(__name__)
@@ -213,6 +214,11 @@ class PatchedGRPCGateway(GRPCGateway):
     def __init__(self, **kwargs: Any) -> None:
         applied = apply()
         super().__init__(**kwargs)
+        # The request size cap, whoever started this gateway (app.py's flows pass it; `jina
+        # gateway` on Kubernetes does not): Jina's own default is no limit at all.
+        options = dict(self.grpc_server_options or {})  # a dict, or a list of (name, value) pairs
+        options.setdefault("grpc.max_receive_message_length", limits.max_request_bytes())
+        self.grpc_server_options = options
         self.logger.info("gateway: %s, Jina fixes %s", type(self).__name__,
                          "applied (a free prefetch slot is awaited, not polled)" if applied else "not applied (see the warning)")
 

@@ -17,6 +17,8 @@ import numpy as np
 from docarray import DocList
 from jina import requests
 
+from executors import limits
+from executors.auth import PATH_FIELDS, paths_allowed
 from executors.docs import ImageDoc, failed
 from executors.flow_kwargs import flow_kwarg
 from executors.loader.filetypes import mime_by_name
@@ -69,6 +71,16 @@ def full_payload(payload: dict, model: Optional[str] = None) -> dict:
     (``model`` from the caller, who knows the collection's)."""
     label, mime = _by_name(payload.get("uri"))
     return {"model": model, "label": label, "mime": mime, **payload, "paths": stored_paths(payload)}
+
+
+def _match(hit, model: Optional[str], show_paths: bool) -> dict:
+    """One search result; without the paths that name files on the server unless the caller
+    may see them (executors/auth.py paths_allowed): /stored_paths guards the same list."""
+    match = {**full_payload(hit.payload, model), "id": hit.id, "score": float(hit.score)}
+    if not show_paths:
+        for name in PATH_FIELDS:
+            match.pop(name, None)
+    return match
 
 
 def _collection(parameters: Optional[dict]) -> str:
@@ -224,7 +236,8 @@ class QdrantIndexer(Stage):
     def search(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
         parameters = parameters or {}
         name = _collection(parameters)
-        top_k = int(parameters.get("top_k", 10))
+        top_k = limits.top_k(parameters)
+        show_paths = paths_allowed(parameters)
         threshold = parameters.get("score_threshold")
         threshold = None if threshold is None else float(threshold)
         exclude_self = bool(parameters.get("exclude_self", False))
@@ -252,7 +265,7 @@ class QdrantIndexer(Stage):
                 results = self.store.search_batch(name, np.stack([v for _, v in queries]), top_k, threshold, excludes)
             model = self._model(name)
             for (doc, _), hits in zip(queries, results):
-                doc.matches = [{**full_payload(hit.payload, model), "id": hit.id, "score": float(hit.score)} for hit in hits]
+                doc.matches = [_match(hit, model, show_paths) for hit in hits]
         keep_vector = bool(parameters.get("return_query_vector", False))  # compare's zero-shot reads the prompts' vectors
         for doc in docs:
             if not keep_vector:

@@ -8,8 +8,9 @@ Two endpoints do the work:
   A file's hash is remembered on disk (the object cache, storage.KnownObjects) under its
   path, size, modification and change times and inode: a later scan of an unchanged file
   only stats it, so re-running `index` over a large library reads only what is new.
-- ``/index`` and ``/search`` read the bytes of documents that name a file (or check bytes
-  the client sent) for the normalizer.
+- ``/index`` reads the bytes of documents that name a file under the folder the request
+  names (``data``), with the token; ``/search`` only checks the bytes a query carries: it
+  never reads a path or URL (docs/reliability.md, threat model).
 Problems are never raised for one file: the document gets ``error`` and flows on, so the
 client can report it and every good file is still indexed.
 """
@@ -33,7 +34,7 @@ from executors.docs import MAX_IMAGE_BYTES, ImageDoc, failed, file_state
 from executors.flow_kwargs import boolean, flow_kwarg
 from executors.loader.filetypes import IMAGE_EXTENSIONS, SNIFF_BYTES, describe_non_image, image_mime, sniff_mime
 from executors.loader.read_ahead import ReadAhead
-from executors.loader.read_file import FileUnreadable, read_capped
+from executors.loader.read_file import FileUnreadable, read_capped, refuse_outside_root
 from executors.loader.storage import ObjectScanner, StoredObject, fetch, list_objects
 from executors.stage import Stage
 from executors.urls import is_url
@@ -272,15 +273,22 @@ class ImageLoader(Stage):
         super().close()
 
     @requests(on="/index")
-    def read(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+    def read(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
         with self.timed("read", len(docs)):
+            refuse_outside_root(docs, (parameters or {}).get("data"))
             self._read(docs, send_paths=self.send_paths)
         return docs
 
     @requests(on="/search")
     def read_query(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+        # A query carries its content (bytes, a text or a stored hash), never a path this
+        # process would read: /search is open to clients without the token.
         with self.timed("read", len(docs)):
-            self._read(docs, send_paths=False)  # the normalizer reads files for /index only
+            for doc in docs:
+                if not failed(doc) and doc.blob is None and doc.text is None and not doc.hash:
+                    doc.error = ("a search carries its image's bytes, a text or a stored image's hash; "
+                                 "the server never reads a path or URL for a search")
+            self._check_blobs(docs)
         return docs
 
     def _pass_path(self, doc: ImageDoc, scanned: tuple[int, int, str]) -> bool:
@@ -303,8 +311,6 @@ class ImageLoader(Stage):
             if failed(doc) or doc.text is not None:
                 continue
             if doc.blob is None:
-                if not doc.uri and doc.hash:
-                    continue  # a search with an already stored image's vector
                 if not doc.uri:
                     doc.error = "document has neither image bytes, a file path nor text"
                     continue
@@ -317,15 +323,24 @@ class ImageLoader(Stage):
                     doc.error = str(exc)
                     continue
                 known = scanned[2] if scanned and scanned[:2] == (len(doc.blob), st.st_mtime_ns) else None
-            elif len(doc.blob) > self.max_file_bytes:
-                doc.error = f"image too large: {len(doc.blob)} bytes > limit {self.max_file_bytes}"
-                doc.blob = None
-                continue
-            doc.mime, doc.error = image_mime(doc.blob)
-            if doc.mime is None:
-                doc.blob = None
-                continue
-            doc.size = len(doc.blob)
-            # Hash what is read now unless the scan hashed these very bytes (same size and
-            # modification time): the file may have changed since the scan.
-            doc.hash = known or hashlib.sha256(doc.blob).hexdigest()
+            self._check_blob(doc, known)
+
+    def _check_blobs(self, docs: DocList[ImageDoc]) -> None:
+        for doc in docs:
+            if not failed(doc) and doc.text is None and doc.blob is not None:
+                self._check_blob(doc, None)
+
+    def _check_blob(self, doc: ImageDoc, known: Optional[str]) -> None:
+        """Size, type and hash of bytes read here or sent by the client."""
+        if len(doc.blob) > self.max_file_bytes:
+            doc.error = f"image too large: {len(doc.blob)} bytes > limit {self.max_file_bytes}"
+            doc.blob = None
+            return
+        doc.mime, doc.error = image_mime(doc.blob)
+        if doc.mime is None:
+            doc.blob = None
+            return
+        doc.size = len(doc.blob)
+        # Hash what is read now unless the scan hashed these very bytes (same size and
+        # modification time): the file may have changed since the scan.
+        doc.hash = known or hashlib.sha256(doc.blob).hexdigest()

@@ -1,8 +1,12 @@
 """One local file's bytes for /index, read the same way by the loader and by the normalizer
-(which reads the files the loader passes by path): regular files only, never past a cap."""
+(which reads the files the loader passes by path): regular files only, never past a cap,
+and only under the folder the request names."""
 
 import os
 import stat
+
+from executors.docs import ImageDoc, failed
+from executors.urls import is_url
 
 
 class FileUnreadable(Exception):
@@ -26,3 +30,27 @@ def read_capped(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
     if len(blob) > max_bytes:  # grew while read
         raise FileUnreadable(f"file too large: more than {max_bytes} bytes")
     return blob, st
+
+
+def under_root(uri: str, root: str) -> bool:
+    """Whether ``uri`` names a file below the folder (or URL prefix) ``root``, as the scan of
+    ``root`` would name it: compared by name, ``..`` resolved, so no path escapes it (links
+    inside the root are followed, as the scan follows them)."""
+    if is_url(root) or is_url(uri):
+        prefix = root.rstrip("/") + "/"
+        return is_url(root) and uri.startswith(prefix) and "/../" not in uri[len(prefix) - 1 :]
+    base = os.path.normpath(os.path.abspath(os.path.expanduser(root)))
+    path = os.path.normpath(os.path.abspath(uri))
+    real_base = os.path.realpath(base)  # a root given through a link: the scan names files under its target
+    return any(path.startswith(b.rstrip(os.sep) + os.sep) for b in {base, real_base})
+
+
+def refuse_outside_root(docs: list[ImageDoc], root: object) -> None:
+    """/index reads only files (or objects) under the folder the request names in ``data``:
+    what a /scan of it listed. A document naming anything else gets an error instead."""
+    for doc in docs:
+        if failed(doc) or doc.blob is not None or doc.text is not None or not doc.uri:
+            continue
+        if not root or not under_root(doc.uri, str(root)):
+            doc.error = (f"not under the indexed folder {root or '(none named: parameters.data)'}: "
+                         "/index reads only the files a scan of that folder lists")

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from executors.limits import check_pixels
 from executors.loader.filetypes import SNIFF_BYTES, sniff_mime
 from executors.normalizer.formats import (RawDecoderMissing, RawError, camera_raw, is_camera_raw_tiff, missing_decoder,
                                           register_formats)
@@ -22,6 +23,8 @@ register_formats()
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own bomb threshold (about 0.25 GB of RGBA)
 _EXIF_ORIENTATION = 0x0112
 SIDEWAYS = (5, 6, 7, 8)  # EXIF orientations stored rotated by a quarter turn
+# 16-bit level -> 8-bit level, rounded as level / 65535 * 255 + 0.5 would be.
+_LEVELS_16_TO_8 = ((np.arange(65536, dtype=np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
 
 
 class ImageDecodeError(ValueError):
@@ -30,11 +33,18 @@ class ImageDecodeError(ValueError):
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Any Pillow mode to RGB: transparency composited on white, high bit depths scaled."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
-        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(arr, "L").convert("RGB")
+    if img.mode.startswith("I;16"):
+        # A table from every 16-bit level to its 8-bit one: one uint8 result, no wider copy
+        # (a float64 one cost 8 bytes per pixel: +258 MB for a 17 KiB 3000² PNG).
+        return Image.fromarray(_LEVELS_16_TO_8[np.asarray(img)], "L").convert("RGB")
+    if img.mode in ("I", "F"):
+        arr = np.asarray(img)  # 4 bytes per pixel already; scaled in float32, in place
+        top = max(float(arr.max()), 1.0)
+        scaled = arr.astype(np.float32)
+        scaled *= 255.0 / top
+        scaled += 0.5
+        np.clip(scaled, 0, 255, out=scaled)
+        return Image.fromarray(scaled.astype(np.uint8), "L").convert("RGB")
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("LA", "PA", "La", "RGBa"):
@@ -152,6 +162,10 @@ def decode_image(
         target = resize or max_side
     img = open_image(data, max_pixels, min_side=min(target or 256, 1024))
     width, height = img.size
+    if fit and not resize:  # from the header, before any pixel is decoded
+        too_many = check_pixels(*fit_size(width, height, fit), f"resized for the model from {width}×{height}, the image")
+        if too_many:  # a 1×10 strip at shortest_edge 4096 would be 4096×40960 pixels (480 MiB)
+            raise ImageDecodeError(too_many)
     try:
         if getattr(img, "is_animated", False):
             img.seek(0)  # first frame of GIF/WebP/APNG animations

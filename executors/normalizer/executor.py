@@ -10,6 +10,8 @@ from jina import requests
 from executors.cpus import fit_torch_threads, usable_cpus
 from executors.docs import MAX_IMAGE_BYTES, ImageDoc, failed
 from executors.flow_kwargs import boolean, flow_kwarg
+from executors.limits import blob_error
+from executors.loader.read_file import refuse_outside_root
 from executors.normalizer.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image, device_jpeg
 from executors.normalizer.local_file import read_passed_file
 from executors.stage import Stage
@@ -29,7 +31,7 @@ def _fit_rule(rule: object) -> Optional[dict]:
         else:
             out = {"width": int(rule["width"]), "height": int(rule["height"])}
         out["resample"] = int(rule.get("resample", 3))
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         logger.warning("ignoring malformed resize rule %r", rule)
         return None
     if not all(0 < v <= 4096 for k, v in out.items() if k != "resample") or out["resample"] not in range(6):
@@ -91,6 +93,8 @@ class ImageNormalizer(Stage):
 
     @requests(on="/index")
     def normalize(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+        # Files passed by path are read only under the request's folder, as the loader reads them.
+        refuse_outside_root([d for d in docs if d.file_state is not None], (parameters or {}).get("data"))
         return self._normalize(docs, parameters, read_files=self.read_files)
 
     @requests(on="/search")
@@ -116,7 +120,10 @@ class ImageNormalizer(Stage):
         if failed(doc):
             return False
         if doc.blob is not None:
-            return True
+            doc.error = blob_error(doc.blob)  # checked again: a client may send straight here
+            if doc.error:
+                doc.blob = None
+            return doc.error is None
         if doc.file_state is None or not doc.uri:
             return False  # a text query, or a stored image's id
         if not read_files:

@@ -65,7 +65,9 @@ def model_arg(p: argparse.ArgumentParser) -> None:
 def store_args(p: argparse.ArgumentParser, store_default: str = "./workspace") -> None:
     p.add_argument("--store", type=Path, help=f"embedded Qdrant data folder (default: {store_default})")
     p.add_argument("--qdrant-url", help="use a Qdrant server instead, e.g. http://localhost:6333 (default: $QDRANT_URL)")
-    p.add_argument("--qdrant-api-key", help="the Qdrant server's API key (default: $QDRANT_API_KEY, which keeps it out of `ps`)")
+    p.add_argument("--qdrant-api-key", help=argparse.SUPPRESS)  # deprecated: visible in ps (secret_options.py)
+    p.add_argument("--qdrant-api-key-file", type=Path, metavar="FILE",
+                   help="file holding the Qdrant server's API key (default: $QDRANT_API_KEY, or the file $QDRANT_API_KEY_FILE)")
 
 
 def host_arg(p: argparse.ArgumentParser) -> None:

@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registry", help=f"image name prefix (default: {o.K8sOptions.registry})")
     p.add_argument("--qdrant-nodes", type=int, metavar="N", help=f"Qdrant nodes in distributed mode (default {o.K8sOptions.qdrant_nodes})")
     p.add_argument("--model-cache", metavar="CLAIM", help="mount this ReadWriteMany PVC (created too) as the encoders' model cache instead of baked weights")
+    p.add_argument("--image-digests", type=Path, metavar="FILE",
+                   help="JSON of image -> sha256 digest (after pushing the images): every image in k8s/ is pinned "
+                        "as name:tag@sha256:..., and one missing from the file is an error (docs/deploy.md)")
     p.add_argument("--shared-data", action="store_true",
                    help="make the data volume ReadWriteMany (NFS, CephFS, EFS...) and mount it read-only in the normalizer "
                         "pods too, which then read the files the loader passes by path instead of their bytes "

@@ -64,6 +64,9 @@ def add_serve(p: argparse.ArgumentParser) -> None:
     model_arg(p)
     p.add_argument("--port", type=int, help=f"the page's port (default {s.port}; 0 = any free port)")
     p.add_argument("--bind", help=f"address to listen on (default {s.bind}: this machine only)")
+    p.add_argument("--allow-host", action="append", metavar="NAME", dest="allow_hosts",
+                   help="a Host name the page answers besides localhost, 127.0.0.1 and --bind (repeatable; e.g. the "
+                        "machine's name when --bind 0.0.0.0)")
     p.add_argument("--dataset", help="dataset shown first (default: the one most encoders have indexed)")
     p.add_argument("--top-k", type=int, help=f"results per page, \"more\" fetches the next ones (default {s.top_k})")
     p.add_argument("--report", type=Path, action="append", metavar="JSON", dest="reports",

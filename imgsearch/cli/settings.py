@@ -16,6 +16,7 @@ from executors.encoders.specs import DEFAULT_ENCODER, get_spec
 from executors.errors import UserError
 from imgsearch import options as o
 from imgsearch.exposure import GatewayExposure
+from imgsearch.secret_options import qdrant_key
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,9 @@ def _given(ns: argparse.Namespace, cls: type, skip: tuple[str, ...] = ()) -> dic
 
 
 def _store(ns: argparse.Namespace, base: Optional[o.StoreOptions] = None) -> o.StoreOptions:
-    return dataclasses.replace(base or o.StoreOptions(), **_given(ns, o.StoreOptions))
+    given = _given(ns, o.StoreOptions, skip=("qdrant_api_key",))
+    key = qdrant_key(getattr(ns, "qdrant_api_key", None), getattr(ns, "qdrant_api_key_file", None))
+    return dataclasses.replace(base or o.StoreOptions(), **given, **({"qdrant_api_key": key} if key else {}))
 
 
 def _index(ns: argparse.Namespace) -> o.IndexOptions:
@@ -95,9 +98,10 @@ def _up(ns: argparse.Namespace) -> o.UpOptions:
 def _serve(ns: argparse.Namespace) -> o.ServeOptions:
     encoders = encoder_names(getattr(ns, "encoder", None), default=())
     named = encoders or (DEFAULT_ENCODER,)
-    opts = o.ServeOptions(**_given(ns, o.ServeOptions, skip=("store", "encoders", "reports", "hosts", "verbose")),
+    opts = o.ServeOptions(**_given(ns, o.ServeOptions, skip=("store", "encoders", "reports", "hosts", "verbose", "allow_hosts")),
                           encoders=encoders, models=parse_model_overrides(getattr(ns, "model", None), named),
                           reports=tuple(getattr(ns, "reports", ())), hosts=tuple(getattr(ns, "hosts", ())),
+                          allow_hosts=tuple(getattr(ns, "allow_hosts", ())),
                           store=_store(ns), verbose=ns.verbose)
     if opts.top_k < 1:
         raise UserError("--top-k must be at least 1")

@@ -34,6 +34,7 @@ import yaml
 
 from executors.encoders.specs import get_spec
 from imgsearch import k8s_security
+from imgsearch.deploy import digests
 from imgsearch.deploy.dockerfiles import dockerfile
 from imgsearch.deploy.encoder_configs import encoder_configs
 from imgsearch.deploy.manifests import _adapt, _configmap, _jina_yamls, _namespace, _pvc
@@ -44,16 +45,22 @@ from imgsearch.deploy.names import (  # noqa: F401 (the package's public names)
 from imgsearch.flowfile import REPO, read_flow
 
 
-def _dump(docs: list[dict]) -> str:
+def _dump_docs(docs: list[dict]) -> str:
     return HEADER + "---\n".join(yaml.safe_dump(d, sort_keys=True, width=120) for d in docs)
 
 
 def render(encoders: tuple[str, ...] = ENCODERS, registry: str = REGISTRY, model_cache: Optional[str] = None,
-           qdrant_nodes: int = k8s_security.DEFAULT_QDRANT_NODES, shared_data: bool = False) -> dict[str, str]:
+           qdrant_nodes: int = k8s_security.DEFAULT_QDRANT_NODES, shared_data: bool = False,
+           image_digests: Optional[Path] = None) -> dict[str, str]:
     """Every generated file, by repo-relative path → text. ``shared_data``: the data volume is
-    ReadWriteMany and mounted read-only in the normalizer pods too (SHARED_FILES=true)."""
+    ReadWriteMany and mounted read-only in the normalizer pods too (SHARED_FILES=true).
+    ``image_digests``: a JSON file of image -> sha256 digest; every image is pinned (digests.py)."""
     for e in encoders:
         get_spec(e)
+    pins = digests.load(image_digests)
+
+    def _dump(docs: list[dict]) -> str:
+        return _dump_docs(digests.pin(docs, pins))
     files: dict[str, str] = {
         "k8s/00-namespace.yml": _dump(_namespace()),
         "k8s/01-configmap.yml": _dump(_configmap(encoders, qdrant_nodes, shared_data)),

@@ -13,7 +13,9 @@ import yaml
 
 from executors.encoders.runtime_env import ENV_RUNTIME
 from executors.encoders.specs import get_spec
+from executors.limits import MAX_REQUEST_MB
 from imgsearch import k8s_security
+from imgsearch.deploy import hardening
 from imgsearch.deploy.names import (
     APP_UID, CONFIGMAP, CPU_RESOURCES, DATA_MOUNT, ENCODER_MEMORY_DEFAULT, GATEWAY_RESOURCES, GPU_NODE_SELECTOR,
     GPU_TOLERATIONS, HF_HOME, NAMESPACE, PORT, QDRANT_URL, READY_SERVICE, env_key, executor_config, gateway_config,
@@ -153,6 +155,7 @@ def _adapt(docs: list[dict], stage: str, component: str, encoder: str, model_cac
     if component != "gateway":
         extra_env += k8s_security.stage_env(stage)  # the write token; the indexer's Qdrant key
     _env(container, stage, extra_env)
+    hardening.harden(pspec, container, component)  # read-only root, seccomp, no API token
     return [svc, dep]
 
 
@@ -175,6 +178,8 @@ def _configmap(encoders: tuple[str, ...], qdrant_nodes: int, shared_data: bool =
         "HF_HUB_OFFLINE": "0",  # "1" where encoder images have their weights baked in and no internet
         "JINA_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
+        # The gateways' cap on one request (executors/limits.py; the gateway class applies it).
+        "IMGSEARCH_MAX_REQUEST_MB": str(MAX_REQUEST_MB),
         **k8s_security.layout_config(qdrant_nodes),
     }
     return [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(CONFIGMAP, "config"), "data": data}]

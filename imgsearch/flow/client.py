@@ -8,9 +8,10 @@ from typing import Any, Callable, Iterable, Optional, TypeVar
 
 from docarray import DocList
 
-from executors.auth import TOKEN_ENV, TOKEN_PARAMETER
+from executors.auth import TOKEN_ENV
 from executors.contracts import INFO, STATS, CollectionStats, EncoderInfo, collections_from
 from executors.docs import ImageDoc
+from imgsearch.token_policy import with_token
 from imgsearch.stall import Stalled, run_guarded
 
 logger = logging.getLogger(__name__)
@@ -75,12 +76,12 @@ class Gateway:
 
         self.host = host
         self.timeout = timeout
-        # The executors' write credential (executors/stage.py), sent with every request.
+        # The executors' write credential (executors/stage.py), sent only where needed.
         self.token = token if token is not None else os.environ.get(TOKEN_ENV, "")
         self.client = Client(host=host)
 
-    def _params(self, parameters: Optional[dict[str, Any]]) -> dict[str, Any]:
-        return {**(parameters or {}), TOKEN_PARAMETER: self.token} if self.token else dict(parameters or {})
+    def _params(self, endpoint: str, parameters: Optional[dict[str, Any]]) -> dict[str, Any]:
+        return with_token(self.host, endpoint, parameters, self.token)  # only where needed (token_policy.py)
 
     def ready(self) -> bool:
         return bool(self.client.is_flow_ready(timeout=5))
@@ -158,7 +159,7 @@ class Gateway:
                 endpoint,
                 target_executor=target,
                 inputs=docs if not isinstance(docs, (list, tuple)) or docs else DocList[ImageDoc](),
-                parameters=self._params(parameters),
+                parameters=self._params(endpoint, parameters),
                 request_size=request_size,
                 on_done=collect,
                 return_type=DocList[ImageDoc],
@@ -191,7 +192,7 @@ class Gateway:
                 responses: list[Any] = self.client.post(
                     endpoint,
                     inputs=DocList[ImageDoc](),
-                    parameters=self._params(parameters),
+                    parameters=self._params(endpoint, parameters),
                     return_responses=True,
                     timeout=max(deadline - time.monotonic(), 0.001),
                 )

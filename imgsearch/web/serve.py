@@ -71,7 +71,8 @@ def cmd_serve(opts: ServeOptions, out: TextIO) -> int:
         service = SearchService(hosts, resize=opts.resize, reports=tuple(reports), default_dataset=opts.dataset)
         cache = opts.thumb_cache or (Path(opts.store.store) / "thumbs" if not (opts.store.qdrant_url or opts.hosts)
                                      else Path(".cache/thumbs"))
-        app = create_app(service, ThumbCache(cache), PageOptions(top_k=opts.top_k, max_upload_bytes=int(opts.max_upload_mb * 1e6)))
+        app = create_app(service, ThumbCache(cache), PageOptions(top_k=opts.top_k, max_upload_bytes=int(opts.max_upload_mb * 1e6),
+                                                                allowed_hosts=(opts.bind, *opts.allow_hosts)))
         address = f"http://{'localhost' if opts.bind in ('127.0.0.1', '0.0.0.0') else opts.bind}:{sock.getsockname()[1]}/"
         print(f"Search page: {address}  (encoders: {', '.join(f'{n} at {h}' for n, h in hosts.items())}; Ctrl-C stops)", file=out)
         for report in reports:

@@ -10,11 +10,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from imgsearch.web.service import Query, SearchService, ServiceError
 from imgsearch.web.thumbs import BROWSER_MIMES, SIZES, ThumbCache, ThumbError, read_verified, snap_size
@@ -34,12 +36,27 @@ class PageOptions:
     top_k: int = 12
     max_upload_bytes: int = 20 * 1024 * 1024
     thumb_size: int = 256
+    # Host headers answered (besides localhost, 127.0.0.1 and ::1): the bind address and any
+    # name the operator adds. Any other is refused, so a DNS-rebinding page in the user's
+    # browser cannot read this server's answers under its own origin.
+    allowed_hosts: tuple[str, ...] = ()
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def host_allowlist(options: PageOptions) -> list[str]:
+    """The Host names the page answers (a wildcard bind address adds nothing: name the
+    machine with --allow-host)."""
+    extra = [h for h in options.allowed_hosts if h and h not in ("0.0.0.0", "::", "")]
+    return list(dict.fromkeys([*LOCAL_HOSTS, *(f"[{h}]" if ":" in h and not h.startswith("[") else h for h in extra)]))
 
 
 def create_app(service: SearchService, thumbs: ThumbCache, options: Optional[PageOptions] = None) -> FastAPI:
     opts = options or PageOptions()
     app = FastAPI(title="imgsearch", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=host_allowlist(opts))
 
     @app.exception_handler(ServiceError)
     def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
@@ -61,9 +78,14 @@ def create_app(service: SearchService, thumbs: ThumbCache, options: Optional[Pag
     @app.post("/api/search")
     async def search(request: Request) -> dict:
         # Refuse an oversize upload from its declared length, before the body is read.
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > opts.max_upload_bytes + FORM_OVERHEAD:
+        limit = opts.max_upload_bytes + FORM_OVERHEAD
+        declared = _int(request.headers.get("content-length"), 0)
+        if declared > limit:
             await _drain(request, DRAIN_FACTOR * opts.max_upload_bytes)
+            raise ServiceError(_too_large(opts.max_upload_bytes), 413)
+        # Counted as it arrives too: a chunked upload declares no length, and would otherwise
+        # be spooled whole before the file's size is looked at.
+        if not await _read_body(request, limit, DRAIN_FACTOR * opts.max_upload_bytes):
             raise ServiceError(_too_large(opts.max_upload_bytes), 413)
         form = await request.form(max_files=1, max_fields=8)
         try:
@@ -100,10 +122,9 @@ def create_app(service: SearchService, thumbs: ThumbCache, options: Optional[Pag
             data = read_verified(known["path"], content_hash)
         except ThumbError as exc:
             return JSONResponse({"error": str(exc)}, status_code=404)
-        name = Path(known["path"]).name.replace('"', "")
         # nosniff: the browser takes the type the loader detected from the content, nothing else.
         return Response(data, media_type=known["mime"], headers={
-            "Cache-Control": IMMUTABLE, "Content-Disposition": f'inline; filename="{name}"',
+            "Cache-Control": IMMUTABLE, "Content-Disposition": content_disposition(Path(known["path"]).name),
             "X-Content-Type-Options": "nosniff"})
 
     def _thumb(content_hash: str, known: dict, s: int, if_none_match: Optional[str]) -> Response:
@@ -127,6 +148,37 @@ def create_app(service: SearchService, thumbs: ThumbCache, options: Optional[Pag
         return known
 
     return app
+
+
+def content_disposition(name: str) -> str:
+    """``inline`` with the file's name as RFC 6266 gives it: an ASCII fallback (``filename``)
+    and the exact name in UTF-8 (``filename*``, RFC 5987), so any name (写真.jpg) is a valid
+    header (HTTP headers are Latin-1: a raw non-Latin-1 name made the answer fail with 500)."""
+    fallback = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\%' else "_" for c in name) or "image"
+    return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+async def _read_body(request: Request, limit: int, drain: int) -> bool:
+    """Read the request's body into the request (where its form parser takes it from), counting
+    as it arrives; False, with nothing kept, once it passes ``limit`` bytes (the rest is read
+    and dropped up to ``drain`` bytes, as _drain does)."""
+    chunks: list[bytes] = []
+    seen = 0
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > drain:
+                break
+            if seen <= limit:
+                chunks.append(chunk)
+            else:
+                chunks.clear()
+    except Exception:  # noqa: BLE001  the client went away mid-upload
+        return False
+    if seen > limit:
+        return False
+    request._body = b"".join(chunks)  # Starlette's cache of the body: form() parses it
+    return True
 
 
 async def _drain(request: Request, limit: int) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from executors.auth import PATHS_PARAMETER
 from executors.contracts import EncoderInfo
 from executors.docs import ImageDoc
 from imgsearch.flow import FlowError, Gateway, collection_name
@@ -196,7 +197,8 @@ class SearchService:
                         "error": f"nothing indexed with {served.name} in '{dataset}' yet: "
                                  f"run `python app.py index --encoder {served.name}` first"}
             docs = gateway.post("/search", [self._doc(query)],
-                                {"collection": collection, "top_k": k, "exclude_self": bool(query.hash)})
+                                {"collection": collection, "top_k": k, "exclude_self": bool(query.hash),
+                                 PATHS_PARAMETER: True})  # thumbnails need them: sent with the token
         except FlowError as exc:
             return {**col, "state": "down", "error": f"the {served.name} flow is not answering: {exc}"}
         doc = docs[0] if docs else None

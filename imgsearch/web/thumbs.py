@@ -12,10 +12,13 @@ import os
 import tempfile
 from pathlib import Path
 
+import fsspec
 from PIL import Image
 
+from executors.docs import MAX_IMAGE_BYTES
+from executors.loader.read_file import FileUnreadable, read_capped
 from executors.normalizer.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
-from imgsearch.datasource import read_bytes
+from executors.urls import is_url
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +37,20 @@ def snap_size(size: int) -> int:
     return next((s for s in SIZES if s >= size), SIZES[-1])
 
 
-def read_verified(path: str, content_hash: str) -> bytes:
-    """The file's bytes, if they are still the bytes that were indexed."""
+def read_verified(path: str, content_hash: str, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """The file's bytes, if they are still the bytes that were indexed. Read as the loader reads
+    a file (read_capped: a regular file only, never past ``max_bytes``), so a FIFO or a device
+    put in an indexed file's place can neither hang a thread nor fill memory."""
     try:
-        data = read_bytes(path)  # a file, or an object by URL (s3://...)
+        if is_url(path):  # an object by URL (s3://...): at most max_bytes + 1 of it
+            with fsspec.open(path, "rb") as fh:
+                data = fh.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise ThumbError(f"{path} is larger than {max_bytes} bytes")
+        else:
+            data, _ = read_capped(path, max_bytes)
+    except FileUnreadable as exc:
+        raise ThumbError(f"cannot read {path} on this machine: {exc}") from None
     except (OSError, ValueError) as exc:
         raise ThumbError(f"cannot read {path} on this machine: {getattr(exc, 'strerror', None) or exc}") from None
     if hashlib.sha256(data).hexdigest() != content_hash:

@@ -119,6 +119,9 @@ def api_key_from_env(read_only: bool) -> str | None:
     """QDRANT_API_KEY; a reader (compare, stats) takes QDRANT_READ_ONLY_API_KEY where one is set,
     so a component that only reads cannot write even if it is subverted."""
     key = (os.environ.get("QDRANT_READ_ONLY_API_KEY") if read_only else None) or os.environ.get("QDRANT_API_KEY")
+    if not key and os.environ.get("QDRANT_API_KEY_FILE"):  # a mounted Secret: never argv (ps shows it)
+        with open(os.environ["QDRANT_API_KEY_FILE"]) as fh:
+            key = fh.read().strip()
     return key or None
 
 
