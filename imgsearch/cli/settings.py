@@ -51,7 +51,9 @@ def _given(ns: argparse.Namespace, cls: type, skip: tuple[str, ...] = ()) -> dic
 def _store(ns: argparse.Namespace, base: Optional[o.StoreOptions] = None) -> o.StoreOptions:
     given = _given(ns, o.StoreOptions, skip=("qdrant_api_key",))
     key = qdrant_key(getattr(ns, "qdrant_api_key", None), getattr(ns, "qdrant_api_key_file", None))
-    return dataclasses.replace(base or o.StoreOptions(), **given, **({"qdrant_api_key": key} if key else {}))
+    if key:
+        given["qdrant_api_key"] = key
+    return dataclasses.replace(base or o.StoreOptions(), **given)
 
 
 def _index(ns: argparse.Namespace) -> o.IndexOptions:
