@@ -216,7 +216,7 @@ class PatchedGRPCGateway(GRPCGateway):
         super().__init__(**kwargs)
         # The request size cap, whoever started this gateway (app.py's flows pass it; `jina
         # gateway` on Kubernetes does not): Jina's own default is no limit at all.
-        given: Any = self.grpc_server_options  # Jina's: a dict, or a list of (name, value) pairs, or None
+        given: Any = self.grpc_server_options  # type: ignore[has-type]  # jina leaves it unannotated: a dict, (name, value) pairs or None
         options = dict(given or {})
         options.setdefault("grpc.max_receive_message_length", limits.max_request_bytes())
         self.grpc_server_options = options
