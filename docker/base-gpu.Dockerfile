@@ -6,7 +6,10 @@
 #   the base image ships it; if it ever does not, it comes from PyTorch's index for this CUDA;
 # - onnxruntime-gpu at the lock's onnxruntime version instead of the CPU build (--runtime onnx
 #   on CUDA or TensorRT).
-FROM pytorch/pytorch:2.13.0-cuda12.8-cudnn9-runtime
+# BASE: the CUDA runtime image with the lock's torch (the build checks it); another tag or a mirror
+# of it as a build argument.
+ARG BASE=pytorch/pytorch:2.13.0-cuda12.8-cudnn9-runtime
+FROM ${BASE}
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cu128
 
 ENV PYTHONUNBUFFERED=1 \

@@ -15,7 +15,7 @@ from executors.encoders.runtime_env import ENV_RUNTIME
 from executors.encoders.specs import get_spec
 from imgsearch import k8s_security
 from imgsearch.deploy.names import (
-    APP_UID, CONFIGMAP, CPU_RESOURCES, DATA_MOUNT, ENCODER_MEMORY_DEFAULT, GATEWAY_RESOURCES, GPU_NODE_SELECTOR,
+    APP_UID, CONFIGMAP, CPU_ENCODER_RESOURCES, CPU_ENCODERS, CPU_RESOURCES, DATA_MOUNT, ENCODER_MEMORY_DEFAULT, GATEWAY_RESOURCES, GPU_NODE_SELECTOR,
     GPU_TOLERATIONS, HF_HOME, NAMESPACE, PORT, QDRANT_URL, READY_SERVICE, env_key, executor_config, gateway_config,
     image, image_name, stage_of,
 )
@@ -121,13 +121,16 @@ def _adapt(docs: list[dict], stage: str, component: str, encoder: Optional[str],
     if component == "encoder":
         # flows/index.yml's `model: ${{ ENV.ENCODER_MODEL }}`, per encoder from the ConfigMap.
         extra_env.append({"name": "ENCODER_MODEL", "valueFrom": {"configMapKeyRef": {"name": CONFIGMAP, "key": env_key(encoder)}}})
-        low, high = get_spec(encoder).cluster_memory or ENCODER_MEMORY_DEFAULT
-        container["resources"] = {
-            "requests": {"cpu": "2", "memory": low, "nvidia.com/gpu": 1},
-            "limits": {"cpu": "8", "memory": high, "nvidia.com/gpu": 1},
-        }
-        pspec["nodeSelector"] = dict(GPU_NODE_SELECTOR)
-        pspec["tolerations"] = copy.deepcopy(GPU_TOLERATIONS)
+        if encoder in CPU_ENCODERS:  # issue 28: a CPU encoder, on any node
+            container["resources"] = copy.deepcopy(CPU_ENCODER_RESOURCES)
+        else:
+            low, high = get_spec(encoder).cluster_memory or ENCODER_MEMORY_DEFAULT
+            container["resources"] = {
+                "requests": {"cpu": "2", "memory": low, "nvidia.com/gpu": 1},
+                "limits": {"cpu": "8", "memory": high, "nvidia.com/gpu": 1},
+            }
+            pspec["nodeSelector"] = dict(GPU_NODE_SELECTOR)
+            pspec["tolerations"] = copy.deepcopy(GPU_TOLERATIONS)
         mounts = [{"name": "shm", "mountPath": "/dev/shm"}]
         volumes: list[dict] = [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}]
         if model_cache:
