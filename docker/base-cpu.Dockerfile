@@ -18,6 +18,8 @@ ENV PYTHONUNBUFFERED=1 \
     JINA_LOG_LEVEL=INFO
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# Jina makes ~/.cache/jina and ~/.jina when it is imported: made here, so a read-only root starts
+# (Jina then writes lock files under ~/.cache/jina: a read-only pod mounts an emptyDir at ~/.cache).
 COPY requirements.lock /tmp/requirements.lock
 # The runtime part of the lock (test extras cut off), torch as the CPU build of the pinned
 # version, and --no-deps: the lock is the complete, tested set, so pip resolves nothing.
@@ -31,8 +33,10 @@ assert sys.version_info[:2] == (3, 11), f'Python {sys.version} (the lock is for 
 assert v == '$want', f'torch {v}, {\"$want\"} in requirements.lock'; \
 assert torch.version.cuda is None, f'torch built for CUDA {torch.version.cuda}, not the CPU build'" \
  && useradd --uid 10001 --user-group --create-home --home-dir /home/app app \
- && mkdir -p /app /data \
- && chown 10001:10001 /app /data
+ && mkdir -p /app /data /home/app/.cache/jina /home/app/.jina \
+ && chown 10001:10001 /app /data \
+ && chown -R 10001:10001 /home/app/.cache /home/app/.jina \
+ && rm /tmp/requirements.lock /tmp/runtime.txt
 
 WORKDIR /app
 USER 10001

@@ -75,6 +75,8 @@ def test_the_gateway_reaches_each_stage_on_its_loopback_port(tmp_path):
     assert addresses == {"loader": ["grpc://127.0.0.1:1"], "normalizer": ["grpc://127.0.0.1:2"],
                          "encoder": ["grpc://127.0.0.1:3"], "indexer": ["grpc://127.0.0.1:4"]}
     assert "IMGSEARCH_TOKEN" not in _env(argv)  # gateways get no token
+    assert "--host" not in dep["spec"]["template"]["spec"]["containers"][0]["args"]  # Jina's default: 0.0.0.0
+    assert args[args.index("--host") + 1] == "127.0.0.1"  # on the host network: loopback only
 
 
 def test_the_indexer_gets_a_store_volume_only_where_no_qdrant_runs(tmp_path):
@@ -108,3 +110,31 @@ def test_what_a_cluster_would_refuse_is_refused(tmp_path):
 def test_quantities():
     assert cpus("500m") == "0.5" and cpus("2") == "2.0" and cpus("250m") == "0.25"
     assert memory("512Mi") == "512m" and memory("4Gi") == "4g" and memory("1000") == "1000"
+
+
+def test_a_read_only_root_gets_a_writable_tmp_and_cache_once():
+    """Jina makes a temp folder when a server starts and lock files under ~/.cache/jina: a read-only
+    root needs both as volumes."""
+    from imgsearch.deploy.container_check import read_only_root
+
+    dep = copy.deepcopy(objects("Deployment")["encoder-efficientnet-lite0"])
+    read_only_root(dep)
+    read_only_root(dep)
+    c, pod = dep["spec"]["template"]["spec"]["containers"][0], dep["spec"]["template"]["spec"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    for path in ("/tmp", "/home/app/.cache"):
+        assert [m["mountPath"] for m in c["volumeMounts"]].count(path) == 1
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}} in pod["volumes"]
+    argv = run_argv(dep, Cluster(configmap=dict(objects("ConfigMap")[deploy.CONFIGMAP]["data"]),
+                                 secrets={("imgsearch-token", "token"): "t"}), 1, {}, "x")
+    assert "type=tmpfs,destination=/tmp,tmpfs-mode=1777,tmpfs-size=1073741824" in _opts(argv, "--mount")
+
+
+def test_the_bases_make_jinas_folders_for_a_read_only_root():
+    """`import jina` makes ~/.cache/jina and ~/.jina; on a read-only root they must exist already, owned by the pods' user."""
+    from pathlib import Path
+
+    for base in ("base-cpu", "base-gpu"):
+        text = (Path(__file__).resolve().parent.parent / "docker" / f"{base}.Dockerfile").read_text()
+        assert "mkdir -p" in text and "/home/app/.cache/jina /home/app/.jina" in text
+        assert "chown -R 10001:10001 /home/app/.cache /home/app/.jina" in text

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -53,6 +53,22 @@ def sample_folder(folder: Path) -> Path:
     Image.fromarray(photos["coffee"][::2, ::2]).save(folder / "coffee" / "coffee_small.png")
     Image.fromarray(photos["rocket"][:, ::-1]).save(folder / "rocket" / "rocket_mirror.heic", quality=90)
     return folder
+
+
+# What Jina writes outside the volumes, even with a read-only root: a temp folder its request
+# handler makes at start, and lock files under ~/.cache/jina (the images' user's home is /home/app).
+READ_ONLY_WRITABLE = {"tmp": "/tmp", "home-cache": "/home/app/.cache"}
+
+
+def read_only_root(dep: dict) -> None:
+    """What a Deployment needs for a read-only root file system: the setting, and an emptyDir at
+    each of READ_ONLY_WRITABLE's paths that the spec does not mount already."""
+    c, pod = container_of(dep), dep["spec"]["template"]["spec"]
+    c.setdefault("securityContext", {})["readOnlyRootFilesystem"] = True
+    for name, path in READ_ONLY_WRITABLE.items():
+        if not any(m["mountPath"] == path for m in c.get("volumeMounts", [])):
+            c.setdefault("volumeMounts", []).append({"name": name, "mountPath": path})
+            pod.setdefault("volumes", []).append({"name": name, "emptyDir": {"sizeLimit": "1Gi"}})
 
 
 def images_in(folder: Path) -> list[Path]:
@@ -93,13 +109,15 @@ def image_sizes(names: list[str]) -> dict[str, int]:
 
 
 def run_check(folder: Path, work: Path, encoder: str = "efficientnet-lite0", k8s: Path = REPO / "k8s",
-              read_only: bool = False, measure_cache: bool = True) -> dict:
-    """Everything the module docstring says; the figures and results as a dict. Raises on a failed check."""
+              read_only: bool = False, measure_cache: bool = True,
+              while_up: Optional[Callable[[Pods], None]] = None) -> dict:
+    """Everything the module docstring says; the figures and results as a dict. Raises on a failed check.
+    ``while_up(pods)`` is called once every pod is up, before indexing (tests inspect them there)."""
     manifests = load(k8s)
-    if read_only:  # what a manifest asking for it would do (issue 27 adds it to the generator)
+    if read_only:
         for d in manifests:
             if d["kind"] == "Deployment":
-                container_of(d).setdefault("securityContext", {})["readOnlyRootFilesystem"] = True
+                read_only_root(d)
     configmap = next(d for d in manifests if d["kind"] == "ConfigMap" and d["metadata"]["name"] == CONFIGMAP)["data"]
     name = folder.name
     data = work / "claims" / "imgsearch-data"
@@ -119,6 +137,8 @@ def run_check(folder: Path, work: Path, encoder: str = "efficientnet-lite0", k8s
         for stage in pods.stages:
             result["start_seconds"][stage] = round(pods.start_healthy(stage), 2)
         result["start_seconds"][pods.gateway] = round(pods.start_healthy(pods.gateway), 2)
+        if while_up is not None:
+            while_up(pods)
         summary = _app("index", "--host", pods.host, "--encoder", encoder, "--data", f"/data/{name}", token=token, cwd=work)
         if summary["indexed"] != len(files):
             raise AssertionError(f"indexed {summary['indexed']} of {len(files)} images: {summary.get('skipped')}")
@@ -192,7 +212,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m imgsearch.deploy.container_check", description=__doc__.split("\n\n")[0])
     p.add_argument("folder", nargs="?", type=Path, help="images to index (default: scikit-image's photos, JPEG/PNG/HEIC)")
     p.add_argument("--encoder", default="efficientnet-lite0", help="the encoder whose pods run (default: efficientnet-lite0)")
-    p.add_argument("--read-only", action="store_true", help="run every container with a read-only root file system")
+    p.add_argument("--read-only", action="store_true",
+                   help="run every container with a read-only root file system (and emptyDirs at /tmp and ~/.cache where the spec has none)")
     p.add_argument("--no-cache-timing", action="store_true", help="skip the baked-vs-mounted weights timing")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

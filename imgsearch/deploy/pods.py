@@ -147,8 +147,12 @@ def _volumes(pod: dict, c: dict, cluster: Cluster) -> list[str]:
 def _args(c: dict, port: int, ports: dict[str, int]) -> list[str]:
     args = list(c.get("args", []))
     args[args.index("--port") + 1] = str(port)
+    # Loopback only: a pod's 0.0.0.0 is its own network namespace, here it would be the host's
+    # every address (Jina's gateway binds 0.0.0.0 when no --host is given).
     if "--host" in args:
-        args[args.index("--host") + 1] = "127.0.0.1"  # loopback only: the pod IP is not ours
+        args[args.index("--host") + 1] = "127.0.0.1"
+    else:
+        args += ["--host", "127.0.0.1"]
     if "--port-monitoring" in args:
         from imgsearch.ports import free_port
 
@@ -281,6 +285,10 @@ class Pods:
     def logs(self, stage: str, tail: int = 60) -> str:
         run = podman("logs", "--tail", str(tail), self.name(stage), check=False)
         return (run.stdout + run.stderr)[-6000:]
+
+    def pid(self, stage: str) -> int:
+        """The container's main process, as the host sees it."""
+        return int(podman("inspect", "-f", "{{.State.Pid}}", self.name(stage)).stdout.strip())
 
     @property
     def host(self) -> str:
