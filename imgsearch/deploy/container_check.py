@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -40,8 +41,8 @@ MIN_COSINE = 0.9999
 def sample_folder(folder: Path) -> Path:
     """scikit-image's photos as JPEG (full and cropped), PNG and HEIC (libheif in the images)."""
     import pillow_heif
-    import skimage.data as data
     from PIL import Image
+    from skimage import data
 
     pillow_heif.register_heif_opener()
     photos = {"coffee": data.coffee(), "chelsea": data.chelsea(), "astronaut": data.astronaut(), "rocket": data.rocket()}
@@ -84,9 +85,9 @@ def _owned(path: Path) -> Path:
 
 
 def _app(*args: str, token: str = "", cwd: Path) -> dict:
-    env = {**__import__("os").environ, "PYTHONPATH": str(REPO), "IMGSEARCH_TOKEN": token}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "IMGSEARCH_TOKEN": token}
     run = subprocess.run([sys.executable, str(REPO / "app.py"), *args, "--json"], capture_output=True, text=True,
-                         cwd=cwd, env=env, timeout=900)
+                         cwd=cwd, env=env, timeout=900, check=False)
     if run.returncode != 0:
         raise RuntimeError(f"app.py {' '.join(args[:1])} failed:\n{run.stderr[-3000:]}")
     return json.loads(run.stdout)
@@ -110,7 +111,7 @@ def image_sizes(names: list[str]) -> dict[str, int]:
 
 def run_check(folder: Path, work: Path, encoder: str = "efficientnet-lite0", k8s: Path = REPO / "k8s",
               read_only: bool = False, measure_cache: bool = True,
-              while_up: Optional[Callable[[Pods], None]] = None) -> dict:
+              while_up: Callable[[Pods], None] | None = None) -> dict:
     """Everything the module docstring says; the figures and results as a dict. Raises on a failed check.
     ``while_up(pods)`` is called once every pod is up, before indexing (tests inspect them there)."""
     manifests = load(k8s)
@@ -208,7 +209,7 @@ def _docs(text: str) -> list[dict]:
     return [d for d in yaml.safe_load_all(text) if isinstance(d, dict) and "kind" in d]
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m imgsearch.deploy.container_check", description=__doc__.split("\n\n")[0])
     p.add_argument("folder", nargs="?", type=Path, help="images to index (default: scikit-image's photos, JPEG/PNG/HEIC)")
     p.add_argument("--encoder", default="efficientnet-lite0", help="the encoder whose pods run (default: efficientnet-lite0)")

@@ -25,7 +25,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Self
 
 import yaml
 
@@ -44,7 +44,7 @@ def podman_env() -> dict[str, str]:
 
 
 def podman(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    run = subprocess.run(["podman", *args], capture_output=True, text=True, env=podman_env(), timeout=timeout)
+    run = subprocess.run(["podman", *args], capture_output=True, text=True, env=podman_env(), timeout=timeout, check=False)
     if check and run.returncode != 0:
         raise RuntimeError(f"podman {' '.join(args[:3])}… failed: {run.stderr.strip()[-2000:]}")
     return run
@@ -92,7 +92,7 @@ class Cluster:
     configmap: dict[str, str]
     secrets: dict[tuple[str, str], str] = field(default_factory=dict)  # (secret, key) -> value
     claims: dict[str, Path] = field(default_factory=dict)  # PVC name -> host folder
-    store: Optional[Path] = None  # host folder of the indexer's embedded store (QDRANT_URL empty)
+    store: Path | None = None  # host folder of the indexer's embedded store (QDRANT_URL empty)
 
 
 def _env(c: dict, cluster: Cluster, pod_name: str) -> dict[str, str]:
@@ -188,10 +188,10 @@ def run_argv(dep: dict, cluster: Cluster, port: int, ports: dict[str, int], name
         argv += ["--memory", memory(str(limits["memory"]))]
     env = _env(c, cluster, dep["metadata"]["name"])
     argv += _volumes(pod, c, cluster)
-    if cluster.store is not None and "QDRANT_URL" in env and not env["QDRANT_URL"] and "IMGSEARCH_STORE" in env:
-        if dep["metadata"]["name"] == "indexer":
-            env["IMGSEARCH_STORE"] = STORE_MOUNT
-            argv += ["-v", f"{cluster.store}:{STORE_MOUNT}:rw"]
+    if (cluster.store is not None and dep["metadata"]["name"] == "indexer" and "IMGSEARCH_STORE" in env
+            and not env.get("QDRANT_URL", "")):
+        env["IMGSEARCH_STORE"] = STORE_MOUNT
+        argv += ["-v", f"{cluster.store}:{STORE_MOUNT}:rw"]
     for k, v in sorted(env.items()):
         argv += ["--env", f"{k}={v}"]
     if c.get("command"):
@@ -302,7 +302,7 @@ class Pods:
             podman("rm", "-f", "-t", "10", name, check=False)
         self.started.clear()
 
-    def __enter__(self) -> Pods:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
