@@ -107,6 +107,24 @@ def test_what_a_cluster_would_refuse_is_refused(tmp_path):
         run_argv(objects("Deployment")["loader"], cluster, 1, {}, "x")
 
 
+def test_security_settings_a_hardened_manifest_may_add(tmp_path):
+    """seccomp (RuntimeDefault is podman's own profile) and runAsNonRoot, as issue 27's manifests set them."""
+    dep = copy.deepcopy(objects("Deployment")["normalizer"])
+    pod = dep["spec"]["template"]["spec"]
+    pod["securityContext"]["seccompProfile"] = {"type": "RuntimeDefault"}
+    argv = run_argv(dep, _cluster(tmp_path), 1, {}, "x")
+    assert not any(o.startswith("seccomp=") for o in _opts(argv, "--security-opt"))
+    pod["containers"][0]["securityContext"]["seccompProfile"] = {"type": "Unconfined"}  # the container's wins
+    assert "seccomp=unconfined" in _opts(run_argv(dep, _cluster(tmp_path), 1, {}, "x"), "--security-opt")
+    pod["containers"][0]["securityContext"]["seccompProfile"] = {"type": "Localhost", "localhostProfile": "p.json"}
+    with pytest.raises(SpecError, match="Localhost"):
+        run_argv(dep, _cluster(tmp_path), 1, {}, "x")
+    dep = copy.deepcopy(objects("Deployment")["normalizer"])
+    dep["spec"]["template"]["spec"]["securityContext"]["runAsUser"] = 0
+    with pytest.raises(SpecError, match="runAsNonRoot"):
+        run_argv(dep, _cluster(tmp_path), 1, {}, "x")
+
+
 def test_quantities():
     assert cpus("500m") == "0.5" and cpus("2") == "2.0" and cpus("250m") == "0.25"
     assert memory("512Mi") == "512m" and memory("4Gi") == "4g" and memory("1000") == "1000"

@@ -171,6 +171,13 @@ def run_argv(dep: dict, cluster: Cluster, port: int, ports: dict[str, int], name
     user = sec.get("runAsUser", pod_sec.get("runAsUser"))
     group = sec.get("runAsGroup", pod_sec.get("runAsGroup", user))
     argv = ["run", "-d", "--name", name, "--network", "host", "--pull", "never"]
+    if sec.get("runAsNonRoot", pod_sec.get("runAsNonRoot")) and user in (None, 0):
+        raise SpecError(f"{name}: runAsNonRoot without a non-zero runAsUser (the kubelet would refuse it)")
+    seccomp = sec.get("seccompProfile", pod_sec.get("seccompProfile", {})).get("type", "RuntimeDefault")
+    if seccomp == "Unconfined":
+        argv += ["--security-opt", "seccomp=unconfined"]
+    elif seccomp != "RuntimeDefault":  # podman's default profile is the runtime default
+        raise SpecError(f"{name}: seccompProfile {seccomp} is not supported here")
     if user is not None:
         argv += ["--user", f"{user}:{group}"]
     if pod_sec.get("fsGroup") is not None:
