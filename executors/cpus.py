@@ -19,7 +19,8 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 
 def cgroup_cpu_quota(root: str = CGROUP_ROOT) -> Optional[float]:
     """CPUs' worth of time per period the cgroup may use (e.g. 2.5), or None without a limit."""
-    quota = period = None
+    quota: Optional[str] = None
+    period: Optional[str] = None
     try:
         with open(os.path.join(root, "cpu.max")) as f:  # v2: "max 100000" or "250000 100000"
             parts = f.read().split()
@@ -35,6 +36,8 @@ def cgroup_cpu_quota(root: str = CGROUP_ROOT) -> Optional[float]:
                 period = f.read().strip()
         except OSError:
             return None
+    if quota is None or period is None:
+        return None
     try:
         q, p = int(quota), int(period)
     except (TypeError, ValueError):  # "max", or unreadable

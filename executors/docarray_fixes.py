@@ -15,18 +15,21 @@ Deserialising a request's documents: 144–177 → 38 µs per scan-like document
 pixels; in the flow, 0.5–0.6 ms of CPU less per image over the four processes that do it
 (docs/performance.md). tests/test_docarray_fixes.py checks the documents are the same.
 Upstream, ``ID.from_protobuf`` should call ``cls._docarray_validate`` and the annotation
-lookup should be cached. :func:`apply` patches only the docarray these were measured on, and
-leaves any other version as it is.
+lookup should be cached. :func:`apply` follows the project's policy for such patches
+(executors/patches.py): the docarray these were measured on, with the internals they expect,
+is patched; any other keeps its own behaviour, with one warning.
 """
 
 import functools
-import importlib.metadata
 import inspect
 import logging
+from typing import Any, Callable
 
 import docarray
 from docarray.base_doc.doc import BaseDocWithoutId
 from docarray.typing.id import ID
+
+from executors.patches import installed_version, should_apply
 
 logger = logging.getLogger(__name__)
 
@@ -35,31 +38,36 @@ logger = logging.getLogger(__name__)
 PATCHED_VERSIONS = ("0.41.",)
 
 
-def _installed_version() -> str:
-    try:
-        return importlib.metadata.version("docarray")
-    except importlib.metadata.PackageNotFoundError:  # not installed as a distribution
-        return docarray.__version__
-
-
 def _fast_id_from_protobuf(cls, pb_msg: str) -> ID:
     return cls._docarray_validate(pb_msg)
 
 
+def internals_changed() -> list[str]:
+    """What of docarray's internals the patches replace is not as they expect (empty: all is)."""
+    changed = []
+    if not hasattr(ID, "_docarray_validate"):
+        changed.append("ID._docarray_validate is gone")
+    if "parse_obj_as" not in inspect.getsource(ID.from_protobuf):
+        changed.append("ID.from_protobuf no longer calls parse_obj_as")
+    if not isinstance(BaseDocWithoutId.__dict__.get("_get_field_annotation"), classmethod):
+        changed.append("BaseDocWithoutId._get_field_annotation is no longer a classmethod")
+    return changed
+
+
 def apply() -> bool:
-    """Patch docarray (idempotent); False, changing nothing, on another version or shape."""
+    """Patch docarray where the policy allows (idempotent); False: docarray's own behaviour kept."""
     if getattr(ID.from_protobuf, "__func__", None) is _fast_id_from_protobuf:
         return True
-    version = _installed_version()
-    if not version.startswith(PATCHED_VERSIONS):
-        logger.debug("docarray %s: its own serialisation kept", version)
+    version = installed_version("docarray", fallback=docarray.__version__)
+    if not should_apply("docarray", PATCHED_VERSIONS, internals_changed, version=version):
         return False
-    annotation = BaseDocWithoutId.__dict__.get("_get_field_annotation")
-    if not (hasattr(ID, "_docarray_validate") and "parse_obj_as" in inspect.getsource(ID.from_protobuf)
-            and isinstance(annotation, classmethod)):
-        logger.debug("docarray %s has another shape than expected: not patched", version)
-        return False
-    ID.from_protobuf = classmethod(_fast_id_from_protobuf)
+    annotation = BaseDocWithoutId.__dict__["_get_field_annotation"]
+    # The classes seen as Any: replacing a typed library's methods at run time is what a type
+    # checker forbids (method-assign), and this module exists to do it.
+    id_cls: Any = ID
+    doc_cls: Any = BaseDocWithoutId
+    id_cls.from_protobuf = classmethod(_fast_id_from_protobuf)
     # lru_cache under the classmethod: keyed by (class, field), so subclasses keep their own.
-    BaseDocWithoutId._get_field_annotation = classmethod(functools.lru_cache(maxsize=None)(annotation.__func__))
+    cached: Callable[..., Any] = functools.lru_cache(maxsize=None)(annotation.__func__)
+    doc_cls._get_field_annotation = classmethod(cached)
     return True

@@ -5,14 +5,16 @@ the fields it owns and clears the heavy ones the next stages no longer need, so 
 and pixels never travel further than they must.
 """
 
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
 
-from docarray import BaseDoc
+from docarray import BaseDoc, DocList
 from docarray.proto import DocProto
 from docarray.typing import NdArray
 
 try:  # docarray's converter of one field value; private, so optional
-    from docarray.base_doc.mixins.io import _type_to_protobuf
+    from docarray.base_doc.mixins.io import _type_to_protobuf as _docarray_converter
+
+    _type_to_protobuf: Optional[Callable[[Any], Any]] = _docarray_converter
 except ImportError:  # pragma: no cover
     _type_to_protobuf = None
 
@@ -62,6 +64,16 @@ class ImageDoc(BaseDoc):
         if _type_to_protobuf is None:  # another docarray: its own way
             return super().to_protobuf()
         return DocProto(data={name: _type_to_protobuf(value) for name, value in self if value is not None})
+
+
+# What an endpoint handler returns. Jina reads a handler's return annotation as its response
+# schema, so at run time this must be DocList[ImageDoc]; the handler may also return a dict
+# (results for the client, e.g. /timings) or None (the docs go on as they came), which Jina
+# accepts and the type checker must see.
+if TYPE_CHECKING:
+    Reply = Union[DocList[ImageDoc], Dict[str, Any], None]
+else:
+    Reply = DocList[ImageDoc]
 
 
 def file_state(size: int, mtime_ns: int) -> str:

@@ -6,14 +6,21 @@ through :func:`flow_kwarg`, so unset or empty always means the constructor's def
 """
 
 import re
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar, overload
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 _PLACEHOLDER = re.compile(r"\$(\w+|\{\{\s*ENV\.\w+\s*\}\})")  # what Jina leaves of an unset variable
 
 
-def flow_kwarg(name: str, value: Any, default: T, cast: Callable[[Any], T] = str) -> T:
+@overload
+def flow_kwarg(name: str, value: Any, default: T, cast: Callable[[Any], T]) -> T: ...
+@overload
+def flow_kwarg(name: str, value: Any, default: D) -> D | str: ...  # cast: str
+
+
+def flow_kwarg(name: str, value: Any, default: Any, cast: Callable[[Any], Any] = str) -> Any:
     """``value`` as the executor uses it: ``default`` when unset or empty, else ``cast(value)``.
 
     A value ``cast`` rejects raises ``ValueError`` naming the kwarg, so the executor fails

@@ -22,7 +22,7 @@ from docarray import DocList
 from jina import Executor, requests
 
 from executors.auth import check_token
-from executors.docs import ImageDoc
+from executors.docs import ImageDoc, Reply
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class Stage(Executor):
                     t["since"] = None
 
     @requests(on="/timings")
-    def timings(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+    def timings(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> Reply:
         reset = bool((parameters or {}).get("reset"))
         with self._timings_lock:
             now, cpu = time.perf_counter(), time.process_time()
@@ -164,6 +164,6 @@ class Stage(Executor):
         return {"stage": type(self).__name__, "handlers": handlers, **process_usage()}
 
     @requests
-    def pass_through(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+    def pass_through(self, docs: DocList[ImageDoc], **kwargs) -> Reply:
         """Endpoints this stage has no part in pass through untouched."""
         return None

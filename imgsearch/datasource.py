@@ -5,17 +5,16 @@ import hashlib
 import logging
 import posixpath
 from pathlib import Path
-from typing import Union
 
-from executors.errors import UserError
 import fsspec
 
+from executors.errors import UserError
 from executors.loader.storage import filesystem, list_objects
-from executors.urls import is_url
+from executors.urls import DataSource, is_url
+
+__all__ = ["DataSource", "check_data", "data_name", "data_ref", "listing_digest", "read_bytes"]
 
 logger = logging.getLogger(__name__)
-
-DataSource = Union[Path, str]  # a folder, or a URL kept as text (cli.py's data_arg; a Path would fold its '//')
 
 
 def data_ref(data: DataSource) -> str:

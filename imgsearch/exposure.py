@@ -6,7 +6,8 @@ Secret provide them on the cluster.
 """
 
 import os
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 from executors.errors import UserError
 
@@ -15,31 +16,45 @@ LOOPBACK = "127.0.0.1"  # where local flows listen unless the gateway is exposed
 # a search carrying one query image of at most executors/docs.py MAX_IMAGE_BYTES (32 MiB).
 MAX_REQUEST_MB_DEFAULT = 64
 TLS_CERT_ENV, TLS_KEY_ENV = "IMGSEARCH_TLS_CERT", "IMGSEARCH_TLS_KEY"
+MAX_REQUEST_ENV = "IMGSEARCH_MAX_REQUEST_MB"
 
 
 class ExposureError(UserError, ValueError):
-    """The gateway's TLS settings are incomplete."""
+    """The gateway's TLS settings are incomplete, or its request cap is not a size."""
 
 
-def gateway_address(bind: str, port: int) -> str:
+@dataclass(frozen=True)
+class GatewayExposure:
+    """How a local gateway is exposed: TLS (a certificate and its key, PEM files) and the
+    request size cap. Defaults come from the environment, as the Kubernetes ConfigMap and
+    Secret provide them on the cluster."""
+
+    tls_cert: Optional[str] = field(default_factory=lambda: os.environ.get(TLS_CERT_ENV) or None)
+    tls_key: Optional[str] = field(default_factory=lambda: os.environ.get(TLS_KEY_ENV) or None)
+    max_request_mb: float = field(default_factory=lambda: float(os.environ.get(MAX_REQUEST_ENV) or MAX_REQUEST_MB_DEFAULT))
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ExposureError(f"TLS needs both a certificate and its key (--tls-cert and --tls-key, or "
+                                f"{TLS_CERT_ENV} and {TLS_KEY_ENV})")
+        if not self.max_request_mb > 0:
+            raise ExposureError(f"the gateway's request cap must be positive, not {self.max_request_mb} MB")
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
+
+
+def gateway_address(bind: str, port: int, exposure: GatewayExposure) -> str:
     """The address a client of this machine uses: ``grpcs://`` when the gateway has TLS."""
-    scheme = "grpcs" if os.environ.get(TLS_CERT_ENV) else "grpc"
     host = LOOPBACK if bind in ("0.0.0.0", "::", "") else bind
-    return f"{scheme}://{host}:{port}"
+    return f"{'grpcs' if exposure.tls else 'grpc'}://{host}:{port}"
 
 
-def gateway_options() -> dict:
-    """The gateway's TLS (certificate and key files named by IMGSEARCH_TLS_CERT/_KEY) and its
-    request size cap (IMGSEARCH_MAX_REQUEST_MB), as Jina's Flow/gateway arguments."""
-    cert, key = os.environ.get(TLS_CERT_ENV), os.environ.get(TLS_KEY_ENV)
-    if bool(cert) != bool(key):
-        raise ExposureError(f"TLS needs both {TLS_CERT_ENV} and {TLS_KEY_ENV} (a certificate and its key)")
-    limit = int(max_request_mb() * 2**20)
+def gateway_options(exposure: GatewayExposure) -> dict:
+    """The gateway's TLS and request size cap, as Jina's Flow/gateway arguments."""
+    limit = int(exposure.max_request_mb * 2**20)
     options: dict[str, Any] = {"grpc_server_options": {"grpc.max_receive_message_length": limit}}
-    if cert:
-        options.update(ssl_certfile=cert, ssl_keyfile=key)
+    if exposure.tls:
+        options.update(ssl_certfile=exposure.tls_cert, ssl_keyfile=exposure.tls_key)
     return options
-
-
-def max_request_mb() -> float:
-    return float(os.environ.get("IMGSEARCH_MAX_REQUEST_MB") or MAX_REQUEST_MB_DEFAULT)

@@ -1,10 +1,9 @@
 """flows/index.yml read as data: the one description of the chain that the local flows,
 the Kubernetes export and the tests all use."""
 
-import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
@@ -23,8 +22,9 @@ def read_flow(encoder: str) -> dict:
     return {"with": flow.get("with") or {}, "gateway": flow.get("gateway") or {}, "executors": executors}
 
 
-def expand_env(value: Any) -> Any:
-    """The YAML's ``${{ ENV.X }}`` placeholders, filled as Jina fills them when it loads the file."""
+def expand_env(value: Any, env: Mapping[str, str]) -> Any:
+    """The YAML's ``${{ ENV.X }}`` placeholders, filled from ``env`` as Jina fills them from the
+    environment when it loads the file."""
     if not isinstance(value, str):
         return value
-    return re.sub(r"\$\{\{\s*ENV\.(\w+)\s*\}\}", lambda m: os.environ.get(m.group(1), ""), value) or None
+    return re.sub(r"\$\{\{\s*ENV\.(\w+)\s*\}\}", lambda m: env.get(m.group(1), ""), value) or None

@@ -18,7 +18,7 @@ THUMB = 160
 _FONT_PATH = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     try:
         return ImageFont.truetype(_FONT_PATH, size)
     except OSError:
@@ -31,6 +31,8 @@ def thumbnail(path: Optional[str], size: int = THUMB) -> Image.Image:
     try:
         # The normalizer's decoder: every format it indexes (HEIC, camera RAW...), upright, and
         # a JPEG decoded at a reduced scale.
+        if path is None:  # a match without a path: the same tile as any unreadable file
+            raise TypeError("no path to read")
         pixels, _, _ = decode_image(read_bytes(path), max_side=size)
         img = Image.fromarray(pixels)
         tile.paste(img, ((size - img.width) // 2, (size - img.height) // 2))

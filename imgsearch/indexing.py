@@ -7,6 +7,7 @@ from typing import Optional
 
 from docarray import DocList
 
+from executors.contracts import EncoderInfo
 from executors.docs import ImageDoc
 from imgsearch.datasource import DataSource, data_name, data_ref
 from imgsearch.flow import INDEX_REQUEST_TIMEOUT_S, PREFETCH, Gateway, collection_name, fit_parameter
@@ -49,24 +50,22 @@ class IndexSummary:
         return asdict(self)
 
 
-def encoder_info(gateway: Gateway) -> dict:
-    info = gateway.call("/info")
-    if "model" not in info:
-        raise RuntimeError(f"the gateway at {gateway.host} has no encoder answering /info")
-    return info
+def encoder_info(gateway: Gateway) -> EncoderInfo:
+    """The encoder behind a gateway, as its /info describes it."""
+    return gateway.encoder_info()
 
 
-def index_prefetch(info: dict) -> int:
+def index_prefetch(info: EncoderInfo) -> int:
     """Requests in flight while indexing: one per encoder lane, and two more for the stages
     around it (reading, decoding, storing); never fewer than the flow's default. With lanes on
     a many-core CPU (one per thread) the default 4 would leave most of them idle."""
-    return max(PREFETCH, int(info.get("lanes") or 1) + 2)
+    return max(PREFETCH, int(info.lanes or 1) + 2)
 
 
 def run_index(
     gateway: Gateway,
     data: DataSource,
-    info: dict,
+    info: EncoderInfo,
     batch_size: Optional[int] = None,
     dataset: Optional[str] = None,
     progress: bool = True,
@@ -74,19 +73,20 @@ def run_index(
     runtime: str | None = None,
     prune: bool = False,
     max_prune: float = 0.5,
+    quantization: Optional[str] = None,
 ) -> IndexSummary:
     """Index what the scan of ``data`` finds and the collection lacks; with ``prune``, then
     forget the stored paths under ``data`` whose files are gone (imgsearch/prune.py)."""
     started = time.perf_counter()
     # Requests as large as the encoder's batch (chosen from free memory on a GPU), unless given.
-    batch_size = int(batch_size or info.get("batch_size") or 32)
+    batch_size = int(batch_size or info.batch_size or 32)
     ref, dataset = data_ref(data), dataset or data_name(data)
-    name = collection_name(dataset, info["model"], resize, runtime)  # runtime: only where asked for by name
-    summary = IndexSummary(collection=name, encoder=info["encoder"], model=info["model"], data=ref)
-    params = {"data": ref, "collection": name, "encoder_name": info["encoder"], "dataset": dataset,
-              **fit_parameter(info)}
+    name = collection_name(dataset, info.model, resize, runtime)  # runtime: only where asked for by name
+    summary = IndexSummary(collection=name, encoder=info.encoder, model=info.model, data=ref)
+    params = {"data": ref, "collection": name, "encoder_name": info.encoder, "dataset": dataset,
+              **fit_parameter(info), **({"quantization": quantization} if quantization else {})}
     total = int(gateway.call("/scan_total", params).get("files", 0))
-    bar = _progress(total, progress, f"{info['encoder']} → {name}")
+    bar = _progress(total, progress, f"{info.encoder} → {name}")
     seen_hashes: dict[str, str] = {}
     paths: dict[str, list[str]] = {}  # hash -> every path holding it in this folder, first first
     stored: dict[str, set[str]] = {}  # hash -> paths the store has recorded already
@@ -100,20 +100,23 @@ def run_index(
                 summary.files_seen += 1
                 if doc.error:
                     summary.skipped.append({"path": doc.uri, "reason": doc.error})
-                    unreadable.add(doc.uri)
-                elif doc.hash in seen_hashes:
-                    summary.duplicates.append({"path": doc.uri, "same_as": seen_hashes[doc.hash]})
-                    paths[doc.hash].append(doc.uri)
+                    if doc.uri is not None:
+                        unreadable.add(doc.uri)
+                    continue
+                uri, digest = _scanned_file(doc)
+                if digest in seen_hashes:
+                    summary.duplicates.append({"path": uri, "same_as": seen_hashes[digest]})
+                    paths[digest].append(uri)
                 elif doc.indexed:
-                    seen_hashes[doc.hash] = doc.uri
-                    paths[doc.hash] = [doc.uri]
-                    stored[doc.hash] = set(doc.paths or [])
+                    seen_hashes[digest] = uri
+                    paths[digest] = [uri]
+                    stored[digest] = set(doc.paths or [])
                     summary.already_indexed += 1
                 else:
-                    seen_hashes[doc.hash] = doc.uri
-                    paths[doc.hash] = [doc.uri]
-                    stored[doc.hash] = {doc.uri}  # what /index records
-                    todo.append(ImageDoc(uri=doc.uri, hash=doc.hash, label=doc.label, size=doc.size, mime=doc.mime))
+                    seen_hashes[digest] = uri
+                    paths[digest] = [uri]
+                    stored[digest] = {uri}  # what /index records
+                    todo.append(ImageDoc(uri=uri, hash=digest, label=doc.label, size=doc.size, mime=doc.mime))
             if bar is not None:
                 bar.update(min(SCAN_PAGE, total - offset) - len(todo))  # files that need no encoding
             if todo:
@@ -146,11 +149,18 @@ def run_index(
     summary.count = int(gateway.call("/count", params).get("count", 0))
     summary.not_seen = max(0, summary.count - summary.indexed - summary.already_indexed)
     summary.disk_bytes = collection_disk_bytes(gateway, name)
-    summary.encoder_peak_rss_mb = encoder_info(gateway).get("peak_rss_mb")
+    summary.encoder_peak_rss_mb = encoder_info(gateway).peak_rss_mb
     summary.seconds = time.perf_counter() - started
     if summary.encode_seconds > 0:
         summary.images_per_second = summary.indexed / summary.encode_seconds
     return summary
+
+
+def _scanned_file(doc: ImageDoc) -> tuple[str, str]:
+    """The path and content hash /scan reports for a file it read (the loader sets both)."""
+    if doc.uri is None or doc.hash is None:
+        raise RuntimeError(f"/scan answered a readable file without its {'path' if doc.uri is None else 'hash'}")
+    return doc.uri, doc.hash
 
 
 def _record(docs: DocList[ImageDoc], summary: IndexSummary, bar) -> None:
@@ -164,9 +174,9 @@ def _record(docs: DocList[ImageDoc], summary: IndexSummary, bar) -> None:
 
 
 def collection_disk_bytes(gateway: Gateway, name: str) -> Optional[int]:
-    for c in gateway.call("/stats").get("collections", []):
-        if c.get("name") == name:
-            return None if c.get("disk_bytes") is None else int(c["disk_bytes"])
+    for c in gateway.collections():
+        if c.name == name:
+            return None if c.disk_bytes is None else int(c.disk_bytes)
     return None
 
 

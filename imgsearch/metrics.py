@@ -55,8 +55,8 @@ def average_precision_at_k(rel: Sequence[bool], k: int, n_relevant: int) -> Opti
 
 
 def mean_average_precision_at_k(relevance: Sequence[Sequence[bool]], k: int, n_relevant: Sequence[int]) -> Optional[float]:
-    aps = [average_precision_at_k(rel, k, n) for rel, n in zip(relevance, n_relevant)]
-    aps = [a for a in aps if a is not None]
+    each = [average_precision_at_k(rel, k, n) for rel, n in zip(relevance, n_relevant)]
+    aps = [a for a in each if a is not None]
     return float(np.mean(aps)) if aps else None
 
 

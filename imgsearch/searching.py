@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from executors.contracts import EncoderInfo
 from executors.docs import MAX_IMAGE_BYTES, ImageDoc
 from executors.errors import UserError
 from imgsearch.flow import RETRY_UNREACHABLE_S, SEARCH_TIMEOUT_S, Gateway, fit_parameter
@@ -31,7 +32,7 @@ class SearchResult:
 def run_search(
     gateway: Gateway,
     collection: str,
-    info: dict,
+    info: EncoderInfo,
     image: Optional[Path] = None,
     text: Optional[str] = None,
     top_k: int = 10,
@@ -40,9 +41,9 @@ def run_search(
 ) -> SearchResult:
     if (image is None) == (text is None):
         raise QueryError("give exactly one of an image or a text query")
-    if text is not None and not info.get("text"):
+    if text is not None and not info.text:
         raise QueryError(
-            f"encoder '{info['encoder']}' ({info['model']}) cannot embed text; "
+            f"encoder '{info.encoder}' ({info.model}) cannot embed text; "
             "search with --image, or use a text-capable encoder (clip, blip2)"
         )
     if image is not None:
@@ -83,7 +84,7 @@ def run_search(
         for m in doc.matches or []
     ]
     q = {"image": str(image)} if image is not None else {"text": text}
-    return SearchResult(collection, info["encoder"], info["model"], q, matches)
+    return SearchResult(collection, info.encoder, info.model, q, matches)
 
 
 def _int(value) -> Optional[int]:

@@ -122,7 +122,7 @@ def _gateway_pid(flow: ByHandFlow) -> int:
 def test_searches_find_each_indexed_photo_first(by_hand_flow, photo_dir):
     gw = Gateway(by_hand_flow.host)
     info = encoder_info(gw)
-    assert info["encoder"] == "efficientnet-lite0"
+    assert info.encoder == "efficientnet-lite0"
     summary = run_index(gw, photo_dir, info, batch_size=4, progress=False)
     queries = sorted(photo_dir.rglob("*_full.jpg"))
     assert summary.indexed == len(list(photo_dir.rglob("*.jpg"))) and not summary.skipped, summary

@@ -159,12 +159,12 @@ def test_configuration_mistakes_found_below_the_cli_are_user_errors(monkeypatch)
 
     from executors.encoders.runtimes import resolve_runtime
     from executors.errors import UserError
-    from imgsearch.exposure import gateway_options
+    from imgsearch.exposure import GatewayExposure
 
     monkeypatch.setenv("IMGSEARCH_TLS_CERT", "/tmp/cert.pem")
     monkeypatch.delenv("IMGSEARCH_TLS_KEY", raising=False)
     with pytest.raises(UserError, match="needs both"):
-        gateway_options()
+        GatewayExposure()
     with pytest.raises(UserError, match="unknown runtime 'tensorrt'"):
         resolve_runtime("tensorrt", torch.device("cpu"))
 

@@ -24,6 +24,7 @@ from imgsearch.compare import (
     run_compare,
     split_entry,
 )
+from imgsearch.compare.cost import cost_table
 from imgsearch.compare.queries import Item, pick_queries
 from imgsearch.compare.summary import label_disagreement, significance
 from imgsearch.flow import collection_name
@@ -134,6 +135,7 @@ def synthetic_result(paths: dict, labelled: bool = True) -> dict:
         "images": {"paths": [paths[n] for n in NAMES], "labels": [n[0] if labelled else None for n in NAMES]},
         "settings": {"encoders": ["good", "poor", "gone"]}, "environment": {"python": "3"},
         "encoders": runs, "significance": significance(runs, 200), "labels": label_disagreement(runs),
+        "cost": {"vertex_price_per_1000": 0.1, "rows": cost_table(runs)},
         "timing": {"indexing_seconds": 6.0, "evaluation_seconds": 0.5, "report_seconds": 0.1}, "client_peak_rss_mb": 321.0,
         "grid": {"rows": 3, "k": 2},
     }
@@ -228,8 +230,9 @@ def test_options_and_query_choice():
     with pytest.raises(ValueError, match="unknown encoder 'nope'"):
         parse_encoders("clip,nope")
     assert parse_model_overrides(["clip=/m/tiny-clip"], ["clip", "bit"]) == {"clip": "/m/tiny-clip"}
+    assert parse_model_overrides(["/m/x"], ["clip"]) == {"clip": "/m/x"}  # a bare checkpoint: the one encoder's
     with pytest.raises(UserError, match="ENCODER=CHECKPOINT"):
-        parse_model_overrides(["clip"], ["clip"])
+        parse_model_overrides(["/m/x"], ["clip", "bit"])
     with pytest.raises(UserError, match="not among the encoders"):
         parse_model_overrides(["vit=/x"], ["clip"])
     items = [Item(f"/{lab}/{i}.jpg", f"{lab}{i:02d}", lab) for lab, n in (("a", 10), ("b", 3), ("c", 1)) for i in range(n)]
@@ -258,13 +261,14 @@ def test_encoder_entries_with_runtimes():
 def test_a_plain_entry_reused_from_another_runtime_says_so(monkeypatch):
     from imgsearch.compare.run import _other_runtime
 
-    monkeypatch.setenv("ENCODER_RUNTIME", "torch")  # --runtime torch
-    hint = _other_runtime("efficientnet-lite0", {"runtime": "onnx"})
+    torch_run = CompareOptions(runtime="torch")  # --runtime torch
+    hint = _other_runtime("efficientnet-lite0", {"runtime": "onnx"}, torch_run)
     assert "made on onnx" in hint and "efficientnet-lite0@torch" in hint
-    assert _other_runtime("efficientnet-lite0", {"runtime": "torch"}) == ""
-    assert _other_runtime("efficientnet-lite0@onnx", {"runtime": "onnx"}) == ""  # its own collection: nothing to say
-    monkeypatch.setenv("ENCODER_RUNTIME", "auto")
-    assert _other_runtime("efficientnet-lite0", {"runtime": "onnx"}) == ""
+    assert _other_runtime("efficientnet-lite0", {"runtime": "torch"}, torch_run) == ""
+    assert _other_runtime("efficientnet-lite0@onnx", {"runtime": "onnx"}, torch_run) == ""  # its own collection: nothing to say
+    monkeypatch.setenv("ENCODER_RUNTIME", "torch")  # without --runtime: the environment's
+    assert "made on onnx" in _other_runtime("efficientnet-lite0", {"runtime": "onnx"}, CompareOptions())
+    assert _other_runtime("efficientnet-lite0", {"runtime": "onnx"}, CompareOptions(runtime="auto")) == ""
 
 
 def test_collection_names_per_runtime():
@@ -391,7 +395,9 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     broken = shutil.copytree(clip, tmp_path / "broken-clip")
     (broken / "model.safetensors").write_bytes(b"not a model")  # the second encoder fails as it loads
     out = tmp_path / "report"
-    common = dict(data=data, out=out, query_fraction=0.5, top_k=5, grid_rows=4, grid_k=3, batch_size=8, progress=False)
+    # keep: the grid below is checked against brute force over every stored vector, copies included
+    common = dict(data=data, out=out, query_fraction=0.5, top_k=5, grid_rows=4, grid_k=3, batch_size=8, progress=False,
+                  near_duplicates="keep")
     first = run_compare(CompareOptions(encoders=["efficientnet-lite0", "clip"], models={"clip": str(broken)}, **common))
     runs = {r["encoder"]: r for r in first["encoders"]}
     assert runs["efficientnet-lite0"]["status"] == "ok" and runs["clip"]["status"] == "failed"
@@ -429,6 +435,16 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     assert runs["vertex"]["info"]["device"].startswith("remote") and runs["vertex"]["dim"] == 1408
     assert runs["efficientnet-lite0"]["quality"]["recall@5"] >= 0.5  # real weights find the photo's other views
     assert len(result["significance"]["pairs"]) == 6 and result["client_peak_rss_mb"] > 50
+    # What this run adds is cached with the evaluation: the reused entry still has its bare-model time
+    # and its index check; the decision (top group, ranks, fusion, cost) is made again from them.
+    for name in ("efficientnet-lite0", "efficientnet-lite0@torch", "clip"):
+        assert runs[name]["model_ms_per_image"] > 0 and runs[name]["index_recall"]["settings"]["hnsw"]["recall@10"] > 0.9
+    assert runs["efficientnet-lite0"]["model_ms_per_image"] == {r["encoder"]: r for r in first["encoders"]}["efficientnet-lite0"]["model_ms_per_image"]
+    assert "model_ms_per_image" not in runs["vertex"] and result["cost"]["rows"]["vertex"]["leaves_machine"]
+    assert set(result["significance"]["ranks"]) == {"efficientnet-lite0", "efficientnet-lite0@torch", "clip", "vertex"}
+    assert result["significance"]["top_group"][0] in runs and "rrf(efficientnet-lite0+clip)" in result["fusion"]["rows"]
+    assert result["quantization"]["recommended"]["option"] in ("none", "int8", "binary")
+    assert "## Recommendation" in (out / "report.md").read_text()
 
     # One encoder on two runtimes: two collections, each run on the runtime it asked for, same quality.
     lite, torch_lite = runs["efficientnet-lite0"], runs["efficientnet-lite0@torch"]
@@ -452,7 +468,8 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     md = (out / "report.md").read_text()
     for name in ("efficientnet-lite0", "clip", "dinov2", "vertex"):
         assert name in md
-    headline = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith("| efficientnet-lite0")}
+    summary = md.split("## Quality and cost")[1].split("\n## ")[0]  # the short table, and the full one folded under it
+    headline = {line.split(" | ")[0]: line for line in summary.splitlines() if line.startswith("| efficientnet-lite0")}
     assert "| onnx (CPUExecutionProvider) |" in headline["| efficientnet-lite0 (reused)"]
     assert "| torch (cpu) |" in headline["| efficientnet-lite0@torch"]
     section = md.split("## One encoder, several runtimes")[1].split("\n## ")[0]

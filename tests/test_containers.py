@@ -13,16 +13,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from corpus import make_dng, make_photo
+
 from imgsearch.deploy.container_check import MIN_COSINE, images_in, run_check, sample_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [
     pytest.mark.containers,
-    pytest.mark.skipif(os.geteuid() != 0 or shutil.which("apt-get") is None and shutil.which("podman") is None,
-                       reason="needs root and podman (or apt-get to install it)"),
+    pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("apt-get") is None and shutil.which("podman") is None,
+        reason="needs root and podman (or apt-get to install it)",
+    ),
 ]
 
 
@@ -55,8 +57,7 @@ def test_the_flow_runs_as_containers_with_the_local_flows_vectors(images, folder
     assert result["images"] == len(images_in(folder)) >= 11
     assert result["first_match"] == result["images"]  # every image came back first
     assert result["min_cosine"] >= MIN_COSINE
-    assert set(result["start_seconds"]) == {"loader", "normalizer", "encoder-efficientnet-lite0", "indexer",
-                                            "gateway-efficientnet-lite0"}
+    assert set(result["start_seconds"]) == {"loader", "normalizer", "encoder-efficientnet-lite0", "indexer", "gateway-efficientnet-lite0"}
     weights = result["encoder_weights"]
     assert weights["baked"] > 0 and weights["mounted_cold"] > 0 and weights["mounted_warm"] > 0
     print(result)

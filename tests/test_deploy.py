@@ -216,6 +216,21 @@ def test_gpu_only_on_encoders_with_tolerations_and_node_selector():
             assert "nodeSelector" not in pod and "tolerations" not in pod
 
 
+def test_a_remote_api_encoder_gets_no_gpu_and_bakes_no_model():
+    """`app.py k8s --encoders vertex`: the Vertex encoder only sends requests. It asked for a GPU
+    node, on the GPU base image, whose bake step constructs the encoder and so needed Google
+    credentials at build time."""
+    files = deploy.render(encoders=("clip", "vertex"))
+    dep = next(d for d in yaml.safe_load_all(files["k8s/30-encoder-vertex.yml"]) if d["kind"] == "Deployment")
+    assert "nvidia.com/gpu" not in json.dumps(dep)
+    pod = dep["spec"]["template"]["spec"]
+    assert "nodeSelector" not in pod and "tolerations" not in pod
+    dockerfile = files["docker/encoder-vertex.Dockerfile"]
+    assert f"FROM {deploy.image('base-cpu')}" in dockerfile and "bake_model" not in dockerfile
+    clip = files["docker/encoder-clip.Dockerfile"]  # a local model still bakes, on the GPU base
+    assert f"FROM {deploy.image('base-gpu')}" in clip and "bake_model" in clip
+
+
 def test_probes_use_the_grpc_health_service_and_pods_run_as_non_root():
     for stage, dep in objects("Deployment").items():
         c, pod = container(dep), dep["spec"]["template"]["spec"]
@@ -309,7 +324,7 @@ def test_dockerfile_rules():
 def test_every_dockerfile_takes_its_base_as_a_build_argument():
     """`--build-arg BASE=...` swaps the base (docker/e2e.sh: a local Debian one); the default is the registry's."""
     for path in sorted(DOCKER.glob("*.Dockerfile")):
-        lines = [l for l in path.read_text().splitlines() if l and not l.startswith("#")]
+        lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
         assert lines[0].startswith("ARG BASE=") and lines[1] == "FROM ${BASE}", path.name
     assert "ARG BASE=python:3.11" in (DOCKER / "base-cpu.Dockerfile").read_text()
 

@@ -3,6 +3,7 @@ encoder decodes, turns upright, resizes, crops and normalises them itself, and t
 are those of the CPU path. nvJPEG needs a GPU; here the same protocol runs with the Pillow
 decoder (``ENCODER_DEVICE_DECODE=pillow``), which has nvJPEG's contract (RGB, as stored)."""
 
+import dataclasses
 import io
 import logging
 
@@ -13,6 +14,7 @@ from docarray import DocList
 from PIL import Image, ImageOps
 
 from corpus import BOMBS, EXIF_ROTATED, OK, make_corpus
+from executors.contracts import EncoderInfo
 from executors.docs import ImageDoc
 from executors.encoders.device_decode import (
     ENV_DEVICE_DECODE, DeviceDecodeError, DeviceDecoder, pillow_decode, resolve_device_decoder, upright,
@@ -120,8 +122,9 @@ def test_the_normalizer_checks_plain_jpegs_and_lets_them_through(corpus):
 
 def test_the_client_asks_for_bytes_only_from_an_encoder_that_decodes():
     rule = {"shortest_edge": 256, "resample": 3}
-    assert fit_parameter({"resize_rule": rule, "device_decode": "nvjpeg"}) == {"fit": rule, "keep_jpeg": True}
-    assert fit_parameter({"resize_rule": rule, "device_decode": None}) == {"fit": rule}
+    info = EncoderInfo(encoder="clip", model="m", dim=4, resize_rule=rule)
+    assert fit_parameter(dataclasses.replace(info, device_decode="nvjpeg")) == {"fit": rule, "keep_jpeg": True}
+    assert fit_parameter(info) == {"fit": rule}
 
 
 def test_the_choice(lite0_pre, monkeypatch, caplog):
@@ -170,7 +173,7 @@ def test_the_encoder_decodes_what_the_normalizer_left_with_the_cpu_paths_vectors
     files = {rel: (root / rel).read_bytes() for rel in cases}
     files.update({f"{name}@{s}.jpg": _jpeg(arr, s) for name, arr in photos.items() for s in (1, 2)})
     encoder = make_encoder("efficientnet-lite0", device_decode="pillow")
-    assert encoder.info()["device_decode"] == "pillow"
+    assert encoder.info().device_decode == "pillow"
     normalizer = ImageNormalizer()
     try:
         device = _through(normalizer, encoder, files, keep_jpeg=True)
@@ -203,7 +206,7 @@ def test_the_flow_passes_jpegs_to_the_encoder_and_finds_them_by_the_cpu_path(pho
     with local_flow("efficientnet-lite0", store=str(tmp_path / "store")) as host:
         gw = Gateway(host)
         info = encoder_info(gw)
-        assert info["device_decode"] == "pillow"
+        assert info.device_decode == "pillow"
         done = run_index(gw, photo_dir, info, batch_size=4, progress=False)  # decoded by the encoder
         assert done.indexed == 10 and not done.skipped
         query = photo_dir / "chelsea" / "chelsea_crop.jpg"

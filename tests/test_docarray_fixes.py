@@ -1,5 +1,6 @@
 """docarray's per-document costs, patched (executors/docarray_fixes.py): the same documents."""
 
+import logging
 from typing import Optional
 
 import numpy as np
@@ -8,8 +9,18 @@ from docarray.base_doc.doc import BaseDocWithoutId
 from docarray.typing import NdArray
 from docarray.typing.id import ID
 
-from executors import docarray_fixes
+from executors import docarray_fixes, patches
 from executors.docs import ImageDoc
+
+
+def test_the_pinned_docarray_gets_the_patches_and_another_keeps_its_own(monkeypatch, caplog):
+    """Applied at import means the pinned docarray had the internals the patches expect (the
+    check runs before patching). Another version keeps docarray's own behaviour, with a warning."""
+    assert ID.from_protobuf.__func__ is docarray_fixes._fast_id_from_protobuf
+    monkeypatch.setattr(patches, "_warned", set())
+    with caplog.at_level(logging.WARNING, logger="executors.patches"):
+        assert patches.should_apply("docarray", docarray_fixes.PATCHED_VERSIONS, lambda: [], version="0.42.0") is False
+    assert "written for docarray 0.41.x" in caplog.text and "own behaviour" in caplog.text
 
 
 def test_applied_on_import_and_idempotent():

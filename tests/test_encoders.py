@@ -38,7 +38,7 @@ def test_every_family_gives_unit_float32_vectors(name, tiny_models):
     single = np.concatenate([enc.embed_images([img]) for img in _images(7)])
     assert np.allclose(vecs, single, atol=1e-5)
     info = enc.info()
-    assert info["device"] == "cpu" and info["dtype"] == "float32" and info["dim"] == enc.dim
+    assert info.device == "cpu" and info.dtype == "float32" and info.dim == enc.dim
     if enc.supports_text:
         texts = enc.embed_texts(["a doge meme", "cat", "a very long caption " * 30])
         assert texts.shape == (3, enc.dim) and np.allclose(np.linalg.norm(texts, axis=1), 1, atol=1e-5)
@@ -148,7 +148,7 @@ def test_half_precision_path_agrees_with_fp32(name, tiny_models):
     full = make_encoder(name, path).embed_images(images)
     half_enc = make_encoder(name, path, dtype="bfloat16")
     half = half_enc.embed_images(images)
-    assert half.dtype == np.float32 and half_enc.info()["dtype"] == "bfloat16"
+    assert half.dtype == np.float32 and half_enc.info().dtype == "bfloat16"
     assert (np.sum(full * half, axis=1) > 0.99).all()
 
 

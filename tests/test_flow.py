@@ -41,7 +41,7 @@ def test_index_odd_files_then_reindex_and_search(tmp_path, photo_dir, monkeypatc
     with local_flow("efficientnet-lite0", store=str(store)) as host:
         gw = Gateway(host)
         info = encoder_info(gw)
-        assert info["dim"] == 1280 and info["text"] is False
+        assert info.dim == 1280 and info.text is False
         first = run_index(gw, data, info, batch_size=8, progress=False)
         assert first.files_seen > 3 * indexing.SCAN_PAGE  # several pages
 
@@ -91,7 +91,7 @@ def test_index_odd_files_then_reindex_and_search(tmp_path, photo_dir, monkeypatc
         expected = [points[i].id for i in order]
     got = found[0].matches
     assert {"uri", "hash", "label", "width", "height", "size", "mime", "paths"} <= set(got[0])
-    assert got[0]["model"] == info["model"] and got[0]["paths"][0] == got[0]["uri"]
+    assert got[0]["model"] == info.model and got[0]["paths"][0] == got[0]["uri"]
     assert [m["id"] for m in got] == expected
     assert np.allclose([m["score"] for m in got], scores[order], atol=1e-4)
 
@@ -103,7 +103,7 @@ def test_every_encoder_family_through_the_flow(encoder, tiny_models, photo_dir, 
     with local_flow(encoder, model=str(model), store=str(tmp_path / "store")) as host:
         gw = Gateway(host)
         info = encoder_info(gw)
-        assert info["encoder"] == encoder and info["model"] == str(model)
+        assert info.encoder == encoder and info.model == str(model)
         summary = run_index(gw, photo_dir, info, batch_size=4, progress=False)
         assert summary.skipped == [] and summary.indexed == n_images == summary.count
         query = photo_dir / "rocket" / "rocket_full.jpg"
@@ -112,7 +112,7 @@ def test_every_encoder_family_through_the_flow(encoder, tiny_models, photo_dir, 
         assert result.matches[0]["path"] == str(query) and result.matches[0]["score"] > 0.999
         scores = [m["score"] for m in result.matches]
         assert scores == sorted(scores, reverse=True)
-        if info["text"]:
+        if info.text:
             by_text = run_search(gw, summary.collection, info, text="a doge meme", top_k=3)
             assert len(by_text.matches) == 3 and all(-1.0 <= m["score"] <= 1.0 for m in by_text.matches)
         threshold = (scores[1] + scores[2]) / 2

@@ -10,10 +10,10 @@ import copy
 import json
 
 import pytest
+from k8s_replay import objects
 
 from imgsearch import deploy
 from imgsearch.deploy.pods import Cluster, SpecError, cpus, memory, run_argv
-from k8s_replay import objects
 
 
 def _cluster(tmp_path, **secrets):
@@ -51,7 +51,7 @@ def test_a_pod_runs_as_its_spec_says(tmp_path):
     c = pod["containers"][0]
     i = argv.index(c["image"])
     assert _opts(argv, "--entrypoint") == c["command"] and argv[i + 1] == c["args"][0]
-    args = argv[i + 1:]
+    args = argv[i + 1 :]
     assert args[args.index("--port") + 1] == "4101" and args[args.index("--host") + 1] == "127.0.0.1"
     assert "--read-only" not in argv  # the manifest does not ask for it (yet)
 
@@ -70,10 +70,14 @@ def test_the_gateway_reaches_each_stage_on_its_loopback_port(tmp_path):
     dep = objects("Deployment")["gateway-efficientnet-lite0"]
     ports = {"loader": 1, "normalizer": 2, "encoder-efficientnet-lite0": 3, "indexer": 4}
     argv = run_argv(dep, _cluster(tmp_path), 4103, ports, "t-gw")
-    args = argv[argv.index(dep["spec"]["template"]["spec"]["containers"][0]["image"]) + 1:]
+    args = argv[argv.index(dep["spec"]["template"]["spec"]["containers"][0]["image"]) + 1 :]
     addresses = json.loads(args[args.index("--deployments-addresses") + 1])
-    assert addresses == {"loader": ["grpc://127.0.0.1:1"], "normalizer": ["grpc://127.0.0.1:2"],
-                         "encoder": ["grpc://127.0.0.1:3"], "indexer": ["grpc://127.0.0.1:4"]}
+    assert addresses == {
+        "loader": ["grpc://127.0.0.1:1"],
+        "normalizer": ["grpc://127.0.0.1:2"],
+        "encoder": ["grpc://127.0.0.1:3"],
+        "indexer": ["grpc://127.0.0.1:4"],
+    }
     assert "IMGSEARCH_TOKEN" not in _env(argv)  # gateways get no token
     assert "--host" not in dep["spec"]["template"]["spec"]["containers"][0]["args"]  # Jina's default: 0.0.0.0
     assert args[args.index("--host") + 1] == "127.0.0.1"  # on the host network: loopback only
@@ -143,8 +147,9 @@ def test_a_read_only_root_gets_a_writable_tmp_and_cache_once():
     for path in ("/tmp", "/home/app/.cache"):
         assert [m["mountPath"] for m in c["volumeMounts"]].count(path) == 1
     assert {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}} in pod["volumes"]
-    argv = run_argv(dep, Cluster(configmap=dict(objects("ConfigMap")[deploy.CONFIGMAP]["data"]),
-                                 secrets={("imgsearch-token", "token"): "t"}), 1, {}, "x")
+    argv = run_argv(
+        dep, Cluster(configmap=dict(objects("ConfigMap")[deploy.CONFIGMAP]["data"]), secrets={("imgsearch-token", "token"): "t"}), 1, {}, "x"
+    )
     assert "type=tmpfs,destination=/tmp,tmpfs-mode=1777,tmpfs-size=1073741824" in _opts(argv, "--mount")
 
 

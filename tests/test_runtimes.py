@@ -23,7 +23,7 @@ def test_every_family_runs_on_onnx_with_the_torch_vectors(name, tiny_models):
     model = str(tiny_models[TINY_FOR_ENCODER[name]])
     ref = make_encoder(name, model, runtime="torch", batch_size=3)
     enc = make_encoder(name, model, runtime="onnx", batch_size=3)
-    assert enc.info()["runtime"] == "onnx" and enc.info()["onnx_provider"] == "CPUExecutionProvider"
+    assert enc.info().runtime == "onnx" and enc.info().onnx_provider == "CPUExecutionProvider"
     assert enc.model is None  # both towers in onnxruntime: torch's copy of the weights is freed
     images = _images(7)  # odd sizes; batches of 3, 3, 1 exercise the dynamic batch axis
     vecs = enc.embed_images(images)
@@ -159,7 +159,7 @@ def test_lanes_encode_requests_side_by_side_with_the_same_vectors(tiny_models):
     model = str(tiny_models[TINY_FOR_ENCODER["vit"]])
     one = make_encoder("vit", model, runtime="onnx", batch_size=4, num_threads=2)
     two = make_encoder("vit", model, runtime="onnx", batch_size=4, num_threads=2, lanes="2")
-    assert (one.lanes, two.lanes) == (1, 2) and two.info()["lanes"] == 2
+    assert (one.lanes, two.lanes) == (1, 2) and two.info().lanes == 2
     assert two.image_tower.session.get_session_options().intra_op_num_threads == 1
     assert one.image_tower.session.get_session_options().intra_op_num_threads == 2
     images = _images(6)
@@ -218,8 +218,8 @@ def test_torch_bf16_runs_the_torch_model_in_bfloat16_close_to_fp32(name, tiny_mo
     ref = make_encoder(name, model, runtime="torch", batch_size=3)
     enc = make_encoder(name, model, runtime="torch-bf16", batch_size=3, lanes="auto")
     info = enc.info()
-    assert (info["runtime"], info["dtype"], enc.lanes) == ("torch-bf16", "bfloat16", 1)
-    assert next(enc.model.parameters()).dtype == torch.bfloat16 and not info.get("onnx_provider")
+    assert (info.runtime, info.dtype, enc.lanes) == ("torch-bf16", "bfloat16", 1)
+    assert next(enc.model.parameters()).dtype == torch.bfloat16 and not info.onnx_provider
     images = _images(5)
     vecs = enc.embed_images(images)
     assert vecs.dtype == np.float32 and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
@@ -238,7 +238,7 @@ def test_onnx_on_a_gpu_prefers_tensorrt_then_cuda_and_the_cpu_last(tmp_path, tin
 
     if cuda not in onnxruntime.get_available_providers():
         enc = make_encoder("vit", str(tiny_models["vit"]), runtime="onnx", device="cuda")
-        assert enc.info()["onnx_provider"] == cpu and enc.embed_images(_images(2)).shape[0] == 2
+        assert enc.info().onnx_provider == cpu and enc.embed_images(_images(2)).shape[0] == 2
 
 
 def _photo_set(photos: dict) -> tuple[list[str], list[np.ndarray]]:
@@ -279,7 +279,7 @@ def test_the_flow_indexes_and_searches_on_either_runtime(runtime, lanes, photo_d
     with local_flow("efficientnet-lite0", store=str(tmp_path / "store"), lanes=lanes) as host:
         gw = Gateway(host)
         info = encoder_info(gw)
-        assert info["runtime"] == runtime and info["dim"] == 1280 and info["lanes"] == int(lanes or 1)
+        assert info.runtime == runtime and info.dim == 1280 and info.lanes == int(lanes or 1)
         done = run_index(gw, photo_dir, info, batch_size=4, progress=False)
         assert done.indexed == 10 and not done.skipped
         found = run_search(gw, done.collection, info, image=photo_dir / "chelsea" / "chelsea_crop.jpg", top_k=3)
@@ -307,10 +307,10 @@ def test_indexing_keeps_every_lane_busy(tmp_path):
     with local_flow("efficientnet-lite0", store=str(tmp_path / "store"), runtime="onnx", lanes="6") as host:
         gw = Gateway(host)
         info = encoder_info(gw)
-        assert info["lanes"] == 6 and index_prefetch(info) == 8
+        assert info.lanes == 6 and index_prefetch(info) == 8
         done = run_index(gw, folder, info, batch_size=2, progress=False)
         assert done.indexed == 72 and not done.skipped
-        assert encoder_info(gw)["lanes_peak_busy"] >= 5
+        assert encoder_info(gw).lanes_peak_busy >= 5
 
 
 def _needs_quantiser() -> None:
@@ -324,15 +324,15 @@ def test_a_cached_int8_start_decodes_no_calibration_photos(tiny_models, monkeypa
     """The calibration photos' name keys the int8 graph; the photos themselves are decoded
     only to export it (once), not on every start, nor twice on the first."""
     _needs_quantiser()
-    import executors.encoders.base as base
+    import executors.encoders.onnx_towers as towers
 
     model = str(tiny_models[TINY_FOR_ENCODER["vit"]])
     decoded = []
-    real = base.calibration_images
-    monkeypatch.setattr(base, "calibration_images", lambda: decoded.append(1) or real())
+    real = towers.calibration_images
+    monkeypatch.setattr(towers, "calibration_images", lambda: decoded.append(1) or real())
     first = make_encoder("vit", model, runtime="onnx-int8", batch_size=4)
     assert len(decoded) <= 1  # once if it exported, never if another test had
-    monkeypatch.setattr(base, "calibration_images", lambda: pytest.fail("calibration photos decoded on a cached start"))
+    monkeypatch.setattr(towers, "calibration_images", lambda: pytest.fail("calibration photos decoded on a cached start"))
     again = make_encoder("vit", model, runtime="onnx-int8", batch_size=4)
     assert again.image_tower.path == first.image_tower.path and "int8" in again.image_tower.path.parent.name
 
@@ -342,7 +342,7 @@ def test_lite0_int8_stays_close_to_fp32_and_finds_the_same_photo(photos):
     _needs_quantiser()
     ref = make_encoder("efficientnet-lite0", runtime="onnx")
     enc = make_encoder("efficientnet-lite0", runtime="onnx-int8")
-    assert enc.info()["runtime"] == "onnx-int8" and "int8" in enc.image_tower.path.parent.name
+    assert enc.info().runtime == "onnx-int8" and "int8" in enc.image_tower.path.parent.name
     names, images = _photo_set(photos)
     a, b = ref.embed_images(images), enc.embed_images(images)
     assert _min_cosine(a, b) >= 0.95  # quantisation costs a little (measured 0.96), not the meaning
@@ -409,12 +409,12 @@ def test_a_cached_onnx_start_imports_none_of_transformers_model_or_processor_cod
 
 
 def test_torch_bf16_warns_where_the_cpu_would_emulate_it(tiny_models, monkeypatch, caplog):
-    import executors.encoders.base as base
+    import executors.encoders.plan as plan
     from executors.encoders.runtimes import cpu_has_native_bf16
 
     assert cpu_has_native_bf16() in (True, False, None)  # read from this machine's CPU flags
-    monkeypatch.setattr(base, "cpu_has_native_bf16", lambda: False)
-    with caplog.at_level(logging.WARNING, logger="executors.encoders.base"):
+    monkeypatch.setattr(plan, "cpu_has_native_bf16", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="executors.encoders.plan"):
         make_encoder("clip", str(tiny_models[TINY_FOR_ENCODER["clip"]]), runtime="torch-bf16")
     assert any("without native bfloat16" in r.getMessage() for r in caplog.records)
 

@@ -106,7 +106,7 @@ def test_loopback_token_tls_and_size_cap(tmp_path, photo_dir, monkeypatch):
         assert summary.indexed == count > 0
         name = summary.collection
         stored = good.post("/search", [ImageDoc(blob=query.read_bytes())], {"collection": name, "top_k": 1})[0].matches[0]
-        params = {"collection": name, "data": str(photo_dir), "encoder_name": info["encoder"], "dataset": "x"}
+        params = {"collection": name, "data": str(photo_dir), "encoder_name": info.encoder, "dataset": "x"}
         writes = {
             "/index": lambda gw: gw.post("/index", [ImageDoc(uri=str(query), hash="f" * 64)], params),
             "/delete": lambda gw: gw.call("/delete", {"collection": name, "drop": True}),

@@ -225,7 +225,7 @@ def test_meta_list_drop_and_disk_bytes(filled) -> None:
     edge, *_ = filled
     edge.ensure_collection("dino.v2-small", 8, {"model": "dino"})
     meta = edge.collection_meta("clip-vit-b32")
-    assert meta == {"model": "clip", "created": "2024-01-01", "dim": 32}
+    assert meta == {"model": "clip", "created": "2024-01-01", "dim": 32, "quantization": "int8"}  # the default, recorded
     meta_file = Path(edge.root) / "clip-vit-b32" / "meta.json"
     assert meta_file.is_file() and (Path(edge.root) / "clip-vit-b32" / "shard").is_dir()
     assert edge.collection_meta("nope") is None
@@ -254,7 +254,7 @@ def test_persist_and_reopen(tmp_path: Path) -> None:
         before = [[h.id for h in s.search("c", q, 10)] for q in qs]
     with EdgeStore(ws) as s:
         assert s.count("c") == 300
-        assert s.collection_meta("c") == {"model": "c", "dim": 24}
+        assert s.collection_meta("c") == {"model": "c", "dim": 24, "quantization": "int8"}
         assert [[h.id for h in s.search("c", q, 10)] for q in qs] == before
 
 
@@ -339,7 +339,7 @@ def test_edge_and_server_store_agree(tmp_path: Path) -> None:
             for b in range(0, 500, 128):
                 s.upsert("c", ids[b : b + 128], vecs[b : b + 128], payloads[b : b + 128])
             assert s.count("c") == 500
-        assert server.collection_meta("c") == edge.collection_meta("c") == {"model": "m", "dataset": "rand", "dim": 64}
+        assert server.collection_meta("c") == edge.collection_meta("c") == {"model": "m", "dataset": "rand", "dim": 64, "quantization": "int8"}
         for q in np.random.default_rng(12).standard_normal((20, 64)).astype(np.float32):
             e = edge.search("c", q, 10)
             r = server.search("c", q, 10)

@@ -46,7 +46,7 @@ def test_up_serves_until_sigterm_and_leaves_no_process(tmp_path):
         assert lines and lines[-1].startswith("Serving gRPC"), lines
         host = f"grpc://127.0.0.1:{port}"
         assert lines[0].split()[:2] == ["efficientnet-lite0", host] and "collections: none yet" in lines[0]
-        assert Gateway(host).call("/info")["encoder"] == "efficientnet-lite0"
+        assert Gateway(host).encoder_info().encoder == "efficientnet-lite0"
 
         tree = process_tree(proc.pid)
         sockets = [a for addrs in listening(tree).values() for a in addrs]

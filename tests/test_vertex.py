@@ -210,7 +210,7 @@ def test_executor_encodes_images_and_texts_per_document(fake):
     assert np.asarray(docs[3].embedding).shape == (256,)
     assert docs[4].embedding is None and docs[4].error == "not an image"
     info = enc.info()
-    assert info["dim"] == 256 and info["text"] is True and info["retries"] == 1 and info["peak_rss_mb"] > 0
+    assert info.dim == 256 and info.text is True and info.extra["retries"] == 1 and info.peak_rss_mb > 0
     fake.plan = [400]
     one = [ImageDoc(uri="x", tensor=red)]
     enc.encode(one)

@@ -356,7 +356,7 @@ def test_text_query(site, page):
     page.fill("#text", "a cat on a sofa")
     act(page, lambda: page.press("#text", "Enter"))
     gw = Gateway(site["hosts"][CLIP])
-    want = run_search(gw, site["collections"][CLIP], gw.call("/info"), text="a cat on a sofa", top_k=K)
+    want = run_search(gw, site["collections"][CLIP], gw.encoder_info(), text="a cat on a sofa", top_k=K)
     assert shown(page, CLIP) == names(want.matches)
     header = page.inner_text(f'.column[data-encoder="{CLIP}"] header')
     assert "tiny random model" in header and "not applied to text" in header  # the report's cut is image→image
@@ -369,7 +369,7 @@ def test_drop_and_upload_an_image(site, page):
     from imgsearch.searching import run_search
 
     gw = Gateway(site["hosts"][LITE])
-    info = gw.call("/info")
+    info = gw.encoder_info()
     page.select_option("#encoder", CLIP)
     page.fill("#text", "a cat on a sofa")
     act(page, lambda: page.press("#text", "Enter"))

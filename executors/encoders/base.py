@@ -10,7 +10,7 @@ failing a request.
 """
 
 import asyncio
-import gc
+import dataclasses
 import importlib.metadata
 import logging
 import os
@@ -25,49 +25,24 @@ import torch
 from docarray import DocList
 from jina import requests
 
-from executors.cpus import fit_torch_threads
+from executors.contracts import INFO, EncoderInfo
 from executors.docs import ImageDoc, failed
 from executors.encoders.coalesce import Coalescer
 from executors.encoders.device_decode import decode_on_cpu, resolve_device_decoder
 from executors.encoders.preprocess import PLAN_VERSION, ImagePreprocessor
-from executors.encoders.runtimes import (
-    OnnxTower, RuntimeChoiceError, Tower, cache_plan, cached_plan, calibration_images, calibration_source,
-    cpu_has_native_bf16, discard_graph, export_graph, folder_revision, graph_key, graph_path, index_lanes,
-    resolve_runtime,
-)
+from executors.encoders.onnx_towers import OnnxTowers
+from executors.encoders.plan import MAX_BATCH, EncoderPlan, default_batch
+from executors.encoders.runtimes import RuntimeChoiceError, cache_plan, cached_plan, folder_revision, graph_key
 from executors.encoders.runtime_env import on_torch
 from executors.encoders.specs import EncoderSpec, get_spec
-from executors.errors import first_line
 from executors.flow_kwargs import flow_kwarg
 from executors.stage import Stage, keep_freed_memory, limit_malloc_arenas, peak_rss_mb
 
 logger = logging.getLogger(__name__)
 
 
-CPU_BATCH = 32  # the default batch where memory does not decide it, for torch
-# onnxruntime on a CPU: as fast per image at 8 as at 16 or 32 (docs/performance.md), and its
-# activation arena, the bulk of the encoder's memory above the imports, a half or a quarter.
-ONNX_CPU_BATCH = 8
-MAX_BATCH = 1024
-
-
 class ModelLoadError(RuntimeError):
     """The checkpoint cannot be loaded; raised at start-up, before any work."""
-
-
-def pick_device(requested: Optional[str] = None) -> torch.device:
-    if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def pick_dtype(device: torch.device, requested: Optional[str] = None) -> torch.dtype:
-    """bf16 on GPUs that have it, else fp16; fp32 on CPU (CPU half precision is slow)."""
-    if requested:
-        return getattr(torch, requested)
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
 
 
 def describe_checkpoint(checkpoint: str) -> str:
@@ -90,30 +65,24 @@ class EncoderStage(Stage):
         if self.spec.family != self.family:
             raise ValueError(f"encoder '{name}' belongs to the {self.spec.family} family, not {self.family}")
 
-    def info(self) -> dict:
-        return {
-            "encoder": self.spec.name,
-            "family": self.family,
-            "model": self.checkpoint,
-            "dim": self.dim,
-            "batch_size": self.batch_size,
-            "load_seconds": round(self.load_seconds, 3),
-            "pooling": self.spec.pooling,
-            "peak_rss_mb": peak_rss_mb(),
-        }
+    def info(self) -> EncoderInfo:
+        return EncoderInfo(
+            encoder=self.spec.name,
+            family=self.family,
+            model=self.checkpoint,
+            dim=self.dim,
+            batch_size=self.batch_size,
+            load_seconds=round(self.load_seconds, 3),
+            pooling=self.spec.pooling,
+            peak_rss_mb=peak_rss_mb(),
+        )
 
-    @requests(on="/info")
-    def info_endpoint(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
-        return self.info()
-
-
-class _DamagedGraph(Exception):
-    def __init__(self, path: Path, exc: Exception):
-        super().__init__(str(path))
-        self.path, self.exc = path, exc
+    @requests(on=INFO)
+    def info_endpoint(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:  # Jina's schema; the dict rides in results
+        return self.info().to_dict()  # type: ignore[return-value]
 
 
-class TorchEncoder(EncoderStage):
+class TorchEncoder(OnnxTowers, EncoderStage):
     """Encodes images (and texts, where the model can) into L2-normalised float32 vectors."""
 
     # Convolutional families run faster in NHWC (measured 1.35× for EfficientNet-Lite0 on CPU;
@@ -138,45 +107,27 @@ class TorchEncoder(EncoderStage):
         super().__init__(name, **kwargs)
         model = flow_kwarg("model", model, None)  # ${{ ENV.ENCODER_MODEL }}: unset or empty = the spec's
         self.checkpoint = os.path.expanduser(model) if model else self.spec.checkpoint
-        self.device = pick_device(device)
-        self.runtime = resolve_runtime(runtime, self.device, dtype)
-        if self.runtime == "torch-bf16":
-            dtype = "bfloat16"
-            if self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
-                raise RuntimeChoiceError(f"runtime torch-bf16: {torch.cuda.get_device_name(self.device)} has no "
-                                         "bfloat16 (before Ampere); use runtime torch (float16 there)")
-            if self.device.type == "cpu" and cpu_has_native_bf16() is False:
-                logger.warning("%s: runtime torch-bf16 on a CPU without native bfloat16 (AVX512-BF16 or AMX): "
-                               "torch emulates it, slower than fp32; runtime onnx is the fast one here", name)
-        # Unset, empty or 0: fitted to the runtime and device after loading (fit_batch_size).
-        requested_batch = flow_kwarg("batch_size", batch_size, 0, int)
-        self.batch_size = requested_batch or self._default_batch()
-        self.onnx_cuda = not on_torch(self.runtime) and self.device.type == "cuda"
-        if not on_torch(self.runtime):
-            # The graph is traced in fp32 on the CPU; onnxruntime picks its own device.
-            self.device, dtype = torch.device("cpu"), "float32"
-            limit_malloc_arenas()  # the encoder's memory, measured by `app.py bench` (docs/performance.md)
-        else:
+        # Unset, empty or 0 (the flow's ${{ ENV.* }}): decided by the plan from the machine.
+        self.plan = plan = EncoderPlan.resolve(
+            name, device, dtype, runtime, batch_size=flow_kwarg("batch_size", batch_size, 0, int),
+            num_threads=flow_kwarg("num_threads", num_threads, 0, int), lanes=flow_kwarg("lanes", lanes, None))
+        self.runtime, self.device, self.dtype, self.batch_size = plan.runtime, plan.device, plan.dtype, plan.batch_size
+        self.num_threads, self.lanes, self.onnx_cuda = plan.num_threads, plan.lanes, plan.onnx_cuda
+        if on_torch(self.runtime):
             # Keeping freed memory makes torch's CPU forward passes fault-free, but it holds
             # the high-water mark; onnxruntime has its own arena and does not need it.
             keep_freed_memory()
-        self.dtype = pick_dtype(self.device, dtype)
-        # Not more threads than the container's CPU quota allows (executors/cpus.py); also the
-        # ONNX sessions' and the lanes' count.
-        self.num_threads = fit_torch_threads(flow_kwarg("num_threads", num_threads, 0, int))
-        # Batches run side by side, each on one thread (ONNX Runtime on a CPU, indexing flows).
-        # (onnxruntime on CUDA runs on the GPU although self.device is the CPU here: one lane.)
-        self.lanes = index_lanes(flow_kwarg("lanes", lanes, None), self.runtime,
-                                 torch.device("cuda") if self.onnx_cuda else self.device, self.num_threads)
+        else:
+            limit_malloc_arenas()  # the encoder's memory, measured by `app.py bench` (docs/performance.md)
         started = time.perf_counter()
         try:
             self.inspect_checkpoint(self.checkpoint)
             self._revision = self.revision()
             self.preprocess = self._preprocessor()
-            self.tokenizer = self.load_tokenizer(self.checkpoint) if self.supports_text else None
-            self.model: Optional[torch.nn.Module] = None
-            self.image_tower: Tower = self._torch_image_features
-            self.text_tower: Tower = self.text_features
+            self.tokenizer: Any = self.load_tokenizer(self.checkpoint) if self.supports_text else None
+            self.model = None
+            self.image_tower = self._torch_image_features
+            self.text_tower = self.text_features
             # With its graphs cached, an ONNX encoder never loads torch's copy of the weights:
             # a faster start, and no moment with both copies in memory.
             if on_torch(self.runtime) or not self._use_onnx(cached_only=True):
@@ -198,7 +149,7 @@ class TorchEncoder(EncoderStage):
         # size the flow sends, which a cached plan preprocesses without transformers).
         h, w = self.preprocess.arrival_size
         self.dim = int(self.embed_images([np.zeros((h, w, 3), np.uint8)]).shape[-1])
-        if not requested_batch:
+        if not plan.batch_requested:
             self.batch_size = self.fit_batch_size()
         # One batch at a time per lane: /index and the query coalescer run in different threads.
         self._model_lock = threading.BoundedSemaphore(self.lanes)
@@ -226,7 +177,8 @@ class TorchEncoder(EncoderStage):
             except ValueError as exc:  # damaged: made again from the processor, and cached again
                 logger.warning("%s: ignoring the cached preprocessing plan (%s)", self.checkpoint, exc)
         preprocess = self.load_preprocessor(self.checkpoint)
-        cache_plan(key, preprocess.plan)
+        if preprocess.plan is not None:
+            cache_plan(key, preprocess.plan)
         return preprocess
 
     def _load_torch_model(self) -> torch.nn.Module:
@@ -239,7 +191,7 @@ class TorchEncoder(EncoderStage):
             model = model.to(dtype=self.dtype)
         model = model.to(self.device).eval()
         if self.channels_last and on_torch(self.runtime):
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit it
         return model
 
     # --- what a family provides -------------------------------------------------------
@@ -303,7 +255,7 @@ class TorchEncoder(EncoderStage):
         return max(batch, 8)
 
     def _default_batch(self) -> int:
-        return ONNX_CPU_BATCH if not on_torch(self.runtime) and self.device.type == "cpu" else CPU_BATCH
+        return default_batch(self.runtime, self.device)
 
     # --- runtimes -----------------------------------------------------------------------
 
@@ -312,62 +264,6 @@ class TorchEncoder(EncoderStage):
         if self.channels_last:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         return self.image_features(pixels)
-
-    def _use_onnx(self, cached_only: bool = False) -> bool:
-        """Swap the towers for onnxruntime sessions on graphs traced from this model
-        (exported on first use); with ``cached_only``, only if every graph is cached already,
-        so the torch model need not be loaded. Whether the towers were swapped."""
-        int8 = self.runtime == "onnx-int8"
-        h, w = self.preprocess.input_size
-        revision, cls = self._revision, type(self).__name__
-        source = calibration_source() if int8 else ""  # its name keys the graph; the photos decode on export only
-        image_key = graph_key(self.checkpoint, revision, "image", f"{cls}|{h}x{w}")
-        text_key = graph_key(self.checkpoint, revision, "text", cls)
-        if cached_only:
-            keys = [(image_key, source)] + ([(text_key, "")] if self.supports_text else [])
-            if not all(graph_path(key, int8, source).is_file() for key, source in keys):
-                return False
-
-        def calibration() -> list[dict[str, np.ndarray]]:
-            return [{"pixel_values": self.preprocess([p]).numpy()} for p in calibration_images()]
-
-        def session(path: Path, names: list[str], threads: int) -> OnnxTower:
-            try:
-                return OnnxTower(path, names, threads, self.onnx_cuda)
-            except Exception as exc:  # onnxruntime's errors derive from Exception alone
-                if not cached_only:  # just exported: a real failure
-                    raise
-                raise _DamagedGraph(path, exc) from exc
-
-        try:
-            path = export_graph(
-                self.model, self.image_features, [torch.zeros(2, 3, h, w)], ["pixel_values"],
-                {"pixel_values": {0: "batch"}}, image_key, int8, calibration if int8 else None, source,
-            )
-            self.image_tower = session(path, ["pixel_values"], 1 if self.lanes > 1 else self.num_threads)
-            if self.supports_text:
-                names = ["input_ids", "attention_mask"]
-                example = []
-                if not cached_only:
-                    tokens = self.tokenizer(["a photo of a cat", "two dogs"], padding=True, return_tensors="pt")
-                    example = [tokens[n] for n in names]
-                path = export_graph(
-                    self.model, self.text_features, example, names, {n: {0: "batch", 1: "tokens"} for n in names},
-                    text_key, int8,
-                )
-                self.text_tower = session(path, names, self.num_threads)
-        except _DamagedGraph as damaged:
-            # A cut-off or corrupted cache file (a full disk, a killed copy): exported again
-            # from the model, which the caller now loads, instead of failing every start.
-            logger.warning("%s: the cached graph %s cannot be loaded (%s); exporting it again",
-                           self.spec.name, damaged.path, first_line(damaged.exc, 300))
-            discard_graph(damaged.path)
-            self.image_tower, self.text_tower = self._torch_image_features, self.text_features
-            return False
-        if self.model is not None:  # both towers run in onnxruntime now: free torch's copy of the weights
-            self.model = None
-            gc.collect()  # a quarter of a second: only when there was a model to free
-        return True
 
     # --- shared machinery ---------------------------------------------------------------
 
@@ -447,7 +343,7 @@ class TorchEncoder(EncoderStage):
                     )
             else:
                 with self.timed("encode_texts", len(texts)):
-                    self._assign(texts, self.embed_texts([d.text for d in texts]))
+                    self._assign(texts, self.embed_texts([d.text for d in texts if d.text is not None]))
 
     @torch.inference_mode()
     def _embed_raw(self, docs: list[ImageDoc]) -> None:
@@ -455,7 +351,7 @@ class TorchEncoder(EncoderStage):
         on the CPU instead (its pixels join the ordinary image path) or gets its reason."""
         for start in range(0, len(docs), self.batch_size):
             chunk = docs[start : start + self.batch_size]
-            pixels, errors = self.device_decoder([d.blob for d in chunk]) if self.device_decoder else (
+            pixels, errors = self.device_decoder([d.blob for d in chunk if d.blob is not None]) if self.device_decoder else (
                 None, ["this encoder does not decode on its device"] * len(chunk))
             if pixels is not None:
                 self._assign([d for d, e in zip(chunk, errors) if e is None], self._normalise(self.image_tower(pixels)))
@@ -473,20 +369,21 @@ class TorchEncoder(EncoderStage):
             else:
                 doc.error = f"model {self.checkpoint} produced an invalid (NaN or zero) embedding"
 
-    def info(self) -> dict:
-        return {
-            **super().info(),
-            "text": self.supports_text,
-            "device": str(self.device),
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "runtime": self.runtime,
-            "lanes": self.lanes,
-            "lanes_peak_busy": self.lanes_peak_busy,  # the most batches encoded at once so far
-            "onnx_provider": getattr(self.image_tower, "provider", None),
+    def info(self) -> EncoderInfo:
+        return dataclasses.replace(
+            super().info(),
+            text=self.supports_text,
+            device=str(self.device),
+            dtype=str(self.dtype).removeprefix("torch."),
+            runtime=self.runtime,
+            lanes=self.lanes,
+            num_threads=self.num_threads,  # compare's cost table: ms per image on how many threads
+            lanes_peak_busy=self.lanes_peak_busy,  # the most batches encoded at once so far
+            onnx_provider=getattr(self.image_tower, "provider", None),
             # Set: the client asks the normalizer to leave JPEGs as bytes (``keep_jpeg``).
-            "device_decode": self.device_decoder.name if self.device_decoder else None,
-            "preprocess": self.preprocess.describe(),
+            device_decode=self.device_decoder.name if self.device_decoder else None,
+            preprocess=self.preprocess.describe(),
             # Clients pass this to the normalizer (parameter ``fit``) so it resizes as it decodes.
-            "resize_rule": self.preprocess.resize_rule(),
-            "torch": torch.__version__,
-        }
+            resize_rule=self.preprocess.resize_rule(),
+            torch=torch.__version__,
+        )

@@ -15,4 +15,6 @@ class BitEncoder(TorchEncoder):
         return BitModel.from_pretrained(checkpoint, dtype=self.dtype)
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if self.model is None:  # the ONNX graphs run instead; they never call this
+            raise RuntimeError(f"{self.family}: no torch model loaded")
         return self.model(pixel_values=pixel_values).pooler_output.flatten(1)  # (B, C, 1, 1)

@@ -6,9 +6,14 @@ image-text space, so text queries work; with a generative checkpoint (``Blip2Mod
 e.g. Salesforce/blip2-opt-2.7b) the raw Q-Former output is used and search is image-only.
 """
 
+from typing import TYPE_CHECKING, Union
+
 import torch
 
 from executors.encoders.base import TorchEncoder
+
+if TYPE_CHECKING:
+    from transformers import Blip2ForImageTextRetrieval, Blip2VisionModelWithProjection
 
 _RETRIEVAL_ARCH = "Blip2ForImageTextRetrieval"
 
@@ -36,12 +41,21 @@ class Blip2Encoder(TorchEncoder):
     def supports_text(self) -> bool:
         return self._retrieval
 
+    def _blip2(self) -> Union["Blip2ForImageTextRetrieval", "Blip2VisionModelWithProjection"]:
+        """The torch model (loaded, as load_model returns it): the towers are read from it."""
+        from transformers import Blip2ForImageTextRetrieval, Blip2VisionModelWithProjection  # imported already
+
+        if not isinstance(self.model, (Blip2ForImageTextRetrieval, Blip2VisionModelWithProjection)):
+            raise RuntimeError(f"{self.family}: no torch BLIP-2 model loaded (got {type(self.model).__name__})")
+        return self.model
+
     def _query_outputs(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, num_query_tokens, qformer hidden): the Q-Former's reading of the image."""
-        image_embeds = self.model.vision_model(pixel_values=pixel_values).last_hidden_state
+        model = self._blip2()
+        image_embeds = model.vision_model(pixel_values=pixel_values).last_hidden_state
         image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
-        queries = self.model.query_tokens.expand(image_embeds.shape[0], -1, -1)
-        return self.model.qformer(
+        queries = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
+        return model.qformer(
             query_embeds=queries, encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask
         ).last_hidden_state
 
@@ -51,13 +65,19 @@ class Blip2Encoder(TorchEncoder):
             return queries.mean(dim=1)
         # The reference scores text against each projected query token (max over tokens);
         # one vector per image needs a single point, so average the normalised tokens.
-        queries = queries.to(self.model.vision_projection.weight.dtype)  # the Q-Former stays fp32
-        projected = torch.nn.functional.normalize(self.model.vision_projection(queries), dim=-1)
+        projection = self._blip2().vision_projection
+        queries = queries.to(projection.weight.dtype)  # the Q-Former stays fp32
+        projected = torch.nn.functional.normalize(projection(queries), dim=-1)
         return projected.mean(dim=1)
 
     def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        embeds = self.model.embeddings(input_ids=input_ids)
-        hidden = self.model.qformer(
+        from transformers import Blip2ForImageTextRetrieval  # imported already: load_model made the model
+
+        model = self._blip2()
+        if not isinstance(model, Blip2ForImageTextRetrieval):  # supports_text is False: never asked
+            raise RuntimeError(f"{self.family}: {type(model).__name__} has no text tower")
+        embeds = model.embeddings(input_ids=input_ids)
+        hidden = model.qformer(
             query_embeds=embeds, query_length=0, attention_mask=attention_mask
         ).last_hidden_state
-        return self.model.text_projection(hidden[:, 0, :].to(self.model.text_projection.weight.dtype))
+        return model.text_projection(hidden[:, 0, :].to(model.text_projection.weight.dtype))

@@ -45,7 +45,8 @@ class Coalescer(Generic[T]):
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         while self._waiting:
-            batch, size = [], 0
+            batch: list[tuple[Sequence[T], asyncio.Future]] = []
+            size = 0
             while self._waiting and (not batch or size + len(self._waiting[0][0]) <= self.max_items):
                 items, done = self._waiting.pop(0)
                 batch.append((items, done))

@@ -14,4 +14,6 @@ class Dinov2Encoder(TorchEncoder):
         return Dinov2Model.from_pretrained(checkpoint, dtype=self.dtype)
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if self.model is None:  # the ONNX graphs run instead; they never call this
+            raise RuntimeError(f"{self.family}: no torch model loaded")
         return self.model(pixel_values=pixel_values).pooler_output

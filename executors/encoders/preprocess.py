@@ -138,13 +138,15 @@ class ImagePreprocessor:
     path)."""
 
     def __init__(self, processor: Any = None, plan: Optional[dict] = None, load: Optional[Callable[[], Any]] = None):
-        if processor is None and (plan is None or load is None):
+        if processor is not None:
+            plan = plan_of(processor)
+        elif plan is None or load is None:
             raise ValueError("an ImagePreprocessor needs a processor, or a plan and a way to load the processor")
+        else:
+            check_plan(plan)
         self._processor, self._load = processor, load
         self._loading = threading.Lock()  # lanes may ask for it at once
-        if processor is None:
-            check_plan(plan)
-        self.plan = plan_of(processor) if processor is not None else plan
+        self.plan: dict = plan
         self.fast = bool(self.plan["fast"])
         if self.fast:
             self._mul = torch.tensor(self.plan["mul"], dtype=torch.float32).view(1, 3, 1, 1)
@@ -170,6 +172,8 @@ class ImagePreprocessor:
         """transformers' processor, loaded on first use when made from a plan."""
         with self._loading:
             if self._processor is None:
+                if self._load is None:  # the constructor takes a processor, or a plan and a loader
+                    raise RuntimeError("this ImagePreprocessor has no processor and no way to load one")
                 logger.info("loading the image processor (an image not at the model's size, or not on the fast path)")
                 self._processor = self._load()
         return self._processor
@@ -261,7 +265,8 @@ def center_crop_chw(x: ArrayOrTensor, height: int, width: int) -> ArrayOrTensor:
     h, w = x.shape[-2:]
     if height > h or width > w:
         pad_w, pad_h = max(width - w, 0), max(height - h, 0)
-        rows, cols = ((pad_h + 1) // 2, pad_h // 2), ((pad_w + 1) // 2, pad_w // 2)
+        rows: tuple[int, int] = ((pad_h + 1) // 2, pad_h // 2)
+        cols: tuple[int, int] = ((pad_w + 1) // 2, pad_w // 2)
         if isinstance(x, np.ndarray):
             x = np.pad(x, ((0, 0),) * (x.ndim - 2) + (rows, cols))
         else:

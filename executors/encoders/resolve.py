@@ -5,9 +5,9 @@ import os
 import socket
 from urllib.parse import urlparse
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
-from executors.encoders.specs import EncoderSpec, get_spec, packaged_lite
+from executors.encoders.specs import SPECS, EncoderSpec, get_spec, packaged_lite
 from executors.errors import UserError, first_line
 
 
@@ -75,14 +75,23 @@ def _probe_hub(timeout: float = 3.0) -> None:
         raise ConnectionError(f"cannot reach {url.hostname}: {exc}") from None
 
 
-def parse_model_overrides(items: Optional[list[str]], encoders: list[str]) -> dict[str, str]:
-    """``--model clip=/path/to/tiny-clip`` (repeatable) → {encoder: checkpoint}."""
+def parse_model_overrides(items: Optional[list[str]], encoders: Sequence[str]) -> dict[str, str]:
+    """``--model`` (repeatable) → {encoder: checkpoint}: each ``ENCODER=CHECKPOINT``, or a bare
+    ``CHECKPOINT`` where exactly one encoder is named. An encoder that is not among ``encoders``,
+    or named twice, is an error: an override that would be dropped silently is a mistake."""
     out: dict[str, str] = {}
     for item in items or []:
         name, sep, model = item.partition("=")
-        if not sep or not name or not model:
-            raise UserError(f"--model takes ENCODER=CHECKPOINT (e.g. clip=openai/clip-vit-large-patch14), not '{item}'")
+        if not (sep and name in SPECS):  # a bare checkpoint (a hub id, a folder)
+            if len(encoders) != 1:
+                raise UserError(f"--model {item}: with several encoders, say whose checkpoint it is: ENCODER=CHECKPOINT "
+                                f"(e.g. clip=openai/clip-vit-large-patch14)")
+            name, model = encoders[0], item
+        if not model:
+            raise UserError(f"--model takes [ENCODER=]CHECKPOINT (e.g. clip=openai/clip-vit-large-patch14), not '{item}'")
         if name not in encoders:
             raise UserError(f"--model names encoder '{name}', which is not among the encoders ({', '.join(encoders)})")
+        if name in out:
+            raise UserError(f"--model gives encoder '{name}' two checkpoints ({out[name]}, {model})")
         out[name] = model
     return out

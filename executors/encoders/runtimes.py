@@ -227,18 +227,21 @@ def cache_plan(key: str, plan: dict) -> None:
 
 
 def export_graph(
-    model: torch.nn.Module, fn: Callable[..., torch.Tensor], example: Sequence[torch.Tensor],
+    model: Optional[torch.nn.Module], fn: Callable[..., torch.Tensor], example: Sequence[torch.Tensor],
     input_names: Sequence[str], dynamic: dict[str, dict[int, str]], key: str, int8: bool = False,
     calibration: Optional[Callable[[], list[dict[str, np.ndarray]]]] = None, calibration_source: str = "",
 ) -> Path:
     """The cached ONNX file for this tower, exported (and quantised) on first use.
 
     ``calibration`` gives inputs for static int8 quantisation (else dynamic), and
-    ``calibration_source`` names them: it keys the int8 graph, next to the fp32 one.
+    ``calibration_source`` names them: it keys the int8 graph, next to the fp32 one. ``model``
+    may be None where the graph is cached (a start that never loads torch's weights).
     """
     target = graph_path(key, int8, calibration_source)
     if target.is_file():
         return target
+    if model is None:
+        raise RuntimeError(f"{key}: the graph is not cached and no model was loaded to export it")
     root = target.parent.parent
     if int8:
         try:  # onnxruntime's quantiser imports ml_dtypes, which onnxruntime itself does not need
@@ -255,7 +258,7 @@ def export_graph(
     what = "quantising to int8" if int8 else "exporting to ONNX"
     logger.info("%s: %s (once; cached in %s)", key, what, root)
     try:
-        if int8:
+        if source is not None:  # int8: the fp32 graph above, quantised
             _quantise(source, tmp / "model.onnx", calibration() if calibration else None)
         else:
             # The tracer's warnings (shape checks traced as constants) are about code paths that

@@ -23,6 +23,7 @@ points it elsewhere (the tests use a fake server on loopback).
 """
 
 import base64
+import dataclasses
 import io
 import json
 import logging
@@ -40,6 +41,7 @@ import numpy as np
 from docarray import DocList
 from jina import requests
 
+from executors.contracts import EncoderInfo
 from executors.docs import ImageDoc, failed
 from executors.encoders.base import EncoderStage
 from executors.encoders.specs import get_spec
@@ -311,15 +313,13 @@ class VertexEncoder(EncoderStage):
         self._run(texts, lambda d: self.client.embed_text(d.text))
         return docs
 
-    def info(self) -> dict:
-        return {
-            **super().info(),
-            "text": True,
-            "device": f"remote: Vertex AI {self.settings.region}",
-            "dtype": "float32",
-            "preprocess": {"format": "JPEG q≤90", "max_base64_bytes": MAX_IMAGE_B64_BYTES},
-            "api": self.settings.endpoint,
-            "project": self.settings.project,
-            "credentials": self.settings.credentials,
-            "retries": self.client.retries,
-        }
+    def info(self) -> EncoderInfo:
+        return dataclasses.replace(
+            super().info(),
+            text=True,
+            device=f"remote: Vertex AI {self.settings.region}",
+            dtype="float32",
+            preprocess={"format": "JPEG q≤90", "max_base64_bytes": MAX_IMAGE_B64_BYTES},
+            extra={"api": self.settings.endpoint, "project": self.settings.project,
+                   "credentials": self.settings.credentials, "retries": self.client.retries},
+        )

@@ -14,4 +14,6 @@ class VitEncoder(TorchEncoder):
         return ViTModel.from_pretrained(checkpoint, add_pooling_layer=False, dtype=self.dtype)
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if self.model is None:  # the ONNX graphs run instead; they never call this
+            raise RuntimeError(f"{self.family}: no torch model loaded")
         return self.model(pixel_values=pixel_values).last_hidden_state[:, 0]

@@ -1,8 +1,9 @@
 """Three Jina 3.34 costs worked around, and the flow's gateway class that applies them.
 
-The fixes patch private internals of exactly Jina 3.34, so :func:`apply` checks those
-internals first and raises :class:`JinaPatchError` when they changed: start-up fails with a
-clear message instead of the gateway quietly busy-waiting again.
+The fixes patch private internals of Jina 3.34. :func:`apply` follows the project's policy for
+such patches (executors/patches.py): on Jina 3.34 with the internals they expect they apply;
+on any other Jina, or where those internals changed, Jina keeps its own behaviour and one
+warning says why. tests/test_jina_fixes.py checks the pinned Jina still has them.
 
 Where they run:
 
@@ -31,6 +32,7 @@ The upstream fixes, which would make this module unnecessary:
 """
 
 import asyncio
+import functools
 import inspect
 import json
 import logging
@@ -43,20 +45,16 @@ import jina.serve.stream
 from jina.serve.runtimes.gateway.grpc import GRPCGateway
 from jina.serve.stream.helper import AsyncRequestsIterator
 
+from executors.patches import should_apply
+
 logger = logging.getLogger(__name__)
 
 
+WRITTEN_FOR = ("3.34.",)
+
+
 class JinaPatchError(RuntimeError):
-    """The installed Jina is not the one the fixes were written for."""
-
-
-def _require(ok: bool, what: str) -> None:
-    if not ok:
-        raise JinaPatchError(
-            f"cannot apply imgsearch's Jina fixes (executors/gateway/jina_fixes.py): {what}. They patch "
-            f"private internals of jina 3.34 (installed: {getattr(jina, '__version__', '?')}); install "
-            "jina==3.34.0 as requirements.lock pins it, or port the fixes to this Jina."
-        )
+    """A patched path met a Jina object the patch did not make (internals_changed rules it out)."""
 
 
 def _source(obj: Any) -> str:
@@ -66,8 +64,14 @@ def _source(obj: Any) -> str:
         return ""
 
 
-def check_internals() -> None:
-    """Raise JinaPatchError unless Jina's internals are the ones the patches expect."""
+def internals_changed() -> list[str]:
+    """What of Jina's internals the patches replace is not as they expect (empty: all is)."""
+    changed: list[str] = []
+
+    def _require(ok: bool, what: str) -> None:
+        if not ok:
+            changed.append(what)
+
     stream = getattr(jina.serve.stream, "RequestStreamer", None)
     _require(hasattr(jina.serve.stream, "_RequestsCounter"), "jina.serve.stream._RequestsCounter is gone")
     _require(stream is not None and "_RequestsCounter()" in _source(getattr(stream, "_stream_requests", None)),
@@ -83,6 +87,7 @@ def check_internals() -> None:
     warn = getattr(jina.helper, "warn_unknown_args", None)
     _require(callable(warn) and len(inspect.signature(warn).parameters) == 1,
              "jina.helper.warn_unknown_args(unknown_args) is gone or takes other arguments")
+    return changed
 
 
 def skip_empty_unknown_arg_warning() -> None:
@@ -93,11 +98,11 @@ def skip_empty_unknown_arg_warning() -> None:
     if hasattr(original, "__wrapped__"):
         return
 
+    @functools.wraps(original)  # sets __wrapped__: applied once
     def warn_unknown_args(unknown_args: Any) -> None:
         if unknown_args:
             original(unknown_args)
 
-    warn_unknown_args.__wrapped__ = original
     jina.helper.warn_unknown_args = warn_unknown_args
 
 
@@ -134,6 +139,7 @@ def gateway_waits_without_spinning() -> None:
     if hasattr(original, "__wrapped__"):
         return
 
+    @functools.wraps(original)  # sets __wrapped__: applied once, and internals_changed reads the original
     async def __anext__(self: AsyncRequestsIterator) -> Any:
         prefetch = self._prefetch
         self._prefetch = 0  # take the next request without the original's spin...
@@ -143,21 +149,23 @@ def gateway_waits_without_spinning() -> None:
             self._prefetch = prefetch
         counter = self._request_counter
         if prefetch > 0 and counter.count >= prefetch:  # ...then wait for a free slot, asleep
-            if not isinstance(counter, _WakingCounter):  # check_internals rules this out
+            if not isinstance(counter, _WakingCounter):  # internals_changed rules this out
                 raise JinaPatchError(f"a prefetch counter Jina made without the patch: {type(counter)!r}")
             await counter.wait_below(prefetch)
         return request
 
-    __anext__.__wrapped__ = original
     AsyncRequestsIterator.__anext__ = __anext__
     jina.serve.stream._RequestsCounter = _WakingCounter
 
 
-def apply() -> None:
-    """Check Jina's internals (JinaPatchError if they changed), then patch; idempotent."""
-    check_internals()
+def apply() -> bool:
+    """Patch Jina where the policy allows (executors/patches.py); idempotent. False: Jina's own
+    behaviour kept, with one warning."""
+    if not should_apply("jina", WRITTEN_FOR, internals_changed, version=getattr(jina, "__version__", None)):
+        return False
     skip_empty_unknown_arg_warning()
     gateway_waits_without_spinning()
+    return True
 
 
 # How long the gateway waits for its executors' ports before asking them for their endpoints
@@ -203,10 +211,10 @@ class PatchedGRPCGateway(GRPCGateway):
     """Jina's gRPC gateway, in a process that runs the fixes (they apply before it serves)."""
 
     def __init__(self, **kwargs: Any) -> None:
-        apply()
+        applied = apply()
         super().__init__(**kwargs)
-        self.logger.info("gateway: %s, Jina fixes applied (a free prefetch slot is awaited, not polled)",
-                         type(self).__name__)
+        self.logger.info("gateway: %s, Jina fixes %s", type(self).__name__,
+                         "applied (a free prefetch slot is awaited, not polled)" if applied else "not applied (see the warning)")
 
     async def setup_server(self) -> None:
         """Ask the executors for their endpoints once they listen, not before (see above)."""

@@ -132,6 +132,8 @@ class QdrantIndexer(Stage):
                     "encoder": parameters.get("encoder_name"),  # not "encoder": Jina routes keys named after executors
                     "dataset": parameters.get("dataset"),
                     "dim": int(vectors.shape[1]),
+                    # None: a new collection gets the default, an existing one keeps its own
+                    "quantization": parameters.get("quantization"),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 },
             )
@@ -251,8 +253,11 @@ class QdrantIndexer(Stage):
             model = self._model(name)
             for (doc, _), hits in zip(queries, results):
                 doc.matches = [{**full_payload(hit.payload, model), "id": hit.id, "score": float(hit.score)} for hit in hits]
+        keep_vector = bool(parameters.get("return_query_vector", False))  # compare's zero-shot reads the prompts' vectors
         for doc in docs:
-            doc.embedding = doc.tensor = doc.blob = None
+            if not keep_vector:
+                doc.embedding = None
+            doc.tensor = doc.blob = None
         return docs
 
     @requests(on="/optimize")

@@ -58,8 +58,8 @@ def camera_raw(data: bytes, min_side: int, max_pixels: int) -> tuple[Image.Image
                 thumb = None
             width, height = raw.sizes.width // 2, raw.sizes.height // 2
             if thumb is not None:
-                img = (Image.open(io.BytesIO(thumb.data)) if thumb.format == rawpy.ThumbFormat.JPEG
-                       else Image.fromarray(thumb.data))
+                preview = thumb.data  # a JPEG's bytes (rawpy.ThumbFormat.JPEG), else a bitmap's pixels
+                img = Image.open(io.BytesIO(preview)) if isinstance(preview, bytes) else Image.fromarray(preview)
                 # Developing pays only where the preview is small and the sensor is not.
                 if min(img.size) >= min(min_side, width, height):
                     return img, _FLIP_TO_EXIF.get(raw.sizes.flip, 1)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Optional
 
 
-
 def encoder_class(encoder: str):
     """The executor class that serves ``encoder`` in the flow (from its family module)."""
     from executors.encoders.base import TorchEncoder
@@ -68,7 +67,7 @@ def measure(encoder: str, model: Optional[str], files: list[Path], batch_sizes: 
                 if time.perf_counter() - started >= min_seconds:
                     break
             rates[b] = done / (time.perf_counter() - started)
-    best = max(rates, key=rates.get)
+    best = max(rates, key=lambda b: rates[b])
     return {
         "encoder": encoder,
         "model": enc.checkpoint,

@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from executors.contracts import EncoderInfo
 from imgsearch.flow import Gateway, local_flow
 from imgsearch.indexing import encoder_info, run_index
 from imgsearch.searching import run_search
@@ -133,15 +134,15 @@ def _latencies(search, items: list) -> dict:
     return _percentiles(lat)
 
 
-def search_latency(gateway: Gateway, collection: str, info: dict, queries: list[Path], texts: list[str]) -> dict:
+def search_latency(gateway: Gateway, collection: str, info: EncoderInfo, queries: list[Path], texts: list[str]) -> dict:
     run_search(gateway, collection, info, image=queries[0])  # warm-up
     out = {"image": _latencies(lambda q: run_search(gateway, collection, info, image=q), queries)}
-    if info.get("text") and texts:
+    if info.text and texts:
         out["text"] = _latencies(lambda text: run_search(gateway, collection, info, text=text), texts)
     return out
 
 
-def _search_client(host: str, collection: str, info: dict, queries: list[Path], timeout: float,
+def _search_client(host: str, collection: str, info: EncoderInfo, queries: list[Path], timeout: float,
                    ready: Any, results: Any) -> None:
     """One concurrent client, in its own process: waits at ``ready``, then sends its queries."""
     gateway = Gateway(host, timeout=timeout)
@@ -158,7 +159,7 @@ def _search_client(host: str, collection: str, info: dict, queries: list[Path], 
     results.put((latencies, errors))
 
 
-def concurrent_search(host: str, collection: str, info: dict, queries: list[Path], clients: int, per_client: int,
+def concurrent_search(host: str, collection: str, info: EncoderInfo, queries: list[Path], clients: int, per_client: int,
                       timeout: float = 60.0) -> dict:
     """``clients`` processes, each its own gRPC client, each sending ``per_client`` image queries.
 
@@ -213,7 +214,7 @@ def concurrent_search(host: str, collection: str, info: dict, queries: list[Path
     }
 
 
-def _warm_rounds(gateway: Gateway, encoder: str, folder: Path, info: dict, batch_size: int, runs: int,
+def _warm_rounds(gateway: Gateway, encoder: str, folder: Path, info: EncoderInfo, batch_size: int, runs: int,
                  bare_probe: Optional[Callable[[], float]]) -> list[dict]:
     rounds = []
     bare_before = bare_probe() if bare_probe else None
@@ -223,18 +224,19 @@ def _warm_rounds(gateway: Gateway, encoder: str, folder: Path, info: dict, batch
         warm = run_index(gateway, folder, info, batch_size=batch_size, dataset=f"bench-warm{i}-{encoder}", progress=False)
         wall = time.perf_counter() - t
         after = snapshot(gateway)
+        images_per_second = round(warm.indexed / wall, 2)
         run = {
             "indexed": warm.indexed,
             "index_seconds": round(wall, 2),
-            "images_per_second": round(warm.indexed / wall, 2),
+            "images_per_second": images_per_second,
             "disk_bytes": warm.disk_bytes,
             "breakdown": breakdown(before, after, warm.indexed, wall),
         }
-        record = {"images_per_second": run["images_per_second"], "run": run, "collection": warm.collection}
-        if bare_probe:
+        record = {"images_per_second": images_per_second, "run": run, "collection": warm.collection}
+        if bare_probe is not None and bare_before is not None:  # both or neither
             bare_after = bare_probe()
             bare = (bare_before + bare_after) / 2
-            record.update(bare_images_per_second=round(bare, 2), ratio=round(run["images_per_second"] / bare, 6))
+            record.update(bare_images_per_second=round(bare, 2), ratio=round(images_per_second / bare, 6))
             bare_before = bare_after
         rounds.append(record)
     return rounds
@@ -274,12 +276,12 @@ def run_pipeline(
         ready = time.perf_counter() - started
         gateway = Gateway(host)
         info = encoder_info(gateway)
-        result["model"] = info["model"]
-        result["lanes"], result["lanes_asked"] = int(info.get("lanes") or 1), lanes
+        result["model"] = info.model
+        result["lanes"], result["lanes_asked"] = int(info.lanes or 1), lanes
         result["startup"] = {
             "flow_ready_seconds": round(ready, 2),
-            "model_load_seconds": info.get("load_seconds"),
-            "flow_ready_excluding_model_load_seconds": round(ready - float(info.get("load_seconds") or 0.0), 2),
+            "model_load_seconds": info.load_seconds,
+            "flow_ready_excluding_model_load_seconds": round(ready - float(info.load_seconds or 0.0), 2),
         }
         t = time.perf_counter()
         cold = run_index(gateway, folder, info, batch_size=batch_size, dataset=f"bench-cold-{encoder}", progress=False)

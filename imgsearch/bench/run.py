@@ -8,38 +8,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, TextIO
 
+from imgsearch.bench.options import BenchOptions
 from imgsearch.flow import REPO
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class BenchOptions:
-    encoders: list[str] = field(default_factory=lambda: ["clip", "efficientnet-lite0"])
-    models: dict[str, str] = field(default_factory=dict)  # encoder -> checkpoint override
-    data: Optional[Path] = None  # images to measure on (default: data/memes, else synthetic)
-    images: int = 256
-    batch_sizes: list[int] = field(default_factory=lambda: [8, 16, 32])
-    bare_seconds: float = 8.0
-    rounds: int = 3  # warm end-to-end runs, each between two bare-model runs
-    search_queries: int = 50
-    clients: int = 8
-    per_client: int = 25
-    store_sizes: list[int] = field(default_factory=lambda: [10_000, 100_000])
-    local_size: int = 10_000
-    growth: list[int] = field(default_factory=lambda: [1_000, 10_000, 100_000])
-    growth_encoder: str = "clip"
-    growth_model: Optional[str] = None  # default: the tiny CLIP (data/tiny-models/clip)
-    prune_sizes: list[int] = field(default_factory=lambda: [10_000, 100_000])  # `index --prune` over stored images
-    out: Path = Path("results/bench")
-    cache: Path = Path("data/bench")
-    runtimes: list[str] = field(default_factory=lambda: ["torch-plain", "torch", "onnx", "onnx-int8"])  # bare, side by side
-    script_images: int = 1200  # app.py index vs the plain torch script on this many images (0 = skip)
-    lanes: str = "auto"  # encoder lanes while indexing end to end, as `app.py index` asks for
 
 
 def _versions() -> dict:
@@ -163,7 +138,9 @@ def _random_weights(model: Optional[str]) -> bool:
     from imgsearch.bench.models import MARKER
     from imgsearch.tiny_models import is_tiny_random
 
-    return bool(model) and ((Path(model) / MARKER).is_file() or is_tiny_random(model))
+    if not model:
+        return False
+    return (Path(model) / MARKER).is_file() or is_tiny_random(model)
 
 
 def write_chart(result: dict, out: Path) -> Path:

@@ -18,7 +18,7 @@ from executors.encoders.efficientnet import load_lite
 
 
 def load(path: Path) -> np.ndarray:
-    img = Image.open(path)
+    img: Image.Image = Image.open(path)  # then the converted and resized copies
     img.draft("RGB", (256, 256))
     img = img.convert("RGB")
     w, h = img.size

@@ -34,9 +34,10 @@ def make_data(n: int, seed: int = 0) -> tuple[list[str], np.ndarray, list[dict]]
     centres = rng.standard_normal((1000, DIM)).astype(np.float32)
     vecs = centres[rng.integers(0, len(centres), n)] + 0.5 * rng.standard_normal((n, DIM)).astype(np.float32)
     hashes = [hashlib.sha256(i.to_bytes(8, "little")).hexdigest() for i in range(n)]
-    docs = (ImageDoc(uri=f"/data/images/{i // 1000:04d}/{i:07d}.jpg", hash=h, label=f"{i // 1000:04d}", width=640,
-                     height=480, model="bench", size=48_000, mime="image/jpeg") for i, h in enumerate(hashes))
-    payloads = [point_payload(d, [d.uri]) for d in docs]  # what the indexer stores for a new image
+    uris = [f"/data/images/{i // 1000:04d}/{i:07d}.jpg" for i in range(n)]
+    docs = (ImageDoc(uri=uri, hash=h, label=f"{i // 1000:04d}", width=640, height=480, model="bench", size=48_000,
+                     mime="image/jpeg") for i, (uri, h) in enumerate(zip(uris, hashes)))
+    payloads = [point_payload(d, [uri]) for d, uri in zip(docs, uris)]  # what the indexer stores for a new image
     return [point_id(h) for h in hashes], vecs, payloads
 
 

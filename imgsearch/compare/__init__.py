@@ -10,12 +10,18 @@
 The report itself is imgsearch/report/.
 """
 
-from imgsearch.compare.options import (
-    CompareError,
-    CompareOptions,
-    parse_encoders,
-    split_entry,
-)
-from imgsearch.compare.run import run_compare
+from typing import Any
+
+from imgsearch.compare.options import CompareError, CompareOptions, parse_encoders, split_entry
 
 __all__ = ["CompareError", "CompareOptions", "parse_encoders", "run_compare", "split_entry"]
+
+
+def __getattr__(name: str) -> Any:
+    """``run_compare`` on first use: the run pulls in the flow, the store and the report's
+    plotting, which the command line's parser (it reads CompareOptions' defaults) never needs."""
+    if name == "run_compare":
+        from imgsearch.compare.run import run_compare
+
+        return run_compare
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,6 +14,7 @@ from typing import Optional
 
 import numpy as np
 
+from executors.contracts import EncoderInfo
 from executors.docs import ImageDoc
 from imgsearch.compare.options import CompareOptions
 from imgsearch.compare.queries import Item, QuerySet
@@ -31,8 +32,8 @@ SCORE_DIGITS = 4
 LATENCY_QUERIES = 64
 
 
-def search(gateway, collection: str, docs: list[ImageDoc], depth: int, info: Optional[dict] = None) -> list[ImageDoc]:
-    params = {"collection": collection, "top_k": depth, "exclude_self": True, **fit_parameter(info or {})}
+def search(gateway, collection: str, docs: list[ImageDoc], depth: int, info: Optional[EncoderInfo] = None) -> list[ImageDoc]:
+    params = {"collection": collection, "top_k": depth, "exclude_self": True, **(fit_parameter(info) if info else {})}
     out = []
     for start in range(0, len(docs), SEARCH_CHUNK):
         chunk = docs[start : start + SEARCH_CHUNK]
@@ -63,7 +64,7 @@ def _missing(per: dict, qi: int, why: str) -> None:
     _add(per, qi, [], 0, False, [], [])
 
 
-def rank_outside_queries(gateway, info: dict, collection: str, count: int, opts: CompareOptions, qs: QuerySet) -> dict:
+def rank_outside_queries(gateway, info: EncoderInfo, collection: str, count: int, opts: CompareOptions, qs: QuerySet) -> dict:
     """Outside images (--queries DIR), sent as bytes through the flow, scored to --score-depth."""
     label_count = qs.label_counts()
     number = {it.hash: i for i, it in enumerate(qs.items)}
@@ -89,7 +90,7 @@ def rank_outside_queries(gateway, info: dict, collection: str, count: int, opts:
             "score_depth": depth, "scores_cover_collection": depth >= count - 1}
 
 
-def search_latency(gateway, info: dict, collection: str, qs: QuerySet, n: int = LATENCY_QUERIES) -> dict:
+def search_latency(gateway, info: EncoderInfo, collection: str, qs: QuerySet, n: int = LATENCY_QUERIES) -> dict:
     """Search time through the gateway on a sample of the in-index queries (their ranking comes
     from the stored vectors, exactly: `evaluate_in_index`)."""
     docs = [ImageDoc(uri=q.path, hash=q.hash) for q in qs.queries[:n]]
@@ -99,10 +100,11 @@ def search_latency(gateway, info: dict, collection: str, qs: QuerySet, n: int = 
             "search_latency_queries": len(docs)}
 
 
-def evaluate_in_index(store, collection: str, qs: QuerySet, opts: CompareOptions) -> tuple[dict, str]:
+def evaluate_in_index(store, collection: str, qs: QuerySet, opts: CompareOptions, data: Optional[tuple] = None) -> tuple[dict, str]:
     """Every in-index query against the whole collection from the stored vectors, in one blockwise
-    pass: exact top-k (ranking metrics, grid) and score stratification, with 95% intervals."""
-    vectors, labels, hashes = read_vectors(store, collection)
+    pass: exact top-k (ranking metrics, grid) and score stratification, with 95% intervals.
+    ``data``: the collection's (vectors, labels, hashes) when already read."""
+    vectors, labels, hashes = data if data is not None else read_vectors(store, collection)
     digest = content_digest(hashes)
     codes, _ = label_codes(labels)
     row = {h: i for i, h in enumerate(hashes)}

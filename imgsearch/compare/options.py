@@ -4,14 +4,15 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from executors.encoders.resolve import CheckpointError, resolve_checkpoint
 from executors.encoders.runtime_env import RUNTIMES
-from executors.encoders.specs import get_spec
+from executors.encoders.specs import DEFAULT_ENCODER, get_spec
 from executors.errors import UserError
-from imgsearch.datasource import DataSource
-from imgsearch.tiny_models import TINY_KIND
+from executors.urls import DataSource
+from imgsearch.compare.cost import VERTEX_PRICE_PER_1000
+from imgsearch.options import SAMPLE_DATA
 
 logger = logging.getLogger(__name__)
 
@@ -22,9 +23,9 @@ class CompareError(UserError, ValueError):
 
 @dataclass
 class CompareOptions:
-    data: DataSource  # a folder, or a URL such as s3://bucket/prefix
-    encoders: list[str]
-    out: Path
+    data: DataSource = SAMPLE_DATA  # a folder, or a URL such as s3://bucket/prefix
+    encoders: list[str] = field(default_factory=lambda: [DEFAULT_ENCODER])  # entries: ENCODER[@RUNTIME]
+    out: Path = Path("results/compare")
     models: dict[str, str] = field(default_factory=dict)
     tiny_models: Optional[Path] = None
     queries: Optional[Path] = None
@@ -39,11 +40,20 @@ class CompareOptions:
     resize: Optional[int] = None
     store: Optional[Path] = None
     qdrant_url: Optional[str] = None
+    qdrant_api_key: Optional[str] = None
+    runtime: Optional[str] = None  # of entries without @runtime; None: $ENCODER_RUNTIME, else auto
     vertex_project: Optional[str] = None
     vertex_region: Optional[str] = None
+    vertex_price: float = VERTEX_PRICE_PER_1000  # USD per 1,000 images, for the cost table
     fresh: bool = False  # drop the compared collections and cached evaluations first
     bootstrap: int = 1000  # resamples for every confidence interval
+    index_check: bool = True  # measure HNSW / int8 / binary recall@10 against exact search (quantization.py)
     progress: bool = True
+    json: bool = False  # print report.json on stdout
+    # near-duplicates left out of a query's candidates (keep|exclude), their threshold; zero-shot prompts
+    near_duplicates: str = "exclude"
+    near_duplicate_threshold: float = 0.96
+    prompts: Optional[Path] = None
     argv: list[str] = field(default_factory=list)
 
     def check(self) -> None:
@@ -60,15 +70,30 @@ class CompareOptions:
             raise CompareError("--max-queries must be at least 1")
         if self.top_k < 1 or self.grid_k < 1:
             raise CompareError("--top-k and --grid-k must be at least 1")
+        if self.vertex_price < 0:
+            raise CompareError("--vertex-price cannot be negative")
         if self.grid_rows < 0:
             raise CompareError("--grid-rows cannot be negative")
+        if self.near_duplicates not in ("keep", "exclude"):
+            raise CompareError("--near-duplicates must be keep or exclude")
+        if not 0 < self.near_duplicate_threshold <= 1:
+            raise CompareError("--near-duplicate-threshold must be in (0, 1]")
+        if self.prompts is not None:
+            from imgsearch.compare.zero_shot import PromptError, load_templates
 
-    def settings_key(self) -> dict:
+            try:
+                load_templates(self.prompts)
+            except PromptError as exc:
+                raise CompareError(str(exc)) from exc
+
+    def settings_key(self) -> dict[str, Any]:
         """The settings an encoder's cached evaluation depends on (besides its collection)."""
         return {"queries": str(self.queries) if self.queries else None, "query_fraction": self.query_fraction,
                 "max_queries": self.max_queries, "captions": str(self.captions) if self.captions else None,
                 "top_k": self.top_k, "score_depth": self.score_depth, "resize": self.resize,
-                "bootstrap": self.bootstrap}
+                "bootstrap": self.bootstrap, "index_check": self.index_check, "near_duplicates": self.near_duplicates,
+                "near_duplicate_threshold": self.near_duplicate_threshold,
+                "prompts": self.prompts.read_text(encoding="utf-8") if self.prompts else None}
 
 
 def split_entry(entry: str) -> tuple[str, str | None]:
@@ -121,6 +146,8 @@ def choose_checkpoint(encoder: str, opts: CompareOptions) -> tuple[Optional[str]
         resolve_checkpoint(encoder)
         return None, "default checkpoint"
     except CheckpointError as exc:
+        from imgsearch.tiny_models import TINY_KIND  # here: transformers' model classes, only for this
+
         kind = TINY_KIND.get(encoder)
         tiny = opts.tiny_models / kind if opts.tiny_models and kind else None
         if tiny is not None and (tiny / "config.json").is_file():

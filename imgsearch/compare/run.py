@@ -20,23 +20,32 @@ from typing import Optional, TextIO
 from executors.indexer.store import EdgeStore, ServerStore
 from executors.stage import peak_rss_mb  # this (client) process's; the executors report their own
 from imgsearch.compare.cache import EvalCache, folder_digest, key_of
+from imgsearch.compare.cost import cost_table, model_timing
 from imgsearch.compare.evaluation import (content_digest, evaluate_in_index, per_label_recall, rank_outside_queries,
                                           ranking_cis, search_latency, text_quality)
+from imgsearch.compare.fusion import cost_rows as fusion_cost_rows
+from imgsearch.compare.fusion import fuse_runs, shown_rows
 from imgsearch.compare.options import CompareOptions, choose_checkpoint, split_entry
+from imgsearch.compare.quantization import index_recall
+from imgsearch.compare.quantization import recommend as recommend_index
 from imgsearch.compare.queries import QuerySet, in_index_queries, outside_queries, scan
+from imgsearch.compare.stratify import read_vectors
 from imgsearch.compare.summary import label_disagreement, significance
+from imgsearch.compare.tasks_summary import tasks_summary
+from imgsearch.compare.vector_tasks import run_tasks
+from imgsearch.compare.zero_shot import prompt_vectors
 from imgsearch.datasource import data_name, data_ref, listing_digest
-from imgsearch.flow import REPO, Gateway, collection_name, local_flow
+from imgsearch.flow import REPO, FlowConfig, Gateway, collection_name, local_flow
 from imgsearch.indexing import encoder_info, run_index
 from imgsearch.report import write_report
 from imgsearch.tiny_models import is_tiny_random
 
 logger = logging.getLogger(__name__)
 
-EVAL_VERSION = 2  # part of every cached evaluation's key: a change in what it holds invalidates old caches
+EVAL_VERSION = 3  # part of every cached evaluation's key: a change in what it holds invalidates old caches
 
 def _open_store(opts: CompareOptions):
-    return ServerStore(opts.qdrant_url, read_only=True) if opts.qdrant_url else EdgeStore(str(opts.store), read_only=True)
+    return ServerStore(opts.qdrant_url, read_only=True, api_key=opts.qdrant_api_key) if opts.qdrant_url else EdgeStore(str(opts.store), read_only=True)
 
 
 def stored_content(opts: CompareOptions, collection: str) -> tuple[int, Optional[str]]:
@@ -101,7 +110,7 @@ class Run:
         if cached:
             count, digest = stored_content(opts, cached["rec"]["index"]["collection"])
             if digest == cached["digest"]:
-                self.say(f"{entry}: reused ({count:,} vectors, evaluation cached)" + _other_runtime(entry, cached["rec"]))
+                self.say(f"{entry}: reused ({count:,} vectors, evaluation cached)" + _other_runtime(entry, cached["rec"], self.opts))
                 return {**cached["rec"], "resumed": "evaluation cached"}
         try:
             rec.update(self._measure(entry, model))
@@ -124,12 +133,12 @@ class Run:
         data = data_name(opts.data)
         started = time.perf_counter()
         rec: dict = {}
-        with local_flow(encoder, model, store=str(opts.store), qdrant_url=opts.qdrant_url, resize=opts.resize,
-                        runtime=runtime) as host:
+        text = None  # the zero-shot label vectors, for text-capable encoders
+        with local_flow(encoder, model, config=flow_config(opts), runtime=runtime or opts.runtime) as host:
             gateway = Gateway(host)
             info = encoder_info(gateway)
             rec["flow_start_seconds"] = round(time.perf_counter() - started, 3)
-            name = collection_name(f"compare-{data}", info["model"], opts.resize, runtime)
+            name = collection_name(f"compare-{data}", info.model, opts.resize, runtime)
             if opts.fresh:
                 gateway.call("/delete", {"collection": name, "drop": True})
             summary = run_index(gateway, opts.data, info, opts.batch_size, f"compare-{data}", progress=opts.progress,
@@ -143,42 +152,56 @@ class Run:
                 rec.update(rank_outside_queries(gateway, info, summary.collection, summary.count, opts, qs))
             else:
                 rec.update(search_latency(gateway, info, summary.collection, qs))
-            if info.get("text"):
+            if info.text:
                 rec.update(text_quality(gateway, summary.collection, summary.count, opts, qs))
+                text = prompt_vectors(gateway, summary.collection, qs, opts, rec)
+            rec.update(model_timing(gateway.call_each("/timings")))  # the bare model's ms per image, this run
             info = encoder_info(gateway)  # again: peak memory after indexing and searching
             flow_eval = time.perf_counter() - t_eval
         t_strat = time.perf_counter()
-        if opts.queries:
-            digest = stored_content(opts, summary.collection)[1]
-            if rec["quality"].get("labelled"):
-                rec["quality"]["ci"] = ranking_cis(rec["per_query"], opts.bootstrap)
-        else:
-            # The flow is down, so the store can be read: every query against every image.
-            with _open_store(opts) as store:
-                evaluated, digest = evaluate_in_index(store, summary.collection, qs, opts)
-            rec.update(evaluated)
+        with _open_store(opts) as store:  # the flow is down, so the store can be read
+            data = read_vectors(store, summary.collection)
+            if opts.queries:
+                digest = content_digest(data[2])
+                if rec["quality"].get("labelled"):
+                    rec["quality"]["ci"] = ranking_cis(rec["per_query"], opts.bootstrap)
+            else:  # every query against every image
+                evaluated, digest = evaluate_in_index(store, summary.collection, qs, opts, data)
+                rec.update(evaluated)
+        if opts.index_check:  # what HNSW and quantisation cost in recall here, on the vectors just read
+            rec["index_recall"] = index_recall(data[0])
+        rec.update(run_tasks(*data, qs, opts, rec, text=text))  # compare/vector_tasks.py
+        del data
         per = rec["per_query"]
         rec["per_label_recall@1"] = per_label_recall(per, qs.queries)
         rec["eval_seconds"] = round(flow_eval + time.perf_counter() - t_strat, 3)
         rec.update(
-            status="ok", digest=digest, info=info, model=info["model"], index=summary.to_json() | {"skipped": summary.skipped[:50],
+            status="ok", digest=digest, info=info.to_dict(), model=info.model, index=summary.to_json() | {"skipped": summary.skipped[:50],
                                                                                                      "duplicates": summary.duplicates[:50]},
             indexed=summary.indexed, already_indexed=summary.already_indexed, count=summary.count,
             skipped_files=len(summary.skipped), index_seconds=round(summary.seconds, 3),
             encode_seconds=round(summary.encode_seconds, 3),
             images_per_second=round(summary.images_per_second, 3) if summary.indexed else None,
-            load_seconds=info.get("load_seconds"), disk_bytes=summary.disk_bytes,
+            load_seconds=info.load_seconds, disk_bytes=summary.disk_bytes,
             disk_mb=None if summary.disk_bytes is None else round(summary.disk_bytes / 1e6, 3),
             bytes_per_vector=None if not summary.disk_bytes or not summary.count else round(summary.disk_bytes / summary.count, 1),
-            peak_rss_mb=info.get("peak_rss_mb"), dim=info.get("dim"),
-            runtime=info.get("runtime"), onnx_provider=info.get("onnx_provider"),
+            peak_rss_mb=info.peak_rss_mb, dim=info.dim,
+            runtime=info.runtime, onnx_provider=info.onnx_provider,
         )
         return rec
 
 
-def _other_runtime(entry: str, rec: dict) -> str:
+def flow_config(opts: CompareOptions) -> FlowConfig:
+    """The flows' settings: the run's store, and the Vertex project and region for its encoder
+    (read by the executor's process: executors/encoders/vertex.py)."""
+    vertex = {k: v for k, v in (("VERTEX_PROJECT", opts.vertex_project), ("VERTEX_REGION", opts.vertex_region)) if v}
+    return FlowConfig(opts.encoders[0], store=str(opts.store), qdrant_url=opts.qdrant_url,
+                      qdrant_api_key=opts.qdrant_api_key, resize=opts.resize, encoder_env=vertex)
+
+
+def _other_runtime(entry: str, rec: dict, opts: CompareOptions) -> str:
     """A hint when a plain entry's stored vectors come from another runtime than --runtime asks for."""
-    asked = (os.environ.get("ENCODER_RUNTIME") or "").strip().lower()
+    asked = (opts.runtime or os.environ.get("ENCODER_RUNTIME") or "").strip().lower()
     made = rec.get("runtime")
     if split_entry(entry)[1] or asked in ("", "auto") or not made or made == asked:
         return ""
@@ -207,10 +230,6 @@ def run_compare(opts: CompareOptions, log: TextIO = sys.stderr) -> dict:
     opts.check()
     opts.out.mkdir(parents=True, exist_ok=True)
     opts.store = Path(opts.store or opts.out / "store")
-    if opts.vertex_project:
-        os.environ["VERTEX_PROJECT"] = opts.vertex_project  # the executor process reads it
-    if opts.vertex_region:
-        os.environ["VERTEX_REGION"] = opts.vertex_region
     started = time.perf_counter()
     run = Run(opts, log)
     runs = [run.encoder(name) for name in opts.encoders]
@@ -218,6 +237,11 @@ def run_compare(opts: CompareOptions, log: TextIO = sys.stderr) -> dict:
     t_summary = time.perf_counter()
     labels = {it.label for it in qs.items if it.label is not None}
     measured = [r for r in runs if r.get("status") == "ok" and not r.get("resumed")]
+    costs = cost_table(runs, opts.vertex_price)
+    fusion = fuse_runs(runs, [it.label for it in qs.items], [it.path for it in qs.items],
+                       [[q.path, q.label] for q in qs.queries], costs, opts.bootstrap)
+    costs = cost_table(runs, opts.vertex_price, extra=fusion_cost_rows(fusion))
+    costs = {n: r for n, r in costs.items() if not r.get("fused") or n in shown_rows(costs)}
     result = {
         "title": f"Encoder comparison on {data_name(opts.data)}",
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -237,7 +261,12 @@ def run_compare(opts: CompareOptions, log: TextIO = sys.stderr) -> dict:
         "environment": environment(),
         "encoders": runs,
         "significance": significance(runs, opts.bootstrap),
+        "cost": {"vertex_price_per_1000": opts.vertex_price, "quality": "mAP@10", "cost": "ms per image", "rows": costs},
+        "fusion": fusion,
+        "quantization": {"per_encoder": {r["encoder"]: r["index_recall"] for r in runs if r.get("index_recall")},
+                         "recommended": recommend_index({r["encoder"]: r["index_recall"] for r in runs if r.get("index_recall")})},
         "labels": label_disagreement(runs),
+        "tasks": tasks_summary(runs, qs, opts),  # issue 25: zero-shot, kNN, probe, near-duplicates, label audit, maps
         "grid": {"rows": opts.grid_rows, "k": opts.grid_k},
     }
     summary_seconds = time.perf_counter() - t_summary

@@ -4,10 +4,12 @@ Every quality number is a mean over the same queries, so its 95% interval comes 
 resampling those queries (percentile bootstrap, fixed seed: a rerun gives the same interval).
 Two encoders are compared on the same queries' AP@10: the interval of the mean difference
 by paired bootstrap and the p-value by a paired randomisation test (swap the two encoders'
-values on random queries), the test ranx and TREC-style studies use.
+values on random queries), the test ranx and TREC-style studies use. With several pairs the
+p-values are Holm-adjusted across them (``adjust_pairs``); ranks.py names the top group.
 """
 
 import logging
+from functools import lru_cache
 from typing import Optional
 
 import numpy as np
@@ -22,10 +24,13 @@ SEED = 20240601
 PERMUTATIONS = 10_000
 
 
+@lru_cache(maxsize=4)  # the same queries are resampled for every number: drawn once (16 MB at 2,000 × 1,000)
 def resample_weights(m: int, n_boot: int, seed: int = SEED) -> np.ndarray:
-    """(n_boot, m): how often each of m queries is drawn in each bootstrap sample."""
+    """(n_boot, m): how often each of m queries is drawn in each bootstrap sample (read-only: shared)."""
     rng = np.random.default_rng(seed)
-    return rng.multinomial(m, np.full(m, 1.0 / m), size=n_boot).astype(np.float64) if m else np.zeros((n_boot, 0))
+    w = rng.multinomial(m, np.full(m, 1.0 / m), size=n_boot).astype(np.float64) if m else np.zeros((n_boot, 0))
+    w.flags.writeable = False
+    return w
 
 
 def _interval(samples: np.ndarray) -> Optional[list[float]]:
@@ -94,13 +99,13 @@ def _signed(x: float) -> str:
     return f"{x:+.3f}".replace("-", "−")
 
 
-def verdict(a: str, b: str, test: dict, metric: str = "mAP@10") -> str:
-    """One sentence a user can act on."""
+def verdict(a: str, b: str, test: dict, metric: str = "mAP@10", holm_of: int = 1) -> str:
+    """One sentence a user can act on (``holm_of``: the pairs its p-value was adjusted over)."""
     if test.get("diff") is None or test.get("ci") is None:
         return f"too few shared queries to compare {a} and {b}"
     lo, hi = test["ci"]
     p = test["p"]
-    ptext = "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+    ptext = ("p < 0.001" if p < 0.001 else f"p = {p:.3f}") + (f", Holm-adjusted over {holm_of} pairs" if holm_of > 1 else "")
     if not test["significant"]:
         return f"no significant difference between {a} and {b} ({metric} {_signed(test['diff'])}, 95% CI {_signed(lo)}…{_signed(hi)}, {ptext})"
     winner, loser, diff, lo, hi = (a, b, test["diff"], lo, hi) if test["diff"] > 0 else (b, a, -test["diff"], -hi, -lo)
@@ -108,35 +113,38 @@ def verdict(a: str, b: str, test: dict, metric: str = "mAP@10") -> str:
 
 
 def compare_pairs(per_query_ap: dict[str, dict[str, float]], n_boot: int = 1000) -> list[dict]:
-    """Every pair of encoders on the queries both answered: {a, b, diff, ci, p, significant, verdict}."""
+    """Every pair of encoders on the queries both answered: {a, b, diff, ci, p (Holm-adjusted
+    across the pairs), p_raw, significant, verdict}."""
     names = list(per_query_ap)
-    out = []
+    tests = []
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             shared = sorted(set(per_query_ap[a]) & set(per_query_ap[b]))
             test = paired_test(np.array([per_query_ap[a][q] for q in shared]),
                                np.array([per_query_ap[b][q] for q in shared]), n_boot)
-            out.append({"a": a, "b": b, **test, "verdict": verdict(a, b, test)})
+            tests.append({"a": a, "b": b, **test})
+    return [{**t, "verdict": verdict(t["a"], t["b"], t, holm_of=len(tests))} for t in adjust_pairs(tests)]
+
+
+def holm(pvalues: list[Optional[float]]) -> list[Optional[float]]:
+    """Holm's step-down adjustment (family-wise error at ALPHA over the pairs given); None stays None."""
+    known = {i: p for i, p in enumerate(pvalues) if p is not None}
+    m = len(known)
+    out: list[Optional[float]] = [None] * len(pvalues)
+    running = 0.0
+    for j, i in enumerate(sorted(known, key=lambda i: known[i])):
+        running = max(running, min(1.0, (m - j) * known[i]))  # monotone: never below an earlier one
+        out[i] = running
     return out
 
 
-def winner(pairs: list[dict], names: list[str], means: dict[str, Optional[float]]) -> dict:
-    """The encoder with the best mean AP@10, named only if it significantly beats every other."""
-    ranked = [n for n in sorted(names, key=lambda n: -(means.get(n) or -1.0)) if means.get(n) is not None]
-    if not ranked:
-        return {"encoder": None, "sentence": "no labelled queries, so no winner"}
-    best = ranked[0]
-    if len(ranked) == 1:
-        return {"encoder": None, "sentence": f"only {best} has quality numbers, so there is nothing to beat"}
-    beaten = []
-    for p in pairs:
-        if best in (p["a"], p["b"]):
-            other = p["b"] if p["a"] == best else p["a"]
-            sign = 1 if p["a"] == best else -1
-            if p["significant"] and sign * p["diff"] > 0:
-                beaten.append(other)
-    rest = ranked[1:]
-    if set(beaten) >= set(rest):
-        return {"encoder": best, "sentence": f"winner: {best} (best mAP@10, significantly better than every other encoder)"}
-    tied = [n for n in rest if n not in beaten]
-    return {"encoder": None, "sentence": f"no clear winner: {best} has the best mAP@10 but is not significantly better than {', '.join(tied)}"}
+def adjust_pairs(pairs: list[dict]) -> list[dict]:
+    """Replace each pair's p by its Holm-adjusted value (the raw one kept as ``p_raw``) and
+    call it significant only when the adjusted p < ALPHA and its interval excludes zero."""
+    adjusted = holm([p.get("p") for p in pairs])
+    out = []
+    for pair, p_adj in zip(pairs, adjusted):
+        ci = pair.get("ci")
+        sig = bool(p_adj is not None and p_adj < ALPHA and ci is not None and (ci[0] > 0 or ci[1] < 0))
+        out.append({**pair, "p_raw": pair.get("p"), "p": None if p_adj is None else round(p_adj, 6), "significant": sig})
+    return out

@@ -1,6 +1,7 @@
 """Across encoders: which differences are real, and where the encoders disagree by label."""
 
-from imgsearch.compare.significance import compare_pairs, winner
+from imgsearch.compare.ranks import rank_intervals, top_group, winner_sentence
+from imgsearch.compare.significance import compare_pairs
 
 DISAGREEING_LABELS = 10
 
@@ -21,5 +22,10 @@ def significance(runs: list[dict], n_boot: int) -> dict:
     per_ap = {r["encoder"]: {i: a for i, a in enumerate(r["per_query"]["ap"]) if a is not None} for r in ok}
     pairs = compare_pairs(per_ap, n_boot)
     means = {r["encoder"]: r["quality"].get("mAP@10") for r in ok}
-    return {"metric": "AP@10 per query", "test": "paired randomisation test (10,000 sign swaps); 95% CI by paired bootstrap",
-            "pairs": pairs, "winner": winner(pairs, list(per_ap), means)}
+    group = top_group(pairs, means)
+    return {"metric": "AP@10 per query",
+            "test": "paired randomisation test (10,000 sign swaps); 95% CI by paired bootstrap; "
+                    f"p-values Holm-adjusted across the {len(pairs)} pairs",
+            "correction": "holm", "pairs": pairs, "top_group": group,
+            "ranks": rank_intervals({r["encoder"]: r["per_query"]["ap"] for r in ok}, n_boot),
+            "winner": winner_sentence(group, pairs, len(means))}

@@ -1,6 +1,6 @@
 """Generate the Kubernetes manifests (k8s/) and the per-executor Dockerfiles (docker/) from flows/index.yml.
 
-`python app.py k8s` (or `python -m imgsearch.deploy`) rewrites both folders; a test regenerates
+`python app.py k8s` rewrites both folders; a test regenerates
 them and compares with the committed files, so the manifests cannot drift from the flow.
 
 Cluster design — one namespace, shared CPU stages, one gateway per encoder:
@@ -27,7 +27,6 @@ flow; Jina expands them when the executor starts, from environment variables tha
 ConfigMap ``imgsearch-config`` provides.
 """
 
-import argparse
 from pathlib import Path
 from typing import Any, Optional
 
@@ -100,16 +99,3 @@ def write(out: Path = REPO, **kwargs: Any) -> list[Path]:
         path.write_text(text)
         written.append(path)
     return written
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=REPO, help="repo root to write k8s/ and docker/ under (default: this repo)")
-    p.add_argument("--encoders", nargs="+", default=list(ENCODERS), metavar="NAME", help=f"encoders to deploy (default: {' '.join(ENCODERS)})")
-    p.add_argument("--registry", default=REGISTRY, help=f"image name prefix (default: {REGISTRY})")
-    p.add_argument("--qdrant-nodes", type=int, default=k8s_security.DEFAULT_QDRANT_NODES, metavar="N",
-                   help=f"Qdrant nodes in distributed mode (default {k8s_security.DEFAULT_QDRANT_NODES})")
-    p.add_argument("--model-cache", metavar="CLAIM", help="mount this ReadWriteMany PVC (created too) as the encoders' model cache instead of baked weights")
-    p.add_argument("--shared-data", action="store_true",
-                   help="make the data volume ReadWriteMany (NFS, CephFS, EFS...) and mount it read-only in the normalizer "
-                        "pods too, which then read the files the loader passes by path instead of their bytes "
-                        "crossing the gateway (SHARED_FILES=true; faster for large photos)")

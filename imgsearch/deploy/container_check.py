@@ -50,7 +50,7 @@ def sample_folder(folder: Path) -> Path:
         (folder / name).mkdir(parents=True, exist_ok=True)
         h, w = arr.shape[:2]
         Image.fromarray(arr).save(folder / name / f"{name}_full.jpg", quality=90)
-        Image.fromarray(arr[: int(h * 0.8), int(w * 0.15):]).save(folder / name / f"{name}_crop.jpg", quality=85)
+        Image.fromarray(arr[: int(h * 0.8), int(w * 0.15) :]).save(folder / name / f"{name}_crop.jpg", quality=85)
     Image.fromarray(photos["coffee"][::2, ::2]).save(folder / "coffee" / "coffee_small.png")
     Image.fromarray(photos["rocket"][:, ::-1]).save(folder / "rocket" / "rocket_mirror.heic", quality=90)
     return folder
@@ -86,8 +86,9 @@ def _owned(path: Path) -> Path:
 
 def _app(*args: str, token: str = "", cwd: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO), "IMGSEARCH_TOKEN": token}
-    run = subprocess.run([sys.executable, str(REPO / "app.py"), *args, "--json"], capture_output=True, text=True,
-                         cwd=cwd, env=env, timeout=900, check=False)
+    run = subprocess.run(
+        [sys.executable, str(REPO / "app.py"), *args, "--json"], capture_output=True, text=True, cwd=cwd, env=env, timeout=900, check=False
+    )
     if run.returncode != 0:
         raise RuntimeError(f"app.py {' '.join(args[:1])} failed:\n{run.stderr[-3000:]}")
     return json.loads(run.stdout)
@@ -109,9 +110,15 @@ def image_sizes(names: list[str]) -> dict[str, int]:
     return out
 
 
-def run_check(folder: Path, work: Path, encoder: str = "efficientnet-lite0", k8s: Path = REPO / "k8s",
-              read_only: bool = False, measure_cache: bool = True,
-              while_up: Callable[[Pods], None] | None = None) -> dict:
+def run_check(
+    folder: Path,
+    work: Path,
+    encoder: str = "efficientnet-lite0",
+    k8s: Path = REPO / "k8s",
+    read_only: bool = False,
+    measure_cache: bool = True,
+    while_up: Callable[[Pods], None] | None = None,
+) -> dict:
     """Everything the module docstring says; the figures and results as a dict. Raises on a failed check.
     ``while_up(pods)`` is called once every pod is up, before indexing (tests inspect them there)."""
     manifests = load(k8s)
@@ -124,13 +131,17 @@ def run_check(folder: Path, work: Path, encoder: str = "efficientnet-lite0", k8s
     data = work / "claims" / "imgsearch-data"
     shutil.copytree(folder, data / name, dirs_exist_ok=True)
     token = secrets.token_hex(16)
+    store = _owned(work / "claims" / "store")
     cluster = Cluster(
         # No Qdrant image here: the indexer's embedded store on a folder; no model hub.
         configmap={**configmap, "QDRANT_URL": "", "HF_HUB_OFFLINE": "1"},
-        secrets={("imgsearch-token", "token"): token, ("qdrant-api-key", "api-key"): secrets.token_hex(16),
-                 ("qdrant-api-key", "read-only-api-key"): secrets.token_hex(16)},
+        secrets={
+            ("imgsearch-token", "token"): token,
+            ("qdrant-api-key", "api-key"): secrets.token_hex(16),
+            ("qdrant-api-key", "read-only-api-key"): secrets.token_hex(16),
+        },
         claims={"imgsearch-data": _owned(data)},
-        store=_owned(work / "claims" / "store"),
+        store=store,
     )
     files = images_in(folder)
     result: dict = {"encoder": encoder, "images": len(files), "read_only": read_only, "start_seconds": {}}
@@ -147,15 +158,30 @@ def run_check(folder: Path, work: Path, encoder: str = "efficientnet-lite0", k8s
         result.update(collection=collection, index_seconds=round(summary["seconds"], 2))
         firsts = []
         for path in files:
-            found = _app("search", "--host", pods.host, "--encoder", encoder, "--image", str(path), "--top-k", "1",
-                         "--data", f"/data/{name}", "--out", str(work), token=token, cwd=work)["matches"]
+            found = _app(
+                "search",
+                "--host",
+                pods.host,
+                "--encoder",
+                encoder,
+                "--image",
+                str(path),
+                "--top-k",
+                "1",
+                "--data",
+                f"/data/{name}",
+                "--out",
+                str(work),
+                token=token,
+                cwd=work,
+            )["matches"]
             want = f"/data/{name}/{path.relative_to(folder)}"
             if not found or found[0]["path"] != want:
                 raise AssertionError(f"searching with {want}: first match {found[:1]}")
             firsts.append(want)
         result["first_match"] = len(firsts)
         pods.stop("indexer")  # releases the embedded store
-        ours = vectors(cluster.store, collection)
+        ours = vectors(store, collection)
 
         # The same files through the local flow (same folder name, so the same collection).
         local = work / "local" / name
@@ -171,8 +197,9 @@ def run_check(folder: Path, work: Path, encoder: str = "efficientnet-lite0", k8s
             raise AssertionError(f"vectors differ from the local flow's: min cosine {result['min_cosine']:.6f}")
         if measure_cache:
             result["encoder_weights"] = measure_weights(encoder, cluster, pods, work)
-    images = sorted({container_of(d)["image"] for d in manifests if d["kind"] == "Deployment"
-                     and d["metadata"]["name"] in [*pods.stages, pods.gateway]})
+    images = sorted(
+        {container_of(d)["image"] for d in manifests if d["kind"] == "Deployment" and d["metadata"]["name"] in [*pods.stages, pods.gateway]}
+    )
     result["image_bytes"] = image_sizes(images)
     return result
 
@@ -183,10 +210,11 @@ def measure_weights(encoder: str, cluster: Cluster, pods: Pods, work: Path) -> d
     from imgsearch import deploy
 
     stage = f"encoder-{encoder}"
-    variant = [d for rel, text in deploy.render(encoders=(encoder,), model_cache="model-cache").items()
-               if rel.startswith("k8s/") for d in _docs(text)]
+    variant = [
+        d for rel, text in deploy.render(encoders=(encoder,), model_cache="model-cache").items() if rel.startswith("k8s/") for d in _docs(text)
+    ]
     dep = next(d for d in variant if d["kind"] == "Deployment" and d["metadata"]["name"] == stage)
-    out = {}
+    out: dict[str, float | str] = {}
     pods.stop(stage)
     out["baked"] = round(pods.start_healthy(stage), 2)
     pods.stop(stage)
@@ -213,16 +241,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m imgsearch.deploy.container_check", description=__doc__.split("\n\n")[0])
     p.add_argument("folder", nargs="?", type=Path, help="images to index (default: scikit-image's photos, JPEG/PNG/HEIC)")
     p.add_argument("--encoder", default="efficientnet-lite0", help="the encoder whose pods run (default: efficientnet-lite0)")
-    p.add_argument("--read-only", action="store_true",
-                   help="run every container with a read-only root file system (and emptyDirs at /tmp and ~/.cache where the spec has none)")
+    p.add_argument(
+        "--read-only",
+        action="store_true",
+        help="run every container with a read-only root file system (and emptyDirs at /tmp and ~/.cache where the spec has none)",
+    )
     p.add_argument("--no-cache-timing", action="store_true", help="skip the baked-vs-mounted weights timing")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with tempfile.TemporaryDirectory(prefix="imgsearch-e2e-") as tmp:
         work = Path(tmp)
         folder = args.folder or sample_folder(work / "input" / "photos")
-        result = run_check(folder.resolve(), work, args.encoder, read_only=args.read_only,
-                           measure_cache=not args.no_cache_timing)
+        result = run_check(folder.resolve(), work, args.encoder, read_only=args.read_only, measure_cache=not args.no_cache_timing)
     print(json.dumps(result, indent=2))
     return 0
 

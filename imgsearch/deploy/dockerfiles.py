@@ -7,6 +7,7 @@ elsewhere or under another name can be used (docker/e2e.sh).
 from executors.encoders.specs import get_spec
 from imgsearch.deploy.names import (
     APP_UID, CPU_ENCODERS, HEADER, HF_HOME, ONNX_CACHE, PORT, executor_config, gateway_config, image, image_name,
+    runs_on_gpu,
 )
 
 
@@ -18,7 +19,8 @@ def dockerfile(stage: str) -> str:
     """The Dockerfile of one image: shared base, the code, Jina's executor entrypoint."""
     name = image_name(stage)
     encoder = stage[len("encoder-"):] if stage.startswith("encoder-") else None
-    gpu = encoder is not None and encoder not in CPU_ENCODERS
+    gpu = runs_on_gpu(stage)
+    cpu_model = encoder in CPU_ENCODERS  # a model run on the CPU base (issue 28)
     lines = [HEADER.rstrip("\n"), f"# Image {image(name)}: build from the repo root, after the base (docker/build.sh).", ""]
     if name == "gateway":
         lines += [*_from("base-cpu"), "",
@@ -30,14 +32,14 @@ def dockerfile(stage: str) -> str:
         return "\n".join(lines)
     config = executor_config(stage)
     lines += [*_from("base-gpu" if gpu else "base-cpu"), ""]
-    if encoder is not None and not gpu:
+    if cpu_model:
         # A CPU encoder runs ONNX Runtime (ENCODER_RUNTIME empty = auto): the graph exported at
         # build time under $IMGSEARCH_ONNX_CACHE, so a pod starts without exporting or writing.
         lines += ["USER 0",
                   f"ENV HF_HOME={HF_HOME} IMGSEARCH_ONNX_CACHE={ONNX_CACHE}",
                   f"RUN mkdir -p {HF_HOME} && chown {APP_UID}:{APP_UID} {HF_HOME}"]
     lines += [f"COPY --chown={APP_UID}:{APP_UID} executors /app/executors"]
-    if encoder is not None:
+    if encoder is not None and (gpu or cpu_model):  # a model to bake; a remote API's encoder has none
         lines += [f"COPY --chown={APP_UID}:{APP_UID} docker/bake_model.py /app/docker/bake_model.py",
                   f"USER {APP_UID}",
                   "# Bake the weights into the image (HF cache under $HF_HOME), or build with",

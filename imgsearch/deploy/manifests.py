@@ -17,7 +17,7 @@ from imgsearch import k8s_security
 from imgsearch.deploy.names import (
     APP_UID, CONFIGMAP, CPU_ENCODER_RESOURCES, CPU_ENCODERS, CPU_RESOURCES, DATA_MOUNT, ENCODER_MEMORY_DEFAULT, GATEWAY_RESOURCES, GPU_NODE_SELECTOR,
     GPU_TOLERATIONS, HF_HOME, NAMESPACE, PORT, QDRANT_URL, READY_SERVICE, env_key, executor_config, gateway_config,
-    image, image_name, stage_of,
+    image, image_name, runs_on_gpu, stage_of,
 )
 from imgsearch.flowfile import read_flow
 
@@ -85,7 +85,7 @@ def _replace_arg(args: list[str], flag: str, value: str) -> None:
     args[i + 1] = value
 
 
-def _adapt(docs: list[dict], stage: str, component: str, encoder: Optional[str], model_cache: Optional[str],
+def _adapt(docs: list[dict], stage: str, component: str, encoder: str, model_cache: Optional[str],
            shared_data: bool = False) -> list[dict]:
     """Jina's ConfigMap + Service + Deployment for one stage → our Service + Deployment."""
     by_kind = {d["kind"]: d for d in docs}
@@ -121,9 +121,7 @@ def _adapt(docs: list[dict], stage: str, component: str, encoder: Optional[str],
     if component == "encoder":
         # flows/index.yml's `model: ${{ ENV.ENCODER_MODEL }}`, per encoder from the ConfigMap.
         extra_env.append({"name": "ENCODER_MODEL", "valueFrom": {"configMapKeyRef": {"name": CONFIGMAP, "key": env_key(encoder)}}})
-        if encoder in CPU_ENCODERS:  # issue 28: a CPU encoder, on any node
-            container["resources"] = copy.deepcopy(CPU_ENCODER_RESOURCES)
-        else:
+        if runs_on_gpu(stage):
             low, high = get_spec(encoder).cluster_memory or ENCODER_MEMORY_DEFAULT
             container["resources"] = {
                 "requests": {"cpu": "2", "memory": low, "nvidia.com/gpu": 1},
@@ -131,6 +129,10 @@ def _adapt(docs: list[dict], stage: str, component: str, encoder: Optional[str],
             }
             pspec["nodeSelector"] = dict(GPU_NODE_SELECTOR)
             pspec["tolerations"] = copy.deepcopy(GPU_TOLERATIONS)
+        elif encoder in CPU_ENCODERS:  # issue 28: a model on the CPU, on any node
+            container["resources"] = copy.deepcopy(CPU_ENCODER_RESOURCES)
+        else:  # a remote API's client: requests out, no model, no GPU
+            container["resources"] = copy.deepcopy(CPU_RESOURCES)
         mounts = [{"name": "shm", "mountPath": "/dev/shm"}]
         volumes: list[dict] = [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}]
         if model_cache:

@@ -58,6 +58,14 @@ def image_name(stage: str) -> str:
     return stage
 
 
+def runs_on_gpu(stage: str) -> bool:
+    """Whether a stage's pods want a GPU node: encoders that run a model here, except the CPU
+    encoders. A remote API's encoder (Vertex) only sends requests, so it runs on the CPU base
+    image, without a GPU."""
+    encoder = stage[len("encoder-"):]
+    return stage.startswith("encoder-") and encoder not in CPU_ENCODERS and get_spec(encoder).local_model
+
+
 def executor_config(stage: str) -> str:
     """The executor config (repo-relative) a stage's image runs."""
     if stage.startswith("encoder-"):

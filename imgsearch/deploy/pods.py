@@ -118,8 +118,12 @@ def _env(c: dict, cluster: Cluster, pod_name: str) -> dict[str, str]:
             env[name] = value
         elif "fieldRef" in source:
             path = source["fieldRef"]["fieldPath"]
-            env[name] = {"metadata.name": pod_name, "metadata.namespace": NAMESPACE, "metadata.uid": str(uuid.uuid4()),
-                         "status.podIP": "127.0.0.1"}.get(path, "")
+            env[name] = {
+                "metadata.name": pod_name,
+                "metadata.namespace": NAMESPACE,
+                "metadata.uid": str(uuid.uuid4()),
+                "status.podIP": "127.0.0.1",
+            }.get(path, "")
         else:
             raise SpecError(f"{pod_name}: env {name} from {sorted(source)} is not supported here")
     return env
@@ -195,8 +199,7 @@ def run_argv(dep: dict, cluster: Cluster, port: int, ports: dict[str, int], name
         argv += ["--memory", memory(str(limits["memory"]))]
     env = _env(c, cluster, dep["metadata"]["name"])
     argv += _volumes(pod, c, cluster)
-    if (cluster.store is not None and dep["metadata"]["name"] == "indexer" and "IMGSEARCH_STORE" in env
-            and not env.get("QDRANT_URL", "")):
+    if cluster.store is not None and dep["metadata"]["name"] == "indexer" and "IMGSEARCH_STORE" in env and not env.get("QDRANT_URL", ""):
         env["IMGSEARCH_STORE"] = STORE_MOUNT
         argv += ["-v", f"{cluster.store}:{STORE_MOUNT}:rw"]
     for k, v in sorted(env.items()):
@@ -253,8 +256,7 @@ class Pods:
         podman("rm", "-f", "-i", self.name(stage), check=False)
         argv = run_argv(self.deployments[stage], self.cluster, self.ports[stage], self.ports, self.name(stage))
         logger.info("%s: starting %s", stage, self.deployments[stage]["spec"]["template"]["spec"]["containers"][0]["image"])
-        logger.debug("podman %s", " ".join(a if not any(k in a for k in ("TOKEN=", "KEY=")) else a.split("=")[0] + "=…"
-                                           for a in argv))
+        logger.debug("podman %s", " ".join(a if not any(k in a for k in ("TOKEN=", "KEY=")) else a.split("=")[0] + "=…" for a in argv))
         podman(*argv)
         self.started.append(self.name(stage))
 

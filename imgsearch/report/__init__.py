@@ -1,6 +1,7 @@
 """The compare report: report.json (compact), report.md, report.html (self-contained), PNGs.
 
-selection.py picks what is shown (grid rows, wins); plots.py draws; tables.py writes the text.
+selection.py picks what is shown (grid rows, wins); plots.py and tradeoff.py draw; layout.py puts the
+sections in order (recommend.py, decision.py, tables.py, grid_text.py give their content).
 """
 
 import json
@@ -8,9 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
+from imgsearch.report.layout import write_html, write_markdown
 from imgsearch.report.plots import plot_headline, plot_scores, render_grid_png
 from imgsearch.report.selection import grid_rows, winner_counts
-from imgsearch.report.tables import write_html, write_markdown
+from imgsearch.report.tradeoff import plot_tradeoff
 
 __all__ = ["write_report"]
 
@@ -22,7 +24,8 @@ def write_report(result: dict, out: Path, finish: Optional[Callable[[dict], None
     out.mkdir(parents=True, exist_ok=True)
     rows = grid_rows(result)
     files = {}
-    for key, fn in (("scores", lambda p: plot_scores(result, p)), ("headline", lambda p: plot_headline(result, p)),
+    for key, fn in (("tradeoff", lambda p: plot_tradeoff(result, p)), ("scores", lambda p: plot_scores(result, p)),
+                    ("headline", lambda p: plot_headline(result, p)),
                     ("grid", lambda p: render_grid_png(result, rows, p))):
         if fn(out / f"{key}.png") is not None:
             files[key] = f"{key}.png"

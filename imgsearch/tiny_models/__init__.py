@@ -125,4 +125,6 @@ def mark_random(folder: Path, what: str) -> None:
 
 
 def is_tiny_random(model: Optional[str]) -> bool:
-    return bool(model) and (Path(model) / MARKER).is_file()
+    if not model:
+        return False
+    return (Path(model) / MARKER).is_file()

@@ -52,7 +52,9 @@ def clip_tokenizer(max_length: int):
                 vocab[left] = len(vocab)
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)
-    tok = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
+    # transformers annotates merges as list[str], but hands them to tokenizers' BPE, which takes
+    # (left, right) pairs: the pairs are what it uses.
+    tok = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length)  # type: ignore[arg-type]
     return tok
 
 

@@ -9,10 +9,11 @@ import logging
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from executors.contracts import EncoderInfo
 from executors.docs import ImageDoc
 from imgsearch.flow import FlowError, Gateway, collection_name
 from imgsearch.tiny_models import is_tiny_random
@@ -48,7 +49,7 @@ class Served:
 
     name: str
     host: str
-    info: dict = field(default_factory=dict)
+    info: EncoderInfo
 
 
 def load_thresholds(reports: list[Path]) -> dict[str, dict]:
@@ -110,9 +111,7 @@ class SearchService:
         self.known = KnownImages()
         self.encoders: dict[str, Served] = {}
         for name, host in hosts.items():
-            served = Served(name, host)
-            served.info = self._gateway(served).call("/info")
-            self.encoders[name] = served
+            self.encoders[name] = Served(name, host, Gateway(host, timeout=self.timeout).encoder_info())
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(hosts)), thread_name_prefix="search")
 
     def _gateway(self, served: Served) -> Gateway:
@@ -125,21 +124,21 @@ class SearchService:
         encoders, datasets = [], {}
         for served in self.encoders.values():
             try:
-                stats = self._gateway(served).call("/stats").get("collections", [])
+                stats = self._gateway(served).collections()
                 error = None
             except FlowError as exc:
                 stats, error = [], str(exc)
-            model = served.info.get("model", "")
+            model = served.info.model
             mine = {}
             for c in stats:
-                dataset = c.get("dataset")
-                if dataset and c.get("model") == model and c["name"] == collection_name(dataset, model, self.resize):
-                    mine[dataset] = {"collection": c["name"], "count": int(c.get("count") or 0),
-                                     "threshold": self.thresholds.get(c["name"])}
-                    datasets[dataset] = datasets.get(dataset, 0) + (1 if c.get("count") else 0)
+                dataset = c.extra.get("dataset")
+                if dataset and c.model == model and c.name == collection_name(dataset, model, self.resize):
+                    mine[dataset] = {"collection": c.name, "count": int(c.count or 0),
+                                     "threshold": self.thresholds.get(c.name)}
+                    datasets[dataset] = datasets.get(dataset, 0) + (1 if c.count else 0)
             encoders.append({
-                "name": served.name, "model": model, "text": bool(served.info.get("text")),
-                "dim": _int_or_none(served.info.get("dim")), "random_weights": is_tiny_random(model),
+                "name": served.name, "model": model, "text": served.info.text,
+                "dim": _int_or_none(served.info.dim), "random_weights": is_tiny_random(model),
                 "collections": mine, "error": error,
             })
         # Default: the dataset the most encoders have indexed (ties: by name).
@@ -177,15 +176,15 @@ class SearchService:
         return {"query": echo, "dataset": dataset, "k": k, "columns": columns}
 
     def _column(self, served: Served, dataset: str, query: Query, k: int) -> dict:
-        model = served.info.get("model", "")
+        model = served.info.model
         collection = collection_name(dataset, model, self.resize)
         col = {"encoder": served.name, "model": model, "collection": collection, "count": 0,
                "threshold": self.thresholds.get(collection), "random_weights": is_tiny_random(model),
                "matches": [], "has_more": False, "error": None, "state": "ok"}
         # The report's threshold separates image→image scores; text→image scores live on another scale.
         col["threshold_applies"] = col["threshold"] is not None and query.text is None
-        if query.text is not None and not served.info.get("text"):
-            text_ones = ", ".join(n for n, s in self.encoders.items() if s.info.get("text")) or "none served here"
+        if query.text is not None and not served.info.text:
+            text_ones = ", ".join(n for n, s in self.encoders.items() if s.info.text) or "none served here"
             return {**col, "state": "unsupported",
                     "error": f"encoder '{served.name}' cannot embed text: search with an image, "
                              f"or use a text-capable encoder ({text_ones})"}

@@ -16,13 +16,13 @@ import uuid
 from typing import Any
 
 import numpy as np
-from qdrant_edge import (CountRequest, Distance, EdgeConfig, EdgeShard, EdgeVectorParams, Filter, HasIdCondition,
+from qdrant_edge import (BinaryQuantizationConfig, CountRequest, Distance, EdgeConfig, EdgeShard, EdgeVectorParams, Filter, HasIdCondition,
                          HnswIndexConfig, Point, QuantizationSearchParams, Query, QueryBatchRequest, QueryRequest,
                          ScalarQuantizationConfig, ScalarType, ScrollRequest, SearchParams, UpdateOperation)
 
-from .interface import (FULL_SCAN_THRESHOLD_KB, HNSW_EF_CONSTRUCT, HNSW_M, RESCORE_OVERSAMPLING,
+from .interface import (DEFAULT_QUANTIZATION, FULL_SCAN_THRESHOLD_KB, HNSW_EF_CONSTRUCT, HNSW_M, RESCORE_OVERSAMPLING,
                          SEARCH_HNSW_EF,
-                         _NAME_RE, CollectionInfo, Excludes, Hit, StoreInUseError, UnknownCollectionError,
+                         _NAME_RE, CollectionInfo, Excludes, check_quantization, Hit, StoreInUseError, UnknownCollectionError,
                          VectorStore, _check_limit, _check_query, _check_vectors, _merge_dim, _norm_ids, _vec,
                          validate_name)
 from .workspace import du, lock_workspace, unlock_workspace, write_json_atomic
@@ -30,12 +30,20 @@ from .workspace import du, lock_workspace, unlock_workspace, write_json_atomic
 logger = logging.getLogger(__name__)
 
 
-def _edge_config(dim: int):
+def _quantization_config(quantization: str):
+    if quantization == "binary":
+        return BinaryQuantizationConfig(always_ram=True)
+    if quantization == "int8":
+        return ScalarQuantizationConfig(type=ScalarType.Int8, quantile=0.99, always_ram=True)
+    return None
+
+
+def _edge_config(dim: int, quantization: str = DEFAULT_QUANTIZATION):
     return EdgeConfig(
         vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine),
         hnsw_config=HnswIndexConfig(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT,
                                     full_scan_threshold=FULL_SCAN_THRESHOLD_KB, max_indexing_threads=0),
-        quantization_config=ScalarQuantizationConfig(type=ScalarType.Int8, quantile=0.99, always_ram=True),
+        quantization_config=_quantization_config(quantization),
     )
 
 
@@ -129,7 +137,8 @@ class EdgeStore(VectorStore):
                 raise self._unknown(name)
             try:
                 # Passing the config upgrades collections made before the index settings.
-                sh = EdgeShard.load(self._shard_dir(name), None if self.read_only else _edge_config(self._dim(name)))
+                config = None if self.read_only else _edge_config(self._dim(name), check_quantization(name, self._meta(name), None))
+                sh = EdgeShard.load(self._shard_dir(name), config)
             except Exception as e:  # the engine raises a bare Exception
                 if "WouldBlock" in str(e):
                     raise StoreInUseError(
@@ -167,8 +176,10 @@ class EdgeStore(VectorStore):
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
         full_meta = _merge_dim(meta, dim)
+        asked = full_meta.pop("quantization", None)
         with self._lock:
             if self._shard_exists(name):
+                check_quantization(name, self._meta(name), asked)
                 have = self._dim(name)
                 if have != dim:
                     raise ValueError(
@@ -176,14 +187,15 @@ class EdgeStore(VectorStore):
                         "use another collection name or drop it first"
                     )
                 if not os.path.exists(self._meta_path(name)):  # crashed between shard and meta
-                    write_json_atomic(self._meta_path(name), full_meta)
+                    write_json_atomic(self._meta_path(name), {**full_meta, "quantization": asked or DEFAULT_QUANTIZATION})
                 return
             sdir = self._shard_dir(name)
             # A half-created shard (crash during create) would make create() fail: clear it.
             if os.path.isdir(sdir):
                 shutil.rmtree(sdir)
             os.makedirs(sdir)
-            sh = EdgeShard.create(sdir, _edge_config(dim))
+            full_meta["quantization"] = check_quantization(name, None, asked)
+            sh = EdgeShard.create(sdir, _edge_config(dim, full_meta["quantization"]))
             self._shards[name] = sh
             self._dims[name] = dim
             self._last_flush[name] = time.monotonic()
@@ -192,6 +204,13 @@ class EdgeStore(VectorStore):
 
     def has_collection(self, name: str) -> bool:
         return self._shard_exists(validate_name(name))
+
+    def _meta(self, name: str) -> dict | None:
+        try:
+            with open(self._meta_path(name), encoding="utf-8") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
 
     def collection_meta(self, name: str) -> dict | None:
         if not self.has_collection(name):
@@ -213,7 +232,8 @@ class EdgeStore(VectorStore):
         # One batched operation per call: the per-call overhead dominates small batches.
         # A row's memoryview hands the engine its float32s without a Python float per value
         # (tolist() would build and read back one per value).
-        points = [Point(i, memoryview(row), p) for i, row, p in zip(ids, v, payloads)]
+        # (qdrant_edge's stub types the vector as list[float]; the engine reads any float32 buffer)
+        points = [Point(i, memoryview(row), p) for i, row, p in zip(ids, v, payloads)]  # type: ignore[arg-type]
         sh.update(UpdateOperation.upsert_points(points))
         self._maybe_flush(name, sh)
 
@@ -235,7 +255,8 @@ class EdgeStore(VectorStore):
         if not ids:
             return
         sh = self._shard(name)
-        sh.update(UpdateOperation.set_payload(_norm_ids(ids), payload))
+        point_ids: list[int | uuid.UUID | str] = list(_norm_ids(ids))  # typed as qdrant_edge's (invariant) list
+        sh.update(UpdateOperation.set_payload(point_ids, payload))
         self._maybe_flush(name, sh)
 
     def search_batch(self, name: str, vectors: np.ndarray, limit: int, score_threshold: float | None = None,

@@ -77,6 +77,25 @@ HNSW_EF_CONSTRUCT = 100
 FULL_SCAN_THRESHOLD_KB = 10_000
 SEARCH_HNSW_EF = 128
 RESCORE_OVERSAMPLING = 2.0
+# What the HNSW search reads: int8 (the default above), binary (1 bit a dimension, 32× less RAM
+# than fp32) or none (the full vectors). Chosen per collection at creation (`app.py index
+# --quantization`), kept in its metadata; `app.py compare` measures what each costs in recall@10.
+QUANTIZATIONS = ("none", "int8", "binary")
+DEFAULT_QUANTIZATION = "int8"
+
+
+def check_quantization(name: str, meta: dict | None, asked: str | None) -> str:
+    """The collection's setting (its metadata's; collections made before the setting are int8),
+    checked against the one asked for (None: whatever it has)."""
+    if asked is not None and asked not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {asked!r}: one of {', '.join(QUANTIZATIONS)}")
+    if meta is None:  # a new collection
+        return asked or DEFAULT_QUANTIZATION
+    have = meta.get("quantization") or DEFAULT_QUANTIZATION
+    if asked is not None and asked != have:
+        raise ValueError(f"collection {name!r} exists with quantization {have}, cannot index it with {asked}; "
+                         f"index it with --quantization {have}, or drop it first")
+    return have
 
 
 def point_id(content_hash: str) -> str:
@@ -114,7 +133,7 @@ class VectorStore(ABC):
         with_vectors: bool = False,
     ) -> list[Hit]:
         """One query: a batch of one, for every backend (search_batch builds the engine's request)."""
-        excludes = [exclude_ids] if exclude_ids else None
+        excludes: Excludes = [exclude_ids] if exclude_ids else None
         return self.search_batch(name, np.asarray(vector)[None], limit, score_threshold, excludes, with_vectors)[0]
 
     @abstractmethod
@@ -199,7 +218,7 @@ def _check_vectors(ids: list[str], vectors: np.ndarray, dim: int, payloads: list
         raise ValueError(f"{len(ids)} ids but {v.shape[0]} vectors")
     if payloads is not None and len(payloads) != len(ids):
         raise ValueError(f"{len(ids)} ids but {len(payloads)} payloads")
-    finite = np.isfinite(v).all(axis=1)
+    finite = np.asarray(np.isfinite(v).all(axis=1))  # an array: numpy's stubs allow a scalar here
     norms = np.linalg.norm(np.where(finite[:, None], v, 0.0), axis=1)
     bad = np.flatnonzero(~finite | (norms <= 0.0))
     if bad.size:

@@ -23,10 +23,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 from qdrant_client import QdrantClient, models
+from qdrant_client.conversions.common_types import PointId
 
 from .interface import (FULL_SCAN_THRESHOLD_KB, HNSW_EF_CONSTRUCT, HNSW_M, RESCORE_OVERSAMPLING,
                          SEARCH_HNSW_EF,
-                         _NAME_RE, CollectionInfo, Excludes, Hit, UnknownCollectionError, VectorStore, _check_limit,
+                         _NAME_RE, CollectionInfo, Excludes, Hit, check_quantization, UnknownCollectionError, VectorStore, _check_limit,
                          _check_query, _check_vectors, _merge_dim, _norm_ids, _vec, validate_name)
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,15 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRY_DEADLINE_S = 30.0  # how long one call keeps retrying transient errors
 _TRANSIENT_GRPC = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED")
+
+
+def _quantization_config(quantization: str):
+    if quantization == "binary":
+        return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
+    if quantization == "int8":
+        return models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True))
+    return None
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,12 @@ def _server_search_params():
         hnsw_ef=SEARCH_HNSW_EF,
         quantization=models.QuantizationSearchParams(rescore=True, oversampling=RESCORE_OVERSAMPLING),
     )
+
+
+def _excluding(ids: list[str]) -> models.Filter:
+    """A filter leaving these points out (ids typed as qdrant-client's models' invariant list)."""
+    has_id: list[models.ExtendedPointId] = list(_norm_ids(ids))
+    return models.Filter(must_not=[models.HasIdCondition(has_id=has_id)])
 
 
 def api_key_from_env(read_only: bool) -> str | None:
@@ -165,6 +181,8 @@ class ServerStore(VectorStore):
             vp = self.client.get_collection(name).config.params.vectors
             if isinstance(vp, dict):
                 vp = vp.get("") or next(iter(vp.values()))
+            if vp is None:  # made by another program: not a collection of this store's shape
+                raise ValueError(f"collection {name!r} has no dense vector config")
             d = int(vp.size)
             self._dims[name] = d
         return d
@@ -178,6 +196,8 @@ class ServerStore(VectorStore):
         # A cluster layout is recorded with the collection; single-node (all 1) needs no record.
         layout = asdict(self.layout) if self.layout != ClusterLayout() else {}
         full_meta = {**_merge_dim(meta, dim), **layout}
+        asked = full_meta.pop("quantization", None)
+        full_meta["quantization"] = check_quantization(name, None, asked)
         if not self.has_collection(name):
             try:
                 self.client.create_collection(
@@ -188,9 +208,7 @@ class ServerStore(VectorStore):
                     vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
                     hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT,
                                                       full_scan_threshold=FULL_SCAN_THRESHOLD_KB),
-                    quantization_config=models.ScalarQuantization(
-                        scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
-                    ),
+                    quantization_config=_quantization_config(full_meta["quantization"]),
                     metadata=full_meta,
                 )
                 logger.info("created collection %s (dim %d, %s) on %s", name, dim, self.layout, self.url or "client")
@@ -201,6 +219,7 @@ class ServerStore(VectorStore):
                 if not self.has_collection(name):  # not a lost create race: a real error
                     raise
         self._dims.pop(name, None)
+        check_quantization(name, self.collection_meta(name), asked)
         have = self._dim(name)
         if have != dim:
             raise ValueError(
@@ -246,7 +265,8 @@ class ServerStore(VectorStore):
         if not ids:
             return
         self._require(name)
-        self.client.set_payload(name, payload=payload, points=_norm_ids(ids), wait=True)
+        points: list[PointId] = list(_norm_ids(ids))  # typed as qdrant-client's (invariant) list
+        self.client.set_payload(name, payload=payload, points=points, wait=True)
 
     def search_batch(self, name: str, vectors: np.ndarray, limit: int, score_threshold: float | None = None,
                      exclude_ids: Excludes = None, with_vectors: bool = False) -> list[list[Hit]]:
@@ -259,7 +279,7 @@ class ServerStore(VectorStore):
             models.QueryRequest(
                 query=_check_query(v, dim).tolist(),
                 limit=int(limit),
-                filter=models.Filter(must_not=[models.HasIdCondition(has_id=_norm_ids(ex))]) if ex else None,
+                filter=_excluding(ex) if ex else None,
                 score_threshold=score_threshold,
                 with_payload=True,
                 with_vector=with_vectors,

@@ -1,23 +1,16 @@
-"""Starting the flow locally, or reaching a running gateway, and talking to it over gRPC."""
+"""The gRPC client of a flow's gateway (local or remote), typed for our documents."""
 
-import contextlib
 import logging
 import os
 import re
 import time
-from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
+from typing import Any, Callable, Iterable, Optional, TypeVar
 
 from docarray import DocList
 
 from executors.auth import TOKEN_ENV, TOKEN_PARAMETER
+from executors.contracts import INFO, STATS, CollectionStats, EncoderInfo, collections_from
 from executors.docs import ImageDoc
-from executors.encoders.runtime_env import ENV_LANES, ENV_RUNTIME
-from executors.gateway import jina_fixes
-from imgsearch.exposure import LOOPBACK, gateway_address, gateway_options
-from imgsearch.flowfile import REPO, expand_env, read_flow
-from imgsearch.ports import free_port, use_listening_range
-from imgsearch.processes import prepare_start_method
 from imgsearch.stall import Stalled, run_guarded
 
 logger = logging.getLogger(__name__)
@@ -47,171 +40,13 @@ class ExecutorUnreachable(FlowError):
         self.executor = executor
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
-
-
-def collection_name(dataset: str, model: str, resize: Optional[int] = None, runtime: str | None = None) -> str:
-    """One collection per (dataset, model[, runtime][, fixed size]): e.g. ``memes--openai-clip-vit-base-patch32``.
-
-    ``runtime`` is given only where one was asked for by name (compare's ``encoder@runtime``), so
-    its vectors (int8's above all) never mix with another runtime's; without it the name is the
-    plain one. A slug never holds ``--``, so no two of these names can meet."""
-    name = f"{slug(dataset)}--{slug(Path(model).name if Path(model).is_dir() else model)}"
-    name += f"--{slug(runtime)}" if runtime else ""
-    return f"{name}--{resize}px" if resize else name
-
-
-def fit_parameter(info: dict) -> dict:
+def fit_parameter(info: EncoderInfo) -> dict[str, Any]:
     """Request parameters that let the normalizer apply the encoder's own first resize as it
     decodes (``resize_rule`` from the encoder's /info), so only model-sized pixels travel;
     and, when the encoder decodes JPEGs on its GPU (/info ``device_decode``), leave them as
     bytes (``keep_jpeg``: executors/encoders/device_decode.py)."""
-    params = {"fit": info["resize_rule"]} if info.get("resize_rule") else {}
-    return {**params, "keep_jpeg": True} if info.get("device_decode") else params
-
-
-@contextlib.contextmanager
-def local_flow(
-    encoder: str,
-    model: Optional[str] = None,
-    store: str = "workspace",
-    qdrant_url: Optional[str] = None,
-    port: Optional[int] = None,
-    resize: Optional[int] = None,
-    bind: str = LOOPBACK,
-    runtime: str | None = None,
-    lanes: str | None = None,
-) -> Iterator[str]:
-    """Start flows/index.yml (each executor its own gRPC process); yield the gateway address.
-
-    ``runtime`` (torch, onnx, torch-bf16, onnx-int8) and ``lanes`` (executors/encoders/runtimes.index_lanes)
-    are this flow's encoder's alone; None: $ENCODER_RUNTIME, $ENCODER_LANES."""
-    with _started_flow(encoder, model, store, qdrant_url, port, resize, bind=bind, runtime=runtime,
-                       lanes=lanes) as (_, host):
-        yield host
-
-
-SHARED_STAGES = ("loader", "normalizer", "indexer")  # hold no per-encoder state
-
-
-@contextlib.contextmanager
-def local_flows(
-    encoders: list[tuple[str, Optional[str]]],
-    store: str = "workspace",
-    qdrant_url: Optional[str] = None,
-    resize: Optional[int] = None,
-    bind: str = LOOPBACK,
-    port: Optional[int] = None,
-) -> Iterator[dict[str, str]]:
-    """Several encoders at once, one gateway each; yield {encoder: gateway address}.
-
-    The first flow is flows/index.yml as `local_flow` starts it; the others run only their
-    encoder and reach the first flow's loader, normalizer and indexer as external executors
-    (as the Kubernetes deployment shares them). One indexer process is also what the
-    embedded store requires: a second one could not open it. Gateways listen on ``bind``, at
-    ``port``, ``port + 1``... when a port is given (free ports otherwise).
-    """
-    hosts: dict[str, str] = {}
-    with contextlib.ExitStack() as stack:
-        shared: Optional[dict[str, int]] = None
-        for i, (encoder, model) in enumerate(encoders):
-            flow, hosts[encoder] = stack.enter_context(_started_flow(
-                encoder, model, store, qdrant_url, port + i if port else None, resize, shared, bind))
-            shared = shared or {name: flow[name].port for name in SHARED_STAGES}
-        yield hosts
-
-
-def _check_store_free(store: str) -> None:
-    """A second writer would fail deep inside the indexer; say so plainly before starting anything.
-
-    Raises StoreInUseError (a UserError). Imported here, not at the top: the store package
-    pulls in jina and both Qdrant clients, which `app.py` commands without a flow never need.
-    """
-    from executors.indexer.store import EdgeStore
-
-    EdgeStore(store).close()
-
-
-@contextlib.contextmanager
-def _started_flow(
-    encoder: str,
-    model: Optional[str],
-    store: str,
-    qdrant_url: Optional[str],
-    port: Optional[int],
-    resize: Optional[int],
-    shared: Optional[dict[str, int]] = None,
-    bind: str = LOOPBACK,
-    runtime: str | None = None,
-    lanes: str | None = None,
-) -> Iterator[tuple[Any, str]]:
-    from jina.excepts import RuntimeFailToStart
-
-    if not qdrant_url and not shared:
-        _check_store_free(store)
-    use_listening_range()  # before the Flow draws its executors' ports
-    port = port or free_port()
-    # flows/index.yml's ${{ ENV.* }}: expanded here and handed to the executors as arguments.
-    per_flow = dict(
-        ENCODER=encoder,
-        ENCODER_MODEL=model or "",
-        IMGSEARCH_STORE=str(Path(store).resolve()),
-        QDRANT_URL=qdrant_url or "",
-        GATEWAY_PORT=str(port),
-        NORMALIZE_RESIZE=str(resize or ""),
-        SHARED_FILES="true",  # every stage runs here, so the normalizer reads the files itself
-    )
-    # Executors import `executors.*`; spawned processes need the repo on their path.
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if str(REPO) not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), *paths])
-    prepare_start_method(encoder, per_flow)
-    jina_fixes.apply()
-    os.environ.update(per_flow)
-    with contextlib.chdir(REPO):  # the YAML's `uses:` paths are relative to the repo
-        flow = _flow_sharing(encoder, port, shared or {}, bind, runtime, lanes)
-    with contextlib.ExitStack() as stack:
-        try:
-            # Executors resolve the YAML's relative paths when they start, wherever app.py runs.
-            with contextlib.chdir(REPO):
-                stack.enter_context(flow)
-        except RuntimeFailToStart as exc:
-            raise FlowError(
-                f"the flow for encoder '{encoder}' failed to start; the executor's error is in the log above ({exc!r})"
-            ) from exc
-        yield flow, gateway_address(bind, port)
-
-
-def _flow_sharing(encoder: str, port: int, shared: dict[str, int], bind: str = LOOPBACK,
-                  runtime: str | None = None, lanes: str | None = None) -> Any:
-    """flows/index.yml's chain for `encoder`, its `shared` stages reached at running executors.
-
-    Built here, not by ``Flow.load_config``, to bind every socket on purpose: the gateway to
-    ``bind``, every executor to loopback (Jina binds 0.0.0.0 else)."""
-    from jina import Flow
-
-    spec = read_flow(encoder)
-    flow = Flow(protocol=spec["with"].get("protocol", "grpc"), port=port, host=bind, **gateway_options())
-    if spec["gateway"].get("uses"):  # the patched gateway class, as `jina flow` would run it
-        flow = flow.config_gateway(uses=str(REPO / spec["gateway"]["uses"]))
-    # Executors would inherit the Flow's keyword arguments: TLS (the gateway would then dial
-    # them with TLS) and the gateway's request cap (stage-to-stage requests carry pixels).
-    for_gateway_only = {"ssl_certfile": None, "ssl_keyfile": None, "grpc_server_options": None}
-    # Set in the encoder's process alone, not in ours for every later flow.
-    encoder_env = {k: v for k, v in ((ENV_RUNTIME, runtime), (ENV_LANES, lanes)) if v}
-    for ex in spec["executors"]:
-        if ex["name"] in shared:
-            flow = flow.add(name=ex["name"], host=LOOPBACK, port=shared[ex["name"]], external=True, **for_gateway_only)
-        else:
-            uses_with = {k: expand_env(v) for k, v in (ex.get("uses_with") or {}).items()}
-            extra = {"uses_dynamic_batching": ex["uses_dynamic_batching"]} if ex.get("uses_dynamic_batching") else {}
-            if encoder_env and ex["name"] == "encoder":
-                extra["env"] = encoder_env
-            flow = flow.add(name=ex["name"], uses=str(REPO / ex["uses"]), uses_with=uses_with, host=LOOPBACK,
-                            **for_gateway_only, **extra)
-    return flow
-
+    params = {"fit": info.resize_rule} if info.resize_rule else {}
+    return {**params, "keep_jpeg": True} if info.device_decode else params
 
 
 T = TypeVar("T")
@@ -244,17 +79,28 @@ class Gateway:
         self.token = token if token is not None else os.environ.get(TOKEN_ENV, "")
         self.client = Client(host=host)
 
-    def _params(self, parameters: Optional[dict]) -> dict:
+    def _params(self, parameters: Optional[dict[str, Any]]) -> dict[str, Any]:
         return {**(parameters or {}), TOKEN_PARAMETER: self.token} if self.token else dict(parameters or {})
 
     def ready(self) -> bool:
         return bool(self.client.is_flow_ready(timeout=5))
 
+    def encoder_info(self) -> EncoderInfo:
+        """The encoder behind this gateway, as its ``/info`` describes it."""
+        answer = self.call(INFO)
+        if "model" not in answer:
+            raise FlowError(f"the gateway at {self.host} has no encoder answering {INFO}")
+        return EncoderInfo.from_dict(answer)
+
+    def collections(self) -> list[CollectionStats]:
+        """The store's collections, as the indexer's ``/stats`` lists them."""
+        return collections_from(self.call(STATS))
+
     def post(
         self,
         endpoint: str,
         docs: Iterable[ImageDoc] = (),
-        parameters: Optional[dict] = None,
+        parameters: Optional[dict[str, Any]] = None,
         request_size: int = 32,
         on_done: Optional[Callable[[DocList[ImageDoc]], None]] = None,
         timeout: Optional[float] = None,
@@ -304,7 +150,7 @@ class Gateway:
 
         return _while_unreachable(endpoint, attempt, min(retry_until, deadline))
 
-    def _send(self, endpoint: str, docs: Iterable[ImageDoc], parameters: Optional[dict], request_size: int,
+    def _send(self, endpoint: str, docs: Iterable[ImageDoc], parameters: Optional[dict[str, Any]], request_size: int,
               collect: Callable[[Any], None], timeout: float, target: Optional[str] = None,
               prefetch: int = PREFETCH) -> None:
         try:
@@ -324,15 +170,15 @@ class Gateway:
         except Exception as exc:  # Jina wraps executor errors in several exception types
             raise self._error(endpoint, exc) from exc
 
-    def call(self, endpoint: str, parameters: Optional[dict] = None, timeout: Optional[float] = None) -> dict:
+    def call(self, endpoint: str, parameters: Optional[dict[str, Any]] = None, timeout: Optional[float] = None) -> dict[str, Any]:
         """An endpoint that answers with a result dict (``/info``, ``/count``, ``/stats``...)."""
-        results: dict[str, dict] = {}
+        results: dict[str, dict[str, Any]] = {}
         for value in self.call_each(endpoint, parameters, timeout).values():
             results.update(value)
         return results
 
-    def call_each(self, endpoint: str, parameters: Optional[dict] = None,
-                  timeout: Optional[float] = None) -> dict[str, dict]:
+    def call_each(self, endpoint: str, parameters: Optional[dict[str, Any]] = None,
+                  timeout: Optional[float] = None) -> dict[str, dict[str, Any]]:
         """Each executor's own answer (``/timings``: every stage answers).
 
         These only read (or, for ``/delete``, converge), so they retry while an executor restarts.
@@ -340,20 +186,21 @@ class Gateway:
         deadline = time.monotonic() + (timeout or self.timeout)
         retry_until = time.monotonic() + RETRY_UNREACHABLE_S
 
-        def attempt() -> list:
+        def attempt() -> list[Any]:
             try:
-                return self.client.post(
+                responses: list[Any] = self.client.post(
                     endpoint,
                     inputs=DocList[ImageDoc](),
                     parameters=self._params(parameters),
                     return_responses=True,
                     timeout=max(deadline - time.monotonic(), 0.001),
                 )
+                return responses
             except Exception as exc:
                 raise self._error(endpoint, exc) from exc
 
         responses = _while_unreachable(endpoint, attempt, min(retry_until, deadline))
-        results: dict[str, dict] = {}
+        results: dict[str, dict[str, Any]] = {}
         for resp in responses:
             for executor, value in (resp.parameters.get("__results__") or {}).items():
                 results.setdefault(executor, {}).update(value)
@@ -382,9 +229,10 @@ def _reason(exc: Exception) -> str:
     """The executor's own message, without Jina's wrapping."""
     header = exc.args[0] if exc.args else None
     status = getattr(header, "status", None)
-    if status is not None and getattr(status, "description", ""):  # BadServer: the reply's header
+    description: str = getattr(status, "description", "") if status is not None else ""
+    if status is not None and description:  # BadServer: the reply's header
         executor = status.exception.executor if status.HasField("exception") else ""
-        return f"{executor + ': ' if executor else ''}{status.description}"
+        return f"{executor + ': ' if executor else ''}{description}"
     text = str(exc)
     for marker in ("Exception(", "ValueError(", "KeyError(", "RuntimeError("):
         if marker in text:
