@@ -226,9 +226,9 @@ def test_a_remote_api_encoder_gets_no_gpu_and_bakes_no_model():
     pod = dep["spec"]["template"]["spec"]
     assert "nodeSelector" not in pod and "tolerations" not in pod
     dockerfile = files["docker/encoder-vertex.Dockerfile"]
-    assert f"FROM {deploy.image('base-cpu')}" in dockerfile and "bake_model" not in dockerfile
+    assert f"ARG BASE={deploy.image('base-cpu')}\nFROM ${{BASE}}" in dockerfile and "bake_model" not in dockerfile
     clip = files["docker/encoder-clip.Dockerfile"]  # a local model still bakes, on the GPU base
-    assert f"FROM {deploy.image('base-gpu')}" in clip and "bake_model" in clip
+    assert f"ARG BASE={deploy.image('base-gpu')}\nFROM ${{BASE}}" in clip and "bake_model" in clip
 
 
 def test_probes_use_the_grpc_health_service_and_pods_run_as_non_root():
