@@ -6,7 +6,10 @@
 #   the base image ships it; if it ever does not, it comes from PyTorch's index for this CUDA;
 # - onnxruntime-gpu at the lock's onnxruntime version instead of the CPU build (--runtime onnx
 #   on CUDA or TensorRT).
-FROM pytorch/pytorch:2.13.0-cuda12.8-cudnn9-runtime
+# BASE: the CUDA runtime image with the lock's torch (the build checks it); another tag or a mirror
+# of it as a build argument.
+ARG BASE=pytorch/pytorch:2.13.0-cuda12.8-cudnn9-runtime
+FROM ${BASE}
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cu128
 
 ENV PYTHONUNBUFFERED=1 \
@@ -16,6 +19,8 @@ ENV PYTHONUNBUFFERED=1 \
     JINA_LOG_LEVEL=INFO
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# Jina makes ~/.cache/jina and ~/.jina when it is imported: made here, so a read-only root starts
+# (Jina then writes lock files under ~/.cache/jina: a read-only pod mounts an emptyDir at ~/.cache).
 COPY requirements.lock /tmp/requirements.lock
 # Fail the build, not the pod, if the base drifts from what the lock was tested with.
 RUN want="$(grep '^torch==' /tmp/requirements.lock | cut -d= -f3)" \
@@ -37,8 +42,10 @@ assert all(torch.__version__.split('+')[0] in r for r in pins), f'torchvision wa
 assert hasattr(torch.ops.image, 'decode_jpegs_cuda'), 'torchvision without its image ops (nvJPEG)'; \
 import onnxruntime as ort; assert 'CUDAExecutionProvider' in ort.get_available_providers(), ort.get_available_providers()" \
  && useradd --uid 10001 --user-group --create-home --home-dir /home/app app \
- && mkdir -p /app /models \
- && chown 10001:10001 /app /models
+ && mkdir -p /app /models /home/app/.cache/jina /home/app/.jina \
+ && chown 10001:10001 /app /models \
+ && chown -R 10001:10001 /home/app/.cache /home/app/.jina \
+ && rm /tmp/requirements.lock /tmp/runtime.txt
 
 WORKDIR /app
 USER 10001

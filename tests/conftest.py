@@ -79,6 +79,10 @@ def photo_dir(tmp_path_factory, photos) -> Path:
 def pytest_collection_modifyitems(config, items):
     """The quick tier (`pytest -m "not slow"`) leaves out everything that starts processes: a test
     marked flow, web or faults is also slow."""
+    containers_asked = "containers" in (config.getoption("-m") or "")
     for item in items:
-        if any(item.get_closest_marker(m) for m in ("flow", "web", "faults")) and not item.get_closest_marker("slow"):
+        if any(item.get_closest_marker(m) for m in ("flow", "web", "faults", "containers")) and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
+        # The containers tier builds images (minutes, cold): only when asked for by name (issue 28).
+        if item.get_closest_marker("containers") and not containers_asked:
+            item.add_marker(pytest.mark.skip(reason="the containers tier: `pytest -m containers` (root, podman; builds the images)"))

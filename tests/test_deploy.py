@@ -33,7 +33,10 @@ def arg(args: list[str], flag: str) -> str:
 def parse_dockerfile(path: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, rest) pairs, continuation lines joined, comments dropped."""
     text = re.sub(r"\\\n", " ", "\n".join(l for l in path.read_text().splitlines() if not l.lstrip().startswith("#")))
-    return [(m.group(1).upper(), m.group(2).strip()) for m in re.finditer(r"^\s*(\w+)\s+(.*)$", text, re.M)]
+    pairs = [(m.group(1).upper(), m.group(2).strip()) for m in re.finditer(r"^\s*(\w+)\s+(.*)$", text, re.M)]
+    # FROM ${BASE}: the build argument's default (the registry image users build from).
+    defaults = dict(rest.split("=", 1) for op, rest in pairs if op == "ARG" and "=" in rest)
+    return [(op, re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], rest) if op == "FROM" else rest) for op, rest in pairs]
 
 
 def flow_stages() -> dict[str, dict]:
@@ -205,7 +208,7 @@ def test_gpu_only_on_encoders_with_tolerations_and_node_selector():
         pod = dep["spec"]["template"]["spec"]
         res = container(dep)["resources"]
         assert res["requests"]["cpu"] and res["requests"]["memory"] and res["limits"]["cpu"] and res["limits"]["memory"]
-        if stage.startswith("encoder-"):
+        if stage.startswith("encoder-") and stage[len("encoder-"):] not in deploy.CPU_ENCODERS:
             assert res["requests"]["nvidia.com/gpu"] == res["limits"]["nvidia.com/gpu"] == 1
             assert pod["nodeSelector"] == deploy.GPU_NODE_SELECTOR
             assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
@@ -224,9 +227,9 @@ def test_a_remote_api_encoder_gets_no_gpu_and_bakes_no_model():
     pod = dep["spec"]["template"]["spec"]
     assert "nodeSelector" not in pod and "tolerations" not in pod
     dockerfile = files["docker/encoder-vertex.Dockerfile"]
-    assert f"FROM {deploy.image('base-cpu')}" in dockerfile and "bake_model" not in dockerfile
+    assert f"ARG BASE={deploy.image('base-cpu')}\nFROM ${{BASE}}" in dockerfile and "bake_model" not in dockerfile
     clip = files["docker/encoder-clip.Dockerfile"]  # a local model still bakes, on the GPU base
-    assert f"FROM {deploy.image('base-gpu')}" in clip and "bake_model" in clip
+    assert f"ARG BASE={deploy.image('base-gpu')}\nFROM ${{BASE}}" in clip and "bake_model" in clip
 
 
 def test_probes_use_the_grpc_health_service_and_pods_run_as_non_root():
@@ -309,14 +312,37 @@ def test_dockerfile_rules():
         assert entry[0] == "jina"
         if entry[1] == "executor":
             assert (ROOT / arg(entry, "--uses")).is_file(), path.name
-        gpu = path.stem.startswith("encoder-")
+        gpu = path.stem.startswith("encoder-") and path.stem[len("encoder-"):] not in deploy.CPU_ENCODERS
         assert base == deploy.image("base-gpu" if gpu else "base-cpu"), path.name
     gpu_base = (DOCKER / "base-gpu.Dockerfile").read_text()
-    assert re.search(r"^FROM pytorch/pytorch:[\d.]+-cuda[\d.]+-cudnn\d+-runtime$", gpu_base, re.M)
+    assert re.search(r"^ARG BASE=pytorch/pytorch:[\d.]+-cuda[\d.]+-cudnn\d+-runtime$", gpu_base, re.M)
     assert "grep -v '^torch=='" in gpu_base  # the base's CUDA torch is never reinstalled
     # The GPU path: nvJPEG through a torchvision paired with that torch, ORT's CUDA/TensorRT providers.
     assert "decode_jpegs_cuda" in gpu_base and "torchvision.version.cuda == torch.version.cuda" in gpu_base
     assert "grep -v '^onnxruntime=='" in gpu_base and 'onnxruntime-gpu==${ort}' in gpu_base
+
+
+def test_every_dockerfile_takes_its_base_as_a_build_argument():
+    """`--build-arg BASE=...` swaps the base (docker/e2e.sh: a local Debian one); the default is the registry's."""
+    for path in sorted(DOCKER.glob("*.Dockerfile")):
+        lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+        assert lines[0].startswith("ARG BASE=") and lines[1] == "FROM ${BASE}", path.name
+    assert "ARG BASE=python:3.11" in (DOCKER / "base-cpu.Dockerfile").read_text()
+
+
+def test_the_cpu_encoder_runs_on_any_node_from_its_own_image():
+    """EfficientNet-Lite0: no GPU request, its own image on the CPU base, its ONNX graph baked under HF_HOME."""
+    assert "efficientnet-lite0" in deploy.CPU_ENCODERS and "efficientnet-lite0" in deploy.ENCODERS
+    dep = objects("Deployment")["encoder-efficientnet-lite0"]
+    c, pod = container(dep), dep["spec"]["template"]["spec"]
+    assert c["image"] == deploy.image("encoder-efficientnet-lite0")
+    assert "nvidia.com/gpu" not in json.dumps(dep) and "nodeSelector" not in pod and "tolerations" not in pod
+    assert c["resources"] == deploy.CPU_ENCODER_RESOURCES
+    instructions = parse_dockerfile(DOCKER / "encoder-efficientnet-lite0.Dockerfile")
+    assert dict(instructions)["FROM"] == deploy.image("base-cpu")
+    assert f"IMGSEARCH_ONNX_CACHE={deploy.ONNX_CACHE}" in dict(instructions)["ENV"]
+    assert deploy.ONNX_CACHE.startswith(deploy.HF_HOME + "/")  # the --model-cache volume replaces it
+    assert objects("Deployment")["gateway-efficientnet-lite0"]
 
 
 def test_encoder_images_bake_the_configmap_checkpoint_by_default():

@@ -39,7 +39,7 @@ from imgsearch.deploy.dockerfiles import dockerfile
 from imgsearch.deploy.encoder_configs import encoder_configs
 from imgsearch.deploy.manifests import _adapt, _configmap, _jina_yamls, _namespace, _pvc
 from imgsearch.deploy.names import (  # noqa: F401 (the package's public names)
-    APP_UID, CONFIGMAP, CPU_STAGES, DATA_MOUNT, ENCODERS, GPU_NODE_SELECTOR, GPU_TOLERATIONS, HEADER, HF_HOME, NAMESPACE, PORT, QDRANT_IMAGE, QDRANT_URL,
+    APP_UID, CONFIGMAP, CPU_ENCODER_RESOURCES, CPU_ENCODERS, CPU_STAGES, DATA_MOUNT, ENCODERS, GPU_NODE_SELECTOR, GPU_TOLERATIONS, HEADER, HF_HOME, NAMESPACE, ONNX_CACHE, PORT, QDRANT_IMAGE, QDRANT_URL,
     READY_SERVICE, REGISTRY, VERSION, env_key, executor_config, gateway_config, image, image_name, stage_of,
 )
 from imgsearch.flowfile import REPO, read_flow

@@ -17,7 +17,7 @@ from executors.limits import MAX_REQUEST_MB
 from imgsearch import k8s_security
 from imgsearch.deploy import hardening
 from imgsearch.deploy.names import (
-    APP_UID, CONFIGMAP, CPU_RESOURCES, DATA_MOUNT, ENCODER_MEMORY_DEFAULT, GATEWAY_RESOURCES, GPU_NODE_SELECTOR,
+    APP_UID, CONFIGMAP, CPU_ENCODER_RESOURCES, CPU_ENCODERS, CPU_RESOURCES, DATA_MOUNT, ENCODER_MEMORY_DEFAULT, GATEWAY_RESOURCES, GPU_NODE_SELECTOR,
     GPU_TOLERATIONS, HF_HOME, NAMESPACE, PORT, QDRANT_URL, READY_SERVICE, env_key, executor_config, gateway_config,
     image, image_name, runs_on_gpu, stage_of,
 )
@@ -131,6 +131,8 @@ def _adapt(docs: list[dict], stage: str, component: str, encoder: str, model_cac
             }
             pspec["nodeSelector"] = dict(GPU_NODE_SELECTOR)
             pspec["tolerations"] = copy.deepcopy(GPU_TOLERATIONS)
+        elif encoder in CPU_ENCODERS:  # issue 28: a model on the CPU, on any node
+            container["resources"] = copy.deepcopy(CPU_ENCODER_RESOURCES)
         else:  # a remote API's client: requests out, no model, no GPU
             container["resources"] = copy.deepcopy(CPU_RESOURCES)
         mounts = [{"name": "shm", "mountPath": "/dev/shm"}]

