@@ -72,7 +72,7 @@ CLUSTER = "needs a Kubernetes cluster with GPU nodes; the manifests are validate
 PLAN = [
     # README.md
     Entry(r"python3 -m venv \.venv && .* && \.venv/bin/python app\.py demo", test="test_readme_demo_with_an_empty_home"),
-    Entry(r"\( \(command -v chromium .*\.venv/bin/python -m pytest -q",
+    Entry(r"\( \(command -v chromium .*\.venv/bin/python -m pytest -q .*tests/test_containers\.py\)",
           elsewhere="the test command itself: .ci/run runs it, and this test runs inside it"),
     Entry(r"python app\.py sample", test="test_readme_use_and_compare"),
     Entry(r"python app\.py index --data data/memes --encoder efficientnet-lite0 clip dinov2", test="test_readme_use_and_compare"),
@@ -87,6 +87,9 @@ PLAN = [
     Entry(r"python app\.py export-fashion-mnist --out data/fashion-mnist --per-class 100", test="test_readme_fashion_mnist"),
     # docs/deploy.md
     Entry(r"(REGISTRY=\S+ )?docker/build\.sh", elsewhere="needs a Docker engine (none runs here)"),
+    Entry(r"docker/e2e\.sh( build| run)?|\.venv/bin/python -m pytest -m containers tests/test_containers\.py",
+          elsewhere="the containers tier (tests/test_containers.py: e2e.sh build, then the run and check that e2e.sh "
+                    "run does), which the test command runs where podman is installed and it runs as root"),
     Entry(r"python app\.py k8s --registry registry\.example\.com/me", test="test_deploy_md_commands"),
     Entry(r"python app\.py k8s --image-digests digests\.json", test="test_deploy_md_commands"),
     Entry(r"kubectl .*", elsewhere=CLUSTER),
