@@ -83,7 +83,7 @@ def test_a_search_never_fetches_a_url(target, anon):
 def test_index_reads_only_under_the_named_folder(target, good):
     """A uri is read by /index alone, with the token, and only under the folder it names."""
     before = int(good.call("/count", {"collection": target.collection})["count"])
-    params = {"collection": target.collection, "data": str(target.data), "encoder_name": target.info["encoder"],
+    params = {"collection": target.collection, "data": str(target.data), "encoder_name": target.info.encoder,
               "dataset": "x"}
     escape = str(target.data / ".." / "private" / "secret.png")
     for t in (None, "loader", "normalizer"):
