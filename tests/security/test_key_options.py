@@ -7,10 +7,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "qdrant-key-for-tests"
-# The process's own view of its key, printed by the command's first step (ServerStore reads it).
-PROBE = ("import os, sys; from imgsearch.secret_options import apply_qdrant_key; from pathlib import Path;"
-         "apply_qdrant_key(sys.argv[1] or None, Path(sys.argv[2]) if sys.argv[2] else None);"
-         "from executors.indexer.store.server import api_key_from_env; print(api_key_from_env(False))")
+# The key a command would open the store with: its resolved options' (the command line's), else
+# the environment's chain that ServerStore reads.
+PROBE = ("import sys; from imgsearch.cli import build_parser; from imgsearch.cli.settings import resolve;"
+         "args = ['stats', '--qdrant-url', 'http://127.0.0.1:9'] + (['--qdrant-api-key', sys.argv[1]] if sys.argv[1] else [])"
+         " + (['--qdrant-api-key-file', sys.argv[2]] if sys.argv[2] else []);"
+         "store = resolve(build_parser().parse_args(args)).options.store;"
+         "from executors.indexer.store.server import api_key_from_env; print(store.qdrant_api_key or api_key_from_env(False))")
 
 
 def _run(value: str, key_file: str, env: dict) -> subprocess.CompletedProcess:
