@@ -210,7 +210,7 @@ def test_the_flow_passes_jpegs_to_the_encoder_and_finds_them_by_the_cpu_path(pho
         done = run_index(gw, photo_dir, info, batch_size=4, progress=False)  # decoded by the encoder
         assert done.indexed == 10 and not done.skipped
         query = photo_dir / "chelsea" / "chelsea_crop.jpg"
-        cpu_info = {**info, "device_decode": None}  # the normalizer decodes this query
+        cpu_info = dataclasses.replace(info, device_decode=None)  # the normalizer decodes this query
         by_cpu = run_search(gw, done.collection, cpu_info, image=query, top_k=3)
         by_device = run_search(gw, done.collection, info, image=query, top_k=3)
         timings = next(v for k, v in gw.call_each("/timings").items() if k.startswith("encoder"))["handlers"]
