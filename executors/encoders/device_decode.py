@@ -155,8 +155,11 @@ class DeviceDecoder:
 def decode_on_cpu(doc: ImageDoc, reason: str, fit: Optional[dict]) -> None:
     """The fall-back for one document the device could not decode: the normalizer's own
     decoding, here; its pixels (``doc.tensor``) take the ordinary path, else ``doc.error``."""
+    if doc.blob is None:  # the encoder hands over only documents that brought their bytes
+        raise ValueError(f"{doc.uri or doc.id}: no bytes to decode on the CPU")
     try:
-        doc.tensor = decode_image(doc.blob, fit=fit)[0]
+        # docarray makes the ndarray its NdArray on assignment (validate_assignment); its field type does not say so
+        doc.tensor = decode_image(doc.blob, fit=fit)[0]  # type: ignore[assignment]
         logger.info("%s: decoded on the CPU instead (%s)", doc.uri, reason)
     except ImageDecodeError as exc:
         doc.error = f"{exc} (on the device: {reason})"

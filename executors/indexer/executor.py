@@ -15,15 +15,16 @@ from typing import Optional
 
 import numpy as np
 from docarray import DocList
+from docarray.typing import ID
 from jina import requests
 
 from executors import limits
 from executors.auth import PATH_FIELDS, paths_allowed
-from executors.docs import ImageDoc, failed
+from executors.docs import ImageDoc, Reply, failed
 from executors.flow_kwargs import flow_kwarg
+from executors.indexer.store import EdgeStore, ServerStore, VectorStore, point_id
 from executors.loader.filetypes import mime_by_name
 from executors.stage import Stage
-from executors.indexer.store import EdgeStore, ServerStore, VectorStore, point_id
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,13 @@ def _match(hit, model: Optional[str], show_paths: bool) -> dict:
     return match
 
 
+def _point_of(doc: ImageDoc) -> str:
+    """The point id of a document's image; asked only of documents with a hash."""
+    if not doc.hash:
+        raise ValueError(f"document {doc.uri or doc.id} has no hash: it names no stored point")
+    return point_id(doc.hash)
+
+
 def _collection(parameters: Optional[dict]) -> str:
     name = (parameters or {}).get("collection")
     if not name:
@@ -119,11 +127,11 @@ class QdrantIndexer(Stage):
         stored = {}
         if hashed and self.store.has_collection(name):
             with self.timed("scan", len(hashed)):
-                found = self.store.retrieve(name, [point_id(d.hash) for d in hashed])
+                found = self.store.retrieve(name, [_point_of(d) for d in hashed])
             stored = {h.id: stored_paths(h.payload) for h in found}
         for doc in hashed:
-            doc.indexed = point_id(doc.hash) in stored
-            doc.paths = stored.get(point_id(doc.hash))  # so the client can tell a new path of a stored image
+            doc.indexed = _point_of(doc) in stored
+            doc.paths = stored.get(_point_of(doc))  # so the client can tell a new path of a stored image
         return docs
 
     @requests(on="/index")
@@ -149,13 +157,13 @@ class QdrantIndexer(Stage):
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 },
             )
-            ids = [point_id(d.hash) for d in ready]
+            ids = [_point_of(d) for d in ready]
             with self.timed("upsert", len(ready)):
                 # A retried request may re-store a point: keep the paths recorded for it already.
                 before = {h.id: stored_paths(h.payload) for h in self.store.retrieve(name, ids)}
                 payloads = []
                 for pid, d in zip(ids, ready):
-                    paths = before.get(pid, []) + [p for p in (d.paths or [d.uri]) if p and p not in before.get(pid, [])]
+                    paths = before.get(pid, []) + [p for p in (d.paths or ([d.uri] if d.uri else [])) if p and p not in before.get(pid, [])]
                     payloads.append(point_payload(d, paths))
                 self.store.upsert(name, ids, vectors, payloads)
             for doc in ready:
@@ -165,13 +173,13 @@ class QdrantIndexer(Stage):
         return docs
 
     @requests(on="/add_paths")
-    def add_paths(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+    def add_paths(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> Reply:
         """Record more paths (``doc.paths``) of stored images: duplicates under other names, or moved files."""
         name = _collection(parameters)
         wanted: dict[str, list[str]] = {}
         for doc in docs:
             if doc.hash and (doc.paths or doc.uri):
-                wanted.setdefault(point_id(doc.hash), []).extend(doc.paths or [doc.uri])
+                wanted.setdefault(point_id(doc.hash), []).extend(doc.paths or ([doc.uri] if doc.uri else []))
         updated = 0
         if wanted and self.store.has_collection(name):
             for hit in self.store.retrieve(name, list(wanted)):
@@ -199,7 +207,7 @@ class QdrantIndexer(Stage):
         if after and page and page[0].id == str(after):
             page = page[1:]
         for hit in page[:limit]:
-            out.append(ImageDoc(id=hit.id, hash=hit.payload.get("hash"), paths=stored_paths(hit.payload)))
+            out.append(ImageDoc(id=ID(hit.id), hash=hit.payload.get("hash"), paths=stored_paths(hit.payload)))
         return out
 
     @requests(on="/remove_paths")
@@ -245,7 +253,7 @@ class QdrantIndexer(Stage):
         for doc in docs:
             if failed(doc):
                 continue
-            vector = doc.embedding
+            vector: Optional[np.ndarray] = doc.embedding
             if vector is None and doc.hash:
                 # "More like this": search with the stored vector, no re-encoding.
                 found = self.store.retrieve(name, [point_id(doc.hash)], with_vectors=True)
@@ -274,7 +282,7 @@ class QdrantIndexer(Stage):
         return docs
 
     @requests(on="/optimize")
-    def optimize(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+    def optimize(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> Reply:
         """Build the collection's search index over what was added (see VectorStore.optimize)."""
         name = _collection(parameters)
         if not self.store.has_collection(name):
@@ -285,12 +293,12 @@ class QdrantIndexer(Stage):
         return {"collection": name, "optimized": bool(changed), "seconds": round(time.perf_counter() - started, 3)}
 
     @requests(on="/count")
-    def count(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+    def count(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> Reply:
         name = _collection(parameters)
         return {"collection": name, "count": self.store.count(name) if self.store.has_collection(name) else 0}
 
     @requests(on="/delete")
-    def delete(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+    def delete(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> Reply:
         """Delete the documents' images (by hash) or, with ``drop: true``, the whole collection."""
         parameters = parameters or {}
         name = _collection(parameters)
@@ -301,7 +309,7 @@ class QdrantIndexer(Stage):
         return {"collection": name, "deleted": self.store.delete(name, ids) if ids else 0}
 
     @requests(on="/stats")
-    def stats(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+    def stats(self, docs: DocList[ImageDoc], **kwargs) -> Reply:
         return {
             "collections": [
                 {"name": c.name, "count": c.count, "disk_bytes": c.disk_bytes, **c.meta}

@@ -30,7 +30,7 @@ from typing import Iterator, Optional, Union
 from docarray import DocList
 from jina import requests
 
-from executors.docs import MAX_IMAGE_BYTES, ImageDoc, failed, file_state
+from executors.docs import MAX_IMAGE_BYTES, ImageDoc, Reply, failed, file_state
 from executors.flow_kwargs import boolean, flow_kwarg
 from executors.loader.filetypes import IMAGE_EXTENSIONS, SNIFF_BYTES, describe_non_image, image_mime, sniff_mime
 from executors.loader.read_ahead import ReadAhead
@@ -115,10 +115,13 @@ def _fetch_objects(docs: DocList[ImageDoc], max_bytes: int) -> None:
     for doc in remote:
         if (doc.size or 0) > max_bytes:  # the scan's size: not fetched
             doc.error = f"file too large: {doc.size} bytes > limit {max_bytes}"
-    got = fetch([d.uri for d in remote if not failed(d)], max_bytes)
+    got = fetch([d.uri for d in remote if not failed(d) and d.uri], max_bytes)
     for doc in remote:
-        if doc.uri in got:
-            doc.blob, doc.error = (None, got[doc.uri]) if isinstance(got[doc.uri], str) else (got[doc.uri], None)
+        result = got.get(doc.uri) if doc.uri else None  # bytes, or why they could not be read
+        if isinstance(result, str):
+            doc.blob, doc.error = None, result
+        elif result is not None:
+            doc.blob, doc.error = result, None
 
 
 @dataclass
@@ -152,7 +155,9 @@ class ImageLoader(Stage):
         key = str(root)
         if refresh or self._listing[0] != key:
             self._ahead.drop()
-            self._listing = (key, list_objects(key) if isinstance(root, str) else list(walk_files(root)))
+            listing: list[Union[Path, StoredObject]] = []
+            listing.extend(list_objects(key) if isinstance(root, str) else walk_files(root))
+            self._listing = (key, listing)
             self._listing_generation += 1
         return self._listing[1]
 
@@ -209,7 +214,7 @@ class ImageLoader(Stage):
             if doc is None:
                 continue
             out.docs.append(doc)
-            if doc.hash and st is not None:
+            if doc.hash and doc.uri and doc.size is not None and st is not None:
                 out.scanned.append((doc.uri, doc.size, st.st_mtime_ns, doc.hash))
                 if settled:
                     out.learned.append((_file_object(path, root, st), doc))
@@ -228,7 +233,7 @@ class ImageLoader(Stage):
             self._scanned.popitem(last=False)
 
     @requests(on="/scan_total")
-    def scan_total(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
+    def scan_total(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> Reply:
         return {"files": len(self._files(_data_root(parameters or {}), refresh=True))}
 
     def _inspect(self, path: Path, root: Path, st: Optional[os.stat_result] = None
@@ -295,6 +300,8 @@ class ImageLoader(Stage):
         """Send ``doc`` by path when its file is as the scan read and checked it (the normalizer
         reads it again, and hashes it anew if it changes after this stat); else False, and it
         is read here."""
+        if not doc.uri:  # _read passes only documents named by a path
+            return False
         try:
             st = os.stat(doc.uri)
         except OSError:
@@ -332,15 +339,18 @@ class ImageLoader(Stage):
 
     def _check_blob(self, doc: ImageDoc, known: Optional[str]) -> None:
         """Size, type and hash of bytes read here or sent by the client."""
-        if len(doc.blob) > self.max_file_bytes:
-            doc.error = f"image too large: {len(doc.blob)} bytes > limit {self.max_file_bytes}"
+        blob = doc.blob
+        if blob is None:  # the callers check only documents that carry bytes
+            raise ValueError(f"document {doc.uri or doc.id} has no bytes to check")
+        if len(blob) > self.max_file_bytes:
+            doc.error = f"image too large: {len(blob)} bytes > limit {self.max_file_bytes}"
             doc.blob = None
             return
-        doc.mime, doc.error = image_mime(doc.blob)
+        doc.mime, doc.error = image_mime(blob)
         if doc.mime is None:
             doc.blob = None
             return
-        doc.size = len(doc.blob)
+        doc.size = len(blob)
         # Hash what is read now unless the scan hashed these very bytes (same size and
         # modification time): the file may have changed since the scan.
-        doc.hash = known or hashlib.sha256(doc.blob).hexdigest()
+        doc.hash = known or hashlib.sha256(blob).hexdigest()

@@ -187,17 +187,18 @@ class ObjectScanner:
     def inspect(self, page: list[StoredObject]) -> list[ImageDoc]:
         known = self.known.lookup(page)
         docs: dict[str, Optional[ImageDoc]] = {}
-        todo, learned = [], []
+        todo: list[StoredObject] = []
+        learned: list[tuple[StoredObject, ImageDoc]] = []
         for obj in page:
             if obj.uri in known:
                 docs[obj.uri] = known[obj.uri]
             elif obj.size > self.max_bytes:
-                docs[obj.uri] = self._too_large(obj)
-                if docs[obj.uri] is not None:
-                    learned.append((obj, docs[obj.uri]))
+                too_large = docs[obj.uri] = self._too_large(obj)
+                if too_large is not None:
+                    learned.append((obj, too_large))
             elif obj.size == 0:  # nothing to fetch (and a ranged read of nothing is refused)
-                docs[obj.uri] = self._describe(obj, b"")
-                learned.append((obj, docs[obj.uri]))
+                empty = docs[obj.uri] = self._describe(obj, b"")
+                learned.append((obj, empty))
             else:
                 todo.append(obj)
         group: list[StoredObject] = []

@@ -14,8 +14,7 @@ from PIL import Image, ImageOps
 
 from executors.limits import check_pixels
 from executors.loader.filetypes import SNIFF_BYTES, sniff_mime
-from executors.normalizer.formats import (RawDecoderMissing, RawError, camera_raw, is_camera_raw_tiff, missing_decoder,
-                                          register_formats)
+from executors.normalizer.formats import RawDecoderMissing, RawError, camera_raw, is_camera_raw_tiff, missing_decoder, register_formats
 
 logger = logging.getLogger(__name__)
 register_formats()
@@ -156,6 +155,7 @@ def decode_image(
     leave this stage and the encoder's resize becomes a no-op.
     Raises ImageDecodeError with a readable reason for anything unusable.
     """
+    target: Optional[int]  # None: no size asked for (decoded at full size)
     if fit and not resize:
         target = int(fit.get("shortest_edge") or max(fit["width"], fit["height"]))
     else:

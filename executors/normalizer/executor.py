@@ -84,7 +84,8 @@ class ImageNormalizer(Stage):
                 if size is not None:  # the encoder decodes it on its device: the bytes go on
                     doc.width, doc.height = size
                     return
-            doc.tensor, doc.width, doc.height = decode_image(
+            # docarray makes the ndarray its NdArray on assignment (validate_assignment); its field type does not say so
+            doc.tensor, doc.width, doc.height = decode_image(  # type: ignore[assignment]
                 doc.blob, max_pixels=self.max_pixels, max_side=self.max_side, resize=self.resize, fit=fit
             )
         except ImageDecodeError as exc:

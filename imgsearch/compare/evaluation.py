@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -67,7 +67,7 @@ def _missing(per: dict, qi: int, why: str) -> None:
 def rank_outside_queries(gateway, info: EncoderInfo, collection: str, count: int, opts: CompareOptions, qs: QuerySet) -> dict:
     """Outside images (--queries DIR), sent as bytes through the flow, scored to --score-depth."""
     label_count = qs.label_counts()
-    number = {it.hash: i for i, it in enumerate(qs.items)}
+    number: dict[Optional[str], int] = {it.hash: i for i, it in enumerate(qs.items)}  # looked up by a match's hash, if any
     depth = max(1, min(opts.score_depth, count))
     docs = [ImageDoc(uri=q.path, hash=q.hash, blob=Path(q.path).read_bytes()) for q in qs.queries]
     t0 = time.perf_counter()
@@ -77,7 +77,7 @@ def rank_outside_queries(gateway, info: EncoderInfo, collection: str, count: int
     for qi, q in enumerate(qs.queries):
         doc = answers.get(q.hash)
         if doc is None or doc.error:
-            _missing(per, qi, doc.error if doc else "no answer")
+            _missing(per, qi, (doc.error if doc else None) or "no answer")
             continue
         n_rel = label_count.get(q.label, 0) if q.label is not None else 0
         rq = _ranked(doc, q.label, n_rel)
@@ -136,7 +136,7 @@ def _ranking_quality(per: dict, answered: int) -> dict:
     aps = [a for a in per["ap"] if a is not None]
     if not aps:
         return {"labelled": False, "queries": answered}
-    out = {"labelled": True, "queries": answered, "queries_with_relevant": len(aps)}
+    out: dict[str, Any] = {"labelled": True, "queries": answered, "queries_with_relevant": len(aps)}
     for k in KS:
         hits = [h for h in per[f"hit@{k}"] if h is not None]
         out[f"recall@{k}"] = round(float(np.mean(hits)), 6)
@@ -178,7 +178,7 @@ def text_quality(gateway, collection: str, count: int, opts: CompareOptions, qs:
     return {"text_quality": tq, "text_queries": "captions file" if opts.captions else "label names"}
 
 
-def content_digest(hashes: list[Optional[str]]) -> str:
+def content_digest(hashes: Sequence[Optional[str]]) -> str:
     h = hashlib.sha256()
     for x in sorted(str(v) for v in hashes):
         h.update(x.encode() + b"\n")

@@ -20,9 +20,9 @@ from typing import Optional
 import numpy as np
 
 from imgsearch.compare.proportion import (
-    balanced_accuracy,
     balanced_ci,
     bits,
+    labelled_balanced_accuracy,
     proportion_ci,
 )
 
@@ -63,7 +63,7 @@ def knn_accuracy(top: np.ndarray, top_scores: np.ndarray, codes: np.ndarray, que
         return {"labelled": False}
     for name, k, weighted in (("1nn", 1, False), (f"{KNN_K}nn_weighted", KNN_K, True)):
         hits = (knn_predict(top[lab], top_scores[lab], codes, k, weighted) == query_codes[lab]).astype(np.int8)
-        out[name] = {"accuracy": round(float(hits.mean()), 6), "balanced_accuracy": round(balanced_accuracy(hits, query_codes[lab]), 6),
+        out[name] = {"accuracy": round(float(hits.mean()), 6), "balanced_accuracy": round(labelled_balanced_accuracy(hits, query_codes[lab]), 6),
                      "ci": {"accuracy": proportion_ci(hits, n_boot), "balanced_accuracy": balanced_ci(hits, query_codes[lab], n_boot)},
                      "hits": bits(hits)}
     return {"labelled": True, **out}
@@ -124,7 +124,7 @@ def linear_probe(vectors: np.ndarray, codes: np.ndarray, hashes: list[str], n_bo
     pred_probs[rest] = rest_probs
     summary = {"labelled": True, "images": int(len(rows)), "per_label": per, "labels": int(classes.size),
                "folds": folds, "seed": PROBE_SEED, "C": PROBE_C,
-               "accuracy": round(float(hits.mean()), 6), "balanced_accuracy": round(balanced_accuracy(hits, y), 6),
+               "accuracy": round(float(hits.mean()), 6), "balanced_accuracy": round(labelled_balanced_accuracy(hits, y), 6),
                "ci": {"accuracy": proportion_ci(hits, n_boot), "balanced_accuracy": balanced_ci(hits, y, n_boot)},
                "hits": bits(hits)}
     return ProbeResult(summary, pred_probs, classes)

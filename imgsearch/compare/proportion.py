@@ -29,6 +29,14 @@ def balanced_accuracy(hits: np.ndarray, codes: np.ndarray) -> Optional[float]:
     return float(np.mean([hits[codes == c].mean() for c in labels]))
 
 
+def labelled_balanced_accuracy(hits: np.ndarray, codes: np.ndarray) -> float:
+    """balanced_accuracy of images known to carry a label (what the kNN, probe and zero-shot tasks pass)."""
+    value = balanced_accuracy(hits, codes)
+    if value is None:
+        raise ValueError("balanced accuracy asked of images without a label")
+    return value
+
+
 def balanced_ci(hits: np.ndarray, codes: np.ndarray, n_boot: int = 1000, seed: int = SEED) -> Optional[list[float]]:
     labels = np.unique(codes[codes >= 0])
     if hits.size < 2 or not labels.size:

@@ -21,8 +21,15 @@ from executors.indexer.store import EdgeStore, ServerStore
 from executors.stage import peak_rss_mb  # this (client) process's; the executors report their own
 from imgsearch.compare.cache import EvalCache, folder_digest, key_of
 from imgsearch.compare.cost import cost_table, model_timing
-from imgsearch.compare.evaluation import (content_digest, evaluate_in_index, per_label_recall, rank_outside_queries,
-                                          ranking_cis, search_latency, text_quality)
+from imgsearch.compare.evaluation import (
+    content_digest,
+    evaluate_in_index,
+    per_label_recall,
+    rank_outside_queries,
+    ranking_cis,
+    search_latency,
+    text_quality,
+)
 from imgsearch.compare.fusion import cost_rows as fusion_cost_rows
 from imgsearch.compare.fusion import fuse_runs, shown_rows
 from imgsearch.compare.options import CompareOptions, choose_checkpoint, split_entry
@@ -48,9 +55,16 @@ def _open_store(opts: CompareOptions):
     return ServerStore(opts.qdrant_url, read_only=True, api_key=opts.qdrant_api_key) if opts.qdrant_url else EdgeStore(str(opts.store), read_only=True)
 
 
+def _store_dir(opts: CompareOptions) -> Path:
+    """The embedded store's folder: run_compare sets it (under --out unless --store names one)."""
+    if opts.store is None:
+        raise ValueError("compare options name no store folder: run_compare sets one before any encoder runs")
+    return opts.store
+
+
 def stored_content(opts: CompareOptions, collection: str) -> tuple[int, Optional[str]]:
     """(points, content digest) of a collection; (0, None) when there is none."""
-    if not opts.qdrant_url and not Path(opts.store).is_dir():
+    if not opts.qdrant_url and not _store_dir(opts).is_dir():
         return 0, None
     with _open_store(opts) as store:
         if not store.has_collection(collection):
@@ -64,7 +78,7 @@ class Run:
 
     def __init__(self, opts: CompareOptions, log: TextIO):
         self.opts, self.log = opts, log
-        self.cache = EvalCache((opts.out if opts.qdrant_url else opts.store) / "compare-eval")
+        self.cache = EvalCache((opts.out if opts.qdrant_url else _store_dir(opts)) / "compare-eval")
         if opts.fresh:
             self.cache.clear()
         data_digest = listing_digest(opts.data) if isinstance(opts.data, str) else folder_digest(opts.data)
@@ -130,7 +144,7 @@ class Run:
     def _measure(self, entry: str, model: Optional[str]) -> dict:
         opts = self.opts
         encoder, runtime = split_entry(entry)
-        data = data_name(opts.data)
+        dataset = data_name(opts.data)
         started = time.perf_counter()
         rec: dict = {}
         text = None  # the zero-shot label vectors, for text-capable encoders
@@ -138,10 +152,10 @@ class Run:
             gateway = Gateway(host)
             info = encoder_info(gateway)
             rec["flow_start_seconds"] = round(time.perf_counter() - started, 3)
-            name = collection_name(f"compare-{data}", info.model, opts.resize, runtime)
+            name = collection_name(f"compare-{dataset}", info.model, opts.resize, runtime)
             if opts.fresh:
                 gateway.call("/delete", {"collection": name, "drop": True})
-            summary = run_index(gateway, opts.data, info, opts.batch_size, f"compare-{data}", progress=opts.progress,
+            summary = run_index(gateway, opts.data, info, opts.batch_size, f"compare-{dataset}", progress=opts.progress,
                                 resize=opts.resize, runtime=runtime)
             rec["wall_seconds"] = round(time.perf_counter() - started, 3)
             if summary.already_indexed and not summary.indexed:
@@ -209,7 +223,7 @@ def _other_runtime(entry: str, rec: dict, opts: CompareOptions) -> str:
 
 
 def environment() -> dict:
-    versions = {}
+    versions: dict[str, Optional[str]] = {}  # None: not installed
     for pkg in ("torch", "transformers", "jina", "docarray", "qdrant-edge-py", "qdrant-client", "numpy", "pillow",
                 "efficientnet-lite-pytorch", "google-auth"):
         try:

@@ -10,7 +10,7 @@ p-values are Holm-adjusted across them (``adjust_pairs``); ranks.py names the to
 
 import logging
 from functools import lru_cache
-from typing import Optional
+from typing import Optional, TypeVar
 
 import numpy as np
 
@@ -112,7 +112,11 @@ def verdict(a: str, b: str, test: dict, metric: str = "mAP@10", holm_of: int = 1
     return f"{winner} beats {loser} by {_signed(diff)} {metric} (95% CI {_signed(lo)}…{_signed(hi)}, {ptext})"
 
 
-def compare_pairs(per_query_ap: dict[str, dict[str, float]], n_boot: int = 1000) -> list[dict]:
+# A query's key in per-query results: its number (a report's queries) or a name (synthetic.py's).
+QueryKey = TypeVar("QueryKey", int, str)
+
+
+def compare_pairs(per_query_ap: dict[str, dict[QueryKey, float]], n_boot: int = 1000) -> list[dict]:
     """Every pair of encoders on the queries both answered: {a, b, diff, ci, p (Holm-adjusted
     across the pairs), p_raw, significant, verdict}."""
     names = list(per_query_ap)

@@ -59,7 +59,7 @@ class Stratification:
             "auc": auc,
             "mean_relevant_score": mean_pos,
             "mean_irrelevant_score": mean_neg,
-            "separation": mean_pos - mean_neg if n_pos and n_neg else None,
+            "separation": mean_pos - mean_neg if mean_pos is not None and mean_neg is not None else None,
             "break_gap": float(gaps.mean()) if gaps.size else None,
             "break_gap_queries": int(gaps.size),
             "threshold": thr.to_json() if thr else None,

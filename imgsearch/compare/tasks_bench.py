@@ -61,9 +61,10 @@ def measure(n: int, queries: int, dim: int, labels: int) -> dict:
     logger.info("%d images: label_audit %.1f s, peak RSS %.0f MB", n, s["label_audit"], peak_rss_mb())
     t = time.perf_counter()
     centres = np.stack([vectors[codes == c].mean(0) for c in range(labels)])
-    text = {"names": [str(c) for c in range(labels)], "weights": zero_shot.label_vectors(centres, labels), "templates": 1,
+    names = [str(c) for c in range(labels)]
+    text = {"names": names, "weights": zero_shot.label_vectors(centres, labels), "templates": 1,
             "templates_given": 1, "prompts": labels}
-    zs = zero_shot.classify(vectors, codes, text["names"], text, 1000)
+    zs = zero_shot.classify(vectors, codes, names, text, 1000)
     s["zero_shot"] = time.perf_counter() - t
     logger.info("%d images: zero_shot %.1f s, peak RSS %.0f MB", n, s["zero_shot"], peak_rss_mb())
     t = time.perf_counter()

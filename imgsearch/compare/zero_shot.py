@@ -16,9 +16,9 @@ from typing import Optional
 import numpy as np
 
 from imgsearch.compare.proportion import (
-    balanced_accuracy,
     balanced_ci,
     bits,
+    labelled_balanced_accuracy,
     proportion_ci,
 )
 
@@ -147,7 +147,7 @@ def classify(vectors: np.ndarray, codes: np.ndarray, names: list[str], text: dic
     hit5 = (top == y[:, None]).any(1).astype(np.int8)
     return {"labelled": True, "images": int(lab.size), "labels": len(names), "chance@1": round(1 / len(names), 6),
             "accuracy@1": round(float(hit1.mean()), 6), "accuracy@5": round(float(hit5.mean()), 6),
-            "balanced_accuracy": round(balanced_accuracy(hit1, y), 6),
+            "balanced_accuracy": round(labelled_balanced_accuracy(hit1, y), 6),
             "ci": {"accuracy@1": proportion_ci(hit1, n_boot), "accuracy@5": proportion_ci(hit5, n_boot),
                    "balanced_accuracy": balanced_ci(hit1, y, n_boot)},
             "templates": text["templates"], "templates_given": text["templates_given"], "prompts": text["prompts"],

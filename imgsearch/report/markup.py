@@ -1,7 +1,7 @@
 """Tables and folds in both of the report's forms: Markdown and self-contained HTML."""
 
 import html
-from typing import Optional
+from typing import Optional, Sequence
 
 e = html.escape
 
@@ -13,9 +13,9 @@ def md_table(cols: list[str], rows: list[list[str]]) -> list[str]:
 
 def html_table(table_id: str, cols: list[str], rows: list[list[str]], keys: Optional[list[str]] = None) -> str:
     """A table; ``keys``: each row's ``data-encoder`` (tests and links find rows by it)."""
-    keys = keys or [None] * len(rows)
+    row_keys: Sequence[Optional[str]] = keys or [None] * len(rows)  # None: a row without one
     body = "".join((f"<tr data-encoder='{e(k)}'>" if k is not None else "<tr>") + "".join(f"<td>{e(str(c))}</td>" for c in row)
-                   + "</tr>" for k, row in zip(keys, rows))
+                   + "</tr>" for k, row in zip(row_keys, rows))
     return f"<table id='{e(table_id)}'><tr>" + "".join(f"<th>{e(c)}</th>" for c in cols) + "</tr>" + body + "</table>"
 
 

@@ -92,7 +92,7 @@ def winner_counts(result: dict) -> dict[str, float]:
     counts = {e: 0.0 for e in aps}
     n = len(result["queries"]["list"])
     for qi in range(n):
-        vals = {e: v[qi] for e, v in aps.items() if v[qi] is not None}
+        vals = {e: a for e, v in aps.items() if (a := v[qi]) is not None}
         if not vals:
             continue
         best = max(vals.values())

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from executors.auth import PATHS_PARAMETER
 from executors.contracts import EncoderInfo
@@ -122,7 +122,8 @@ class SearchService:
 
     def config(self) -> dict:
         """Encoders, their collections per dataset and thresholds: everything the page starts from."""
-        encoders, datasets = [], {}
+        encoders: list[dict] = []
+        datasets: dict[str, int] = {}  # dataset -> encoders that have indexed something in it
         for served in self.encoders.values():
             try:
                 stats = self._gateway(served).collections()
@@ -179,9 +180,9 @@ class SearchService:
     def _column(self, served: Served, dataset: str, query: Query, k: int) -> dict:
         model = served.info.model
         collection = collection_name(dataset, model, self.resize)
-        col = {"encoder": served.name, "model": model, "collection": collection, "count": 0,
-               "threshold": self.thresholds.get(collection), "random_weights": is_tiny_random(model),
-               "matches": [], "has_more": False, "error": None, "state": "ok"}
+        col: dict[str, Any] = {"encoder": served.name, "model": model, "collection": collection, "count": 0,
+                               "threshold": self.thresholds.get(collection), "random_weights": is_tiny_random(model),
+                               "matches": [], "has_more": False, "error": None, "state": "ok"}
         # The report's threshold separates image→image scores; text→image scores live on another scale.
         col["threshold_applies"] = col["threshold"] is not None and query.text is None
         if query.text is not None and not served.info.text:
