@@ -71,8 +71,9 @@ def node_value(node) -> Any:
     return value
 
 
-def search_request(jina_pb2, image_bytes: bytes | None, text: str | None, collection: str, top_k: int,
-                   score_threshold: float | None = None, token: str | None = None):
+def search_request(
+    jina_pb2, image_bytes: bytes | None, text: str | None, collection: str, top_k: int, score_threshold: float | None = None, token: str | None = None
+):
     req = jina_pb2.DataRequestProto()
     req.header.request_id = uuid.uuid4().hex
     req.header.exec_endpoint = "/search"
@@ -102,13 +103,21 @@ def open_channel(host: str, ca_cert: Path | None = None):
     return grpc.insecure_channel(host.removeprefix("grpc://"), options=options)
 
 
-def search(host: str, collection: str, image: Path | None = None, text: str | None = None, top_k: int = 10,
-           score_threshold: float | None = None, stubs: Path | None = None, timeout: float = 120.0,
-           ca_cert: Path | None = None, token: str | None = None) -> list[dict]:
+def search(
+    host: str,
+    collection: str,
+    image: Path | None = None,
+    text: str | None = None,
+    top_k: int = 10,
+    score_threshold: float | None = None,
+    stubs: Path | None = None,
+    timeout: float = 120.0,
+    ca_cert: Path | None = None,
+    token: str | None = None,
+) -> list[dict]:
     """Ranked matches (dicts with uri, label, score...) for one query, best first."""
     jina_pb2, jina_pb2_grpc, docarray_pb2 = load_stubs(stubs)
-    request = search_request(jina_pb2, image.read_bytes() if image else None, text, collection, top_k, score_threshold,
-                             token)
+    request = search_request(jina_pb2, image.read_bytes() if image else None, text, collection, top_k, score_threshold, token)
     with open_channel(host, ca_cert) as channel:
         reply = jina_pb2_grpc.JinaSingleDataRequestRPCStub(channel).process_single_data(request, timeout=timeout)
     if reply.header.status.code != jina_pb2.StatusProto.SUCCESS:
@@ -139,8 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the matches as JSON")
     args = p.parse_args(argv)
     try:
-        matches = search(args.host, args.collection, args.image, args.text, args.top_k, args.threshold, args.stubs,
-                         ca_cert=args.ca_cert, token=os.environ.get("IMGSEARCH_TOKEN"))
+        matches = search(
+            args.host,
+            args.collection,
+            args.image,
+            args.text,
+            args.top_k,
+            args.threshold,
+            args.stubs,
+            ca_cert=args.ca_cert,
+            token=os.environ.get("IMGSEARCH_TOKEN"),
+        )
     except Exception as exc:  # grpc.RpcError included: one line, exit 1
         print(f"error: {getattr(exc, 'details', lambda: None)() or exc}", file=sys.stderr)
         return 1

@@ -19,8 +19,7 @@ TOKEN_FOR_SEARCH_ENV = "IMGSEARCH_TOKEN_FOR_SEARCH"
 TOKEN_PARAMETER = "token"
 # Writes (and /scan, which lists and hashes files on the loader's disk; /stored_paths, which
 # lists every path a collection holds).
-PROTECTED_ENDPOINTS = frozenset({"/index", "/delete", "/optimize", "/add_paths", "/remove_paths", "/scan",
-                                 "/scan_total", "/stored_paths"})
+PROTECTED_ENDPOINTS = frozenset({"/index", "/delete", "/optimize", "/add_paths", "/remove_paths", "/scan", "/scan_total", "/stored_paths"})
 # Liveness of the chain, asked by probes and by the client before it has a reason to send a token.
 OPEN_ENDPOINTS = frozenset({"/info", "_jina_dry_run_"})
 
@@ -45,8 +44,9 @@ def require_usable_token(environ: Optional[Mapping[str, str]] = None) -> None:
     env = os.environ if environ is None else environ
     value = env.get(TOKEN_ENV)
     if value is not None and not value.strip():
-        raise TokenError(f"{TOKEN_ENV} is set but empty: set it to a secret (e.g. `openssl rand -hex 32`), "
-                         "or unset it to run without a token on loopback only")
+        raise TokenError(
+            f"{TOKEN_ENV} is set but empty: set it to a secret (e.g. `openssl rand -hex 32`), or unset it to run without a token on loopback only"
+        )
     if value is not None and value != value.strip():
         raise TokenError(f"{TOKEN_ENV} has leading or trailing whitespace (a stray newline from a file?): strip it")
 

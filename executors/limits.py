@@ -96,8 +96,9 @@ def check_request(endpoint: str, docs: Optional[Sequence], limit: Optional[int] 
     n = len(docs) if docs is not None else 0
     limit = limit or max_docs()
     if n > limit:
-        raise RequestTooLarge(f"{endpoint}: {n} documents in one request, more than the limit of {limit} "
-                              f"({MAX_DOCS_ENV}); send them in smaller requests")
+        raise RequestTooLarge(
+            f"{endpoint}: {n} documents in one request, more than the limit of {limit} ({MAX_DOCS_ENV}); send them in smaller requests"
+        )
 
 
 def top_k(parameters: Optional[dict], default: int = 10) -> int:

@@ -24,8 +24,7 @@ def installed_version(distribution: str, fallback: str = "?") -> str:
         return fallback
 
 
-def should_apply(library: str, written_for: tuple[str, ...], changes: Callable[[], list[str]],
-                 version: str | None = None) -> bool:
+def should_apply(library: str, written_for: tuple[str, ...], changes: Callable[[], list[str]], version: str | None = None) -> bool:
     """Whether a patch of ``library`` applies: its version starts with one of ``written_for``
     and ``changes()`` finds nothing of the internals it replaces changed. Else one warning per
     library and process, and False."""
@@ -39,6 +38,5 @@ def should_apply(library: str, written_for: tuple[str, ...], changes: Callable[[
         reason = "its internals changed: " + "; ".join(found)
     if library not in _warned:
         _warned.add(library)
-        logger.warning("%s %s: imgsearch's patches are not applied (%s); running with %s's own behaviour",
-                       library, version, reason, library)
+        logger.warning("%s %s: imgsearch's patches are not applied (%s); running with %s's own behaviour", library, version, reason, library)
     return False

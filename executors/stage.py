@@ -156,7 +156,8 @@ class Stage(Executor):
             for name, t in list(self._timings.items()):
                 running = t["since"] is not None  # calls in flight count up to now
                 handlers[name] = {
-                    "calls": t["calls"], "docs": t["docs"],
+                    "calls": t["calls"],
+                    "docs": t["docs"],
                     "seconds": round(t["seconds"] + (now - t["since"] if running else 0.0), 4),
                     "cpu_seconds": round(t["cpu_seconds"] + (cpu - t["cpu_since"] if running else 0.0), 4),
                 }

@@ -50,10 +50,24 @@ def gateway_for(host: Optional[str], config: FlowConfig) -> Iterator[tuple[Gatew
         yield gateway, gateway.encoder_info()
 
 
-def flow_config(encoder: str, model: Optional[str], store: o.StoreOptions, resize: Optional[int] = None,
-                runtime: Optional[str] = None, lanes: Optional[str] = None) -> FlowConfig:
-    return FlowConfig(encoder, model, store=str(store.store), qdrant_url=store.qdrant_url,
-                      qdrant_api_key=store.qdrant_api_key, resize=resize, runtime=runtime, lanes=lanes)
+def flow_config(
+    encoder: str,
+    model: Optional[str],
+    store: o.StoreOptions,
+    resize: Optional[int] = None,
+    runtime: Optional[str] = None,
+    lanes: Optional[str] = None,
+) -> FlowConfig:
+    return FlowConfig(
+        encoder,
+        model,
+        store=str(store.store),
+        qdrant_url=store.qdrant_url,
+        qdrant_api_key=store.qdrant_api_key,
+        resize=resize,
+        runtime=runtime,
+        lanes=lanes,
+    )
 
 
 def cmd_index(opts: o.IndexOptions, out: TextIO) -> int:
@@ -66,8 +80,18 @@ def cmd_index(opts: o.IndexOptions, out: TextIO) -> int:
         # that is faster (ONNX Runtime on a CPU): opts.lanes, "auto" unless $ENCODER_LANES says otherwise.
         config = flow_config(name, opts.models.get(name), opts.store, opts.resize, opts.runtime, opts.lanes)
         with gateway_for(opts.host, config) as (gateway, info):
-            summary = run_index(gateway, opts.data, info, opts.batch_size, opts.dataset, progress=opts.progress,
-                                resize=opts.resize, prune=opts.prune, max_prune=opts.max_prune, quantization=opts.quantization)
+            summary = run_index(
+                gateway,
+                opts.data,
+                info,
+                opts.batch_size,
+                opts.dataset,
+                progress=opts.progress,
+                resize=opts.resize,
+                prune=opts.prune,
+                max_prune=opts.max_prune,
+                quantization=opts.quantization,
+            )
         summary.seconds = time.perf_counter() - started  # wall time, flow start-up included
         if summary.files_seen == 0:
             raise UserError(f"no image files found under {opts.data}")
@@ -87,17 +111,24 @@ def _check_data(data: o.DataSource) -> None:
 def _print_index_summary(s, info: EncoderInfo, out: TextIO) -> None:
     size = f"{s.disk_bytes / 1e6:.1f} MB on disk" if s.disk_bytes is not None else "size on disk: n/a (server)"
     print(f"Collection '{s.collection}'  encoder {s.encoder}  model {s.model}  ({info.device}, {info.dtype})", file=out)
-    print(f"  indexed now: {s.indexed}   already indexed: {s.already_indexed}   duplicates: {len(s.duplicates)}   skipped: {len(s.skipped)}", file=out)
-    print(f"  time: {s.seconds:.1f} s (flow start-up and model load included; model load {info.load_seconds:.1f} s)   "
-          f"encoding: {s.images_per_second:.1f} images/s", file=out)
+    print(
+        f"  indexed now: {s.indexed}   already indexed: {s.already_indexed}   duplicates: {len(s.duplicates)}   skipped: {len(s.skipped)}", file=out
+    )
+    print(
+        f"  time: {s.seconds:.1f} s (flow start-up and model load included; model load {info.load_seconds:.1f} s)   "
+        f"encoding: {s.images_per_second:.1f} images/s",
+        file=out,
+    )
     index_note = f", search index built in {s.optimize_seconds:.1f} s" if s.optimize_seconds >= 0.05 else ""
     print(f"  collection: {s.count} vectors, {size}{index_note}", file=out)
     if s.pruned_paths:
-        print(f"  pruned: forgot {s.pruned_paths} paths whose files are gone or changed; "
-              f"{s.pruned_images} images deleted (no path left)", file=out)
+        print(f"  pruned: forgot {s.pruned_paths} paths whose files are gone or changed; {s.pruned_images} images deleted (no path left)", file=out)
     if s.not_seen:
-        print(f"  not seen in this scan: {s.not_seen} stored images (files deleted, moved or edited, or indexed "
-              f"from another folder into this collection); `index --prune` forgets those under {s.data}", file=out)
+        print(
+            f"  not seen in this scan: {s.not_seen} stored images (files deleted, moved or edited, or indexed "
+            f"from another folder into this collection); `index --prune` forgets those under {s.data}",
+            file=out,
+        )
     for d in s.duplicates[:20]:
         print(f"  duplicate: {d['path']} (same bytes as {d['same_as']})", file=out)
     if s.skipped:
@@ -113,7 +144,9 @@ def _collection_for(opts: o.SearchOptions, gateway: Gateway, info: EncoderInfo) 
         return collection_name(opts.dataset or data_name(opts.data), info.model, opts.resize)  # type: ignore[arg-type]
     mine = [c.name for c in gateway.collections() if c.model == info.model]
     if not mine:
-        raise UserError(f"nothing is indexed with encoder '{info.encoder}' ({info.model}) yet: run `python app.py index --encoder {info.encoder}` first")
+        raise UserError(
+            f"nothing is indexed with encoder '{info.encoder}' ({info.model}) yet: run `python app.py index --encoder {info.encoder}` first"
+        )
     if len(mine) > 1:
         raise UserError(f"several collections use {info.model}: {', '.join(mine)}; pick one with --data, --dataset or --collection")
     return mine[0]
@@ -124,16 +157,17 @@ def cmd_search(opts: o.SearchOptions, out: TextIO) -> int:
         raise UserError(f"query image not found: {opts.image}")
     spec = get_spec(opts.encoder)
     if opts.text is not None and not spec.text and not opts.model:
-        raise UserError(f"encoder '{spec.name}' cannot embed text; search with --image, or use a text-capable encoder: "
-                        + ", ".join(n for n, s in SPECS.items() if s.text))
+        raise UserError(
+            f"encoder '{spec.name}' cannot embed text; search with --image, or use a text-capable encoder: "
+            + ", ".join(n for n, s in SPECS.items() if s.text)
+        )
     config = flow_config(opts.encoder, opts.model, opts.store, opts.resize, opts.runtime)
     with gateway_for(opts.host, config) as (gateway, info):
         collection = _collection_for(opts, gateway, info)
         count = int(gateway.call(COUNT, {"collection": collection}).get("count", 0))
         if count == 0:
             raise UserError(f"collection '{collection}' is empty or does not exist: run `python app.py index` first")
-        result = run_search(gateway, collection, info, image=opts.image, text=opts.text, top_k=opts.top_k,
-                            score_threshold=opts.threshold)
+        result = run_search(gateway, collection, info, image=opts.image, text=opts.text, top_k=opts.top_k, score_threshold=opts.threshold)
     stem = f"search-{opts.encoder}-{int(time.time())}"
     title = f"{result.encoder} ({result.model}) · {collection}"
     rows = [(title, result.matches)]
@@ -166,8 +200,7 @@ def _stored_collections(opts: o.StatsOptions) -> list[CollectionStats]:
             raise UserError(f"no store at {opts.store.store}: nothing indexed yet (run `python app.py index`)")
         store = EdgeStore(str(opts.store.store), read_only=True)
     try:
-        return [CollectionStats.from_dict({"name": c.name, "count": c.count, "disk_bytes": c.disk_bytes, **c.meta})
-                for c in store.list_collections()]
+        return [CollectionStats.from_dict({"name": c.name, "count": c.count, "disk_bytes": c.disk_bytes, **c.meta}) for c in store.list_collections()]
     finally:
         store.close()
 
@@ -193,8 +226,11 @@ def cmd_sample(opts: o.SampleOptions, out: TextIO) -> int:
 
     started = time.perf_counter()
     summary = build_memes(opts.out, variants=opts.variants, hard=opts.hard, limit=opts.limit, wheel=opts.wheel)
-    print(f"Sample set: {summary['images']} images of {summary['templates']} meme templates in {summary['out_dir']} "
-          f"({time.perf_counter() - started:.1f} s)", file=out)
+    print(
+        f"Sample set: {summary['images']} images of {summary['templates']} meme templates in {summary['out_dir']} "
+        f"({time.perf_counter() - started:.1f} s)",
+        file=out,
+    )
     return 0
 
 
@@ -235,8 +271,9 @@ def _demo_text_encoder(opts: o.DemoOptions) -> tuple[Optional[str], str]:
         info = connect(opts.host).encoder_info()
         if info.text:
             return info.encoder, ""
-        return None, (f"the gateway at {opts.host} serves {info.encoder}, which cannot embed text "
-                      "(a text-capable encoder's gateway, e.g. clip's, can)")
+        return None, (
+            f"the gateway at {opts.host} serves {info.encoder}, which cannot embed text (a text-capable encoder's gateway, e.g. clip's, can)"
+        )
     text_encoder = next((n for n, s in SPECS.items() if s.text), "clip")
     try:
         resolve_checkpoint(text_encoder)
@@ -256,8 +293,11 @@ def cmd_compare(opts, out: TextIO) -> int:  # opts: CompareOptions
         out.write("\n")
         return 0
     ran = [r["encoder"] for r in result["encoders"] if r["status"] == "ok"]
-    print(f"Compared {len(ran)} of {len(opts.encoders)} encoders on {result['data']['images']} images "
-          f"({result['seconds']} s): {', '.join(ran) or 'none'}", file=out)
+    print(
+        f"Compared {len(ran)} of {len(opts.encoders)} encoders on {result['data']['images']} images "
+        f"({result['seconds']} s): {', '.join(ran) or 'none'}",
+        file=out,
+    )
     for r in result["encoders"]:
         if r["status"] != "ok":
             print(f"  {r['encoder']}: {r['status']}: {r.get('reason')}", file=out)
@@ -313,9 +353,15 @@ def cmd_k8s(opts: o.K8sOptions, out: TextIO) -> int:
     from imgsearch.deploy import write  # local: Jina's Kubernetes export
 
     root = opts.out or REPO
-    paths = write(root, encoders=opts.encoders, registry=opts.registry, model_cache=opts.model_cache,
-                  qdrant_nodes=opts.qdrant_nodes, shared_data=opts.shared_data,
-                  image_digests=opts.image_digests)
+    paths = write(
+        root,
+        encoders=opts.encoders,
+        registry=opts.registry,
+        model_cache=opts.model_cache,
+        qdrant_nodes=opts.qdrant_nodes,
+        shared_data=opts.shared_data,
+        image_digests=opts.image_digests,
+    )
     for path in paths:
         print(path, file=out)
     print(f"{len(paths)} files written; deploy with `kubectl apply -f {root / 'k8s'}`", file=out)
@@ -329,8 +375,10 @@ def cmd_export_fashion_mnist(opts: o.FashionMnistOptions, out: TextIO) -> int:
         summary = export(opts.out, opts.split, opts.per_class or None, opts.source)
     except FileNotFoundError as exc:
         raise UserError(str(exc)) from None
-    print(f"Fashion-MNIST ({summary['split']}): {summary['images']} images in {len(summary['per_class'])} labelled "
-          f"folders under {summary['out_dir']}", file=out)
+    print(
+        f"Fashion-MNIST ({summary['split']}): {summary['images']} images in {len(summary['per_class'])} labelled folders under {summary['out_dir']}",
+        file=out,
+    )
     return 0
 
 

@@ -37,8 +37,10 @@ def prepare_demo_data(data: Path, host: Optional[str]) -> bool:
     if host or data.is_dir() and _images(data):
         return False
     if data.exists():
-        raise UserError(f"{data} holds no images, and the demo does not write into a folder it did not create: "
-                        "give --data an image folder, or a new folder for the sample set")
+        raise UserError(
+            f"{data} holds no images, and the demo does not write into a folder it did not create: "
+            "give --data an image folder, or a new folder for the sample set"
+        )
     return True
 
 
@@ -53,4 +55,3 @@ def pick_query(data: Path) -> Path:
     if not images:
         raise UserError(f"no image files found under {data}")
     return images[0]
-

@@ -33,8 +33,7 @@ class GatewayExposure:
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
-            raise ExposureError(f"TLS needs both a certificate and its key (--tls-cert and --tls-key, or "
-                                f"{TLS_CERT_ENV} and {TLS_KEY_ENV})")
+            raise ExposureError(f"TLS needs both a certificate and its key (--tls-cert and --tls-key, or {TLS_CERT_ENV} and {TLS_KEY_ENV})")
         if not self.max_request_mb > 0:
             raise ExposureError(f"the gateway's request cap must be positive, not {self.max_request_mb} MB")
 

@@ -15,8 +15,7 @@ import numpy as np
 
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = ("t-shirt-top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot")
-FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-         "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"), "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -38,9 +37,7 @@ def export(out: Path, split: str = "test", per_class: Optional[int] = 100, sourc
         raise ValueError(f"split must be one of {', '.join(FILES)}")
     images_file, labels_file = (Path(source) / name for name in FILES[split])
     if not images_file.is_file():
-        raise FileNotFoundError(
-            f"Fashion-MNIST not found at {source} (install the Debian package: apt-get install dataset-fashion-mnist)"
-        )
+        raise FileNotFoundError(f"Fashion-MNIST not found at {source} (install the Debian package: apt-get install dataset-fashion-mnist)")
     images, labels = read_idx(images_file), read_idx(labels_file)
     if len(images) != len(labels):
         raise ValueError(f"{images_file.name} has {len(images)} images but {labels_file.name} {len(labels)} labels")

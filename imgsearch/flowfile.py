@@ -17,8 +17,9 @@ def read_flow(encoder: str) -> dict:
     executors = []
     for ex in flow["executors"]:
         uses = ex["uses"].replace("${{ ENV.ENCODER }}", encoder)
-        executors.append({"name": ex["name"], "uses": uses, "uses_with": ex.get("uses_with") or {},
-                          "uses_dynamic_batching": ex.get("uses_dynamic_batching")})
+        executors.append(
+            {"name": ex["name"], "uses": uses, "uses_with": ex.get("uses_with") or {}, "uses_dynamic_batching": ex.get("uses_dynamic_batching")}
+        )
     return {"with": flow.get("with") or {}, "gateway": flow.get("gateway") or {}, "executors": executors}
 
 

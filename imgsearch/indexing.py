@@ -83,8 +83,14 @@ def run_index(
     ref, dataset = data_ref(data), dataset or data_name(data)
     name = collection_name(dataset, info.model, resize, runtime)  # runtime: only where asked for by name
     summary = IndexSummary(collection=name, encoder=info.encoder, model=info.model, data=ref)
-    params = {"data": ref, "collection": name, "encoder_name": info.encoder, "dataset": dataset,
-              **fit_parameter(info), **({"quantization": quantization} if quantization else {})}
+    params = {
+        "data": ref,
+        "collection": name,
+        "encoder_name": info.encoder,
+        "dataset": dataset,
+        **fit_parameter(info),
+        **({"quantization": quantization} if quantization else {}),
+    }
     total = int(gateway.call("/scan_total", params).get("files", 0))
     bar = _progress(total, progress, f"{info.encoder} → {name}")
     seen_hashes: dict[str, str] = {}
@@ -93,8 +99,7 @@ def run_index(
     unreadable: set[str] = set()  # paths the scan could not read: kept by --prune
     try:
         for offset in range(0, total, SCAN_PAGE):
-            scanned = gateway.post("/scan", [ImageDoc()], {**params, "offset": offset, "limit": SCAN_PAGE},
-                                   target=SCAN_TARGET)
+            scanned = gateway.post("/scan", [ImageDoc()], {**params, "offset": offset, "limit": SCAN_PAGE}, target=SCAN_TARGET)
             todo = DocList[ImageDoc]()
             for doc in scanned:
                 summary.files_seen += 1
@@ -122,7 +127,10 @@ def run_index(
             if todo:
                 t0 = time.perf_counter()
                 gateway.post(
-                    "/index", todo, params, request_size=batch_size,
+                    "/index",
+                    todo,
+                    params,
+                    request_size=batch_size,
                     on_done=lambda got: _record(got, summary, bar),
                     # A deadline per request (a stuck stage fails the run within it), and one
                     # for the page that grows with the work (a slow encoder does not).
@@ -138,8 +146,7 @@ def run_index(
             summary.paths_added = len(extra)
         if prune:
             present = {p: h for h, ps in paths.items() for p in ps}
-            summary.pruned_paths, summary.pruned_images = prune_paths(gateway, params, ref, present, unreadable,
-                                                                      max_prune)
+            summary.pruned_paths, summary.pruned_images = prune_paths(gateway, params, ref, present, unreadable, max_prune)
     finally:
         if bar is not None:
             bar.close()

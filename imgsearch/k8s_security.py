@@ -35,13 +35,22 @@ STORE_READERS = ("indexer",)  # the only components that talk to Qdrant directly
 
 def container_context(**extra: Any) -> dict:
     """Every container's: read-only root filesystem, no privilege escalation, no capabilities."""
-    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "privileged": False,
-            "readOnlyRootFilesystem": True, "runAsNonRoot": True, **extra}
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        **extra,
+    }
 
 
 def meta(name: str, component: str) -> dict:
-    return {"name": name, "namespace": NAMESPACE,
-            "labels": {"app": name, "app.kubernetes.io/part-of": "imgsearch", "app.kubernetes.io/component": component}}
+    return {
+        "name": name,
+        "namespace": NAMESPACE,
+        "labels": {"app": name, "app.kubernetes.io/part-of": "imgsearch", "app.kubernetes.io/component": component},
+    }
 
 
 def _secret_env(name: str, secret: str, key: str) -> dict:
@@ -73,23 +82,44 @@ def qdrant(nodes: int = DEFAULT_QDRANT_NODES) -> list[dict]:
     if nodes < 1:
         raise ValueError(f"--qdrant-nodes must be >= 1, got {nodes}")
     name, headless_name = "qdrant", "qdrant-headless"
-    client_ports = [{"name": "http", "port": QDRANT_HTTP, "targetPort": QDRANT_HTTP},
-                    {"name": "grpc", "port": QDRANT_GRPC, "targetPort": QDRANT_GRPC}]
-    headless = {"apiVersion": "v1", "kind": "Service", "metadata": meta(headless_name, "vector-store"),
-                "spec": {"clusterIP": "None", "selector": {"app": name}, "publishNotReadyAddresses": True,
-                         "ports": client_ports + [{"name": "p2p", "port": QDRANT_P2P, "targetPort": QDRANT_P2P}]}}
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": meta(name, "vector-store"),
-               "spec": {"type": "ClusterIP", "selector": {"app": name}, "ports": client_ports}}
+    client_ports = [
+        {"name": "http", "port": QDRANT_HTTP, "targetPort": QDRANT_HTTP},
+        {"name": "grpc", "port": QDRANT_GRPC, "targetPort": QDRANT_GRPC},
+    ]
+    headless = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta(headless_name, "vector-store"),
+        "spec": {
+            "clusterIP": "None",
+            "selector": {"app": name},
+            "publishNotReadyAddresses": True,
+            "ports": client_ports + [{"name": "p2p", "port": QDRANT_P2P, "targetPort": QDRANT_P2P}],
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta(name, "vector-store"),
+        "spec": {"type": "ClusterIP", "selector": {"app": name}, "ports": client_ports},
+    }
     peer = f"{headless_name}.{NAMESPACE}.svc.cluster.local"
     # Node 0 starts the cluster; every other node joins it through the headless Service's DNS.
-    script = (f'i="${{HOSTNAME##*-}}"; uri="http://${{HOSTNAME}}.{peer}:{QDRANT_P2P}"; '
-              f'if [ "$i" = "0" ]; then exec ./entrypoint.sh --uri "$uri"; '
-              f'else exec ./entrypoint.sh --bootstrap "http://{name}-0.{peer}:{QDRANT_P2P}" --uri "$uri"; fi')
+    script = (
+        f'i="${{HOSTNAME##*-}}"; uri="http://${{HOSTNAME}}.{peer}:{QDRANT_P2P}"; '
+        f'if [ "$i" = "0" ]; then exec ./entrypoint.sh --uri "$uri"; '
+        f'else exec ./entrypoint.sh --bootstrap "http://{name}-0.{peer}:{QDRANT_P2P}" --uri "$uri"; fi'
+    )
     container = {
-        "name": "qdrant", "image": QDRANT_IMAGE, "imagePullPolicy": "IfNotPresent",
+        "name": "qdrant",
+        "image": QDRANT_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
         "command": ["/bin/bash", "-c", script],
-        "ports": [{"name": "http", "containerPort": QDRANT_HTTP}, {"name": "grpc", "containerPort": QDRANT_GRPC},
-                  {"name": "p2p", "containerPort": QDRANT_P2P}],
+        "ports": [
+            {"name": "http", "containerPort": QDRANT_HTTP},
+            {"name": "grpc", "containerPort": QDRANT_GRPC},
+            {"name": "p2p", "containerPort": QDRANT_P2P},
+        ],
         "env": [
             {"name": "QDRANT__SERVICE__GRPC_PORT", "value": str(QDRANT_GRPC)},
             {"name": "QDRANT__CLUSTER__ENABLED", "value": "true"},
@@ -102,10 +132,12 @@ def qdrant(nodes: int = DEFAULT_QDRANT_NODES) -> list[dict]:
             {"name": "QDRANT__STORAGE__SNAPSHOTS_PATH", "value": "/qdrant/snapshots"},
             {"name": "QDRANT__TELEMETRY_DISABLED", "value": "true"},
         ],
-        "volumeMounts": [{"name": "qdrant-storage", "mountPath": "/qdrant/storage"},
-                         {"name": "qdrant-init", "mountPath": "/qdrant/init"},
-                         {"name": "qdrant-snapshots", "mountPath": "/qdrant/snapshots"},
-                         {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "qdrant-storage", "mountPath": "/qdrant/storage"},
+            {"name": "qdrant-init", "mountPath": "/qdrant/init"},
+            {"name": "qdrant-snapshots", "mountPath": "/qdrant/snapshots"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
         "securityContext": container_context(runAsUser=QDRANT_UID, runAsGroup=QDRANT_GID),
         "resources": {k: dict(v) for k, v in QDRANT_RESOURCES.items()},
         # /readyz and /livez need no API key.
@@ -115,26 +147,44 @@ def qdrant(nodes: int = DEFAULT_QDRANT_NODES) -> list[dict]:
     }
     pod_spec: dict[str, Any] = {
         "securityContext": {"fsGroup": QDRANT_FS_GROUP, "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-        "automountServiceAccountToken": False, "containers": [container],
+        "automountServiceAccountToken": False,
+        "containers": [container],
         # Snapshots are scratch here: copy one out (or mount a volume at /qdrant/snapshots) to keep it.
-        "volumes": [{"name": "qdrant-init", "emptyDir": {"sizeLimit": "1Mi"}},
-                    {"name": "qdrant-snapshots", "emptyDir": {"sizeLimit": "20Gi"}},
-                    {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]}
+        "volumes": [
+            {"name": "qdrant-init", "emptyDir": {"sizeLimit": "1Mi"}},
+            {"name": "qdrant-snapshots", "emptyDir": {"sizeLimit": "20Gi"}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+        ],
+    }
     if nodes > 1:
-        pod_spec["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-            {"labelSelector": {"matchLabels": {"app": name}}, "topologyKey": "kubernetes.io/hostname"}]}}
+        pod_spec["affinity"] = {
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"labelSelector": {"matchLabels": {"app": name}}, "topologyKey": "kubernetes.io/hostname"}
+                ]
+            }
+        }
     statefulset = {
-        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta(name, "vector-store"),
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": meta(name, "vector-store"),
         "spec": {
-            "serviceName": headless_name, "replicas": nodes, "podManagementPolicy": "OrderedReady",
+            "serviceName": headless_name,
+            "replicas": nodes,
+            "podManagementPolicy": "OrderedReady",
             "selector": {"matchLabels": {"app": name}},
             "template": {"metadata": {"labels": {"app": name, "app.kubernetes.io/part-of": "imgsearch"}}, "spec": pod_spec},
-            "volumeClaimTemplates": [{"metadata": {"name": "qdrant-storage"},
-                                      "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "20Gi"}}}}],
+            "volumeClaimTemplates": [
+                {"metadata": {"name": "qdrant-storage"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "20Gi"}}}}
+            ],
         },
     }
-    pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta(name, "vector-store"),
-           "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": name}}}}
+    pdb = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": meta(name, "vector-store"),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": name}}},
+    }
     return [headless, service, statefulset, pdb]
 
 
@@ -154,14 +204,18 @@ def _tcp(*ports: int) -> list[dict]:
     return [{"protocol": "TCP", "port": p} for p in ports]
 
 
-DNS_EGRESS = {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-              "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+DNS_EGRESS = {
+    "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+}
 
 
 # Off the cluster, never the link-local range: the cloud's metadata service (169.254.169.254,
 # fd00:ec2::254) hands out the node's credentials to whoever asks.
-OUTSIDE = [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}},
-           {"ipBlock": {"cidr": "::/0", "except": ["fe80::/10", "fd00:ec2::254/128"]}}]
+OUTSIDE = [
+    {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}},
+    {"ipBlock": {"cidr": "::/0", "except": ["fe80::/10", "fd00:ec2::254/128"]}},
+]
 
 
 def stage_egress(stage: str) -> list[dict]:
@@ -192,10 +246,16 @@ def network_policies(chains: dict[str, list[str]]) -> list[dict]:
         policies.append(_policy(gateway, {"app": gateway}, [{"ports": _tcp(PORT)}], [to_chain, DNS_EGRESS]))
     for stage in stages:
         callers = sorted(g for g, chain in chains.items() if stage in chain)
-        policies.append(_policy(stage, {"app": stage}, [{"from": _from(*callers), "ports": _tcp(PORT)}],
-                                stage_egress(stage)))
-    policies.append(_policy("qdrant", {"app": "qdrant"}, [
-        {"from": _from(*STORE_READERS), "ports": _tcp(QDRANT_HTTP, QDRANT_GRPC)},
-        {"from": _from("qdrant"), "ports": _tcp(QDRANT_P2P)},
-    ], [{"to": _from("qdrant"), "ports": _tcp(QDRANT_P2P)}, DNS_EGRESS]))
+        policies.append(_policy(stage, {"app": stage}, [{"from": _from(*callers), "ports": _tcp(PORT)}], stage_egress(stage)))
+    policies.append(
+        _policy(
+            "qdrant",
+            {"app": "qdrant"},
+            [
+                {"from": _from(*STORE_READERS), "ports": _tcp(QDRANT_HTTP, QDRANT_GRPC)},
+                {"from": _from("qdrant"), "ports": _tcp(QDRANT_P2P)},
+            ],
+            [{"to": _from("qdrant"), "ports": _tcp(QDRANT_P2P)}, DNS_EGRESS],
+        )
+    )
     return policies

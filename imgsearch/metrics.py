@@ -92,8 +92,7 @@ def _exact_counts(positive: Sequence[float], negative: Sequence[float]) -> tuple
     pos = np.asarray(positive, dtype=np.float64)
     neg = np.asarray(negative, dtype=np.float64)
     values, inverse = np.unique(np.concatenate([pos, neg]), return_inverse=True)
-    return (np.bincount(inverse[: pos.size], minlength=values.size),
-            np.bincount(inverse[pos.size :], minlength=values.size), values)
+    return (np.bincount(inverse[: pos.size], minlength=values.size), np.bincount(inverse[pos.size :], minlength=values.size), values)
 
 
 def roc_auc(positive: Sequence[float], negative: Sequence[float]) -> Optional[float]:

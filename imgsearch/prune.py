@@ -67,14 +67,15 @@ def plan(stored: Iterator[ImageDoc], root: str, present: dict[str, str], unreada
     return out
 
 
-def prune(gateway: Gateway, params: dict, root: str, present: dict[str, str], unreadable: set[str],
-          max_fraction: float = 0.5) -> tuple[int, int]:
+def prune(gateway: Gateway, params: dict, root: str, present: dict[str, str], unreadable: set[str], max_fraction: float = 0.5) -> tuple[int, int]:
     """Forget the stale paths (see the module doc); return (paths forgotten, images deleted).
     Raises UserError, changing nothing, when the scan found no readable image or when more
     than ``max_fraction`` of the folder's stored paths would go."""
     if not present:
-        raise UserError(f"--prune: the scan found no readable image under {root}, so nothing was removed "
-                        "(an unmounted disk or an emptied folder would look like every file deleted)")
+        raise UserError(
+            f"--prune: the scan found no readable image under {root}, so nothing was removed "
+            "(an unmounted disk or an emptied folder would look like every file deleted)"
+        )
     return forget(gateway, params, root, plan(stored_images(gateway, params), root, present, unreadable), max_fraction)
 
 
@@ -88,12 +89,12 @@ def forget(gateway: Gateway, params: dict, root: str, todo: PrunePlan, max_fract
         raise UserError(
             f"--prune would forget {todo.stale_paths} of the {todo.stored_under_root} paths stored under {root} "
             f"({share:.0%}), more than --max-prune {max_fraction:g} allows; nothing was removed. "
-            "If those files really are gone, run again with --max-prune 1")
+            "If those files really are gone, run again with --max-prune 1"
+        )
     deleted = 0
     docs = [ImageDoc(hash=h, paths=ps) for h, ps in todo.stale]
     for i in range(0, len(docs), REMOVE_BATCH):
-        done = gateway.post("/remove_paths", DocList[ImageDoc](docs[i:i + REMOVE_BATCH]), params,
-                            request_size=REMOVE_BATCH, target=TARGET)
+        done = gateway.post("/remove_paths", DocList[ImageDoc](docs[i : i + REMOVE_BATCH]), params, request_size=REMOVE_BATCH, target=TARGET)
         deleted += sum(1 for d in done if d.indexed is False)
     logger.info("pruned %d paths under %s; %d images deleted", todo.stale_paths, root, deleted)
     return todo.stale_paths, deleted

@@ -44,8 +44,7 @@ def run_search(
         raise QueryError("give exactly one of an image or a text query")
     if text is not None and not info.text:
         raise QueryError(
-            f"encoder '{info.encoder}' ({info.model}) cannot embed text; "
-            "search with --image, or use a text-capable encoder (clip, blip2)"
+            f"encoder '{info.encoder}' ({info.model}) cannot embed text; search with --image, or use a text-capable encoder (clip, blip2)"
         )
     if image is not None:
         try:
@@ -62,8 +61,7 @@ def run_search(
     else:
         query = ImageDoc(text=text)
     # with_paths: the matches' stored paths (shown and drawn); the token goes along (token_policy.py).
-    params = {"collection": collection, "top_k": top_k, "exclude_self": exclude_self, PATHS_PARAMETER: True,
-              **fit_parameter(info)}
+    params = {"collection": collection, "top_k": top_k, "exclude_self": exclude_self, PATHS_PARAMETER: True, **fit_parameter(info)}
     if score_threshold is not None:
         params["score_threshold"] = score_threshold
     # A short deadline: one image through every stage. A search changes nothing, so it may be

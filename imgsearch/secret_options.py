@@ -16,8 +16,10 @@ from executors.errors import UserError
 logger = logging.getLogger(__name__)
 
 KEY_ENV, KEY_FILE_ENV = "QDRANT_API_KEY", "QDRANT_API_KEY_FILE"
-DEPRECATED = ("warning: --qdrant-api-key puts the key in the process list (ps) for every user of this machine; "
-              f"set {KEY_ENV}, or use --qdrant-api-key-file FILE (or {KEY_FILE_ENV}); the flag will go")
+DEPRECATED = (
+    "warning: --qdrant-api-key puts the key in the process list (ps) for every user of this machine; "
+    f"set {KEY_ENV}, or use --qdrant-api-key-file FILE (or {KEY_FILE_ENV}); the flag will go"
+)
 
 
 def read_key_file(path: Path) -> str:

@@ -16,8 +16,7 @@ import os
 from typing import Mapping, Optional
 from urllib.parse import urlsplit
 
-from executors.auth import (OPEN_ENDPOINTS, PATHS_PARAMETER, PROTECTED_ENDPOINTS, TOKEN_FOR_SEARCH_ENV,
-                            TOKEN_PARAMETER, switch)
+from executors.auth import OPEN_ENDPOINTS, PATHS_PARAMETER, PROTECTED_ENDPOINTS, TOKEN_FOR_SEARCH_ENV, TOKEN_PARAMETER, switch
 from executors.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -55,8 +54,7 @@ def encrypted(host: str) -> bool:
     return host.split("://", 1)[0].lower() in ("grpcs", "https", "wss") if "://" in host else False
 
 
-def with_token(host: str, endpoint: str, parameters: Optional[dict], token: str,
-               environ: Optional[Mapping[str, str]] = None) -> dict:
+def with_token(host: str, endpoint: str, parameters: Optional[dict], token: str, environ: Optional[Mapping[str, str]] = None) -> dict:
     """``parameters`` with the token added where needed (see module doc); TokenNotSent when it
     would travel in clear text to another machine."""
     env = os.environ if environ is None else environ
@@ -66,12 +64,17 @@ def with_token(host: str, endpoint: str, parameters: Optional[dict], token: str,
     if not encrypted(host) and not is_local(host) and not switch(env.get(ALLOW_PLAINTEXT_ENV, ""), unreadable=False):
         if endpoint not in PROTECTED_ENDPOINTS and not switch(env.get(TOKEN_FOR_SEARCH_ENV, ""), unreadable=False):
             # Wanted only for the matches' paths: the search goes on without them.
-            logger.warning("%s: not sending the token in clear text to %s; matches come without their paths "
-                           "(use grpcs://, or %s=1)", endpoint, host, ALLOW_PLAINTEXT_ENV)
+            logger.warning(
+                "%s: not sending the token in clear text to %s; matches come without their paths (use grpcs://, or %s=1)",
+                endpoint,
+                host,
+                ALLOW_PLAINTEXT_ENV,
+            )
             return out
         raise TokenNotSent(
             f"{endpoint} needs the token, but {host} is plain grpc:// to another machine: anyone on the "
             f"network would read it. Use grpcs:// (the gateway's TLS, docs/deploy.md), or set "
-            f"{ALLOW_PLAINTEXT_ENV}=1 if the network in between is encrypted or private")
+            f"{ALLOW_PLAINTEXT_ENV}=1 if the network in between is encrypted or private"
+        )
     out[TOKEN_PARAMETER] = token
     return out

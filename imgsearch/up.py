@@ -24,13 +24,24 @@ def serve_flows(opts: UpOptions, out: TextIO) -> int:
     for name in opts.encoders:
         resolve_checkpoint(name, opts.models.get(name))  # one clear error before anything starts
     if opts.bind not in (LOOPBACK, "localhost", "::1") and not os.environ.get(TOKEN_ENV):
-        print(f"warning: the gateways listen on {opts.bind} with no {TOKEN_ENV} set: anyone who can reach them "
-              "can index, delete and read files through them; set a token (docs/deploy.md)", file=sys.stderr)
+        print(
+            f"warning: the gateways listen on {opts.bind} with no {TOKEN_ENV} set: anyone who can reach them "
+            "can index, delete and read files through them; set a token (docs/deploy.md)",
+            file=sys.stderr,
+        )
     from imgsearch.flow import FlowConfig, local_flows  # here: jina and docarray, only once flows start
 
-    config = FlowConfig(opts.encoders[0], store=str(opts.store.store), qdrant_url=opts.store.qdrant_url,
-                        qdrant_api_key=opts.store.qdrant_api_key, resize=opts.resize, runtime=opts.runtime,
-                        bind=opts.bind, port=opts.port, exposure=opts.exposure)
+    config = FlowConfig(
+        opts.encoders[0],
+        store=str(opts.store.store),
+        qdrant_url=opts.store.qdrant_url,
+        qdrant_api_key=opts.store.qdrant_api_key,
+        resize=opts.resize,
+        runtime=opts.runtime,
+        bind=opts.bind,
+        port=opts.port,
+        exposure=opts.exposure,
+    )
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -116,8 +116,7 @@ def _encoded(img: Image.Image, fmt: str, **params: object) -> bytes:
     return buf.getvalue()
 
 
-def make_dng(photo: Image.Image, orientation: int = 1, thumb: tuple[int, int] = (160, 120),
-             preview: tuple[int, int] | None = None) -> bytes:
+def make_dng(photo: Image.Image, orientation: int = 1, thumb: tuple[int, int] = (160, 120), preview: tuple[int, int] | None = None) -> bytes:
     """A camera RAW file as cameras write DNGs: a small RGB thumbnail first (what Pillow
     shows of it), then two sub-images: the sensor's CFA data (16-bit, random here, the size
     of ``photo``) and the camera's JPEG preview of ``photo`` (full size, or ``preview``).
@@ -136,26 +135,53 @@ def make_dng(photo: Image.Image, orientation: int = 1, thumb: tuple[int, int] = 
             blob = values + b"\x00" if kind == 2 else struct.pack(f"<{len(values)}{fmt[kind]}", *values)
             count = len(blob) if kind in (1, 2) else len(values)
             packed.append((tag, kind, count, blob if len(blob) <= 4 else struct.pack("<I", put(blob))))
-        at = put(struct.pack("<H", len(packed)) + b"".join(
-            struct.pack("<HHI", t, k, c) + v.ljust(4, b"\x00") for t, k, c, v in packed) + b"\x00" * 4)
+        at = put(struct.pack("<H", len(packed)) + b"".join(struct.pack("<HHI", t, k, c) + v.ljust(4, b"\x00") for t, k, c, v in packed) + b"\x00" * 4)
         return at
 
     def image(width: int, height: int, pixels: bytes, subfile: int, extra: list) -> int:
         offset = put(pixels)
-        return ifd([(254, 4, [subfile]), (256, 4, [width]), (257, 4, [height]), (273, 4, [offset]),
-                    (278, 4, [height]), (279, 4, [len(pixels)]), (284, 3, [1]), *extra])
+        return ifd(
+            [
+                (254, 4, [subfile]),
+                (256, 4, [width]),
+                (257, 4, [height]),
+                (273, 4, [offset]),
+                (278, 4, [height]),
+                (279, 4, [len(pixels)]),
+                (284, 3, [1]),
+                *extra,
+            ]
+        )
 
     w, h = photo.size
     rgb = [(258, 3, [8, 8, 8]), (277, 3, [3])]
     sensor = np.random.default_rng(0).integers(0, 4096, (h, w)).astype("<u2").tobytes()
-    raw = image(w, h, sensor, 0, [(258, 3, [16]), (259, 3, [1]), (262, 3, [32803]), (277, 3, [1]),
-                                  (33421, 3, [2, 2]), (33422, 1, [0, 1, 1, 2]), (50717, 4, [4095])])
+    raw = image(
+        w,
+        h,
+        sensor,
+        0,
+        [(258, 3, [16]), (259, 3, [1]), (262, 3, [32803]), (277, 3, [1]), (33421, 3, [2, 2]), (33422, 1, [0, 1, 1, 2]), (50717, 4, [4095])],
+    )
     shown = photo.resize(preview) if preview else photo
     preview_at = image(*shown.size, _jpeg_bytes(shown, quality=92), 1, [*rgb, (259, 3, [7]), (262, 3, [6])])
     small = photo.resize(thumb)
-    first = image(*thumb, small.tobytes(), 1, [*rgb, (259, 3, [1]), (262, 3, [2]), (271, 2, b"Corpus"),
-                                              (272, 2, b"DNG"), (274, 3, [orientation]), (330, 4, [raw, preview_at]),
-                                              (50706, 1, [1, 4, 0, 0]), (50708, 2, b"Corpus DNG")])
+    first = image(
+        *thumb,
+        small.tobytes(),
+        1,
+        [
+            *rgb,
+            (259, 3, [1]),
+            (262, 3, [2]),
+            (271, 2, b"Corpus"),
+            (272, 2, b"DNG"),
+            (274, 3, [orientation]),
+            (330, 4, [raw, preview_at]),
+            (50706, 1, [1, 4, 0, 0]),
+            (50708, 2, b"Corpus DNG"),
+        ],
+    )
     out[4:8] = struct.pack("<I", first)
     return bytes(out)
 
@@ -299,15 +325,12 @@ def make_corpus(root: Path, special: bool = False) -> dict[str, str]:
     # --- skip: not images, broken images, bombs ------------------------------------------
     put("empty.jpg", b"", SKIP)
     put("random_bytes.jpg", np.random.default_rng(60).integers(0, 256, 4096, dtype=np.uint8).tobytes(), SKIP)
-    put("page.png", b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head>"
-        b"<body><h1>Not Found</h1></body></html>\n", SKIP)
+    put("page.png", b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1></body></html>\n", SKIP)
     put("notes.jpg", "just some text, not a picture\n".encode(), SKIP)
     # Noise does not compress, so half the file cuts deep into the scan data.
-    full_jpeg = _jpeg_bytes(Image.fromarray(
-        np.random.default_rng(61).integers(0, 256, (64, 64, 3), dtype=np.uint8), "RGB"), quality=90)
+    full_jpeg = _jpeg_bytes(Image.fromarray(np.random.default_rng(61).integers(0, 256, (64, 64, 3), dtype=np.uint8), "RGB"), quality=90)
     put("truncated.jpg", full_jpeg[: len(full_jpeg) // 2], SKIP)
-    full_png = _png_bytes(Image.fromarray(
-        np.random.default_rng(62).integers(0, 256, (64, 64, 3), dtype=np.uint8), "RGB"))
+    full_png = _png_bytes(Image.fromarray(np.random.default_rng(62).integers(0, 256, (64, 64, 3), dtype=np.uint8), "RGB"))
     put("truncated.png", full_png[: len(full_png) // 2], SKIP)
     heic = (root / HEIC).read_bytes()
     put("truncated.heic", heic[: len(heic) // 2], SKIP)

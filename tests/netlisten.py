@@ -44,7 +44,7 @@ def _address(hex_addr: str) -> str:
     host, port = hex_addr.split(":")
     raw = bytes.fromhex(host)
     # /proc prints each 32-bit word in host (little-endian) order.
-    packed = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    packed = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
     ip = ipaddress.ip_address(packed)
     ip = getattr(ip, "ipv4_mapped", None) or ip  # an IPv4 socket opened as IPv6: show the IPv4
     return f"{ip}:{int(port, 16)}"

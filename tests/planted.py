@@ -18,8 +18,16 @@ def _sources() -> dict[str, np.ndarray]:
     def rgb(a):
         return np.stack([a] * 3, -1) if a.ndim == 2 else a[..., :3]
 
-    return {"coffee": d.coffee(), "cat": d.chelsea(), "astronaut": d.astronaut(), "rocket": d.rocket(),
-            "motorcycle": d.stereo_motorcycle()[0], "bricks": rgb(d.brick()), "coins": rgb(d.coins()), "camera": rgb(d.camera())}
+    return {
+        "coffee": d.coffee(),
+        "cat": d.chelsea(),
+        "astronaut": d.astronaut(),
+        "rocket": d.rocket(),
+        "motorcycle": d.stereo_motorcycle()[0],
+        "bricks": rgb(d.brick()),
+        "coins": rgb(d.coins()),
+        "camera": rgb(d.camera()),
+    }
 
 
 def _view(img: Image.Image, rng: np.random.Generator) -> Image.Image:

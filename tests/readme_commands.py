@@ -72,8 +72,10 @@ CLUSTER = "needs a Kubernetes cluster with GPU nodes; the manifests are validate
 PLAN = [
     # README.md
     Entry(r"python3 -m venv \.venv && .* && \.venv/bin/python app\.py demo", test="test_readme_demo_with_an_empty_home"),
-    Entry(r"\( \(command -v chromium .*\.venv/bin/python -m pytest -q .*tests/test_containers\.py\)",
-          elsewhere="the test command itself: .ci/run runs it, and this test runs inside it"),
+    Entry(
+        r"\( \(command -v chromium .*\.venv/bin/python -m pytest -q .*tests/test_containers\.py\)",
+        elsewhere="the test command itself: .ci/run runs it, and this test runs inside it",
+    ),
     Entry(r"python app\.py sample", test="test_readme_use_and_compare"),
     Entry(r"python app\.py index --data data/memes --encoder efficientnet-lite0 clip dinov2", test="test_readme_use_and_compare"),
     Entry(r"python app\.py search --image data/memes/doge/doge__v1\.jpg --encoder dinov2 --top-k 8", test="test_readme_use_and_compare"),
@@ -82,41 +84,59 @@ PLAN = [
     Entry(r"python app\.py encoders", test="test_readme_use_and_compare"),
     Entry(r"python app\.py sample --hard --out data/memes-hard", test="test_readme_use_and_compare"),
     Entry(r"python app\.py tiny-models --out data/tiny-models", test="test_readme_use_and_compare"),
-    Entry(r"python app\.py compare --data data/memes-hard --tiny-models data/tiny-models --encoder .*vertex --out results/compare-memes-hard",
-          test="test_readme_use_and_compare"),
+    Entry(
+        r"python app\.py compare --data data/memes-hard --tiny-models data/tiny-models --encoder .*vertex --out results/compare-memes-hard",
+        test="test_readme_use_and_compare",
+    ),
     Entry(r"python app\.py export-fashion-mnist --out data/fashion-mnist --per-class 100", test="test_readme_fashion_mnist"),
     # docs/deploy.md
     Entry(r"(REGISTRY=\S+ )?docker/build\.sh", elsewhere="needs a Docker engine (none runs here)"),
-    Entry(r"docker/e2e\.sh( build| run)?|\.venv/bin/python -m pytest -m containers tests/test_containers\.py",
-          elsewhere="the containers tier (tests/test_containers.py: e2e.sh build, then the run and check that e2e.sh "
-                    "run does), which the test command runs where podman is installed and it runs as root"),
+    Entry(
+        r"docker/e2e\.sh( build| run)?|\.venv/bin/python -m pytest -m containers tests/test_containers\.py",
+        elsewhere="the containers tier (tests/test_containers.py: e2e.sh build, then the run and check that e2e.sh "
+        "run does), which the test command runs where podman is installed and it runs as root",
+    ),
     Entry(r"python app\.py k8s --registry registry\.example\.com/me", test="test_deploy_md_commands"),
     Entry(r"python app\.py k8s --image-digests digests\.json", test="test_deploy_md_commands"),
     Entry(r"kubectl .*", elsewhere=CLUSTER),
     Entry(r"export IMGSEARCH_TOKEN=\$\(kubectl .*", elsewhere=CLUSTER),
-    Entry(r"python app\.py (index|search) +--host grpc://localhost:8080 --encoder clip (--image query\.jpg )?--data /data/memes",
-          test="test_deploy_md_commands"),
-    Entry(r"python app\.py index --host grpc://localhost:8080 --encoder clip --data s3://my-bucket/photos( --json)?",
-          elsewhere="needs the cluster's gateway and a bucket; listing and indexing a bucket run against moto's S3 "
-                    "server in tests/test_s3_flow.py"),
+    Entry(
+        r"python app\.py (index|search) +--host grpc://localhost:8080 --encoder clip (--image query\.jpg )?--data /data/memes",
+        test="test_deploy_md_commands",
+    ),
+    Entry(
+        r"python app\.py index --host grpc://localhost:8080 --encoder clip --data s3://my-bucket/photos( --json)?",
+        elsewhere="needs the cluster's gateway and a bucket; listing and indexing a bucket run against moto's S3 server in tests/test_s3_flow.py",
+    ),
     Entry(r"IMGSEARCH_TOKEN= python app\.py index --host grpc://localhost:8080 .*", test="test_deploy_md_commands"),
     Entry(r"openssl req -x509 .*", test="test_deploy_md_commands"),
-    Entry(r"docker run .*", elsewhere="needs a Docker engine and the Qdrant image; the server path runs against "
-                                      "qdrant-client's local mode in tests/test_store_server.py"),
-    Entry(r"QDRANT_API_KEY=dev-key python app\.py .* --qdrant-url http://127\.0\.0\.1:6333.*",
-          elsewhere="needs a Qdrant server (no server binary here): tests/test_store_server.py"),
+    Entry(
+        r"docker run .*",
+        elsewhere="needs a Docker engine and the Qdrant image; the server path runs against qdrant-client's local mode in tests/test_store_server.py",
+    ),
+    Entry(
+        r"QDRANT_API_KEY=dev-key python app\.py .* --qdrant-url http://127\.0\.0\.1:6333.*",
+        elsewhere="needs a Qdrant server (no server binary here): tests/test_store_server.py",
+    ),
     # docs/grpc.md
-    Entry(r"IMGSEARCH_TOKEN=\$\(openssl rand -hex 16\) python app\.py up --encoder clip efficientnet-lite0 --port 8080",
-          test="test_grpc_md_commands"),
+    Entry(
+        r"IMGSEARCH_TOKEN=\$\(openssl rand -hex 16\) python app\.py up --encoder clip efficientnet-lite0 --port 8080", test="test_grpc_md_commands"
+    ),
     Entry(r"python examples/compile_stubs\.py stubs/", test="test_grpc_md_commands"),
     Entry(r"python examples/grpc_search_client\.py --host localhost:8080 .*", test="test_grpc_md_commands"),
-    Entry(r"python examples/grpc_search_client\.py --host grpcs://localhost:8080 --ca-cert gateway\.crt \.\.\.",
-          elsewhere="the TLS variant of the line above; TLS through this client is tests/test_grpc_client.py's"),
+    Entry(
+        r"python examples/grpc_search_client\.py --host grpcs://localhost:8080 --ca-cert gateway\.crt \.\.\.",
+        elsewhere="the TLS variant of the line above; TLS through this client is tests/test_grpc_client.py's",
+    ),
     # docs/reliability.md
-    Entry(r"(IMGSEARCH_SOAK_SECONDS=\d+ )?\.venv/bin/python -m pytest -q( -s)? -m faults.*",
-          elsewhere="the faults tier runs inside this suite (tests/faults/)"),
-    Entry(r"(IMGSEARCH_FUZZ_EXAMPLES=\d+ )?\.venv/bin/python -m pytest -q( -s)? tests/security/.*",
-          elsewhere="the attacker's suite runs inside this suite (tests/security/)"),
+    Entry(
+        r"(IMGSEARCH_SOAK_SECONDS=\d+ )?\.venv/bin/python -m pytest -q( -s)? -m faults.*",
+        elsewhere="the faults tier runs inside this suite (tests/faults/)",
+    ),
+    Entry(
+        r"(IMGSEARCH_FUZZ_EXAMPLES=\d+ )?\.venv/bin/python -m pytest -q( -s)? tests/security/.*",
+        elsewhere="the attacker's suite runs inside this suite (tests/security/)",
+    ),
     # docs/web.md
     Entry(r"python app\.py serve --encoder efficientnet-lite0 clip --port 8000", test="test_web_md_command"),
 ]

@@ -11,11 +11,10 @@ from typing import Iterator
 from urllib.parse import unquote
 
 import boto3
-from s3fs import S3FileSystem
-from moto.server import DomainDispatcherApplication, MotoRequestHandler, ThreadedMotoServer, create_backend_app
-from werkzeug.serving import make_server
-
 from corpus import make_photo
+from moto.server import DomainDispatcherApplication, MotoRequestHandler, ThreadedMotoServer, create_backend_app
+from s3fs import S3FileSystem
+from werkzeug.serving import make_server
 
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -70,8 +69,12 @@ def s3_server(monkeypatch=None) -> Iterator[CountingMotoServer]:
 
 
 def client(server: CountingMotoServer):
-    return boto3.client("s3", endpoint_url=server.url, **{k.lower(): v for k, v in S3_ENV.items() if k != "AWS_DEFAULT_REGION"},
-                        region_name=S3_ENV["AWS_DEFAULT_REGION"])
+    return boto3.client(
+        "s3",
+        endpoint_url=server.url,
+        **{k.lower(): v for k, v in S3_ENV.items() if k != "AWS_DEFAULT_REGION"},
+        region_name=S3_ENV["AWS_DEFAULT_REGION"],
+    )
 
 
 def jpeg(seed: int, size: tuple[int, int] = (48, 40)) -> bytes:

@@ -24,8 +24,7 @@ def test_concurrent_writers_leave_one_whole_file_and_no_temporaries(tmp_path):
 
     reader = threading.Thread(target=read)
     reader.start()
-    writers = [threading.Thread(target=write_json_atomic, args=(path, b), kwargs={"durable": i % 2 == 0})
-               for i, b in enumerate(blobs)]
+    writers = [threading.Thread(target=write_json_atomic, args=(path, b), kwargs={"durable": i % 2 == 0}) for i, b in enumerate(blobs)]
     for w in writers:
         w.start()
     for w in writers:

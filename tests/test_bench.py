@@ -4,7 +4,6 @@ import json
 import math
 
 import pytest
-
 from test_cli import app
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
@@ -16,9 +15,24 @@ def _positive(value) -> bool:
 
 def test_bench_quick_run_reports_every_section(tmp_path, tiny_models, photo_dir):
     tiny_clip = str(tiny_models["clip"])
-    run = app("bench", "--quick", "--json", "--encoders", "clip", "--model", f"clip={tiny_clip}",
-              "--data", str(photo_dir), "--growth-model", tiny_clip, "--out", str(tmp_path / "out"),
-              "--cache", str(tmp_path / "cache"), timeout=600)
+    run = app(
+        "bench",
+        "--quick",
+        "--json",
+        "--encoders",
+        "clip",
+        "--model",
+        f"clip={tiny_clip}",
+        "--data",
+        str(photo_dir),
+        "--growth-model",
+        tiny_clip,
+        "--out",
+        str(tmp_path / "out"),
+        "--cache",
+        str(tmp_path / "cache"),
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout)
     n_images = len(list(photo_dir.rglob("*.jpg")))
@@ -64,8 +78,7 @@ def test_bench_quick_run_reports_every_section(tmp_path, tiny_models, photo_dir)
 
     rows = result["growth"]["rows"]
     assert [r["images"] for r in rows] == [100, 300] and [r["indexed"] for r in rows] == [100, 300]
-    assert all(_positive(r["search_p50_ms"]) and set(r["peak_rss_mb"]) == {"loader", "normalizer", "encoder", "indexer"}
-               for r in rows)
+    assert all(_positive(r["search_p50_ms"]) and set(r["peak_rss_mb"]) == {"loader", "normalizer", "encoder", "indexer"} for r in rows)
 
     (prune_row,) = result["prune"]  # 2,000 stored, every 100th file gone: 20 forgotten, each image's last path
     assert (prune_row["stored"], prune_row["forgotten_paths"], prune_row["deleted"], prune_row["left"]) == (2000, 20, 20, 1980)
@@ -80,8 +93,7 @@ def test_disk_fit_separates_the_bounded_write_ahead_log():
     from imgsearch.bench.store import DIM, disk_fit
 
     raw = DIM * 4
-    rows = [{"n": n, "disk_bytes": int(1.4 * raw * n + 2e6 + wal), "wal_bytes": int(wal)}
-            for n, wal in ((10_000, 28e6), (100_000, 44e6))]
+    rows = [{"n": n, "disk_bytes": int(1.4 * raw * n + 2e6 + wal), "wal_bytes": int(wal)} for n, wal in ((10_000, 28e6), (100_000, 44e6))]
     fit = disk_fit(rows + [{"backend": "local mode", "n": 5_000, "disk_bytes_per_vector": 1}])
     assert fit["data_per_raw"] == pytest.approx(1.4, abs=1e-3) and fit["data_fixed_mb"] == pytest.approx(2.0, abs=0.1)
     assert fit["per_raw"] == pytest.approx(1.4 + 16e6 / (90_000 * raw), abs=1e-3)  # the WAL's growth lands in the slope

@@ -39,7 +39,7 @@ def documented_command() -> tuple[dict[str, str], list[str]]:
     (command,) = re.findall(r"`([^`]*jina flow --uses flows/index\.yml[^`]*)`", DOC.read_text())
     words = shlex.split(command)
     assigns = list(itertools.takewhile(lambda w: re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", w), words))
-    argv = words[len(assigns):]
+    argv = words[len(assigns) :]
     return dict(w.split("=", 1) for w in assigns), argv
 
 
@@ -57,7 +57,7 @@ class ByHandFlow:
         Jina's final abort), for the assertion message."""
         out = self.output()
         first = min((i for i in (out.find("Traceback"), out.find("ERROR")) if i >= 0), default=0)
-        return out[max(0, first - 2000):][:12000]
+        return out[max(0, first - 2000) :][:12000]
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +74,9 @@ def by_hand_flow(tmp_path_factory) -> Iterator[ByHandFlow]:
     env.update(variables, PYTHONPATH=str(REPO), COLUMNS="400")
     log = tmp_path_factory.mktemp("by-hand") / "flow.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "jina"), *argv[1:]], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "jina"), *argv[1:]], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     flow = ByHandFlow(proc, log, f"grpc://127.0.0.1:{port}")
     try:
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 pytestmark = pytest.mark.flow
@@ -18,7 +17,11 @@ def app(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.Complete
     env = {**os.environ, "IMGSEARCH_START_METHOD": "fork"}
     return subprocess.run(
         [sys.executable, str(ROOT / "app.py"), *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
 
 
@@ -185,8 +188,10 @@ def test_the_cli_runtime_choices_are_the_encoders_own():
 def test_parsing_arguments_loads_neither_torch_nor_jina():
     """`app.py --help` and a mistyped option answer at once (1.6 s of imports before), and
     main() sets the environment (thread policy, Jina's log level) before those libraries load."""
-    code = ("import sys; from imgsearch.cli import build_parser; p = build_parser(); "
-            "[p.parse_args(a) for a in (['search', '--text', 'cat', '--runtime', 'onnx'], ['serve'], ['up'], ['index'])]; "
-            "print(sorted(m for m in ('torch', 'jina', 'docarray') if m in sys.modules))")
+    code = (
+        "import sys; from imgsearch.cli import build_parser; p = build_parser(); "
+        "[p.parse_args(a) for a in (['search', '--text', 'cat', '--runtime', 'onnx'], ['serve'], ['up'], ['index'])]; "
+        "print(sorted(m for m in ('torch', 'jina', 'docarray') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]

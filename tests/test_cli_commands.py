@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 from test_cli import app
 
@@ -74,12 +73,15 @@ def test_one_grammar_for_encoders_models_and_the_store(capsys):
     assert capsys.readouterr().err.count("--encoders is deprecated") == 2
 
 
-@pytest.mark.parametrize("args, message", [
-    (["up", "--encoder", "efficientnet-lite0", "--model", "clip=X"], "not among the encoders"),  # was dropped silently
-    (["index", "--encoder", "clip", "bit", "--model", "X"], "say whose checkpoint it is"),
-    (["serve", "--encoder", "clip", "clip"], "named twice"),
-    (["index", "--encoder", "nope"], "unknown encoder 'nope'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["up", "--encoder", "efficientnet-lite0", "--model", "clip=X"], "not among the encoders"),  # was dropped silently
+        (["index", "--encoder", "clip", "bit", "--model", "X"], "say whose checkpoint it is"),
+        (["serve", "--encoder", "clip", "clip"], "named twice"),
+        (["index", "--encoder", "nope"], "unknown encoder 'nope'"),
+    ],
+)
 def test_option_mistakes_are_one_clear_error_before_anything_starts(args, message):
     run = app(*args, timeout=60)
     assert run.returncode == 2, run.stderr[-2000:]
@@ -137,8 +139,7 @@ def test_a_flow_leaves_the_parents_environment_as_it_was(tmp_path):
 
     free_port()
     before = dict(os.environ)
-    config = FlowConfig("efficientnet-lite0", store=str(tmp_path / "store"), qdrant_api_key="not-in-our-env",
-                        runtime="onnx", lanes="2", resize=64)
+    config = FlowConfig("efficientnet-lite0", store=str(tmp_path / "store"), qdrant_api_key="not-in-our-env", runtime="onnx", lanes="2", resize=64)
     with local_flow("efficientnet-lite0", config=config) as host:
         info = Gateway(host).encoder_info()
         assert (info.runtime, info.lanes) == ("onnx", 2)  # reached the encoder's process

@@ -54,8 +54,7 @@ def test_queries_waiting_while_the_model_runs_share_the_next_run():
 def test_a_run_takes_at_most_max_items_and_keeps_queries_whole():
     work = SlowWork()
     coalescer = Coalescer(work, max_items=4)
-    queries = [[{"name": "a"}], [{"name": "b1"}, {"name": "b2"}, {"name": "b3"}], [{"name": "c1"}, {"name": "c2"}],
-               [{"name": "d"}]]
+    queries = [[{"name": "a"}], [{"name": "b1"}, {"name": "b2"}, {"name": "b3"}], [{"name": "c1"}, {"name": "c2"}], [{"name": "d"}]]
     _submit_all(coalescer, work, queries)
     assert work.runs == [["a"], ["b1", "b2", "b3"], ["c1", "c2", "d"]]
 

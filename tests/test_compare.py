@@ -115,28 +115,60 @@ def _encoder(name, ranking: dict[str, list[tuple[str, float]]], random_weights=F
         per["scores"].append([s for _, s in results])
     quality = evaluate(ranked)
     quality["ci"] = {"recall@1": [0.1, 0.9], "mAP@10": [0.2, 0.95], "auc": [0.4, 0.99]}
-    return {"encoder": name, "status": "ok", "model": f"model-{name}", "random_weights": random_weights,
-            "checkpoint_note": "default checkpoint", "wall_seconds": 3.0, "flow_start_seconds": 1.0, "load_seconds": 0.5,
-            "images_per_second": 10.0, "indexed": 6, "count": 6, "disk_mb": 0.1, "bytes_per_vector": 100.0, "dim": 8,
-            "peak_rss_mb": 300.0, "info": {"encoder": name, "model": f"model-{name}", "device": "cpu", "batch_size": 32},
-            "quality": quality, "per_query": per,
-            "per_label_recall@1": {"a": per["hit@1"][0], "b": per["hit@1"][1]}}
+    return {
+        "encoder": name,
+        "status": "ok",
+        "model": f"model-{name}",
+        "random_weights": random_weights,
+        "checkpoint_note": "default checkpoint",
+        "wall_seconds": 3.0,
+        "flow_start_seconds": 1.0,
+        "load_seconds": 0.5,
+        "images_per_second": 10.0,
+        "indexed": 6,
+        "count": 6,
+        "disk_mb": 0.1,
+        "bytes_per_vector": 100.0,
+        "dim": 8,
+        "peak_rss_mb": 300.0,
+        "info": {"encoder": name, "model": f"model-{name}", "device": "cpu", "batch_size": 32},
+        "quality": quality,
+        "per_query": per,
+        "per_label_recall@1": {"a": per["hit@1"][0], "b": per["hit@1"][1]},
+    }
 
 
 def synthetic_result(paths: dict, labelled: bool = True) -> dict:
-    good = {"a1": [("a2", .9), ("a3", .8), ("b1", .3)], "b1": [("b2", .7), ("a1", .2), ("c1", .1)], "c1": [("a1", .4), ("b1", .3), ("a2", .2)]}
-    poor = {"a1": [("b1", .6), ("a2", .5), ("a3", .4)], "b1": [("b2", .9), ("c1", .5), ("a1", .4)], "c1": [("b2", .4), ("a3", .3), ("a1", .2)]}
-    runs = [_encoder("good", good), _encoder("poor", poor, random_weights=True),
-            {"encoder": "gone", "status": "failed", "reason": "RuntimeError: checkpoint unreachable here"}]
+    good = {
+        "a1": [("a2", 0.9), ("a3", 0.8), ("b1", 0.3)],
+        "b1": [("b2", 0.7), ("a1", 0.2), ("c1", 0.1)],
+        "c1": [("a1", 0.4), ("b1", 0.3), ("a2", 0.2)],
+    }
+    poor = {
+        "a1": [("b1", 0.6), ("a2", 0.5), ("a3", 0.4)],
+        "b1": [("b2", 0.9), ("c1", 0.5), ("a1", 0.4)],
+        "c1": [("b2", 0.4), ("a3", 0.3), ("a1", 0.2)],
+    }
+    runs = [
+        _encoder("good", good),
+        _encoder("poor", poor, random_weights=True),
+        {"encoder": "gone", "status": "failed", "reason": "RuntimeError: checkpoint unreachable here"},
+    ]
     return {
-        "title": "Encoder comparison on six", "created": "now", "seconds": 1.0,
+        "title": "Encoder comparison on six",
+        "created": "now",
+        "seconds": 1.0,
         "data": {"folder": "/x", "images": 6, "labels": 3 if labelled else 0, "labelled": labelled, "unlabelled_images": 0},
         "queries": {"source": "test", "count": 3, "top_k": 3, "list": [[paths[q], q[0] if labelled else None] for q in QUERIES]},
         "images": {"paths": [paths[n] for n in NAMES], "labels": [n[0] if labelled else None for n in NAMES]},
-        "settings": {"encoders": ["good", "poor", "gone"]}, "environment": {"python": "3"},
-        "encoders": runs, "significance": significance(runs, 200), "labels": label_disagreement(runs),
+        "settings": {"encoders": ["good", "poor", "gone"]},
+        "environment": {"python": "3"},
+        "encoders": runs,
+        "significance": significance(runs, 200),
+        "labels": label_disagreement(runs),
         "cost": {"vertex_price_per_1000": 0.1, "rows": cost_table(runs)},
-        "timing": {"indexing_seconds": 6.0, "evaluation_seconds": 0.5, "report_seconds": 0.1}, "client_peak_rss_mb": 321.0,
+        "timing": {"indexing_seconds": 6.0, "evaluation_seconds": 0.5, "report_seconds": 0.1},
+        "client_peak_rss_mb": 321.0,
         "grid": {"rows": 3, "k": 2},
     }
 
@@ -153,19 +185,18 @@ def test_grid_thumbnails_show_heic_photos(tmp_path):
     heic, png = (np.asarray(thumbnail(str(tmp_path / n)), dtype=np.int16) for n in ("phone.heic", "same.png"))
     assert np.abs(heic - png).mean() < 12
     # In a process of its own (as `app.py compare` is), the grid reads HEIC by itself.
-    code = ("import sys, numpy as np; from imgsearch.grid import thumbnail; "
-            "np.save(sys.argv[2], np.asarray(thumbnail(sys.argv[1])))")
-    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "phone.heic"), str(tmp_path / "tile.npy")],
-                         capture_output=True, text=True, timeout=120)
+    code = "import sys, numpy as np; from imgsearch.grid import thumbnail; np.save(sys.argv[2], np.asarray(thumbnail(sys.argv[1])))"
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "phone.heic"), str(tmp_path / "tile.npy")], capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert np.array_equal(np.load(tmp_path / "tile.npy"), heic)
 
 
 def test_grid_thumbnails_show_a_camera_raw_photo_not_its_thumbnail(tmp_path):
     import skimage.data
-    from PIL import Image
-
     from corpus import make_dng
+    from PIL import Image
 
     from imgsearch.grid import thumbnail
 
@@ -243,13 +274,23 @@ def test_options_and_query_choice():
 
 def test_encoder_entries_with_runtimes():
     entries = parse_encoders("efficientnet-lite0@torch,efficientnet-lite0@ONNX, efficientnet-lite0@onnx-int8,clip,efficientnet-lite0")
-    assert entries == ["efficientnet-lite0@torch", "efficientnet-lite0@onnx", "efficientnet-lite0@onnx-int8", "clip",
-                       "efficientnet-lite0"]  # one encoder on several runtimes, and with none (--runtime / auto)
+    assert entries == [
+        "efficientnet-lite0@torch",
+        "efficientnet-lite0@onnx",
+        "efficientnet-lite0@onnx-int8",
+        "clip",
+        "efficientnet-lite0",
+    ]  # one encoder on several runtimes, and with none (--runtime / auto)
     assert [split_entry(e) for e in entries[2:4]] == [("efficientnet-lite0", "onnx-int8"), ("clip", None)]
-    for text, message in (("clip@fast", "unknown runtime 'fast' in 'clip@fast'"), ("clip@", "unknown runtime ''"),
-                          ("clip@auto", "unknown runtime 'auto'"),  # auto is what no suffix means
-                          ("nope@onnx", "unknown encoder 'nope'"), ("vertex@onnx", "no runtime to choose"),
-                          ("clip@onnx,bit,clip@onnx", "clip@onnx named twice"), ("clip,clip", "clip named twice")):
+    for text, message in (
+        ("clip@fast", "unknown runtime 'fast' in 'clip@fast'"),
+        ("clip@", "unknown runtime ''"),
+        ("clip@auto", "unknown runtime 'auto'"),  # auto is what no suffix means
+        ("nope@onnx", "unknown encoder 'nope'"),
+        ("vertex@onnx", "no runtime to choose"),
+        ("clip@onnx,bit,clip@onnx", "clip@onnx named twice"),
+        ("clip,clip", "clip named twice"),
+    ):
         with pytest.raises(UserError, match=re.escape(message)):  # exit code 2
             parse_encoders(text)
     # Before anything starts, also when the options are built in code rather than by the command line.
@@ -293,10 +334,26 @@ def test_report_sets_runtimes_of_one_encoder_side_by_side(tmp_path):
     paths = _images(tmp_path / "imgs")
     result = synthetic_result(paths)
     good, poor = result["encoders"][:2]
-    ref = {**good, "encoder": "lite@torch", "registry_name": "lite", "requested_runtime": "torch", "runtime": "torch",
-           "onnx_provider": None, "images_per_second": 10.0, "info": {**good["info"], "runtime": "torch"}}
-    int8 = {**poor, "encoder": "lite@onnx-int8", "registry_name": "lite", "requested_runtime": "onnx-int8",
-            "runtime": "onnx-int8", "onnx_provider": "CPUExecutionProvider", "images_per_second": 25.0, "random_weights": False}
+    ref = {
+        **good,
+        "encoder": "lite@torch",
+        "registry_name": "lite",
+        "requested_runtime": "torch",
+        "runtime": "torch",
+        "onnx_provider": None,
+        "images_per_second": 10.0,
+        "info": {**good["info"], "runtime": "torch"},
+    }
+    int8 = {
+        **poor,
+        "encoder": "lite@onnx-int8",
+        "registry_name": "lite",
+        "requested_runtime": "onnx-int8",
+        "runtime": "onnx-int8",
+        "onnx_provider": "CPUExecutionProvider",
+        "images_per_second": 25.0,
+        "random_weights": False,
+    }
     other = {**good, "encoder": "other", "registry_name": "other", "runtime": "onnx"}
     runs = [int8, ref, other]  # the reference need not come first
     result.update(encoders=runs, significance=significance(runs, 200), labels=label_disagreement(runs))
@@ -338,10 +395,24 @@ def test_report_renders_in_headless_chromium(tmp_path):
     paths = _images(tmp_path / "imgs")
     write_report(synthetic_result(paths), tmp_path / "r")
     shot = tmp_path / "shot.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tempfile.mkdtemp()}",
-                    f"--screenshot={shot}", "--window-size=1200,1600", (tmp_path / "r" / "report.html").as_uri()],
-                   capture_output=True, timeout=90)
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tempfile.mkdtemp()}",
+            f"--screenshot={shot}",
+            "--window-size=1200,1600",
+            (tmp_path / "r" / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=90,
+    )
     pixels = np.asarray(Image.open(shot).convert("RGB"))
     assert pixels.shape[:2] == (1600, 1200)
     assert pixels.std() > 20  # not a blank page
@@ -360,8 +431,12 @@ def _photo_variants(photos: dict, root: Path) -> Path:
         folder.mkdir(parents=True)
         img = Image.fromarray(arr).convert("RGB")
         w, h = img.size
-        views = {"full": img, "left": img.crop((0, 0, int(w * .8), h)), "low": img.crop((0, int(h * .2), w, h)),
-                 "mirror": img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)}
+        views = {
+            "full": img,
+            "left": img.crop((0, 0, int(w * 0.8), h)),
+            "low": img.crop((0, int(h * 0.2), w, h)),
+            "mirror": img.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+        }
         for view, im in views.items():
             im.save(folder / f"{name}-{view}.jpg", quality=88)
     return root
@@ -370,9 +445,17 @@ def _photo_variants(photos: dict, root: Path) -> Path:
 def _tiny_clip(path: Path) -> Path:
     # Built in a child process: torch work in this process before the flow forks its executors
     # can leave libgomp deadlocked in the forked EfficientNet-Lite0 executor.
-    subprocess.run([sys.executable, "-c", "from imgsearch.tiny_models import build_tiny_model, mark_random; "
-                    f"mark_random(build_tiny_model('clip', {str(path)!r}), 'test')"],
-                   cwd=ROOT, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from imgsearch.tiny_models import build_tiny_model, mark_random; mark_random(build_tiny_model('clip', {str(path)!r}), 'test')",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return path
 
 
@@ -396,8 +479,7 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     (broken / "model.safetensors").write_bytes(b"not a model")  # the second encoder fails as it loads
     out = tmp_path / "report"
     # keep: the grid below is checked against brute force over every stored vector, copies included
-    common = dict(data=data, out=out, query_fraction=0.5, top_k=5, grid_rows=4, grid_k=3, batch_size=8, progress=False,
-                  near_duplicates="keep")
+    common = dict(data=data, out=out, query_fraction=0.5, top_k=5, grid_rows=4, grid_k=3, batch_size=8, progress=False, near_duplicates="keep")
     first = run_compare(CompareOptions(encoders=["efficientnet-lite0", "clip"], models={"clip": str(broken)}, **common))
     runs = {r["encoder"]: r for r in first["encoders"]}
     assert runs["efficientnet-lite0"]["status"] == "ok" and runs["clip"]["status"] == "failed"
@@ -408,9 +490,12 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
         monkeypatch.setenv("VERTEX_BASE_URL", fake.url)
         monkeypatch.setenv("VERTEX_ACCESS_TOKEN", TOKEN)
         monkeypatch.setenv("VERTEX_PROJECT", "proj-t")  # run_compare sets it too; monkeypatch restores it
-        opts = CompareOptions(encoders=["efficientnet-lite0", "efficientnet-lite0@torch", "clip", "dinov2", "vertex"],
-                              models={"clip": str(clip)},
-                              vertex_project="proj-t", **common)
+        opts = CompareOptions(
+            encoders=["efficientnet-lite0", "efficientnet-lite0@torch", "clip", "dinov2", "vertex"],
+            models={"clip": str(clip)},
+            vertex_project="proj-t",
+            **common,
+        )
         result = run_compare(opts, log)
     assert "efficientnet-lite0: reused (20 vectors, evaluation cached)" in log.getvalue()
     runs = {r["encoder"]: r for r in result["encoders"]}
@@ -439,7 +524,9 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     # and its index check; the decision (top group, ranks, fusion, cost) is made again from them.
     for name in ("efficientnet-lite0", "efficientnet-lite0@torch", "clip"):
         assert runs[name]["model_ms_per_image"] > 0 and runs[name]["index_recall"]["settings"]["hnsw"]["recall@10"] > 0.9
-    assert runs["efficientnet-lite0"]["model_ms_per_image"] == {r["encoder"]: r for r in first["encoders"]}["efficientnet-lite0"]["model_ms_per_image"]
+    assert (
+        runs["efficientnet-lite0"]["model_ms_per_image"] == {r["encoder"]: r for r in first["encoders"]}["efficientnet-lite0"]["model_ms_per_image"]
+    )
     assert "model_ms_per_image" not in runs["vertex"] and result["cost"]["rows"]["vertex"]["leaves_machine"]
     assert set(result["significance"]["ranks"]) == {"efficientnet-lite0", "efficientnet-lite0@torch", "clip", "vertex"}
     assert result["significance"]["top_group"][0] in runs and "rrf(efficientnet-lite0+clip)" in result["fusion"]["rows"]
@@ -453,8 +540,9 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     assert lite["index"]["collection"] == "compare-photos--efficientnet-lite0"  # as before: old stores are reused
     assert torch_lite["index"]["collection"] == "compare-photos--efficientnet-lite0--torch"
     with EdgeStore(str(out / "store"), read_only=True) as st:
-        by_runtime = [{p.payload["hash"]: np.asarray(p.vector) for p in st.scroll(r["index"]["collection"], with_vectors=True)}
-                      for r in (lite, torch_lite)]
+        by_runtime = [
+            {p.payload["hash"]: np.asarray(p.vector) for p in st.scroll(r["index"]["collection"], with_vectors=True)} for r in (lite, torch_lite)
+        ]
     assert by_runtime[0].keys() == by_runtime[1].keys()
     assert min(float(by_runtime[0][h] @ by_runtime[1][h]) for h in by_runtime[0]) > 0.9999  # the same vectors
     for key in ("recall@1", "recall@5", "mAP@10", "auc"):
@@ -474,7 +562,9 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
     assert "| torch (cpu) |" in headline["| efficientnet-lite0@torch"]
     section = md.split("## One encoder, several runtimes")[1].split("\n## ")[0]
     assert [line.split(" | ")[:2] for line in section.splitlines() if line.startswith("| efficientnet")] == [
-        ["| efficientnet-lite0@torch", "torch (cpu)"], ["| efficientnet-lite0", "onnx (CPUExecutionProvider)"]]
+        ["| efficientnet-lite0@torch", "torch (cpu)"],
+        ["| efficientnet-lite0", "onnx (CPUExecutionProvider)"],
+    ]
     # The grid shows exactly what the store ranks first: brute-force cosine over the stored vectors.
     lite = runs["efficientnet-lite0"]
     with EdgeStore(str(out / "store"), read_only=True) as st:
@@ -496,11 +586,17 @@ def test_compare_through_the_flows(tmp_path, monkeypatch, photos):
 
 
 @pytest.mark.flow
-@pytest.mark.parametrize("encoders, message", [("clip,nope", "unknown encoder 'nope'"),
-                                               ("efficientnet-lite0@onnx,efficientnet-lite0@int4", "unknown runtime 'int4'")])
+@pytest.mark.parametrize(
+    "encoders, message", [("clip,nope", "unknown encoder 'nope'"), ("efficientnet-lite0@onnx,efficientnet-lite0@int4", "unknown runtime 'int4'")]
+)
 def test_compare_cli_errors_are_one_line(encoders, message, tmp_path):
-    run = subprocess.run([sys.executable, str(ROOT / "app.py"), "compare", "--encoders", encoders, "--data", ".",
-                          "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "compare", "--encoders", encoders, "--data", ".", "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "out").exists()  # before anything starts
 
@@ -522,8 +618,12 @@ def test_fashion_mnist_export_from_idx_files(tmp_path):
     summary = export(tmp_path / "out", "test", per_class=2, source=src)
     assert summary["images"] == 4 and summary["per_class"]["ankle-boot"] == 2 and CLASSES[0] == "t-shirt-top"
     files = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png"))
-    assert files == ["ankle-boot/fmnist-test-00000.png", "ankle-boot/fmnist-test-00002.png",
-                     "dress/fmnist-test-00003.png", "t-shirt-top/fmnist-test-00001.png"]
+    assert files == [
+        "ankle-boot/fmnist-test-00000.png",
+        "ankle-boot/fmnist-test-00002.png",
+        "dress/fmnist-test-00003.png",
+        "t-shirt-top/fmnist-test-00001.png",
+    ]
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "dress" / "fmnist-test-00003.png")), imgs[3])
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
         export(tmp_path / "o2", source=tmp_path / "nowhere")

@@ -148,8 +148,9 @@ def test_a_known_difference_is_found_and_noise_is_not():
     assert sum(v["significant"] for v in verdicts) <= 3
     quiet = next(i for i, v in enumerate(verdicts, 1) if not v["significant"])
     noisy = runs[quiet]
-    pairs = compare_pairs({"b": dict(enumerate(better)), "a": dict(enumerate(base)),
-                           "x": dict(enumerate(runs[0])), "n": dict(enumerate(noisy))}, n_boot=300)
+    pairs = compare_pairs(
+        {"b": dict(enumerate(better)), "a": dict(enumerate(base)), "x": dict(enumerate(runs[0])), "n": dict(enumerate(noisy))}, n_boot=300
+    )
     sentences = {(p["a"], p["b"]): p["verdict"] for p in pairs}
     assert sentences[("b", "a")].startswith("b beats a by +0.1")
     assert sentences[("x", "n")].startswith("no significant difference between x and n")
@@ -183,8 +184,7 @@ def test_stratification_reads_the_same_from_the_embedded_store_and_a_server(tmp_
 
     v, lab = _clustered(seed=6, n=250)
     hashes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(len(v))]
-    payloads = [{"hash": h, "uri": f"/data/{i}.jpg", "label": None if lab[i] < 0 else f"l{lab[i]}"}
-                for i, h in enumerate(hashes)]
+    payloads = [{"hash": h, "uri": f"/data/{i}.jpg", "label": None if lab[i] < 0 else f"l{lab[i]}"} for i, h in enumerate(hashes)]
     results = []
     for store in (EdgeStore(str(tmp_path / "ws")), ServerStore(client=QdrantClient(":memory:"))):
         with store:
@@ -221,8 +221,7 @@ def test_compare_ranking_of_a_stored_collection_equals_ranx_on_the_same_run(tmp_
     qs = QuerySet(items, items[::3], 34, "test")
     with EdgeStore(str(tmp_path / "ws")) as store:
         store.ensure_collection("c", 24, {"model": "m"})
-        store.upsert("c", [point_id(h) for h in hashes], v,
-                     [{"hash": it.hash, "uri": it.path, "label": it.label} for it in items])
+        store.upsert("c", [point_id(h) for h in hashes], v, [{"hash": it.hash, "uri": it.path, "label": it.label} for it in items])
         got, _ = evaluate_in_index(store, "c", qs, CompareOptions(data=tmp_path, encoders=["clip"], out=tmp_path, bootstrap=200))
     qrels, run = {}, {}
     for q in range(0, 100, 3):

@@ -34,8 +34,12 @@ def test_rrf_equals_ranx(seed):
 
 
 def _record(name, tops, aps=None):
-    return {"encoder": name, "status": "ok", "quality": {"labelled": True, "mAP@10": float(np.mean(aps)) if aps else 0.5},
-            "per_query": {"top": tops, "ap": aps or [0.5] * len(tops)}}
+    return {
+        "encoder": name,
+        "status": "ok",
+        "quality": {"labelled": True, "mAP@10": float(np.mean(aps)) if aps else 0.5},
+        "per_query": {"top": tops, "ap": aps or [0.5] * len(tops)},
+    }
 
 
 def test_fused_quality_equals_ranx_map_on_the_fused_run():
@@ -44,11 +48,9 @@ def test_fused_quality_equals_ranx_map_on_the_fused_run():
     paths = [f"/img/{i}.png" for i in range(80)]
     qidx = list(range(0, 80, 3))
     queries = [[paths[i], labels[i]] for i in qidx]
-    members = [_record(n, [[int(x) for x in rng.choice([j for j in range(80) if j != q], 10, replace=False)] for q in qidx])
-               for n in "ab"]
+    members = [_record(n, [[int(x) for x in rng.choice([j for j in range(80) if j != q], 10, replace=False)] for q in qidx]) for n in "ab"]
     row = fuse(members, labels, paths, queries, n_boot=100)
-    fused_run = Run({f"q{k}": {f"d{i}": s for i, s in rrf([m["per_query"]["top"][k] for m in members])[:10]}
-                     for k in range(len(qidx))})
+    fused_run = Run({f"q{k}": {f"d{i}": s for i, s in rrf([m["per_query"]["top"][k] for m in members])[:10]} for k in range(len(qidx))})
     qrels = Qrels({f"q{k}": {f"d{j}": 1 for j in range(80) if labels[j] == labels[q] and j != q} for k, q in enumerate(qidx)})
     # 9 relevant a query (≤ 10): ranx's AP@10 and ours divide alike
     assert row["quality"]["mAP@10"] == pytest.approx(ranx_evaluate(qrels, fused_run, "map@10"), abs=1e-6)  # ours: 6 digits

@@ -19,8 +19,7 @@ def test_leave_one_out_knn_equals_scikit_learn(seed):
         ours = knn_predict(top, scores, codes, k, weighted)
         for i, r in enumerate(rows):
             keep = np.arange(600) != r  # leave the query out
-            clf = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute",
-                                       weights=(lambda d: 1.0 - d) if weighted else "uniform")
+            clf = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute", weights=(lambda d: 1.0 - d) if weighted else "uniform")
             clf.fit(vectors[keep], codes[keep])
             assert ours[i] == clf.predict(vectors[r : r + 1])[0], (k, i)
 

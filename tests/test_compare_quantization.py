@@ -37,8 +37,9 @@ def test_qdrant_settings_against_numpy_exact_search():
 
 
 def _settings(**recalls):
-    return {"settings": {s: {"recall@10": r, "times_less_ram": {"hnsw": 1.0, "int8": 4.0, "binary": 32.0}[s.split("+")[0]]}
-                         for s, r in recalls.items()}}
+    return {
+        "settings": {s: {"recall@10": r, "times_less_ram": {"hnsw": 1.0, "int8": 4.0, "binary": 32.0}[s.split("+")[0]]} for s, r in recalls.items()}
+    }
 
 
 def test_the_recommended_setting_saves_most_ram_at_good_recall_on_every_encoder():

@@ -32,9 +32,11 @@ def test_holm_equals_statsmodels(seed):
 
 
 def test_adjusted_pairs_keep_the_raw_p_and_are_significant_only_below_alpha():
-    pairs = [{"a": "x", "b": "y", "diff": 0.1, "ci": [0.05, 0.15], "p": 0.02},
-             {"a": "x", "b": "z", "diff": 0.1, "ci": [0.05, 0.15], "p": 0.02},
-             {"a": "y", "b": "z", "diff": 0.1, "ci": [0.05, 0.15], "p": 0.01}]
+    pairs = [
+        {"a": "x", "b": "y", "diff": 0.1, "ci": [0.05, 0.15], "p": 0.02},
+        {"a": "x", "b": "z", "diff": 0.1, "ci": [0.05, 0.15], "p": 0.02},
+        {"a": "y", "b": "z", "diff": 0.1, "ci": [0.05, 0.15], "p": 0.01},
+    ]
     out = adjust_pairs(pairs)
     assert [p["p_raw"] for p in out] == [0.02, 0.02, 0.01]
     assert [p["p"] for p in out] == pytest.approx([0.04, 0.04, 0.03])
@@ -65,8 +67,11 @@ def test_three_identical_rankings_form_one_top_group():
 def test_a_clear_winner_is_alone_and_close_encoders_share_rank_intervals():
     rng = np.random.default_rng(4)
     base = _aps(rng, 0.5)
-    per = {"best": np.clip(base + 0.2, 0, 1), "near1": np.clip(base + rng.normal(scale=0.05, size=base.size), 0, 1),
-           "near2": np.clip(base + rng.normal(scale=0.05, size=base.size), 0, 1)}
+    per = {
+        "best": np.clip(base + 0.2, 0, 1),
+        "near1": np.clip(base + rng.normal(scale=0.05, size=base.size), 0, 1),
+        "near2": np.clip(base + rng.normal(scale=0.05, size=base.size), 0, 1),
+    }
     pairs = compare_pairs({n: dict(enumerate(v)) for n, v in per.items()}, n_boot=300)
     means = {n: float(v.mean()) for n, v in per.items()}
     assert top_group(pairs, means) == ["best"]
@@ -98,8 +103,9 @@ def _front_by_sweep(points):
 def test_pareto_front_equals_a_sweep_and_never_holds_a_worse_slower_plant(seed):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(2, 12))
-    points = {f"e{i}": (float(rng.choice([0.5, 0.6, 0.7, rng.uniform(0.3, 0.9)])),
-                        float(rng.choice([1.0, 5.0, rng.uniform(0.5, 50)]))) for i in range(n)}
+    points = {
+        f"e{i}": (float(rng.choice([0.5, 0.6, 0.7, rng.uniform(0.3, 0.9)])), float(rng.choice([1.0, 5.0, rng.uniform(0.5, 50)]))) for i in range(n)
+    }
     flags = pareto(points)
     assert {k for k, v in flags.items() if v} == _front_by_sweep(points)
     victim = points[f"e{int(rng.integers(n))}"]
@@ -110,19 +116,39 @@ def test_pareto_front_equals_a_sweep_and_never_holds_a_worse_slower_plant(seed):
 
 
 def test_cost_rows_from_a_run_record():
-    timings = {"encoder/0": {"handlers": {"encode_images": {"seconds": 2.0, "docs": 400}, "index": {"seconds": 9, "docs": 400}}},
-               "indexer/0": {"handlers": {"index": {"seconds": 1.0, "docs": 400}}}}
+    timings = {
+        "encoder/0": {"handlers": {"encode_images": {"seconds": 2.0, "docs": 400}, "index": {"seconds": 9, "docs": 400}}},
+        "indexer/0": {"handlers": {"index": {"seconds": 1.0, "docs": 400}}},
+    }
     assert model_timing(timings) == {"model_ms_per_image": 5.0, "model_timed_images": 400}
     assert model_timing({"x": {"handlers": {}}}) == {}
-    local = {"encoder": "lite", "status": "ok", "model_ms_per_image": 5.0, "indexed": 2000, "index_seconds": 30.0,
-             "dim": 1280, "bytes_per_vector": 6000.0, "peak_rss_mb": 500, "runtime": "onnx",
-             "info": {"family": "efficientnet", "num_threads": 2}, "quality": {"labelled": True, "mAP@10": 0.7}}
-    api = {"encoder": "vertex", "status": "ok", "registry_name": "vertex", "encode_seconds": 100.0, "indexed": 1000,
-           "index_seconds": 120.0, "dim": 1408, "info": {"family": "vertex"}, "quality": {"labelled": True, "mAP@10": 0.8}}
+    local = {
+        "encoder": "lite",
+        "status": "ok",
+        "model_ms_per_image": 5.0,
+        "indexed": 2000,
+        "index_seconds": 30.0,
+        "dim": 1280,
+        "bytes_per_vector": 6000.0,
+        "peak_rss_mb": 500,
+        "runtime": "onnx",
+        "info": {"family": "efficientnet", "num_threads": 2},
+        "quality": {"labelled": True, "mAP@10": 0.7},
+    }
+    api = {
+        "encoder": "vertex",
+        "status": "ok",
+        "registry_name": "vertex",
+        "encode_seconds": 100.0,
+        "indexed": 1000,
+        "index_seconds": 120.0,
+        "dim": 1408,
+        "info": {"family": "vertex"},
+        "quality": {"labelled": True, "mAP@10": 0.8},
+    }
     slow = {**local, "encoder": "slow", "model_ms_per_image": 50.0, "quality": {"labelled": True, "mAP@10": 0.6}}
     c = cost_of(local)
-    assert (c["ms_per_image"], c["threads"], c["index_s_per_10k"], c["ram_bytes_per_vector"], c["price_per_1000"]) == (
-        5.0, 2, 150.0, 1280 * 5, 0.0)
+    assert (c["ms_per_image"], c["threads"], c["index_s_per_10k"], c["ram_bytes_per_vector"], c["price_per_1000"]) == (5.0, 2, 150.0, 1280 * 5, 0.0)
     v = cost_of(api, price_per_1000=0.2)
     assert v["ms_per_image"] == 100.0 and v["ms_measured_on"] == "/index requests" and v["leaves_machine"] and v["price_per_1000"] == 0.2
     table = cost_table([local, api, slow, {"encoder": "gone", "status": "failed"}])

@@ -20,8 +20,16 @@ from imgsearch.report import write_report  # noqa: E402
 from imgsearch.report.recommend import claims  # noqa: E402
 
 CHROMIUM = os.environ.get("IMGSEARCH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _result(tmp_path: Path) -> dict:
@@ -36,13 +44,31 @@ def _result(tmp_path: Path) -> dict:
     labels["recall@1"].update({f"extra{i:03d}": {"good": 1.0, "poor": i / 100, "mid@onnx": 1.0} for i in range(60)})
     images = result["images"]
     fusion = fuse_runs(runs, images["labels"], images["paths"], result["queries"]["list"], cost_table(runs), 200)
-    per = {n: {"vectors": 6, "of": 6, "settings": {
-        s: {"recall@10": r, "ram_bytes_per_vector": b, "times_less_ram": t}
-        for s, r, b, t in (("hnsw", 1.0, 32, 1.0), ("int8", 0.96, 8, 4.0), ("int8+rescore", 0.995, 8, 4.0),
-                           ("binary", 0.4, 1, 32.0), ("binary+rescore", 0.8, 1, 32.0))}} for n in ("good", "poor")}
+    per = {
+        n: {
+            "vectors": 6,
+            "of": 6,
+            "settings": {
+                s: {"recall@10": r, "ram_bytes_per_vector": b, "times_less_ram": t}
+                for s, r, b, t in (
+                    ("hnsw", 1.0, 32, 1.0),
+                    ("int8", 0.96, 8, 4.0),
+                    ("int8+rescore", 0.995, 8, 4.0),
+                    ("binary", 0.4, 1, 32.0),
+                    ("binary+rescore", 0.8, 1, 32.0),
+                )
+            },
+        }
+        for n in ("good", "poor")
+    }
     result["quantization"] = {"per_encoder": per, "recommended": recommend_index(per)}
-    result.update(encoders=runs, significance=significance(runs, 200), labels=labels, fusion=fusion,
-                  cost={"vertex_price_per_1000": 0.1, "rows": cost_table(runs, extra=fusion_cost_rows(fusion))})
+    result.update(
+        encoders=runs,
+        significance=significance(runs, 200),
+        labels=labels,
+        fusion=fusion,
+        cost={"vertex_price_per_1000": 0.1, "rows": cost_table(runs, extra=fusion_cost_rows(fusion))},
+    )
     return result
 
 
@@ -50,8 +76,10 @@ def test_recommendation_comes_first_in_markdown_and_links_its_tables(tmp_path):
     result = _result(tmp_path)
     write_report(result, tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
-    order = [md.index(h) for h in ("## Recommendation", "## Quality and cost", "## Quality against cost",
-                                   "## Is the difference real?", "## recall@1 per label")]
+    order = [
+        md.index(h)
+        for h in ("## Recommendation", "## Quality and cost", "## Quality against cost", "## Is the difference real?", "## recall@1 per label")
+    ]
     assert order == sorted(order)
     said = claims(result)
     assert said[0][0].startswith("For the best quality: good") and "top group" in said[0][0]
@@ -59,8 +87,11 @@ def test_recommendation_comes_first_in_markdown_and_links_its_tables(tmp_path):
     assert said[1][0].startswith("For 10.5× less encoding time: poor on onnx-int8, in the top group")
     assert any(anchor == "fusion" and text.startswith("Fusing does not pay here") for text, anchor in said)
     assert "## Fusing encoders" in md and "| rrf(good+poor) |" in md
-    assert ("Index setting: int8 (`app.py index --quantization int8`), recall@10 0.995 of exact search at worst over the "
-            "encoders, 4× less RAM for the vectors.", "quantization") in said
+    assert (
+        "Index setting: int8 (`app.py index --quantization int8`), recall@10 0.995 of exact search at worst over the "
+        "encoders, 4× less RAM for the vectors.",
+        "quantization",
+    ) in said
     assert "| good | 6 | 1.0000 | 0.9600 | 0.9950 | 0.4000 | 0.8000 | 32 / 8 / 1 |" in md
     for text, anchor in said:
         assert f"{text} ([numbers](#{anchor}))" in md and f"<a id='{anchor}'></a>" in md
@@ -77,7 +108,7 @@ def test_unlabelled_recommendation_says_quality_cannot_be_measured(tmp_path):
     result = synthetic_result(_images(tmp_path / "imgs"), labelled=False)
     result["significance"] = {}
     text, anchor = claims(result)[0]
-    assert text.startswith("No labels, so quality cannot be measured") or text.startswith("Nothing was measured")
+    assert text.startswith(("No labels, so quality cannot be measured", "Nothing was measured"))
 
 
 def test_recommendation_block_on_the_first_screen_in_chromium(tmp_path):

@@ -26,8 +26,16 @@ from imgsearch.compare.zero_shot import (
 
 ARTIFACTS = ROOT / "tests" / "artifacts" / "compare"
 CHROMIUM = os.environ.get("IMGSEARCH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 LITE, CLIP = "efficientnet-lite0", "clip"
 
 
@@ -42,8 +50,13 @@ def test_zero_shot_equals_brute_force_numpy():
     prompt_vecs = rng.normal(size=(labels * templates, d)).astype(np.float32) * rng.uniform(0.5, 2, size=(labels * templates, 1)).astype(np.float32)
     codes = rng.integers(-1, labels, size=n)  # -1: unlabelled, left out
     names = [f"label{i}" for i in range(labels)]
-    text = {"names": names, "weights": label_vectors(prompt_vecs, labels), "templates": templates, "templates_given": templates,
-            "prompts": labels * templates}
+    text = {
+        "names": names,
+        "weights": label_vectors(prompt_vecs, labels),
+        "templates": templates,
+        "templates_given": templates,
+        "prompts": labels * templates,
+    }
     got = classify(images, codes, names, text, 1000)
     # brute force: a label's vector is the mean of its normalised prompt vectors, normalised
     top1, top5, per = [], [], {}
@@ -85,9 +98,17 @@ def test_prompt_templates(tmp_path):
 
 def _tiny_clip(path: Path) -> Path:
     # Built in a child process: torch in this process before the flow forks its executors can deadlock them.
-    subprocess.run([sys.executable, "-c", "from imgsearch.tiny_models import build_tiny_model, mark_random; "
-                    f"mark_random(build_tiny_model('clip', {str(path)!r}), 'test')"],
-                   cwd=ROOT, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from imgsearch.tiny_models import build_tiny_model, mark_random; mark_random(build_tiny_model('clip', {str(path)!r}), 'test')",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return path
 
 
@@ -102,8 +123,9 @@ def planted_run(tmp_path_factory):
     prompts.write_text("a photo of a {}.\na picture of the {}.\n")
     out = root / "report"
     root.joinpath("clip-path").write_text(str(clip))
-    result = run_compare(CompareOptions(data=root / "data", encoders=[LITE, CLIP], models={CLIP: str(clip)}, out=out,
-                                        prompts=prompts, grid_rows=4, progress=False))
+    result = run_compare(
+        CompareOptions(data=root / "data", encoders=[LITE, CLIP], models={CLIP: str(clip)}, out=out, prompts=prompts, grid_rows=4, progress=False)
+    )
     return truth, result, out
 
 
@@ -259,8 +281,9 @@ def test_zero_shot_equals_brute_force_from_the_stored_and_the_prompts_vectors(pl
         gw = Gateway(host)
         weights = []
         for name in names:
-            docs = gw.post("/search", [ImageDoc(text=t.format(name)) for t in templates],
-                           {"collection": collection, "top_k": 1, "return_query_vector": True})
+            docs = gw.post(
+                "/search", [ImageDoc(text=t.format(name)) for t in templates], {"collection": collection, "top_k": 1, "return_query_vector": True}
+            )
             vecs = [np.asarray(d.embedding, np.float64) for d in docs]
             mean = np.mean([v / np.linalg.norm(v) for v in vecs], axis=0)
             weights.append(mean / np.linalg.norm(mean))

@@ -17,23 +17,28 @@ def _cgroup(tmp_path, v2: str | None = None, v1: tuple[str, str] | None = None) 
     return str(tmp_path)
 
 
-@pytest.mark.parametrize("v2, v1, quota", [
-    ("250000 100000", None, 2.5),  # docker --cpus 2.5 (cgroup v2)
-    ("max 100000", None, None),  # no limit
-    (None, ("150000", "100000"), 1.5),  # cgroup v1
-    (None, ("-1", "100000"), None),  # v1 without a limit
-    (None, None, None),  # no cgroup files at all (not Linux, or not mounted)
-    ("garbage", ("50000", "100000"), 0.5),  # an unreadable v2 file: v1 is read
-])
+@pytest.mark.parametrize(
+    "v2, v1, quota",
+    [
+        ("250000 100000", None, 2.5),  # docker --cpus 2.5 (cgroup v2)
+        ("max 100000", None, None),  # no limit
+        (None, ("150000", "100000"), 1.5),  # cgroup v1
+        (None, ("-1", "100000"), None),  # v1 without a limit
+        (None, None, None),  # no cgroup files at all (not Linux, or not mounted)
+        ("garbage", ("50000", "100000"), 0.5),  # an unreadable v2 file: v1 is read
+    ],
+)
 def test_the_quota_is_read_from_either_cgroup_version(tmp_path, v2, v1, quota):
     assert cgroup_cpu_quota(_cgroup(tmp_path, v2, v1)) == quota
 
 
 def test_usable_cpus_is_the_affinity_capped_by_the_quota(tmp_path):
     affinity = len(os.sched_getaffinity(0))
-    for name, cpu_max, want in [("none", "max 100000", affinity),
-                                ("half", "50000 100000", 1),  # half a CPU: one thread
-                                ("more", f"{(affinity + 8) * 100000} 100000", affinity)]:
+    for name, cpu_max, want in [
+        ("none", "max 100000", affinity),
+        ("half", "50000 100000", 1),  # half a CPU: one thread
+        ("more", f"{(affinity + 8) * 100000} 100000", affinity),
+    ]:
         (tmp_path / name).mkdir()
         assert usable_cpus(_cgroup(tmp_path / name, cpu_max)) == want, name
 
@@ -49,10 +54,10 @@ def test_an_encoder_in_a_one_cpu_container_runs_one_thread(tiny_models, monkeypa
     """A CPU quota of one CPU on a machine with more cores: torch and the ONNX session use one
     thread, and `lanes=auto` makes one lane, not one per core seen."""
     import torch
-
     from conftest import TINY_FOR_ENCODER
-    from executors import cpus
     from test_encoders import make_encoder
+
+    from executors import cpus
 
     before = torch.get_num_threads()
     torch.set_num_threads(max(2, before))  # torch sees more cores than the quota allows

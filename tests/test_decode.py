@@ -6,9 +6,9 @@ import sys
 
 import numpy as np
 import pytest
+from corpus import AVIF, BOMBS, DNG, EXIF_ROTATED, EXIF_SIZE, HEIC, OK, make_corpus, make_dng, make_photo
 from PIL import Image
 
-from corpus import AVIF, BOMBS, DNG, EXIF_ROTATED, EXIF_SIZE, HEIC, OK, make_corpus, make_dng, make_photo
 from executors.loader.filetypes import SNIFF_BYTES, image_mime, mime_by_name, sniff_mime
 from executors.normalizer.decode import ImageDecodeError, decode_image, device_jpeg
 
@@ -183,8 +183,16 @@ def test_a_camera_raw_with_a_small_preview_is_developed_from_its_sensor_data():
     assert (w, h) == (400, 300) and pixels.shape == (300, 400, 3)  # LibRaw's half size, not the 200×150 preview
 
 
-@pytest.mark.parametrize("head", [b"FUJIFILMCCD-RAW 0201", b"IIRO\x08\x00\x00\x00", b"IIU\x00\x08\x00\x00\x00",
-                                  b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01", b"II*\x00\x10\x00\x00\x00CR\x02\x00"])
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"FUJIFILMCCD-RAW 0201",
+        b"IIRO\x08\x00\x00\x00",
+        b"IIU\x00\x08\x00\x00\x00",
+        b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01",
+        b"II*\x00\x10\x00\x00\x00CR\x02\x00",
+    ],
+)
 def test_camera_raw_signatures(head):
     assert sniff_mime(head[:SNIFF_BYTES]) == "image/x-raw"
     with pytest.raises(ImageDecodeError, match="camera RAW file that LibRaw cannot read"):

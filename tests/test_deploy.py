@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from k8s_replay import Replay, container, health, load_manifests, objects
 
 from imgsearch import deploy
-from k8s_replay import Replay, container, health, load_manifests, objects
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S, DOCKER = ROOT / "k8s", ROOT / "docker"
@@ -32,7 +32,7 @@ def arg(args: list[str], flag: str) -> str:
 
 def parse_dockerfile(path: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, rest) pairs, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n", " ", "\n".join(l for l in path.read_text().splitlines() if not l.lstrip().startswith("#")))
+    text = re.sub(r"\\\n", " ", "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")))
     pairs = [(m.group(1).upper(), m.group(2).strip()) for m in re.finditer(r"^\s*(\w+)\s+(.*)$", text, re.M)]
     # FROM ${BASE}: the build argument's default (the registry image users build from).
     defaults = dict(rest.split("=", 1) for op, rest in pairs if op == "ARG" and "=" in rest)
@@ -55,8 +55,7 @@ def test_regenerating_gives_the_committed_files(tmp_path):
     generated = deploy.render()
     committed = {f"k8s/{p.name}": p.read_text() for p in K8S.glob("*.yml")}
     committed |= {f"docker/{p.name}": p.read_text() for p in DOCKER.glob("*.Dockerfile") if p.read_text().startswith(deploy.HEADER)}
-    committed |= {f"executors/encoders/configs/{p.name}": p.read_text()
-                  for p in (ROOT / "executors" / "encoders" / "configs").glob("*.yml")}
+    committed |= {f"executors/encoders/configs/{p.name}": p.read_text() for p in (ROOT / "executors" / "encoders" / "configs").glob("*.yml")}
     assert sorted(generated) == sorted(committed), "run `python app.py k8s`"
     for path, text in generated.items():
         assert committed[path] == text, f"{path} is stale: run `python app.py k8s`"
@@ -99,8 +98,9 @@ def test_shared_data_variant_lets_the_normalizer_read_the_files():
                 kubernetes_validate.validate(doc, version, strict=True)
     # The default: the normalizer mounts nothing of the data, and the loader sends bytes.
     default = deploy.render()
-    normalizer = next(d for d in yaml.safe_load_all(default["k8s/20-normalizer.yml"])
-                      if d and d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    normalizer = next(d for d in yaml.safe_load_all(default["k8s/20-normalizer.yml"]) if d and d["kind"] == "Deployment")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
     assert "data" not in {m["name"] for m in normalizer.get("volumeMounts", [])}  # its scratch /tmp only
     assert "ReadWriteOnce" in default["k8s/02-storage.yml"]
 
@@ -140,12 +140,19 @@ def _kubectl() -> str | None:
 def test_kubectl_parses_the_folder_without_a_cluster(tmp_path):
     """`kubectl apply -f k8s/` reads the flat folder: every object parses and is named (no -R needed)."""
     env = {**os.environ, "KUBECONFIG": str(tmp_path / "none")}
-    run = subprocess.run([_kubectl(), "label", "--local", "--dry-run=client", "-f", str(K8S), "check=ok", "-o", "name"],
-                         capture_output=True, text=True, env=env, timeout=60)
+    run = subprocess.run(
+        [_kubectl(), "label", "--local", "--dry-run=client", "-f", str(K8S), "check=ok", "-o", "name"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     # kubectl names an object kind.group/name ("deployment.apps/x", "networkpolicy.networking.k8s.io/y").
-    want = [f"{d['kind'].lower()}{'.' + d['apiVersion'].split('/')[0] if '/' in d['apiVersion'] else ''}/{d['metadata']['name']}"
-            for d in load_manifests()]
+    want = [
+        f"{d['kind'].lower()}{'.' + d['apiVersion'].split('/')[0] if '/' in d['apiVersion'] else ''}/{d['metadata']['name']}"
+        for d in load_manifests()
+    ]
     assert run.stdout.split() == want
 
 
@@ -208,7 +215,7 @@ def test_gpu_only_on_encoders_with_tolerations_and_node_selector():
         pod = dep["spec"]["template"]["spec"]
         res = container(dep)["resources"]
         assert res["requests"]["cpu"] and res["requests"]["memory"] and res["limits"]["cpu"] and res["limits"]["memory"]
-        if stage.startswith("encoder-") and stage[len("encoder-"):] not in deploy.CPU_ENCODERS:
+        if stage.startswith("encoder-") and stage[len("encoder-") :] not in deploy.CPU_ENCODERS:
             assert res["requests"]["nvidia.com/gpu"] == res["limits"]["nvidia.com/gpu"] == 1
             assert pod["nodeSelector"] == deploy.GPU_NODE_SELECTOR
             assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
@@ -312,7 +319,7 @@ def test_dockerfile_rules():
         assert entry[0] == "jina"
         if entry[1] == "executor":
             assert (ROOT / arg(entry, "--uses")).is_file(), path.name
-        gpu = path.stem.startswith("encoder-") and path.stem[len("encoder-"):] not in deploy.CPU_ENCODERS
+        gpu = path.stem.startswith("encoder-") and path.stem[len("encoder-") :] not in deploy.CPU_ENCODERS
         assert base == deploy.image("base-gpu" if gpu else "base-cpu"), path.name
     gpu_base = (DOCKER / "base-gpu.Dockerfile").read_text()
     assert re.search(r"^ARG BASE=pytorch/pytorch:[\d.]+-cuda[\d.]+-cudnn\d+-runtime$", gpu_base, re.M)
@@ -360,7 +367,10 @@ def test_encoder_images_bake_the_configmap_checkpoint_by_default():
 def test_bake_script_loads_an_encoder_as_the_executor_does(tmp_path):
     run = subprocess.run(
         [sys.executable, str(DOCKER / "bake_model.py"), "executors/encoders/configs/efficientnet-lite0.yml", "efficientnet-lite0"],
-        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HOME": str(tmp_path)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HOME": str(tmp_path)},
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "baked efficientnet-lite0" in run.stdout
@@ -395,19 +405,61 @@ def test_the_committed_manifests_run_as_written(tmp_path, photo_dir, tiny_models
         summary = json.loads(run.stdout)
         assert summary["indexed"] == len(list(photo_dir.rglob("*.jpg"))) and summary["encoder"] == "clip"
         query = photo_dir / "rocket" / "rocket_crop.jpg"
-        run = app("search", "--host", host, "--encoder", "clip", "--model", str(tiny_models["clip"]),
-                  "--image", str(query), "--top-k", "3", "--out", str(tmp_path), "--json")
+        run = app(
+            "search",
+            "--host",
+            host,
+            "--encoder",
+            "clip",
+            "--model",
+            str(tiny_models["clip"]),
+            "--image",
+            str(query),
+            "--top-k",
+            "3",
+            "--out",
+            str(tmp_path),
+            "--json",
+        )
         assert run.returncode == 0, run.stderr[-3000:]
         matches = json.loads(run.stdout)["matches"]
         assert matches[0]["path"] == str(query) and matches[0]["score"] == pytest.approx(1.0, abs=1e-3)
-        run = app("search", "--host", host, "--encoder", "clip", "--model", str(tiny_models["clip"]), "--text", "a rocket",
-                  "--top-k", "3", "--out", str(tmp_path), "--json")
+        run = app(
+            "search",
+            "--host",
+            host,
+            "--encoder",
+            "clip",
+            "--model",
+            str(tiny_models["clip"]),
+            "--text",
+            "a rocket",
+            "--top-k",
+            "3",
+            "--out",
+            str(tmp_path),
+            "--json",
+        )
         assert run.returncode == 0, run.stderr[-3000:]
         assert len(json.loads(run.stdout)["matches"]) == 3
 
-        client = subprocess.run([sys.executable, str(ROOT / "examples" / "grpc_search_client.py"), "--host", host,
-                                 "--image", str(query), "--collection", summary["collection"], "--top-k", "3", "--json"],
-                                capture_output=True, text=True)
+        client = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "examples" / "grpc_search_client.py"),
+                "--host",
+                host,
+                "--image",
+                str(query),
+                "--collection",
+                summary["collection"],
+                "--top-k",
+                "3",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert client.returncode == 0, client.stderr[-3000:]
         assert [m["uri"] for m in json.loads(client.stdout)] == [m["path"] for m in matches]
     finally:

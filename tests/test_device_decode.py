@@ -10,14 +10,20 @@ import logging
 import numpy as np
 import pytest
 import torch
+from corpus import BOMBS, EXIF_ROTATED, OK, make_corpus
 from docarray import DocList
 from PIL import Image, ImageOps
+from test_encoders import make_encoder
 
-from corpus import BOMBS, EXIF_ROTATED, OK, make_corpus
 from executors.contracts import EncoderInfo
 from executors.docs import ImageDoc
 from executors.encoders.device_decode import (
-    ENV_DEVICE_DECODE, DeviceDecodeError, DeviceDecoder, pillow_decode, resolve_device_decoder, upright,
+    ENV_DEVICE_DECODE,
+    DeviceDecodeError,
+    DeviceDecoder,
+    pillow_decode,
+    resolve_device_decoder,
+    upright,
 )
 from executors.encoders.preprocess import ImagePreprocessor, center_crop_chw
 from executors.encoders.specs import SPECS
@@ -26,7 +32,6 @@ from executors.normalizer.decode import ImageDecodeError, decode_image, device_j
 from executors.normalizer.executor import ImageNormalizer
 from imgsearch.flow import fit_parameter
 from imgsearch.tiny_models.processors import image_processor
-from test_encoders import make_encoder
 
 CPU = torch.device("cpu")
 

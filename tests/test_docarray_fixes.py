@@ -19,7 +19,7 @@ def test_the_pinned_docarray_gets_the_patches_and_another_keeps_its_own(monkeypa
     assert ID.from_protobuf.__func__ is docarray_fixes._fast_id_from_protobuf
     monkeypatch.setattr(patches, "_warned", set())
     with caplog.at_level(logging.WARNING, logger="executors.patches"):
-        assert patches.should_apply("docarray", docarray_fixes.PATCHED_VERSIONS, lambda: [], version="0.42.0") is False
+        assert patches.should_apply("docarray", docarray_fixes.PATCHED_VERSIONS, list, version="0.42.0") is False
     assert "written for docarray 0.41.x" in caplog.text and "own behaviour" in caplog.text
 
 
@@ -32,13 +32,29 @@ def test_applied_on_import_and_idempotent():
 
 def test_a_round_trip_keeps_every_field():
     rng = np.random.default_rng(0)
-    docs = DocList[ImageDoc]([
-        ImageDoc(uri="/data/cats/1.jpg", hash="ab" * 32, size=1234, mime="image/jpeg", label="cats",
-                 tensor=rng.integers(0, 255, (7, 5, 3), dtype=np.uint8), width=5, height=7),
-        ImageDoc(text="a doge meme", embedding=rng.random(16, dtype=np.float32), model="clip", indexed=True,
-                 paths=["/a.jpg", "/b.jpg"], matches=[{"uri": "/a.jpg", "score": 0.5}]),
-        ImageDoc(uri="/bad.gif", error="cannot decode image: truncated", blob=b"GIF89a"),
-    ])
+    docs = DocList[ImageDoc](
+        [
+            ImageDoc(
+                uri="/data/cats/1.jpg",
+                hash="ab" * 32,
+                size=1234,
+                mime="image/jpeg",
+                label="cats",
+                tensor=rng.integers(0, 255, (7, 5, 3), dtype=np.uint8),
+                width=5,
+                height=7,
+            ),
+            ImageDoc(
+                text="a doge meme",
+                embedding=rng.random(16, dtype=np.float32),
+                model="clip",
+                indexed=True,
+                paths=["/a.jpg", "/b.jpg"],
+                matches=[{"uri": "/a.jpg", "score": 0.5}],
+            ),
+            ImageDoc(uri="/bad.gif", error="cannot decode image: truncated", blob=b"GIF89a"),
+        ]
+    )
     back = DocList[ImageDoc].from_protobuf(docs.to_protobuf())
     for a, b in zip(docs, back):
         assert type(b.id) is ID and b.id == a.id

@@ -5,9 +5,10 @@ import importlib
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY_FOR_ENCODER
+
 from executors.encoders.specs import SPECS, UnknownEncoderError, get_spec
+
 
 def make_encoder(name: str, model: str | None = None, runtime: str = "torch", **kwargs):
     """The family's executor in process; torch unless asked (test_runtimes.py covers onnx)."""
@@ -75,8 +76,7 @@ def test_blip2_retrieval_matches_the_reference_similarity(tiny_models):
     pixels = enc.preprocess(images)
     tokens = tok(["doge", "cat"], padding=True, return_tensors="pt")
     with torch.inference_mode():
-        ref = model(pixel_values=pixels, input_ids=tokens.input_ids, attention_mask=tokens.attention_mask,
-                    use_image_text_matching_head=False)
+        ref = model(pixel_values=pixels, input_ids=tokens.input_ids, attention_mask=tokens.attention_mask, use_image_text_matching_head=False)
     ours_txt = enc.embed_texts(["doge", "cat"])
     ref_txt = torch.nn.functional.normalize(ref.text_embeds, dim=-1).numpy()
     assert np.allclose(ours_txt, ref_txt, atol=1e-5)

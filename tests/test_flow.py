@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import TINY_FOR_ENCODER
 from corpus import DUPLICATES, OK, SKIP, make_corpus, make_photo
+
 from executors.docs import ImageDoc
 from executors.indexer.executor import STORED_FIELDS
 from executors.indexer.store import EdgeStore, point_id
@@ -159,12 +159,12 @@ def test_a_changed_environment_restarts_the_fork_server_or_spawns(monkeypatch):
 
     stops = []
     monkeypatch.setattr(forkserver.ForkServer, "_stop", lambda self: stops.append(1), raising=False)
-    monkeypatch.setattr(multiprocessing, "active_children", lambda: [])
+    monkeypatch.setattr(multiprocessing, "active_children", list)
     monkeypatch.setattr(processes, "_forkserver_env", {"IMGSEARCH_TEST_ONLY": "old"})
     assert processes._forkserver_serves(set()) and stops == [1]  # restarted
     monkeypatch.setattr(processes, "_forkserver_env", {"IMGSEARCH_TEST_ONLY": "old"})
     monkeypatch.setattr(multiprocessing, "active_children", lambda: ["a child"])
     assert not processes._forkserver_serves(set()) and stops == [1]  # its children run: spawn
-    monkeypatch.setattr(multiprocessing, "active_children", lambda: [])
+    monkeypatch.setattr(multiprocessing, "active_children", list)
     monkeypatch.delattr(forkserver.ForkServer, "_stop")
     assert not processes._forkserver_serves(set()) and stops == [1]  # no _stop: spawn

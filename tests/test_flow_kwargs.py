@@ -9,8 +9,9 @@ from executors.normalizer import ImageNormalizer
 from executors.normalizer.executor import DEFAULT_MAX_SIDE
 
 
-@pytest.mark.parametrize("value", [None, "", "  ", "$NORMALIZE_RESIZE", "${{ ENV.NORMALIZE_RESIZE }}"],
-                         ids=["none", "empty", "blank", "unset-jina", "unset-placeholder"])
+@pytest.mark.parametrize(
+    "value", [None, "", "  ", "$NORMALIZE_RESIZE", "${{ ENV.NORMALIZE_RESIZE }}"], ids=["none", "empty", "blank", "unset-jina", "unset-placeholder"]
+)
 def test_unset_or_empty_means_the_default(value):
     assert flow_kwarg("resize", value, None, int) is None
     assert flow_kwarg("store_path", value, "workspace") == "workspace"

@@ -64,8 +64,8 @@ def test_protos_compile_to_exactly_the_wire_format_jina_uses(tmp_path):
     data, compiled = blob.read_bytes(), []
     while data:
         n = int.from_bytes(data[:4], "big")
-        compiled.append(descriptor_pb2.FileDescriptorProto.FromString(data[4:4 + n]))
-        data = data[4 + n:]
+        compiled.append(descriptor_pb2.FileDescriptorProto.FromString(data[4 : 4 + n]))
+        data = data[4 + n :]
 
     export = _export()
     from docarray.proto.pb import docarray_pb2
@@ -78,9 +78,7 @@ def test_protos_compile_to_exactly_the_wire_format_jina_uses(tmp_path):
 
 
 def test_the_example_imports_neither_jina_nor_docarray():
-    tree = subprocess.run(
-        [sys.executable, "-X", "importtime", str(EXAMPLE), "--help"], capture_output=True, text=True, check=True
-    )
+    tree = subprocess.run([sys.executable, "-X", "importtime", str(EXAMPLE), "--help"], capture_output=True, text=True, check=True)
     modules = {line.split("|")[-1].strip().split(".")[0] for line in tree.stderr.splitlines() if line.startswith("import time:")}
     assert "argparse" in modules
     assert not modules & {"jina", "docarray", "executors", "imgsearch", "torch"}
@@ -100,9 +98,7 @@ def test_plain_grpc_search_against_a_running_flow(tmp_path, photo_dir):
         assert summary.indexed == len(list(photo_dir.rglob("*.jpg")))
 
         def client(*args: str) -> subprocess.CompletedProcess:
-            return subprocess.run(
-                [sys.executable, "-X", "importtime", str(EXAMPLE), "--host", host, *args], capture_output=True, text=True
-            )
+            return subprocess.run([sys.executable, "-X", "importtime", str(EXAMPLE), "--host", host, *args], capture_output=True, text=True)
 
         run = client("--image", str(query), "--collection", summary.collection, "--top-k", "4", "--stubs", str(stubs), "--json")
         assert run.returncode == 0, run.stderr[-3000:]

@@ -28,8 +28,7 @@ def test_gateway_waits_for_a_prefetch_slot_without_spinning():
     jina_fixes.apply()
     counter = jina.serve.stream._RequestsCounter()  # what Jina's request streamer makes per stream
     counter.count = 4  # every slot taken: the next request must wait
-    iterator = AsyncRequestsIterator(iter(["req-1"]), request_counter=counter, prefetch=4,
-                                     iterate_sync_in_thread=False)
+    iterator = AsyncRequestsIterator(iter(["req-1"]), request_counter=counter, prefetch=4, iterate_sync_in_thread=False)
 
     async def main() -> tuple[str, float, float]:
         async def free_a_slot_later() -> None:
@@ -71,10 +70,11 @@ async def _setup_without_endpoints(self):
 
 
 def test_executor_addresses_read_every_form_jina_hands_the_gateway():
-    raw = ('{"loader": ["127.0.0.1:5001"], "encoder": ["grpc://10.0.0.7:5002", "10.0.0.8:5002"],'
-           ' "indexer": {"grpc": ["indexer.svc:8080"], "http": ["indexer.svc:80"]}, "x": ["[::1]:5003"]}')
-    assert jina_fixes.executor_addresses(raw) == [
-        ("127.0.0.1", 5001), ("10.0.0.7", 5002), ("10.0.0.8", 5002), ("indexer.svc", 8080), ("::1", 5003)]
+    raw = (
+        '{"loader": ["127.0.0.1:5001"], "encoder": ["grpc://10.0.0.7:5002", "10.0.0.8:5002"],'
+        ' "indexer": {"grpc": ["indexer.svc:8080"], "http": ["indexer.svc:80"]}, "x": ["[::1]:5003"]}'
+    )
+    assert jina_fixes.executor_addresses(raw) == [("127.0.0.1", 5001), ("10.0.0.7", 5002), ("10.0.0.8", 5002), ("indexer.svc", 8080), ("::1", 5003)]
     assert jina_fixes.executor_addresses("{}") == []
 
 
@@ -115,14 +115,18 @@ def test_the_pinned_jina_has_the_internals_the_patches_expect():
     assert jina.__version__.startswith(jina_fixes.WRITTEN_FOR) and jina_fixes.apply() is True
 
 
-@pytest.mark.parametrize("change, said", [
-    (lambda mp: mp.delattr(jina.serve.stream, "_RequestsCounter"), "_RequestsCounter is gone"),
-    (lambda mp: mp.setattr(AsyncRequestsIterator, "__anext__", _anext_without_prefetch), "no longer waits"),
-    (lambda mp: mp.setattr(AsyncRequestsIterator, "__init__", _init_without_prefetch), "not request_counter and prefetch"),
-    (lambda mp: mp.setattr(jina.helper, "warn_unknown_args", lambda: None), "warn_unknown_args"),
-    (lambda mp: mp.setattr(GRPCServer, "setup_server", _setup_without_endpoints), "endpoints"),
-    (lambda mp: mp.setattr(jina, "__version__", "3.35.0"), "written for jina 3.34.x"),
-], ids=["counter-gone", "iterator-changed", "signature-changed", "warn-changed", "setup-changed", "other-version"])
+@pytest.mark.parametrize(
+    "change, said",
+    [
+        (lambda mp: mp.delattr(jina.serve.stream, "_RequestsCounter"), "_RequestsCounter is gone"),
+        (lambda mp: mp.setattr(AsyncRequestsIterator, "__anext__", _anext_without_prefetch), "no longer waits"),
+        (lambda mp: mp.setattr(AsyncRequestsIterator, "__init__", _init_without_prefetch), "not request_counter and prefetch"),
+        (lambda mp: mp.setattr(jina.helper, "warn_unknown_args", lambda: None), "warn_unknown_args"),
+        (lambda mp: mp.setattr(GRPCServer, "setup_server", _setup_without_endpoints), "endpoints"),
+        (lambda mp: mp.setattr(jina, "__version__", "3.35.0"), "written for jina 3.34.x"),
+    ],
+    ids=["counter-gone", "iterator-changed", "signature-changed", "warn-changed", "setup-changed", "other-version"],
+)
 def test_a_changed_jina_keeps_its_own_behaviour_with_one_warning(monkeypatch, caplog, change, said):
     monkeypatch.setattr(patches, "_warned", set())
     change(monkeypatch)
@@ -142,9 +146,23 @@ def test_the_gateway_image_entrypoint_serves_on_a_changed_jina(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
     port = free_port()
     proc = subprocess.Popen(
-        [str(JINA), "gateway", "--uses", "executors/gateway/config.yml", "--host", "127.0.0.1",
-         "--port", str(port), "--graph-description", '{"start-gateway": []}'],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            str(JINA),
+            "gateway",
+            "--uses",
+            "executors/gateway/config.yml",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--graph-description",
+            '{"start-gateway": []}',
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 120

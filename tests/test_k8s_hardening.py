@@ -56,9 +56,11 @@ def test_every_pod_is_read_only_non_root_without_capabilities_or_api_token():
 
 def _egress(policies: list[dict], labels: dict) -> list[list[dict]]:
     """The egress rules of every policy that selects a pod with these labels."""
-    return [p["spec"].get("egress", []) for p in policies
-            if "Egress" in p["spec"]["policyTypes"]
-            and all(labels.get(k) == v for k, v in p["spec"]["podSelector"].get("matchLabels", {}).items())]
+    return [
+        p["spec"].get("egress", [])
+        for p in policies
+        if "Egress" in p["spec"]["policyTypes"] and all(labels.get(k) == v for k, v in p["spec"]["podSelector"].get("matchLabels", {}).items())
+    ]
 
 
 def test_every_workload_has_its_own_egress_and_none_reaches_the_metadata_address():
@@ -100,8 +102,7 @@ def test_image_digests_pin_every_image_or_fail(tmp_path):
     path = tmp_path / "digests.json"
     path.write_text(json.dumps(pins))
     pinned = deploy.render(encoders=("clip",), image_digests=path)
-    images = {c for d in _docs({k: v for k, v in pinned.items() if k.startswith("k8s/")})
-              for c in digests.images([d])}
+    images = {c for d in _docs({k: v for k, v in pinned.items() if k.startswith("k8s/")}) for c in digests.images([d])}
     assert images == {f"{ref}@{digest}" for ref, digest in pins.items()}
     del pins["qdrant/qdrant:v1.19.0-unprivileged"]
     path.write_text(json.dumps(pins))

@@ -18,8 +18,7 @@ def _docs() -> list[dict]:
 
 def _pods() -> dict[str, dict]:
     """app label -> pod template metadata labels, for every workload."""
-    return {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
-            for d in _docs() if d["kind"] in ("Deployment", "StatefulSet")}
+    return {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d in _docs() if d["kind"] in ("Deployment", "StatefulSet")}
 
 
 def _selects(selector: dict, labels: dict) -> bool:
@@ -68,8 +67,12 @@ def test_gateways_egress_only_to_their_chain():
         encoder = name.removeprefix("gateway-")
         chain = {stage_of(ex["name"], encoder) for ex in read_flow(encoder)["executors"]}
         assert "Egress" in policy["spec"]["policyTypes"]
-        to = {t["podSelector"]["matchLabels"]["app"] for rule in policy["spec"]["egress"]
-              for t in rule["to"] if "app" in t.get("podSelector", {}).get("matchLabels", {})}
+        to = {
+            t["podSelector"]["matchLabels"]["app"]
+            for rule in policy["spec"]["egress"]
+            for t in rule["to"]
+            if "app" in t.get("podSelector", {}).get("matchLabels", {})
+        }
         assert to == chain, (name, to)
 
 
@@ -101,8 +104,7 @@ def test_token_and_qdrant_key_reach_exactly_the_right_pods():
         if d["kind"] != "Deployment":
             continue
         (c,) = d["spec"]["template"]["spec"]["containers"]
-        secrets = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in c.get("env", [])
-                   if "secretKeyRef" in e.get("valueFrom", {})}
+        secrets = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
         name = d["metadata"]["name"]
         if name.startswith("gateway-"):
             assert secrets == {}, name  # the check is in the executors

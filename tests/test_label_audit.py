@@ -47,8 +47,14 @@ def test_images_far_from_all_others_are_outliers():
 
 def test_combine_ranks_images_more_encoders_flag_first():
     images = {"paths": [f"/d/{i}.jpg" for i in range(5)], "labels": ["a", "a", "b", "b", "b"]}
-    runs = [{"encoder": "x", "probe": {"accuracy": 0.9}, "label_audit": {"mislabels": [{"image": 1, "suggested": "b"}, {"image": 2, "suggested": "a"}], "outliers": []}},
-            {"encoder": "y", "probe": {"accuracy": 0.2}, "label_audit": {"mislabels": [{"image": 2, "suggested": "c"}], "outliers": [{"image": 4}]}}]
+    runs = [
+        {
+            "encoder": "x",
+            "probe": {"accuracy": 0.9},
+            "label_audit": {"mislabels": [{"image": 1, "suggested": "b"}, {"image": 2, "suggested": "a"}], "outliers": []},
+        },
+        {"encoder": "y", "probe": {"accuracy": 0.2}, "label_audit": {"mislabels": [{"image": 2, "suggested": "c"}], "outliers": [{"image": 4}]}},
+    ]
     out = combine(runs, images)
     assert [(f["image"], f["kind"], len(f["encoders"])) for f in out["flagged"]] == [(2, "mislabel", 2), (1, "mislabel", 1), (4, "outlier", 1)]
     assert out["flagged"][0]["suggested"] == "a"  # the better probe's vote

@@ -77,8 +77,9 @@ def _graph() -> dict[str, set[str]]:
 
 
 def test_no_module_imports_from_a_layer_above_its_own():
-    upward = sorted(f"{m} ({_layer(m)}) imports {d} ({_layer(d)})"
-                    for m, deps in _graph().items() for d in deps if _layer(d) not in ALLOWED[_layer(m)])
+    upward = sorted(
+        f"{m} ({_layer(m)}) imports {d} ({_layer(d)})" for m, deps in _graph().items() for d in deps if _layer(d) not in ALLOWED[_layer(m)]
+    )
     assert upward == []
 
 
@@ -93,7 +94,7 @@ def test_the_import_graph_has_no_cycles():
         state[node] = 1
         for dep in sorted(edges.get(node, ())):
             if state.get(dep) == 1:
-                cycles.append(stack[stack.index(dep):] + [dep])
+                cycles.append(stack[stack.index(dep) :] + [dep])
             elif dep not in state:
                 visit(dep, stack + [dep])
         state[node] = 2

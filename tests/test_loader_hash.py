@@ -162,5 +162,4 @@ def test_a_read_ahead_is_used_only_for_the_page_it_was_started_for(photo_dir, tm
     again = loader.scan(DocList[ImageDoc](), {**params, "offset": 4, "limit": 4})
     fresh = ImageLoader()
     fresh.scan_total(DocList[ImageDoc](), params)
-    assert [(d.uri, d.hash) for d in again] == [
-        (d.uri, d.hash) for d in fresh.scan(DocList[ImageDoc](), {**params, "offset": 4, "limit": 4})]
+    assert [(d.uri, d.hash) for d in again] == [(d.uri, d.hash) for d in fresh.scan(DocList[ImageDoc](), {**params, "offset": 4, "limit": 4})]

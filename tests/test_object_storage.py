@@ -6,16 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from s3_server import client, fill_bucket, jpeg, s3_server
 
 from executors.docs import MAX_IMAGE_BYTES
 from executors.errors import UserError
 from executors.loader.storage import KNOWN_OBJECTS_ENV, ObjectScanner, fetch, filesystem, list_objects
-from executors.urls import is_url
 from executors.urls import data_source as data_arg
+from executors.urls import is_url
 from imgsearch.datasource import check_data, data_name, data_ref, listing_digest
 from imgsearch.grid import thumbnail
 from imgsearch.web.thumbs import ThumbError, read_verified
-from s3_server import client, fill_bucket, jpeg, s3_server
 
 
 @pytest.fixture

@@ -24,8 +24,7 @@ def _scanned(loader: ImageLoader, folder: Path) -> DocList[ImageDoc]:
 
 
 def _scan_and_read(loader: ImageLoader, folder: Path) -> DocList[ImageDoc]:
-    docs = DocList[ImageDoc]([ImageDoc(uri=d.uri, hash=d.hash, size=d.size, mime=d.mime)
-                              for d in _scanned(loader, folder)])
+    docs = DocList[ImageDoc]([ImageDoc(uri=d.uri, hash=d.hash, size=d.size, mime=d.mime) for d in _scanned(loader, folder)])
     return loader.read(docs, {"data": str(folder)})  # /index reads only under the folder it names
 
 
@@ -48,8 +47,7 @@ def test_paths_give_the_same_documents_as_bytes(photo_dir, tmp_path):
     by_path = _normalized(passed, read_files=True, folder=folder)
     assert len(by_path) == len(by_bytes)
     for a, b in zip(by_bytes, by_path):
-        assert (a.uri, a.hash, a.size, a.mime, a.error, a.width, a.height) == \
-               (b.uri, b.hash, b.size, b.mime, b.error, b.width, b.height)
+        assert (a.uri, a.hash, a.size, a.mime, a.error, a.width, a.height) == (b.uri, b.hash, b.size, b.mime, b.error, b.width, b.height)
         assert b.blob is None and b.file_state is None  # nothing left behind for the encoder
         if a.tensor is not None:
             np.testing.assert_array_equal(np.asarray(a.tensor), np.asarray(b.tensor))

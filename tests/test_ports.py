@@ -46,8 +46,7 @@ print(json.dumps(ports))
 def _draw(env: dict[str, str]) -> list[int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JINA_RANDOM_PORT_")} | env
     env["PYTHONPATH"] = str(REPO)
-    out = subprocess.run([sys.executable, "-c", _DRAW], env=env, capture_output=True, text=True,
-                         timeout=120, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", _DRAW], env=env, capture_output=True, text=True, timeout=120, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

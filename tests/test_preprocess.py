@@ -115,10 +115,13 @@ def test_a_cached_plan_needs_the_processor_only_for_an_image_off_the_models_size
     name, kwargs = CONFIGS[kind]
     full = ImagePreprocessor(_processor(name, **kwargs))
     loads = []
-    cached = ImagePreprocessor(plan=json.loads(json.dumps(full.plan)),
-                               load=lambda: loads.append(name) or _processor(name, **kwargs))
-    assert (cached.input_size, cached.resize_rule(), cached.describe(), cached.center_crop) == \
-        (full.input_size, full.resize_rule(), full.describe(), full.center_crop)
+    cached = ImagePreprocessor(plan=json.loads(json.dumps(full.plan)), load=lambda: loads.append(name) or _processor(name, **kwargs))
+    assert (cached.input_size, cached.resize_rule(), cached.describe(), cached.center_crop) == (
+        full.input_size,
+        full.resize_rule(),
+        full.describe(),
+        full.center_crop,
+    )
     rng = np.random.default_rng(5)
     rule = full.resize_rule()
     if "shortest_edge" in rule:  # landscape, portrait and square at the rule's shorter side
@@ -139,15 +142,18 @@ def test_the_plan_refuses_to_be_made_from_nothing():
         ImagePreprocessor(plan={"fast": True})
 
 
-@pytest.mark.parametrize("damage, reason", [
-    (lambda p: p.pop("center_crop"), "center_crop"),
-    (lambda p: p.update(input_size=[224]), "input_size"),
-    (lambda p: p.update(resize_rule={"shortest_edge": "224", "resample": 3}), "resize_rule"),
-    (lambda p: p.update(mul=[1.0, 2.0]), "mul"),
-    (lambda p: p.update(sub=[0.0, float("nan"), 1.0]), "sub"),
-    (lambda p: p.update(fast="yes"), "fast"),
-    (lambda p: p.update(version=0), "version"),
-])
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda p: p.pop("center_crop"), "center_crop"),
+        (lambda p: p.update(input_size=[224]), "input_size"),
+        (lambda p: p.update(resize_rule={"shortest_edge": "224", "resample": 3}), "resize_rule"),
+        (lambda p: p.update(mul=[1.0, 2.0]), "mul"),
+        (lambda p: p.update(sub=[0.0, float("nan"), 1.0]), "sub"),
+        (lambda p: p.update(fast="yes"), "fast"),
+        (lambda p: p.update(version=0), "version"),
+    ],
+)
 def test_a_damaged_plan_is_refused_with_what_is_wrong(damage, reason):
     """A cached plan that parses but is damaged (cut, edited, another version) is refused
     when made, naming the field, not at the first batch as a KeyError."""

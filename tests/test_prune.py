@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from corpus import make_photo
 from docarray import DocList
 
-from corpus import make_photo
 from executors.docs import ImageDoc
 from executors.errors import UserError
 from executors.indexer.store import EdgeStore
@@ -49,8 +49,10 @@ def _indexer(tmp_path: Path, n: int):
 
     ix = QdrantIndexer(store_path=str(tmp_path / "ws"))
     vecs = np.random.default_rng(0).standard_normal((n, 8)).astype(np.float32)
-    docs = [ImageDoc(uri=f"/lib/{i}.jpg", hash=f"{i:064x}", width=3, height=2, size=9, mime="image/jpeg", model="m",
-                     embedding=v) for i, v in enumerate(vecs)]
+    docs = [
+        ImageDoc(uri=f"/lib/{i}.jpg", hash=f"{i:064x}", width=3, height=2, size=9, mime="image/jpeg", model="m", embedding=v)
+        for i, v in enumerate(vecs)
+    ]
     ix.index(DocList[ImageDoc](docs), parameters={"collection": "c"})
     return ix
 
@@ -76,11 +78,16 @@ def test_remove_paths_keeps_an_image_while_it_has_a_path(tmp_path):
     h0, h1, h2 = (f"{i:064x}" for i in range(3))
     try:
         ix.add_paths(DocList[ImageDoc]([ImageDoc(hash=h0, paths=["/lib/copy.jpg"])]), parameters={"collection": "c"})
-        done = ix.remove_paths(DocList[ImageDoc]([
-            ImageDoc(hash=h0, paths=["/lib/0.jpg"]),  # its first path: the copy takes over as uri
-            ImageDoc(hash=h1, paths=["/lib/1.jpg"]),  # its only path: deleted
-            ImageDoc(hash="9" * 64, paths=["/lib/9.jpg"]),  # never stored
-        ]), parameters={"collection": "c"})
+        done = ix.remove_paths(
+            DocList[ImageDoc](
+                [
+                    ImageDoc(hash=h0, paths=["/lib/0.jpg"]),  # its first path: the copy takes over as uri
+                    ImageDoc(hash=h1, paths=["/lib/1.jpg"]),  # its only path: deleted
+                    ImageDoc(hash="9" * 64, paths=["/lib/9.jpg"]),  # never stored
+                ]
+            ),
+            parameters={"collection": "c"},
+        )
         assert [d.indexed for d in done] == [True, False, None]
         stored = {h.payload["hash"]: h.payload for h in ix.store.scroll("c")}
         assert set(stored) == {h0, h2}
@@ -153,7 +160,8 @@ def test_prune_through_the_flow(tmp_path, photo_dir, tiny_models):
     assert paths[sha["motorcycle/motorcycle_crop.jpg"]] == [str(lib / "motorcycle" / "motorcycle_crop.jpg")]
     assert paths[_sha(other / "only_here.jpg")] == [str(other / "only_here.jpg")]
     assert sorted(paths[sha["coffee/coffee_crop.jpg"]]) == sorted(
-        [str(lib / "coffee" / "coffee_crop.jpg"), str(other / "coffee" / "coffee_crop.jpg")])
+        [str(lib / "coffee" / "coffee_crop.jpg"), str(other / "coffee" / "coffee_crop.jpg")]
+    )
 
 
 def _sha(path: Path) -> str:

@@ -19,7 +19,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from readme_commands import PLAN, ROOT, SMALL_SAMPLE, Command, documented_commands, entry_for
 
 PY = sys.executable
@@ -52,15 +51,21 @@ def as_run(text: str, tiny: dict[str, Path] | None = None, ports: dict[str, int]
         text += " " + " ".join(SMALL_SAMPLE)
     if tiny and " --model " not in text and "compare" not in text:
         named = re.search(r"--encoder ((?:[\w-]+ ?)+)", text)
-        for name in (named.group(1).split() if named else []):
+        for name in named.group(1).split() if named else []:
             if name in HUB:
                 text += f" --model {name}={tiny[HUB[name]]}"
     return text
 
 
 def sh(text: str, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    run = subprocess.run(["bash", "-c", text], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                         env={**os.environ, "IMGSEARCH_START_METHOD": "fork", **(env or {})})
+    run = subprocess.run(
+        ["bash", "-c", text],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "IMGSEARCH_START_METHOD": "fork", **(env or {})},
+    )
     assert run.returncode == 0, f"{text}\n{run.stderr[-3000:]}"
     return run
 
@@ -123,8 +128,7 @@ class Up:
 
     def __init__(self, text: str, cwd: Path, env: dict):
         launch = f"exec env {text}" if re.match(r"\w+=", text) else f"exec {text}"  # exec: SIGTERM reaches app.py
-        self.proc = subprocess.Popen(["bash", "-c", launch], cwd=cwd, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True, env=env)
+        self.proc = subprocess.Popen(["bash", "-c", launch], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         self.lines: list[str] = []
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not (self.lines and self.lines[-1].startswith("Serving gRPC")):
@@ -171,17 +175,30 @@ def test_deploy_md_commands(workdir, tiny_models):
     from imgsearch.flow import free_port
 
     commands = [c.text for c in commands_for("test_deploy_md_commands")]
-    k8s, pinned, index, search, refused, openssl = (next(c for c in commands if pred(c)) for pred in (
-        lambda c: " k8s --registry" in c, lambda c: " k8s --image-digests" in c,
-        lambda c: c.startswith("python app.py index") and "/data/memes" in c,
-        lambda c: " search " in c, lambda c: c.startswith("IMGSEARCH_TOKEN="), lambda c: c.startswith("openssl")))
+    k8s, pinned, index, search, refused, openssl = (
+        next(c for c in commands if pred(c))
+        for pred in (
+            lambda c: " k8s --registry" in c,
+            lambda c: " k8s --image-digests" in c,
+            lambda c: c.startswith("python app.py index") and "/data/memes" in c,
+            lambda c: " search " in c,
+            lambda c: c.startswith("IMGSEARCH_TOKEN="),
+            lambda c: c.startswith("openssl"),
+        )
+    )
     run = sh(as_run(k8s) + f" --out {workdir / 'gen'}", workdir)
     manifest = (workdir / "gen" / "k8s" / "40-gateway-clip.yml").read_text()
     assert "registry.example.com/me/gateway:" in manifest and "deploy with `kubectl apply" in run.stdout
     # digests.json names a made-up digest for every image the default manifests use.
     sh(f"{PY} {ROOT}/app.py k8s --out {workdir / 'plain'}", workdir)
-    images = sorted({line.split("image:", 1)[1].strip() for p in (workdir / "plain" / "k8s").glob("*.yml")
-                     for line in p.read_text().splitlines() if line.strip().startswith("image:")})
+    images = sorted(
+        {
+            line.split("image:", 1)[1].strip()
+            for p in (workdir / "plain" / "k8s").glob("*.yml")
+            for line in p.read_text().splitlines()
+            if line.strip().startswith("image:")
+        }
+    )
     digests = {name: "sha256:" + hashlib.sha256(name.encode()).hexdigest() for name in images}
     (workdir / "digests.json").write_text(json.dumps(digests))
     sh(as_run(pinned) + f" --out {workdir / 'pinned'}", workdir)
@@ -198,8 +215,14 @@ def test_deploy_md_commands(workdir, tiny_models):
     port = ports["localhost:8080"].rsplit(":", 1)[1]
     server = Up(f"{PY} {ROOT}/app.py up --encoder clip --model clip={tiny_models['clip']} --port {port}", workdir, env)
     try:
-        no_token = subprocess.run(["bash", "-c", as_run(refused, ports=ports).replace("/data/memes", data)], cwd=workdir,
-                                  capture_output=True, text=True, env={**env, "IMGSEARCH_TOKEN": ""}, timeout=300)
+        no_token = subprocess.run(
+            ["bash", "-c", as_run(refused, ports=ports).replace("/data/memes", data)],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            env={**env, "IMGSEARCH_TOKEN": ""},
+            timeout=300,
+        )
         assert no_token.returncode != 0 and "token" in no_token.stderr.lower()  # "must be refused"
         sh(as_run(index, ports=ports).replace("/data/memes", data), workdir, env=env)
         (workdir / "query.jpg").write_bytes((workdir / "data" / "memes" / "doge" / "doge__v1.jpg").read_bytes())
@@ -217,8 +240,14 @@ def test_web_md_command(workdir, tiny_models):
     (command,) = commands_for("test_web_md_command")
     port = free_port()
     text = as_run(command.text, tiny_models, {"8000": port})
-    proc = subprocess.Popen(["bash", "-c", f"exec {text}"], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, env={**os.environ, "IMGSEARCH_START_METHOD": "fork"})
+    proc = subprocess.Popen(
+        ["bash", "-c", f"exec {text}"],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "IMGSEARCH_START_METHOD": "fork"},
+    )
     try:
         line = proc.stdout.readline()
         assert line.startswith(f"Search page: http://localhost:{port}/"), line
@@ -243,8 +272,7 @@ def test_substitutions_are_the_tables():
     """The rewriting itself, on fixed input: a reader can check what ran."""
     tiny = {k: Path(f"/t/{k}") for k in ("clip", "dinov2", "blip2-itm")}
     assert as_run("python app.py index --data data/memes --encoder efficientnet-lite0 clip dinov2", tiny) == (
-        f"{PY} {ROOT}/app.py index --data data/memes --encoder efficientnet-lite0 clip dinov2 "
-        "--model clip=/t/clip --model dinov2=/t/dinov2")
+        f"{PY} {ROOT}/app.py index --data data/memes --encoder efficientnet-lite0 clip dinov2 --model clip=/t/clip --model dinov2=/t/dinov2"
+    )
     assert as_run("python app.py sample") == f"{PY} {ROOT}/app.py sample " + " ".join(SMALL_SAMPLE)
-    assert shlex.split(as_run("python examples/x.py --host localhost:8080 [--json]", ports={"8080": 1}))[-3:] == [
-        "--host", "localhost:1", "--json"]
+    assert shlex.split(as_run("python examples/x.py --host localhost:8080 [--json]", ports={"8080": 1}))[-3:] == ["--host", "localhost:1", "--json"]

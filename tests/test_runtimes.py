@@ -5,10 +5,10 @@ import logging
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY_FOR_ENCODER
-from executors.encoders.runtimes import RuntimeChoiceError, resolve_runtime, session_providers
 from test_encoders import _images, make_encoder
+
+from executors.encoders.runtimes import RuntimeChoiceError, resolve_runtime, session_providers
 
 PARITY = 0.9999  # cosine between the torch and onnx vectors of one input
 
@@ -109,8 +109,7 @@ def test_a_damaged_cached_plan_is_made_again(tiny_models, tmp_path, monkeypatch,
     plans[0].write_text(json.dumps(damaged))
     with caplog.at_level(logging.WARNING, logger="executors.encoders.base"):
         again = make_encoder("clip", model, runtime="onnx")
-    assert any("ignoring the cached preprocessing plan" in r.getMessage() and "center_crop" in r.getMessage()
-               for r in caplog.records)
+    assert any("ignoring the cached preprocessing plan" in r.getMessage() and "center_crop" in r.getMessage() for r in caplog.records)
     images = _images(3)
     assert np.allclose(again.embed_images(images), first.embed_images(images), atol=1e-6)
     assert json.loads(plans[0].read_text()) == first.preprocess.plan  # cached whole again
@@ -246,8 +245,13 @@ def _photo_set(photos: dict) -> tuple[list[str], list[np.ndarray]]:
     names, images = [], []
     for name, arr in photos.items():
         h, w = arr.shape[:2]
-        for kind, img in (("full", arr), ("crop", arr[h // 8 :, : w * 7 // 8]), ("flip", arr[:, ::-1]),
-                          ("small", arr[::3, ::3]), ("top", arr[: h * 2 // 3])):
+        for kind, img in (
+            ("full", arr),
+            ("crop", arr[h // 8 :, : w * 7 // 8]),
+            ("flip", arr[:, ::-1]),
+            ("small", arr[::3, ::3]),
+            ("top", arr[: h * 2 // 3]),
+        ):
             names.append(f"{name}/{kind}")
             images.append(np.ascontiguousarray(img))
     return names, images
@@ -368,11 +372,17 @@ def test_the_bench_prints_what_each_runtime_ran_on():
 
     from imgsearch.bench.runtimes import print_runtimes
 
-    runs = {"torch": {"best_images_per_second": 900.0, "best_batch_size": 64, "speedup_vs_torch": 1.0,
-                      "provider": "torch cuda", "dtype": "bfloat16"},
-            "onnx": {"best_images_per_second": 1200.0, "best_batch_size": 64, "speedup_vs_torch": 1.33,
-                     "provider": "TensorrtExecutionProvider", "dtype": "float32"},
-            "onnx-int8": {"error": "no quantiser"}}
+    runs = {
+        "torch": {"best_images_per_second": 900.0, "best_batch_size": 64, "speedup_vs_torch": 1.0, "provider": "torch cuda", "dtype": "bfloat16"},
+        "onnx": {
+            "best_images_per_second": 1200.0,
+            "best_batch_size": 64,
+            "speedup_vs_torch": 1.33,
+            "provider": "TensorrtExecutionProvider",
+            "dtype": "float32",
+        },
+        "onnx-int8": {"error": "no quantiser"},
+    }
     out = io.StringIO()
     print_runtimes({"encoders": [{"encoder": "vit", "runtimes": runs}]}, out)
     ran_on = next(line for line in out.getvalue().splitlines() if "ran on" in line)
@@ -401,8 +411,10 @@ def test_a_cached_onnx_start_imports_none_of_transformers_model_or_processor_cod
 
     repo = Path(__file__).resolve().parent.parent
     env = {**os.environ, "IMGSEARCH_ONNX_CACHE": str(tmp_path), "PYTHONPATH": str(repo)}
-    runs = [subprocess.run([sys.executable, "-c", _CACHED_START], cwd=repo, env=env, capture_output=True,
-                           text=True, timeout=300, check=True) for _ in range(2)]
+    runs = [
+        subprocess.run([sys.executable, "-c", _CACHED_START], cwd=repo, env=env, capture_output=True, text=True, timeout=300, check=True)
+        for _ in range(2)
+    ]
     assert any(tmp_path.glob("*.json")) and any(tmp_path.glob("*/model.onnx"))  # plan and graph cached
     assert "HEAVY ['transformers.image_processing_utils', 'transformers.modeling_utils']" in runs[0].stdout
     assert "HEAVY []" in runs[1].stdout, runs[1].stdout + runs[1].stderr[-2000:]

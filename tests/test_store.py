@@ -425,8 +425,7 @@ def _indexer(workspace: Path):
 def _image(name: str, vector: np.ndarray, uri: str, label: str | None, mime: str = "image/jpeg"):
     from executors.docs import ImageDoc
 
-    return ImageDoc(uri=uri, hash=name * 64, label=label, width=30, height=20, size=1234, mime=mime, model="m-1",
-                    embedding=vector)
+    return ImageDoc(uri=uri, hash=name * 64, label=label, width=30, height=20, size=1234, mime=mime, model="m-1", embedding=vector)
 
 
 # Every field a match has carried since paths were added; clients read them by name.
@@ -448,15 +447,24 @@ def test_indexer_stores_slim_payloads_and_matches_carry_every_field(tmp_path: Pa
         stored = {h.payload["hash"][0]: h.payload for h in ix.store.scroll("c")}
         # Only what the uri and the collection do not say already.
         assert stored["a"] == {"uri": "/data/lab/a.jpg", "hash": "a" * 64, "width": 30, "height": 20, "size": 1234}
-        assert stored["b"] == {"uri": "/data/b.png", "hash": "b" * 64, "width": 30, "height": 20, "size": 1234,
-                               "label": None, "mime": "image/jpeg", "paths": ["/data/b.png", "/data/b copy.png"]}
+        assert stored["b"] == {
+            "uri": "/data/b.png",
+            "hash": "b" * 64,
+            "width": 30,
+            "height": 20,
+            "size": 1234,
+            "label": None,
+            "mime": "image/jpeg",
+            "paths": ["/data/b.png", "/data/b copy.png"],
+        }
 
         res = ix.search(DocList[ImageDoc]([ImageDoc(embedding=vecs[0])]), parameters={"collection": "c", "top_k": 2})
         ma, mb = res[0].matches
         assert set(ma) == set(mb) == MATCH_KEYS and ma["score"] == pytest.approx(1.0, abs=1e-5)
         for m, doc in ((ma, a), (mb, b)):
             assert {k: m[k] for k in ("uri", "hash", "label", "width", "height", "size", "mime")} == {
-                k: getattr(doc, k) for k in ("uri", "hash", "label", "width", "height", "size", "mime")}
+                k: getattr(doc, k) for k in ("uri", "hash", "label", "width", "height", "size", "mime")
+            }
             assert m["model"] == "m-1"  # from the collection's metadata
         assert ma["paths"] == ["/data/lab/a.jpg"] and mb["paths"] == ["/data/b.png", "/data/b copy.png"]
 
@@ -476,9 +484,20 @@ def test_indexer_reads_collections_stored_with_full_payloads(tmp_path: Path) -> 
     from executors.docs import ImageDoc
 
     vecs = unit(np.random.default_rng(4).standard_normal((2, 8)).astype(np.float32))
-    old = [{"uri": f"/old/{n}.jpg", "hash": n * 64, "label": "x", "width": 1, "height": 2, "model": "m-old",
-            "size": 3, "mime": "image/png", "paths": [f"/old/{n}.jpg"] + ([f"/old/{n} dup.jpg"] if n == "d" else [])}
-           for n in ("c", "d")]
+    old = [
+        {
+            "uri": f"/old/{n}.jpg",
+            "hash": n * 64,
+            "label": "x",
+            "width": 1,
+            "height": 2,
+            "model": "m-old",
+            "size": 3,
+            "mime": "image/png",
+            "paths": [f"/old/{n}.jpg"] + ([f"/old/{n} dup.jpg"] if n == "d" else []),
+        }
+        for n in ("c", "d")
+    ]
     with EdgeStore(str(tmp_path / "ws")) as st:
         st.ensure_collection("old", 8, {"model": "m-old"})
         st.upsert("old", [point_id(p["hash"]) for p in old], vecs, old)

@@ -66,6 +66,7 @@ def test_index_through_the_flow_records_the_setting(tmp_path, photo_dir):
     import shutil
 
     from corpus import make_photo
+
     from imgsearch.flow import Gateway, local_flow
     from imgsearch.indexing import encoder_info, run_index
 

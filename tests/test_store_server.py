@@ -55,10 +55,12 @@ def test_existence_is_asked_once_and_vectors_travel_as_numpy():
     store = ServerStore(client=client, layout=ClusterLayout())
     store.ensure_collection("photos--m", 4, {"model": "m"})
     rng = np.random.default_rng(0)
-    with mock.patch.object(client, "collection_exists", wraps=client.collection_exists) as exists, \
-         mock.patch.object(client, "upload_collection", wraps=client.upload_collection) as upsert:
+    with (
+        mock.patch.object(client, "collection_exists", wraps=client.collection_exists) as exists,
+        mock.patch.object(client, "upload_collection", wraps=client.upload_collection) as upsert,
+    ):
         for start in range(0, 30, 10):
-            ids = _ids(30)[start:start + 10]
+            ids = _ids(30)[start : start + 10]
             store.upsert("photos--m", ids, rng.random((10, 4), dtype=np.float32), [{"uri": i} for i in ids])
             store.search_batch("photos--m", rng.random((2, 4), dtype=np.float32), 3)
         assert exists.call_count == 0  # known since it was created here

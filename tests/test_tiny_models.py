@@ -10,13 +10,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 import torch
-
-from imgsearch.tiny_models import TEXT_KINDS, TINY_DIMS, TINY_KINDS, TINY_MODEL_CLASSES, build_tiny_model
-from tiny_models import folder_size, load_tiny_model, reference_image_embedding, reference_text_embedding
-
 import transformers  # noqa: E402
+from tiny_models import folder_size, load_tiny_model, reference_image_embedding, reference_text_embedding
 from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
+
+from imgsearch.tiny_models import TEXT_KINDS, TINY_DIMS, TINY_KINDS, TINY_MODEL_CLASSES, build_tiny_model
 
 hf_logging.disable_progress_bar()
 
@@ -144,8 +143,7 @@ def test_clip_tokenizer_and_config_agree_on_eos(tiny_root):
     ids = tokenizer(["doge " * 100, "cat"], padding=True, truncation=True)["input_ids"]
     assert len(ids[0]) == text_config.max_position_embeddings
     assert ids[0][0] == tokenizer.bos_token_id and ids[0][-1] == tokenizer.eos_token_id
-    assert ids[1][:3] == [tokenizer.bos_token_id, tokenizer.convert_tokens_to_ids("cat</w>"),
-                          tokenizer.eos_token_id]
+    assert ids[1][:3] == [tokenizer.bos_token_id, tokenizer.convert_tokens_to_ids("cat</w>"), tokenizer.eos_token_id]
 
 
 def test_blip2_itm_matches_the_model_forward(tiny_root, images):
@@ -153,9 +151,7 @@ def test_blip2_itm_matches_the_model_forward(tiny_root, images):
     similarity is the max over query tokens."""
     folder = tiny_root / "blip2-itm"
     model = load_tiny_model("blip2-itm", folder)
-    pixel_values = AutoImageProcessor.from_pretrained(folder)(images=images, return_tensors="pt")[
-        "pixel_values"
-    ]
+    pixel_values = AutoImageProcessor.from_pretrained(folder)(images=images, return_tensors="pt")["pixel_values"]
     enc = AutoTokenizer.from_pretrained(folder)(["a doge meme", "cat"], padding=True, return_tensors="pt")
     with torch.inference_mode():
         out = model(pixel_values=pixel_values, **enc, use_image_text_matching_head=False)

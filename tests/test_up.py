@@ -28,12 +28,14 @@ def test_up_serves_until_sigterm_and_leaves_no_process(tmp_path):
 
     port = free_port()
     # As users run it, without a token (unset: a set but empty one stops the executors at start-up).
-    env = {**{k: v for k, v in os.environ.items() if k != "IMGSEARCH_TOKEN"}, "PYTHONPATH": str(ROOT),
-           "IMGSEARCH_START_METHOD": "fork"}
+    env = {**{k: v for k, v in os.environ.items() if k != "IMGSEARCH_TOKEN"}, "PYTHONPATH": str(ROOT), "IMGSEARCH_START_METHOD": "fork"}
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py"), "up", "--encoder", "efficientnet-lite0", "--port", str(port),
-         "--store", str(tmp_path / "store")],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path,
+        [sys.executable, str(ROOT / "app.py"), "up", "--encoder", "efficientnet-lite0", "--port", str(port), "--store", str(tmp_path / "store")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     try:
         lines = []

@@ -80,7 +80,17 @@ class FakeVertex:
                     self.end_headers()
                     return self.wfile.write(data)
                 if planned == 429:
-                    return self._send(429, {"error": {"code": 429, "message": "Quota exceeded for aiplatform.googleapis.com/online_prediction_requests_per_base_model", "status": "RESOURCE_EXHAUSTED"}}, {"Retry-After": "0"})
+                    return self._send(
+                        429,
+                        {
+                            "error": {
+                                "code": 429,
+                                "message": "Quota exceeded for aiplatform.googleapis.com/online_prediction_requests_per_base_model",
+                                "status": "RESOURCE_EXHAUSTED",
+                            }
+                        },
+                        {"Retry-After": "0"},
+                    )
                 if planned == 503:
                     return self._send(503, {"error": {"code": 503, "message": "The service is currently unavailable.", "status": "UNAVAILABLE"}})
                 instances = body.get("instances") or []
@@ -195,13 +205,17 @@ def test_no_credentials_is_one_clear_message_before_any_work(monkeypatch, tmp_pa
 
 
 def test_executor_encodes_images_and_texts_per_document(fake):
-    enc = VertexEncoder(name="vertex", project="proj-1", base_url=fake.url, access_token=TOKEN,
-                        dimension=256, batch_size=4, backoff_s=0.01)
+    enc = VertexEncoder(name="vertex", project="proj-1", base_url=fake.url, access_token=TOKEN, dimension=256, batch_size=4, backoff_s=0.01)
     red = np.full((40, 30, 3), (220, 20, 20), np.uint8)
     red2 = np.full((50, 50, 3), (210, 30, 25), np.uint8)
     blue = np.full((40, 30, 3), (20, 20, 220), np.uint8)
-    docs = [ImageDoc(uri="r", tensor=red), ImageDoc(uri="r2", tensor=red2), ImageDoc(uri="b", tensor=blue),
-            ImageDoc(text="doge"), ImageDoc(uri="bad", error="not an image")]
+    docs = [
+        ImageDoc(uri="r", tensor=red),
+        ImageDoc(uri="r2", tensor=red2),
+        ImageDoc(uri="b", tensor=blue),
+        ImageDoc(text="doge"),
+        ImageDoc(uri="bad", error="not an image"),
+    ]
     fake.plan = [429]
     enc.encode(docs)
     r, r2, b = (np.asarray(d.embedding) for d in docs[:3])

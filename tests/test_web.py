@@ -24,19 +24,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
+from corpus import _bomb_png, make_exif_rotated, make_photo
 from PIL import Image
 
-from conftest import ROOT
 from imgsearch.tiny_models import MARKER as TINY_MARKER
-from corpus import _bomb_png, make_exif_rotated, make_photo
 
 pytestmark = [pytest.mark.flow, pytest.mark.web]
 
 ARTIFACTS = ROOT / "tests" / "artifacts" / "web"
 CHROMIUM = os.environ.get("IMGSEARCH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps trying to reach Google and stalls.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 K = 4  # results per page: "more" has something to add on 13 images
 LITE, CLIP, EMPTY = "efficientnet-lite0", "clip", "dinov2"
 
@@ -47,8 +55,7 @@ def sha(path: Path) -> str:
 
 def app(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "IMGSEARCH_START_METHOD": "fork"}  # a fresh app.py has run no torch
-    return subprocess.run([sys.executable, str(ROOT / "app.py"), *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return subprocess.run([sys.executable, str(ROOT / "app.py"), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def brute_force(store: Path, collection: str) -> dict[str, list[tuple[str, float]]]:
@@ -89,11 +96,16 @@ def post_search(base: str, fields: dict, files: dict | None = None) -> tuple[int
     for name, value in fields.items():
         body += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
     for name, (filename, data) in (files or {}).items():
-        body += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                 "Content-Type: application/octet-stream\r\n\r\n").encode() + data + b"\r\n"
+        body += (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + data
+            + b"\r\n"
+        )
     body += f"--{boundary}--\r\n".encode()
-    req = urllib.request.Request(base + "api/search", data=body, method="POST",
-                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    req = urllib.request.Request(base + "api/search", data=body, method="POST", headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     try:
         with urllib.request.urlopen(req, timeout=180) as resp:
             return resp.status, json.loads(resp.read())
@@ -139,20 +151,56 @@ def site(tmp_path_factory, photo_dir, tiny_models):
     chelsea = sha(data / "chelsea" / "chelsea_full.jpg")
     thresholds = {enc: round((expected[enc][chelsea][1][1] + expected[enc][chelsea][2][1]) / 2, 6) for enc in expected}
     report = root / "report.json"
-    report.write_text(json.dumps({"encoders": [
-        {"encoder": enc, "status": "ok", "index": {"collection": collections[enc]},
-         "quality": {"threshold": {"threshold": thresholds[enc], "precision": 0.9, "recall": 0.8, "f1": 0.85}}}
-        for enc in expected]}))
+    report.write_text(
+        json.dumps(
+            {
+                "encoders": [
+                    {
+                        "encoder": enc,
+                        "status": "ok",
+                        "index": {"collection": collections[enc]},
+                        "quality": {"threshold": {"threshold": thresholds[enc], "precision": 0.9, "recall": 0.8, "f1": 0.85}},
+                    }
+                    for enc in expected
+                ]
+            }
+        )
+    )
 
     port = free_port()
     env = {**os.environ, "IMGSEARCH_START_METHOD": "fork"}
     log = open(root / "serve.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py"), "serve", "--encoders", LITE, CLIP, EMPTY,
-         "--model", f"{CLIP}={clip_model}", "--model", f"{EMPTY}={tiny_models['dinov2']}",
-         "--store", str(store), "--port", str(port), "--report", str(report), "--top-k", str(K),
-         "--max-upload-mb", "2", "--thumb-cache", str(root / "thumbs")],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
+        [
+            sys.executable,
+            str(ROOT / "app.py"),
+            "serve",
+            "--encoders",
+            LITE,
+            CLIP,
+            EMPTY,
+            "--model",
+            f"{CLIP}={clip_model}",
+            "--model",
+            f"{EMPTY}={tiny_models['dinov2']}",
+            "--store",
+            str(store),
+            "--port",
+            str(port),
+            "--report",
+            str(report),
+            "--top-k",
+            str(K),
+            "--max-upload-mb",
+            "2",
+            "--thumb-cache",
+            str(root / "thumbs"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
     )
     base = f"http://localhost:{port}/"
     line = proc.stdout.readline()  # "Search page: URL (encoders: NAME at HOST, ...)" once everything is up
@@ -162,9 +210,19 @@ def site(tmp_path_factory, photo_dir, tiny_models):
     hosts = dict(re.findall(r"([\w-]+) at (grpc://[\d.:]+)", line))
     _wait_healthy(base)
     images = sum(p.is_file() for p in data.rglob("*"))  # all distinct, HEIC included: each indexed once
-    yield {"base": base, "proc": proc, "data": data, "store": store, "hosts": hosts, "expected": expected,
-           "collections": collections, "thresholds": thresholds, "thumbs": root / "thumbs", "clip_model": clip_model,
-           "images": images}
+    yield {
+        "base": base,
+        "proc": proc,
+        "data": data,
+        "store": store,
+        "hosts": hosts,
+        "expected": expected,
+        "collections": collections,
+        "thresholds": thresholds,
+        "thumbs": root / "thumbs",
+        "clip_model": clip_model,
+        "images": images,
+    }
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)  # flows close cleanly, the store is released
         try:
@@ -246,15 +304,18 @@ def test_thumbnails_are_resized_cached_upright_and_originals_whole(site):
             assert img.format == "JPEG" and img.size == size, (url, img.size)
 
 
-@pytest.mark.parametrize("path", [
-    "/api/original/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
-    "/api/original/../../../../etc/passwd",
-    "/api/thumb/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
-    "/static/..%2F..%2F..%2Fapp.py",
-    "/static/../../../app.py",
-    "/api/original/" + hashlib.sha256(b"root:x:0:0:root:/root:/bin/bash\n").hexdigest(),
-    "/api/original/" + "0" * 64,
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/original/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+        "/api/original/../../../../etc/passwd",
+        "/api/thumb/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "/static/..%2F..%2F..%2Fapp.py",
+        "/static/../../../app.py",
+        "/api/original/" + hashlib.sha256(b"root:x:0:0:root:/root:/bin/bash\n").hexdigest(),
+        "/api/original/" + "0" * 64,
+    ],
+)
 def test_paths_outside_the_index_are_refused(site, path):
     status, _, body = http_get(site["base"], path)
     assert status in (400, 404), (status, body[:200])
@@ -299,9 +360,12 @@ def browser_page(site):
     if not Path(CHROMIUM).is_file():
         if os.environ.get("IMGSEARCH_NO_BROWSER") == "1":
             pytest.skip("IMGSEARCH_NO_BROWSER=1: the page's browser tests were not run")
-        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's `chromium` package (the README's test command "
-                    "does), or set IMGSEARCH_NO_BROWSER=1 to skip the browser tests knowingly")
+        pytest.fail(
+            f"no Chromium at {CHROMIUM}: install Debian's `chromium` package (the README's test command "
+            "does), or set IMGSEARCH_NO_BROWSER=1 to skip the browser tests knowingly"
+        )
     from playwright.sync_api import sync_playwright
+
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -335,8 +399,7 @@ def act(page, action) -> None:
     """Do something that starts a search, then wait until the page has shown its answer."""
     before = int(page.evaluate("document.body.dataset.started || '0'"))
     action()
-    page.wait_for_function(f"Number(document.body.dataset.started || 0) > {before} "
-                           "&& document.body.dataset.done === document.body.dataset.started")
+    page.wait_for_function(f"Number(document.body.dataset.started || 0) > {before} && document.body.dataset.done === document.body.dataset.started")
 
 
 def shown(page, encoder: str) -> list[str]:
@@ -464,9 +527,24 @@ def test_server_down_is_said_plainly(site, browser_page):
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py"), "serve", "--host", *site["hosts"].values(), "--port", str(port),
-         "--store", str(site["store"]), "--thumb-cache", str(site["thumbs"])],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        [
+            sys.executable,
+            str(ROOT / "app.py"),
+            "serve",
+            "--host",
+            *site["hosts"].values(),
+            "--port",
+            str(port),
+            "--store",
+            str(site["store"]),
+            "--thumb-cache",
+            str(site["thumbs"]),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert "Search page:" in proc.stdout.readline()
         _wait_healthy(f"http://localhost:{port}/")

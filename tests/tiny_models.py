@@ -70,9 +70,7 @@ def blip2_itm_query_embeddings(model, pixel_values):
     image_embeds = model.vision_model(pixel_values=pixel_values).last_hidden_state
     mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
     query = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
-    out = model.qformer(
-        query_embeds=query, encoder_hidden_states=image_embeds, encoder_attention_mask=mask
-    ).last_hidden_state
+    out = model.qformer(query_embeds=query, encoder_hidden_states=image_embeds, encoder_attention_mask=mask).last_hidden_state
     out = out.to(model.vision_projection.weight.dtype)
     return F.normalize(model.vision_projection(out), dim=-1)
 
@@ -88,14 +86,10 @@ def reference_text_embedding(kind: str, folder: Path, texts: list[str]) -> "torc
     enc = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
     with torch.inference_mode():
         if kind == "clip":
-            return model.get_text_features(
-                input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
-            ).pooler_output
+            return model.get_text_features(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).pooler_output
         if kind == "blip2-itm":
             embeds = model.embeddings(input_ids=enc["input_ids"])
-            out = model.qformer(
-                query_embeds=embeds, query_length=0, attention_mask=enc["attention_mask"]
-            ).last_hidden_state
+            out = model.qformer(query_embeds=embeds, query_length=0, attention_mask=enc["attention_mask"]).last_hidden_state
             out = out.to(model.text_projection.weight.dtype)
             return F.normalize(model.text_projection(out[:, 0, :]), dim=-1)
     raise ValueError(f"{kind} has no text tower")
@@ -103,4 +97,3 @@ def reference_text_embedding(kind: str, folder: Path, texts: list[str]) -> "torc
 
 def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-

@@ -25,63 +25,22 @@ import torch
 from docarray import DocList
 from jina import requests
 
-from executors.contracts import INFO, EncoderInfo
+from executors.contracts import EncoderInfo
 from executors.docs import ImageDoc, failed
 from executors.encoders.admission import admit_encoder_inputs
 from executors.encoders.coalesce import Coalescer
 from executors.encoders.device_decode import decode_on_cpu, resolve_device_decoder
-from executors.encoders.preprocess import PLAN_VERSION, ImagePreprocessor
+from executors.encoders.encoder_stage import EncoderStage, ModelLoadError, describe_checkpoint
 from executors.encoders.onnx_towers import OnnxTowers
 from executors.encoders.plan import MAX_BATCH, EncoderPlan, default_batch
-from executors.encoders.runtimes import RuntimeChoiceError, cache_plan, cached_plan, folder_revision, graph_key
+from executors.encoders.preprocess import PLAN_VERSION, ImagePreprocessor
 from executors.encoders.runtime_env import on_torch
-from executors.encoders.specs import EncoderSpec, get_spec
+from executors.encoders.runtimes import RuntimeChoiceError, cache_plan, cached_plan, folder_revision, graph_key
 from executors.flow_kwargs import flow_kwarg
 from executors.normalizer.decode import DEFAULT_MAX_PIXELS
-from executors.stage import Stage, keep_freed_memory, limit_malloc_arenas, peak_rss_mb
+from executors.stage import keep_freed_memory, limit_malloc_arenas
 
 logger = logging.getLogger(__name__)
-
-
-class ModelLoadError(RuntimeError):
-    """The checkpoint cannot be loaded; raised at start-up, before any work."""
-
-
-def describe_checkpoint(checkpoint: str) -> str:
-    return "local folder" if Path(checkpoint).expanduser().is_dir() else "hub id"
-
-
-class EncoderStage(Stage):
-    """What every encoder executor shares, local model or remote API: its registry spec
-    (checked against the family it runs) and the ``/info`` it answers clients with.
-
-    A subclass sets ``checkpoint``, ``dim``, ``batch_size`` and ``load_seconds``, and adds
-    its own fields to ``info()``.
-    """
-
-    family: ClassVar[str] = ""
-
-    def __init__(self, name: str, **kwargs):
-        super().__init__(**kwargs)
-        self.spec: EncoderSpec = get_spec(name)
-        if self.spec.family != self.family:
-            raise ValueError(f"encoder '{name}' belongs to the {self.spec.family} family, not {self.family}")
-
-    def info(self) -> EncoderInfo:
-        return EncoderInfo(
-            encoder=self.spec.name,
-            family=self.family,
-            model=self.checkpoint,
-            dim=self.dim,
-            batch_size=self.batch_size,
-            load_seconds=round(self.load_seconds, 3),
-            pooling=self.spec.pooling,
-            peak_rss_mb=peak_rss_mb(),
-        )
-
-    @requests(on=INFO)
-    def info_endpoint(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:  # Jina's schema; the dict rides in results
-        return self.info().to_dict()  # type: ignore[return-value]
 
 
 class TorchEncoder(OnnxTowers, EncoderStage):
@@ -111,8 +70,14 @@ class TorchEncoder(OnnxTowers, EncoderStage):
         self.checkpoint = os.path.expanduser(model) if model else self.spec.checkpoint
         # Unset, empty or 0 (the flow's ${{ ENV.* }}): decided by the plan from the machine.
         self.plan = plan = EncoderPlan.resolve(
-            name, device, dtype, runtime, batch_size=flow_kwarg("batch_size", batch_size, 0, int),
-            num_threads=flow_kwarg("num_threads", num_threads, 0, int), lanes=flow_kwarg("lanes", lanes, None))
+            name,
+            device,
+            dtype,
+            runtime,
+            batch_size=flow_kwarg("batch_size", batch_size, 0, int),
+            num_threads=flow_kwarg("num_threads", num_threads, 0, int),
+            lanes=flow_kwarg("lanes", lanes, None),
+        )
         self.runtime, self.device, self.dtype, self.batch_size = plan.runtime, plan.device, plan.dtype, plan.batch_size
         self.num_threads, self.lanes, self.onnx_cuda = plan.num_threads, plan.lanes, plan.onnx_cuda
         if on_torch(self.runtime):
@@ -140,13 +105,10 @@ class TorchEncoder(OnnxTowers, EncoderStage):
             raise
         except Exception as exc:
             raise ModelLoadError(
-                f"encoder '{name}' cannot load model '{self.checkpoint}' "
-                f"({describe_checkpoint(self.checkpoint)}): {type(exc).__name__}: {exc}"
+                f"encoder '{name}' cannot load model '{self.checkpoint}' ({describe_checkpoint(self.checkpoint)}): {type(exc).__name__}: {exc}"
             ) from exc
         # JPEG bytes decoded on the GPU (nvJPEG) where it can, else None: the normalizer decodes.
-        self.device_decoder = resolve_device_decoder(
-            flow_kwarg("device_decode", device_decode, None), self.device, self.runtime, self.preprocess
-        )
+        self.device_decoder = resolve_device_decoder(flow_kwarg("device_decode", device_decode, None), self.device, self.runtime, self.preprocess)
         # One warm-up batch: checks the model end to end and tells the true dimension (at the
         # size the flow sends, which a cached plan preprocesses without transformers).
         h, w = self.preprocess.arrival_size
@@ -161,8 +123,13 @@ class TorchEncoder(OnnxTowers, EncoderStage):
         self.load_seconds = time.perf_counter() - started
         logger.info(
             "%s: loaded %s on %s/%s in %.1fs (dim %d, text %s)",
-            name, self.checkpoint, self.device, str(self.dtype).removeprefix("torch."),
-            self.load_seconds, self.dim, self.supports_text,
+            name,
+            self.checkpoint,
+            self.device,
+            str(self.dtype).removeprefix("torch."),
+            self.load_seconds,
+            self.dim,
+            self.supports_text,
         )
 
     def _preprocessor(self) -> ImagePreprocessor:
@@ -283,7 +250,9 @@ class TorchEncoder(OnnxTowers, EncoderStage):
         for start in range(0, len(texts), self.batch_size):
             tokens = self.tokenizer(
                 list(texts[start : start + self.batch_size]),
-                padding=True, truncation=True, return_tensors="pt",
+                padding=True,
+                truncation=True,
+                return_tensors="pt",
             )
             feats = self.text_tower(tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device))
             out.append(self._normalise(feats))
@@ -354,8 +323,11 @@ class TorchEncoder(OnnxTowers, EncoderStage):
         on the CPU instead (its pixels join the ordinary image path) or gets its reason."""
         for start in range(0, len(docs), self.batch_size):
             chunk = docs[start : start + self.batch_size]
-            pixels, errors = self.device_decoder([d.blob for d in chunk if d.blob is not None]) if self.device_decoder else (
-                None, ["this encoder does not decode on its device"] * len(chunk))
+            pixels, errors = (
+                self.device_decoder([d.blob for d in chunk if d.blob is not None])
+                if self.device_decoder
+                else (None, ["this encoder does not decode on its device"] * len(chunk))
+            )
             if pixels is not None:
                 self._assign([d for d, e in zip(chunk, errors) if e is None], self._normalise(self.image_tower(pixels)))
             for doc, reason in zip(chunk, errors):

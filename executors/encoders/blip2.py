@@ -55,9 +55,7 @@ class Blip2Encoder(TorchEncoder):
         image_embeds = model.vision_model(pixel_values=pixel_values).last_hidden_state
         image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
         queries = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
-        return model.qformer(
-            query_embeds=queries, encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask
-        ).last_hidden_state
+        return model.qformer(query_embeds=queries, encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask).last_hidden_state
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         queries = self._query_outputs(pixel_values)
@@ -77,7 +75,5 @@ class Blip2Encoder(TorchEncoder):
         if not isinstance(model, Blip2ForImageTextRetrieval):  # supports_text is False: never asked
             raise RuntimeError(f"{self.family}: {type(model).__name__} has no text tower")
         embeds = model.embeddings(input_ids=input_ids)
-        hidden = model.qformer(
-            query_embeds=embeds, query_length=0, attention_mask=attention_mask
-        ).last_hidden_state
+        hidden = model.qformer(query_embeds=embeds, query_length=0, attention_mask=attention_mask).last_hidden_state
         return model.text_projection(hidden[:, 0, :].to(model.text_projection.weight.dtype))

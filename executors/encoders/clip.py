@@ -35,6 +35,4 @@ class ClipEncoder(TorchEncoder):
         return features_tensor(self._clip().get_image_features(pixel_values=pixel_values))
 
     def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return features_tensor(
-            self._clip().get_text_features(input_ids=input_ids, attention_mask=attention_mask)
-        )
+        return features_tensor(self._clip().get_text_features(input_ids=input_ids, attention_mask=attention_mask))

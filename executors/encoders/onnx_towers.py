@@ -12,7 +12,14 @@ import torch
 
 from executors.encoders.preprocess import ImagePreprocessor
 from executors.encoders.runtimes import (
-    OnnxTower, Tower, calibration_images, calibration_source, discard_graph, export_graph, graph_key, graph_path,
+    OnnxTower,
+    Tower,
+    calibration_images,
+    calibration_source,
+    discard_graph,
+    export_graph,
+    graph_key,
+    graph_path,
 )
 from executors.encoders.specs import EncoderSpec
 from executors.errors import first_line
@@ -87,8 +94,15 @@ class OnnxTowers:
 
         try:
             path = export_graph(
-                self.model, self.image_features, [torch.zeros(2, 3, h, w)], ["pixel_values"],
-                {"pixel_values": {0: "batch"}}, image_key, int8, calibration if int8 else None, source,
+                self.model,
+                self.image_features,
+                [torch.zeros(2, 3, h, w)],
+                ["pixel_values"],
+                {"pixel_values": {0: "batch"}},
+                image_key,
+                int8,
+                calibration if int8 else None,
+                source,
             )
             self.image_tower = session(path, ["pixel_values"], 1 if self.lanes > 1 else self.num_threads)
             if self.supports_text:
@@ -98,15 +112,21 @@ class OnnxTowers:
                     tokens = self.tokenizer(["a photo of a cat", "two dogs"], padding=True, return_tensors="pt")
                     example = [tokens[n] for n in names]
                 path = export_graph(
-                    self.model, self.text_features, example, names, {n: {0: "batch", 1: "tokens"} for n in names},
-                    text_key, int8,
+                    self.model,
+                    self.text_features,
+                    example,
+                    names,
+                    {n: {0: "batch", 1: "tokens"} for n in names},
+                    text_key,
+                    int8,
                 )
                 self.text_tower = session(path, names, self.num_threads)
         except _DamagedGraph as damaged:
             # A cut-off or corrupted cache file (a full disk, a killed copy): exported again
             # from the model, which the caller now loads, instead of failing every start.
-            logger.warning("%s: the cached graph %s cannot be loaded (%s); exporting it again",
-                           self.spec.name, damaged.path, first_line(damaged.exc, 300))
+            logger.warning(
+                "%s: the cached graph %s cannot be loaded (%s); exporting it again", self.spec.name, damaged.path, first_line(damaged.exc, 300)
+            )
             discard_graph(damaged.path)
             self.image_tower, self.text_tower = self._torch_image_features, self.text_features
             return False

@@ -54,9 +54,16 @@ class EncoderPlan:
     onnx_cuda: bool  # onnxruntime runs on the GPU (device is the CPU then)
 
     @classmethod
-    def resolve(cls, name: str, device: Optional[str] = None, dtype: Optional[str] = None,
-                runtime: Optional[str] = None, batch_size: int = 0, num_threads: int = 0,
-                lanes: Optional[str] = None) -> "EncoderPlan":
+    def resolve(
+        cls,
+        name: str,
+        device: Optional[str] = None,
+        dtype: Optional[str] = None,
+        runtime: Optional[str] = None,
+        batch_size: int = 0,
+        num_threads: int = 0,
+        lanes: Optional[str] = None,
+    ) -> "EncoderPlan":
         """The plan for encoder ``name`` from its settings (None/0: decided here, from the
         machine and $ENCODER_RUNTIME / $ENCODER_LANES). Raises RuntimeChoiceError for a runtime
         this machine cannot run."""
@@ -65,11 +72,15 @@ class EncoderPlan:
         if chosen == "torch-bf16":
             dtype = "bfloat16"
             if where.type == "cuda" and not torch.cuda.is_bf16_supported():
-                raise RuntimeChoiceError(f"runtime torch-bf16: {torch.cuda.get_device_name(where)} has no "
-                                         "bfloat16 (before Ampere); use runtime torch (float16 there)")
+                raise RuntimeChoiceError(
+                    f"runtime torch-bf16: {torch.cuda.get_device_name(where)} has no bfloat16 (before Ampere); use runtime torch (float16 there)"
+                )
             if where.type == "cpu" and cpu_has_native_bf16() is False:
-                logger.warning("%s: runtime torch-bf16 on a CPU without native bfloat16 (AVX512-BF16 or AMX): "
-                               "torch emulates it, slower than fp32; runtime onnx is the fast one here", name)
+                logger.warning(
+                    "%s: runtime torch-bf16 on a CPU without native bfloat16 (AVX512-BF16 or AMX): "
+                    "torch emulates it, slower than fp32; runtime onnx is the fast one here",
+                    name,
+                )
         batch = batch_size or default_batch(chosen, where)
         onnx_cuda = not on_torch(chosen) and where.type == "cuda"
         if not on_torch(chosen):
@@ -77,5 +88,13 @@ class EncoderPlan:
         threads = fit_torch_threads(num_threads)
         # (onnxruntime on CUDA runs on the GPU although the device is the CPU here: one lane.)
         n_lanes = index_lanes(lanes, chosen, torch.device("cuda") if onnx_cuda else where, threads)
-        return cls(runtime=chosen, device=where, dtype=pick_dtype(where, dtype), batch_size=batch,
-                   batch_requested=bool(batch_size), num_threads=threads, lanes=n_lanes, onnx_cuda=onnx_cuda)
+        return cls(
+            runtime=chosen,
+            device=where,
+            dtype=pick_dtype(where, dtype),
+            batch_size=batch,
+            batch_requested=bool(batch_size),
+            num_threads=threads,
+            lanes=n_lanes,
+            onnx_cuda=onnx_cuda,
+        )

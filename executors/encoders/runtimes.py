@@ -54,6 +54,7 @@ def index_lanes(requested: Optional[str], runtime: str, device: torch.device, th
         raise RuntimeChoiceError(f"{ENV_LANES}={choice}: give auto or a number of lanes (1 or more)")
     return int(choice) if not on_torch(runtime) else 1
 
+
 Tower = Callable[..., torch.Tensor]  # input tensors -> (B, D) unnormalised features
 
 
@@ -190,8 +191,15 @@ def _quantise(source: Path, target: Path, calibration: Optional[list[dict[str, n
     except Exception as exc:
         logger.info("quantisation pre-processing skipped (%s: %s)", type(exc).__name__, exc)
         prepared = source
-    quantize_static(str(prepared), str(target), _Feeds(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quantize_static(
+        str(prepared),
+        str(target),
+        _Feeds(calibration),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
     if prepared != source:
         prepared.unlink()
 
@@ -227,9 +235,15 @@ def cache_plan(key: str, plan: dict) -> None:
 
 
 def export_graph(
-    model: Optional[torch.nn.Module], fn: Callable[..., torch.Tensor], example: Sequence[torch.Tensor],
-    input_names: Sequence[str], dynamic: dict[str, dict[int, str]], key: str, int8: bool = False,
-    calibration: Optional[Callable[[], list[dict[str, np.ndarray]]]] = None, calibration_source: str = "",
+    model: Optional[torch.nn.Module],
+    fn: Callable[..., torch.Tensor],
+    example: Sequence[torch.Tensor],
+    input_names: Sequence[str],
+    dynamic: dict[str, dict[int, str]],
+    key: str,
+    int8: bool = False,
+    calibration: Optional[Callable[[], list[dict[str, np.ndarray]]]] = None,
+    calibration_source: str = "",
 ) -> Path:
     """The cached ONNX file for this tower, exported (and quantised) on first use.
 
@@ -247,8 +261,9 @@ def export_graph(
         try:  # onnxruntime's quantiser imports ml_dtypes, which onnxruntime itself does not need
             import onnxruntime.quantization  # noqa: F401
         except ImportError as exc:
-            raise RuntimeChoiceError(f"runtime onnx-int8 needs onnxruntime's quantisation tools ({exc}); "
-                                     "pip install ml_dtypes, or use runtime onnx") from None
+            raise RuntimeChoiceError(
+                f"runtime onnx-int8 needs onnxruntime's quantisation tools ({exc}); pip install ml_dtypes, or use runtime onnx"
+            ) from None
     source = export_graph(model, fn, example, input_names, dynamic, key) if int8 else None
     root.mkdir(parents=True, exist_ok=True)
     # Written to a fresh folder and renamed into place: two processes exporting at once
@@ -266,8 +281,13 @@ def export_graph(
             with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
-                    _Traced(model, fn).eval(), tuple(example), str(tmp / "model.onnx"), dynamo=False,
-                    opset_version=OPSET, input_names=list(input_names), output_names=["features"],
+                    _Traced(model, fn).eval(),
+                    tuple(example),
+                    str(tmp / "model.onnx"),
+                    dynamo=False,
+                    opset_version=OPSET,
+                    input_names=list(input_names),
+                    output_names=["features"],
                     dynamic_axes={**dynamic, "features": {0: "batch"}},
                 )
         try:
@@ -293,8 +313,7 @@ def session_providers(available: Sequence[str], cuda: bool, engine_cache: Path) 
     falls back to the next provider, and ``OnnxTower.provider`` says which one runs."""
     providers: list = []
     if cuda and "TensorrtExecutionProvider" in available:
-        providers.append(("TensorrtExecutionProvider",
-                          {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(engine_cache)}))
+        providers.append(("TensorrtExecutionProvider", {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(engine_cache)}))
     if cuda and "CUDAExecutionProvider" in available:
         providers.append("CUDAExecutionProvider")
     return [*providers, "CPUExecutionProvider"]

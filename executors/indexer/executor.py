@@ -310,13 +310,7 @@ class QdrantIndexer(Stage):
 
     @requests(on="/stats")
     def stats(self, docs: DocList[ImageDoc], **kwargs) -> Reply:
-        return {
-            "collections": [
-                {"name": c.name, "count": c.count, "disk_bytes": c.disk_bytes, **c.meta}
-                for c in self.store.list_collections()
-            ]
-        }
-
+        return {"collections": [{"name": c.name, "count": c.count, "disk_bytes": c.disk_bytes, **c.meta} for c in self.store.list_collections()]}
 
     def close(self) -> None:
         self.store.close()

@@ -52,8 +52,9 @@ RACY_NS = 2_000_000_000
 def _file_object(path: Path, root: Path, st: os.stat_result) -> StoredObject:
     """A file as the object cache keys it: its path, and as its validator what must be
     unchanged for a remembered hash to hold (as git's index checks)."""
-    return StoredObject(uri=str(path), key=str(path.relative_to(root)), size=st.st_size,
-                        etag=f"file:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}")
+    return StoredObject(
+        uri=str(path), key=str(path.relative_to(root)), size=st.st_size, etag=f"file:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
+    )
 
 
 def walk_files(root: Path) -> Iterator[Path]:
@@ -134,8 +135,7 @@ class _ScannedPage:
 class ImageLoader(Stage):
     """Walks a folder and reads image files; one document per file."""
 
-    def __init__(self, max_file_bytes: int = MAX_IMAGE_BYTES, object_cache: str = "", scan_threads: int = 4,
-                 send_paths: bool = False, **kwargs):
+    def __init__(self, max_file_bytes: int = MAX_IMAGE_BYTES, object_cache: str = "", scan_threads: int = 4, send_paths: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.max_file_bytes = flow_kwarg("max_file_bytes", max_file_bytes, MAX_IMAGE_BYTES, int)
         # The normalizer reads the files (it sees this disk: a flow on one machine): /index sends
@@ -179,8 +179,9 @@ class ImageLoader(Stage):
             self._objects.known.remember(page.learned)
             after = offset + limit
             if limit > 0 and after < len(files):  # the client's next page, while it indexes this one
-                self._ahead.start((self._listing_generation, after, limit),
-                                  lambda cancelled: self._scan_page(root, files[after : after + limit], cancelled))
+                self._ahead.start(
+                    (self._listing_generation, after, limit), lambda cancelled: self._scan_page(root, files[after : after + limit], cancelled)
+                )
         return DocList[ImageDoc](page.docs)
 
     def _scan_page(self, root: Union[Path, str], page: list, cancelled: threading.Event) -> _ScannedPage:
@@ -223,8 +224,7 @@ class ImageLoader(Stage):
     def _known_files(self, stats: dict[Path, os.stat_result], root: Path) -> dict[str, ImageDoc]:
         """Scan documents for the files whose hash the object cache holds for their present
         size and times (the rest are read and hashed)."""
-        objects = [_file_object(path, root, st) for path, st in stats.items()
-                   if stat.S_ISREG(st.st_mode) and st.st_size <= self.max_file_bytes]
+        objects = [_file_object(path, root, st) for path, st in stats.items() if stat.S_ISREG(st.st_mode) and st.st_size <= self.max_file_bytes]
         return {uri: doc for uri, doc in self._objects.known.lookup(objects).items() if doc.hash}
 
     def _remember_scanned(self, uri: str, size: int, mtime_ns: int, digest: str) -> None:
@@ -236,8 +236,7 @@ class ImageLoader(Stage):
     def scan_total(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> Reply:
         return {"files": len(self._files(_data_root(parameters or {}), refresh=True))}
 
-    def _inspect(self, path: Path, root: Path, st: Optional[os.stat_result] = None
-                 ) -> tuple[Optional[ImageDoc], Optional[os.stat_result]]:
+    def _inspect(self, path: Path, root: Path, st: Optional[os.stat_result] = None) -> tuple[Optional[ImageDoc], Optional[os.stat_result]]:
         """A scan document for an image file, an error document for a broken one, None otherwise;
         with the file's stat (``st`` if the caller took it)."""
         looks_like_image = path.suffix.lower() in IMAGE_EXTENSIONS
@@ -291,8 +290,9 @@ class ImageLoader(Stage):
         with self.timed("read", len(docs)):
             for doc in docs:
                 if not failed(doc) and doc.blob is None and doc.text is None and not doc.hash:
-                    doc.error = ("a search carries its image's bytes, a text or a stored image's hash; "
-                                 "the server never reads a path or URL for a search")
+                    doc.error = (
+                        "a search carries its image's bytes, a text or a stored image's hash; the server never reads a path or URL for a search"
+                    )
             self._check_blobs(docs)
         return docs
 

@@ -6,14 +6,51 @@ from typing import Optional
 # The type each image extension names. Files are still told by content (sniff_mime); this
 # lets the indexer leave out of storage a MIME type that the file's name already says.
 EXTENSION_MIME = {
-    ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".jpe": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
-    ".webp": "image/webp", ".bmp": "image/bmp", ".dib": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff",
-    ".avif": "image/avif", ".heic": "image/heic", ".heif": "image/heif", ".hif": "image/heif",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".jpe": "image/jpeg",
+    ".png": "image/png",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".bmp": "image/bmp",
+    ".dib": "image/bmp",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".avif": "image/avif",
+    ".heic": "image/heic",
+    ".heif": "image/heif",
+    ".hif": "image/heif",
     # Camera RAW files (decoded from their embedded preview through LibRaw: formats.camera_raw).
     # Most start like a TIFF; a name is what tells them apart, and the content decides.
-    **dict.fromkeys((".dng", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".cr2", ".cr3", ".crw", ".raf", ".orf",
-                     ".rw2", ".rwl", ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".erf", ".kdc", ".dcr", ".mrw",
-                     ".mef", ".mos"), "image/x-raw"),
+    **dict.fromkeys(
+        (
+            ".dng",
+            ".nef",
+            ".nrw",
+            ".arw",
+            ".srf",
+            ".sr2",
+            ".cr2",
+            ".cr3",
+            ".crw",
+            ".raf",
+            ".orf",
+            ".rw2",
+            ".rwl",
+            ".pef",
+            ".srw",
+            ".x3f",
+            ".3fr",
+            ".iiq",
+            ".erf",
+            ".kdc",
+            ".dcr",
+            ".mrw",
+            ".mef",
+            ".mos",
+        ),
+        "image/x-raw",
+    ),
 }
 IMAGE_EXTENSIONS = frozenset(EXTENSION_MIME)
 SNIFF_BYTES = 16
@@ -28,14 +65,20 @@ _HEIF_BRANDS = {
 
 # Camera RAW files whose first bytes are their own (the rest start like a TIFF: DNG, NEF, ARW...).
 _RAW_SIGNATURES = (
-    (0, b"FUJIFILMCCD-RAW"), (0, b"IIRO"), (0, b"IIRS"), (0, b"MMOR"), (0, b"IIU\x00"),  # RAF, ORF, RW2
-    (0, b"II\x1a\x00\x00\x00HEAPCCDR"), (0, b"FOVb"), (4, b"ftypcrx "),  # CRW, X3F, CR3
+    (0, b"FUJIFILMCCD-RAW"),
+    (0, b"IIRO"),
+    (0, b"IIRS"),
+    (0, b"MMOR"),
+    (0, b"IIU\x00"),  # RAF, ORF, RW2
+    (0, b"II\x1a\x00\x00\x00HEAPCCDR"),
+    (0, b"FOVb"),
+    (4, b"ftypcrx "),  # CRW, X3F, CR3
 )
 
 
 def sniff_mime(head: bytes) -> Optional[str]:
     """The image MIME type that these leading bytes announce, or None."""
-    if any(head[at:at + len(sig)] == sig for at, sig in _RAW_SIGNATURES):
+    if any(head[at : at + len(sig)] == sig for at, sig in _RAW_SIGNATURES):
         return "image/x-raw"
     if head.startswith(b"\xff\xd8\xff"):
         return "image/jpeg"

@@ -52,5 +52,6 @@ def refuse_outside_root(docs: list[ImageDoc], root: object) -> None:
         if failed(doc) or doc.blob is not None or doc.text is not None or not doc.uri:
             continue
         if not root or not under_root(doc.uri, str(root)):
-            doc.error = (f"not under the indexed folder {root or '(none named: parameters.data)'}: "
-                         "/index reads only the files a scan of that folder lists")
+            doc.error = (
+                f"not under the indexed folder {root or '(none named: parameters.data)'}: /index reads only the files a scan of that folder lists"
+            )

@@ -86,7 +86,7 @@ def list_objects(url: str) -> list[StoredObject]:
     out = []
     for path in sorted(found):
         info = found[path]
-        key = path[len(root) + 1:] if path.startswith(root + "/") else os.path.basename(path)
+        key = path[len(root) + 1 :] if path.startswith(root + "/") else os.path.basename(path)
         if info.get("type", "file") != "file" or any(part.startswith(".") for part in key.split("/")):
             continue
         out.append(StoredObject(uri=fs.unstrip_protocol(path), key=key, size=int(info.get("size") or 0), etag=_etag(info)))
@@ -131,8 +131,7 @@ class KnownObjects:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db: Optional[sqlite3.Connection] = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
-            self._db.execute("CREATE TABLE IF NOT EXISTS objects (uri TEXT PRIMARY KEY, etag TEXT, size INTEGER, "
-                             "hash TEXT, mime TEXT, error TEXT)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS objects (uri TEXT PRIMARY KEY, etag TEXT, size INTEGER, hash TEXT, mime TEXT, error TEXT)")
         except (OSError, sqlite3.Error) as exc:
             logger.warning("object cache %s unusable (%s): every scan fetches every object", self.path, exc)
             self._db = None
@@ -147,8 +146,9 @@ class KnownObjects:
             uris = list(by_uri)
             for start in range(0, len(uris), 500):  # SQLite's limit on bound parameters
                 chunk = uris[start : start + 500]
-                rows = self._db.execute(f"SELECT uri, etag, size, hash, mime, error FROM objects WHERE uri IN "
-                                        f"({','.join('?' * len(chunk))})", chunk).fetchall()
+                rows = self._db.execute(
+                    f"SELECT uri, etag, size, hash, mime, error FROM objects WHERE uri IN ({','.join('?' * len(chunk))})", chunk
+                ).fetchall()
                 for uri, etag, size, digest, mime, error in rows:
                     obj = by_uri[uri]
                     if etag == obj.etag and size == obj.size and obj.etag:

@@ -97,10 +97,7 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int 
     width, height = img.size
     if width * height > max_pixels:
         # Checked before any pixel is decoded, so a 30000×30000 header costs nothing.
-        raise ImageDecodeError(
-            f"decompression bomb refused: {width}×{height} = {width * height} pixels "
-            f"exceeds the limit of {max_pixels}"
-        )
+        raise ImageDecodeError(f"decompression bomb refused: {width}×{height} = {width * height} pixels exceeds the limit of {max_pixels}")
     if width < 1 or height < 1:
         raise ImageDecodeError(f"invalid image size {width}×{height}")
     return img
@@ -216,4 +213,3 @@ def resized(img: Image.Image, size: tuple[int, int], resample: Image.Resampling)
     nchw = torch.from_numpy(np.array(img, dtype=np.uint8)).unsqueeze(0).permute(0, 3, 1, 2)
     out = torch.nn.functional.interpolate(nchw, size=(size[1], size[0]), mode=mode, antialias=True)
     return out[0].permute(1, 2, 0).contiguous().numpy()
-

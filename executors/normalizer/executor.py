@@ -99,8 +99,7 @@ class ImageNormalizer(Stage):
         return self._normalize(docs, parameters, read_files=self.read_files)
 
     @requests(on="/search")
-    def normalize_query(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
-                        **kwargs) -> DocList[ImageDoc]:
+    def normalize_query(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
         return self._normalize(docs, parameters, read_files=False)  # a query brings its bytes
 
     def _normalize(self, docs: DocList[ImageDoc], parameters: Optional[dict], read_files: bool) -> DocList[ImageDoc]:
@@ -129,8 +128,10 @@ class ImageNormalizer(Stage):
             return False  # a text query, or a stored image's id
         if not read_files:
             doc.file_state = None
-            doc.error = ("the loader passed this file by path, but this normalizer does not read files: "
-                         "set the loader's send_paths and the normalizer's read_files alike")
+            doc.error = (
+                "the loader passed this file by path, but this normalizer does not read files: "
+                "set the loader's send_paths and the normalizer's read_files alike"
+            )
             return False
         return True
 

@@ -87,9 +87,16 @@ def measure(encoder: str, model: Optional[str], files: list[Path], batch_sizes: 
     }
 
 
-def run_in_subprocess(encoder: str, model: Optional[str], files: list[Path], batch_sizes: list[int],
-                      min_seconds: float, workdir: Path, runtime: Optional[str] = None,
-                      extra_env: Optional[dict[str, str]] = None) -> dict:
+def run_in_subprocess(
+    encoder: str,
+    model: Optional[str],
+    files: list[Path],
+    batch_sizes: list[int],
+    min_seconds: float,
+    workdir: Path,
+    runtime: Optional[str] = None,
+    extra_env: Optional[dict[str, str]] = None,
+) -> dict:
     """``measure`` in a fresh interpreter (on ``runtime``, default: as the flow's; ``extra_env`` added to
     its environment); returns its JSON."""
     import subprocess
@@ -98,8 +105,19 @@ def run_in_subprocess(encoder: str, model: Optional[str], files: list[Path], bat
 
     listing = workdir / f"bare-{encoder}-files.json"
     listing.write_text(json.dumps([str(p) for p in files]))
-    cmd = [sys.executable, "-m", "imgsearch.bench.bare", "--encoder", encoder, "--files", str(listing),
-           "--batch-sizes", *map(str, batch_sizes), "--min-seconds", str(min_seconds)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "imgsearch.bench.bare",
+        "--encoder",
+        encoder,
+        "--files",
+        str(listing),
+        "--batch-sizes",
+        *map(str, batch_sizes),
+        "--min-seconds",
+        str(min_seconds),
+    ]
     if model:
         cmd += ["--model", str(model)]
     # The ceiling: OpenMP's default (spinning) wait, fastest for a model alone; the flow's

@@ -20,8 +20,9 @@ from imgsearch.indexing import encoder_info, run_index
 logger = logging.getLogger(__name__)
 
 
-def run_growth(encoder: str, model: Optional[str], sizes: list[int], images_root: Path, store_root: Path,
-               batch_size: int = 32, queries: int = 30) -> list[dict]:
+def run_growth(
+    encoder: str, model: Optional[str], sizes: list[int], images_root: Path, store_root: Path, batch_size: int = 32, queries: int = 30
+) -> list[dict]:
     rows = []
     for n in sizes:
         folder = synthetic_folder(images_root, n, 160, 120)
@@ -34,18 +35,20 @@ def run_growth(encoder: str, model: Optional[str], sizes: list[int], images_root
             summary = run_index(gateway, folder, info, batch_size=batch_size, dataset=f"growth-{n}", progress=False)
             search = search_latency(gateway, summary.collection, info, probe, [])
             stages = {k.split("/")[0]: v for k, v in gateway.call_each("/timings").items()}
-        rows.append({
-            "images": n,
-            "indexed": summary.indexed,
-            "flow_ready_seconds": round(ready, 2),
-            "index_seconds": round(summary.seconds, 2),
-            "images_per_second": round(summary.indexed / summary.seconds, 1) if summary.seconds else None,
-            "optimize_seconds": round(summary.optimize_seconds, 2),
-            "search_p50_ms": search["image"].get("p50_ms"),
-            "search_p99_ms": search["image"].get("p99_ms"),
-            "disk_mb": round((summary.disk_bytes or 0) / 2**20, 1),
-            "peak_rss_mb": {name: s.get("peak_rss_mb") for name, s in sorted(stages.items())},
-            "client_rss_mb": process_usage()["rss_mb"],
-        })
+        rows.append(
+            {
+                "images": n,
+                "indexed": summary.indexed,
+                "flow_ready_seconds": round(ready, 2),
+                "index_seconds": round(summary.seconds, 2),
+                "images_per_second": round(summary.indexed / summary.seconds, 1) if summary.seconds else None,
+                "optimize_seconds": round(summary.optimize_seconds, 2),
+                "search_p50_ms": search["image"].get("p50_ms"),
+                "search_p99_ms": search["image"].get("p99_ms"),
+                "disk_mb": round((summary.disk_bytes or 0) / 2**20, 1),
+                "peak_rss_mb": {name: s.get("peak_rss_mb") for name, s in sorted(stages.items())},
+                "client_rss_mb": process_usage()["rss_mb"],
+            }
+        )
         logger.info("growth %d: %s", n, rows[-1])
     return rows

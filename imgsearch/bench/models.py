@@ -25,8 +25,7 @@ def _clip():
 
     tok = clip_tokenizer(77)
     config = CLIPConfig(
-        text_config={"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
-                     "pad_token_id": tok.pad_token_id},
+        text_config={"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id},
         projection_dim=512,
     )
     return CLIPModel(config), image_processor("CLIPImageProcessor"), tok
@@ -42,8 +41,12 @@ def _dinov2():
     from transformers import Dinov2Config, Dinov2Model
 
     processor = image_processor(
-        "BitImageProcessor", size={"shortest_edge": 256}, crop_size={"height": 224, "width": 224},
-        resample=3, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
+        "BitImageProcessor",
+        size={"shortest_edge": 256},
+        crop_size={"height": 224, "width": 224},
+        resample=3,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
     )
     return Dinov2Model(Dinov2Config()), processor, None
 
@@ -81,9 +84,7 @@ def full_size_model(encoder: str, root: Path) -> Optional[Path]:
     processor.save_pretrained(folder)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
-    (folder / MARKER).write_text(
-        f"Full-size {ARCHITECTURE[encoder]} with RANDOM weights, for speed benchmarks only.\n"
-    )
+    (folder / MARKER).write_text(f"Full-size {ARCHITECTURE[encoder]} with RANDOM weights, for speed benchmarks only.\n")
     return folder
 
 

@@ -35,7 +35,18 @@ class BenchOptions:
     def quick_run(self) -> "BenchOptions":
         """The options of ``--quick``: every section, at sizes that take seconds."""
         return dataclasses.replace(
-            self, images=min(self.images, 32), batch_sizes=[8, 16], bare_seconds=0.5, rounds=2,
+            self,
+            images=min(self.images, 32),
+            batch_sizes=[8, 16],
+            bare_seconds=0.5,
+            rounds=2,
             runtimes=[r for r in self.runtimes if r not in ("onnx-int8", "torch-plain")],
-            script_images=min(self.script_images, 48), search_queries=5, clients=min(self.clients, 2), per_client=3,
-            store_sizes=[2_000], local_size=0, growth=[100, 300], prune_sizes=[2_000])
+            script_images=min(self.script_images, 48),
+            search_queries=5,
+            clients=min(self.clients, 2),
+            per_client=3,
+            store_sizes=[2_000],
+            local_size=0,
+            growth=[100, 300],
+            prune_sizes=[2_000],
+        )

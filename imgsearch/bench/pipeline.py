@@ -121,8 +121,12 @@ def _percentiles(latencies: list[float]) -> dict:
     if not latencies:
         return {"n": 0}
     ms = np.asarray(latencies) * 1e3
-    return {"n": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 2),
-            "p99_ms": round(float(np.percentile(ms, 99)), 2), "mean_ms": round(float(ms.mean()), 2)}
+    return {
+        "n": len(ms),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "mean_ms": round(float(ms.mean()), 2),
+    }
 
 
 def _latencies(search, items: list) -> dict:
@@ -142,8 +146,7 @@ def search_latency(gateway: Gateway, collection: str, info: EncoderInfo, queries
     return out
 
 
-def _search_client(host: str, collection: str, info: EncoderInfo, queries: list[Path], timeout: float,
-                   ready: Any, results: Any) -> None:
+def _search_client(host: str, collection: str, info: EncoderInfo, queries: list[Path], timeout: float, ready: Any, results: Any) -> None:
     """One concurrent client, in its own process: waits at ``ready``, then sends its queries."""
     gateway = Gateway(host, timeout=timeout)
     latencies: list[float] = []
@@ -159,8 +162,9 @@ def _search_client(host: str, collection: str, info: EncoderInfo, queries: list[
     results.put((latencies, errors))
 
 
-def concurrent_search(host: str, collection: str, info: EncoderInfo, queries: list[Path], clients: int, per_client: int,
-                      timeout: float = 60.0) -> dict:
+def concurrent_search(
+    host: str, collection: str, info: EncoderInfo, queries: list[Path], clients: int, per_client: int, timeout: float = 60.0
+) -> dict:
     """``clients`` processes, each its own gRPC client, each sending ``per_client`` image queries.
 
     Processes, not threads: Jina's client sends one request at a time per process whatever
@@ -169,10 +173,11 @@ def concurrent_search(host: str, collection: str, info: EncoderInfo, queries: li
     ctx = multiprocessing.get_context("spawn")
     ready, results = ctx.Barrier(clients + 1), ctx.Queue()
     procs = [
-        ctx.Process(target=_search_client, daemon=True,
-                    args=(host, collection, info,
-                          [queries[(i * per_client + j) % len(queries)] for j in range(per_client)],
-                          timeout, ready, results))
+        ctx.Process(
+            target=_search_client,
+            daemon=True,
+            args=(host, collection, info, [queries[(i * per_client + j) % len(queries)] for j in range(per_client)], timeout, ready, results),
+        )
         for i in range(clients)
     ]
     for p in procs:
@@ -214,8 +219,9 @@ def concurrent_search(host: str, collection: str, info: EncoderInfo, queries: li
     }
 
 
-def _warm_rounds(gateway: Gateway, encoder: str, folder: Path, info: EncoderInfo, batch_size: int, runs: int,
-                 bare_probe: Optional[Callable[[], float]]) -> list[dict]:
+def _warm_rounds(
+    gateway: Gateway, encoder: str, folder: Path, info: EncoderInfo, batch_size: int, runs: int, bare_probe: Optional[Callable[[], float]]
+) -> list[dict]:
     rounds = []
     bare_before = bare_probe() if bare_probe else None
     for i in range(runs):
@@ -312,8 +318,7 @@ def run_pipeline(
     return result
 
 
-def _searches(result: dict, host: str, collection: str, queries: list[Path], texts: list[str], clients: int,
-              per_client: int) -> None:
+def _searches(result: dict, host: str, collection: str, queries: list[Path], texts: list[str], clients: int, per_client: int) -> None:
     gateway = Gateway(host)
     info = encoder_info(gateway)
     result["search"] = search_latency(gateway, collection, info, queries, texts)

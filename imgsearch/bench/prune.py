@@ -29,7 +29,7 @@ def run_prune(encoder: str, model: Optional[str], sizes: list[int], store_root: 
             ids, vecs, payloads = make_data(n, seed=n)
             st.ensure_collection(f"prune-{n}", DIM, {"model": "bench"})
             for s in range(0, n, BATCH):
-                st.upsert(f"prune-{n}", ids[s:s + BATCH], vecs[s:s + BATCH], payloads[s:s + BATCH])
+                st.upsert(f"prune-{n}", ids[s : s + BATCH], vecs[s : s + BATCH], payloads[s : s + BATCH])
             # Every ``gone_every``-th file deleted since it was indexed.
             present_by_size[n] = {p["uri"]: p["hash"] for i, p in enumerate(payloads) if i % gone_every}
     rows = []
@@ -44,17 +44,19 @@ def run_prune(encoder: str, model: Optional[str], sizes: list[int], store_root: 
             paths, deleted = forget(gateway, params, ROOT, todo, max_fraction=1.0)
             removed = time.perf_counter() - t
             count = int(gateway.call("/count", params)["count"])
-            rows.append({
-                "stored": n,
-                "read_seconds": round(read, 2),
-                "read_per_second": round(n / read) if read else None,
-                "forget_seconds": round(removed, 2),
-                "prune_seconds": round(read + removed, 2),
-                "forgotten_paths": paths,
-                "deleted": deleted,
-                "planned": todo.stale_paths,
-                "left": count,
-                "client_rss_mb": process_usage()["rss_mb"],
-            })
+            rows.append(
+                {
+                    "stored": n,
+                    "read_seconds": round(read, 2),
+                    "read_per_second": round(n / read) if read else None,
+                    "forget_seconds": round(removed, 2),
+                    "prune_seconds": round(read + removed, 2),
+                    "forgotten_paths": paths,
+                    "deleted": deleted,
+                    "planned": todo.stale_paths,
+                    "left": count,
+                    "client_rss_mb": process_usage()["rss_mb"],
+                }
+            )
             logger.info("prune %d: %s", n, rows[-1])
     return rows

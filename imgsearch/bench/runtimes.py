@@ -22,8 +22,9 @@ logger = logging.getLogger(__name__)
 PLAIN_TORCH = "torch-plain"
 
 
-def bare_by_runtime(encoder: str, model: Optional[str], files: list[Path], batch_sizes: list[int],
-                    seconds: float, work: Path, runtimes: tuple[str, ...] = RUNTIMES) -> dict:
+def bare_by_runtime(
+    encoder: str, model: Optional[str], files: list[Path], batch_sizes: list[int], seconds: float, work: Path, runtimes: tuple[str, ...] = RUNTIMES
+) -> dict:
     """Per runtime: the bare images/s (its best batch size), or why it could not run."""
     from imgsearch.bench.bare import run_in_subprocess
 
@@ -31,10 +32,19 @@ def bare_by_runtime(encoder: str, model: Optional[str], files: list[Path], batch
     for runtime in runtimes:
         try:
             plain = runtime == PLAIN_TORCH
-            bare = run_in_subprocess(encoder, model, files, batch_sizes, seconds, work, runtime="torch" if plain else runtime,
-                                     extra_env={ENV_MALLOC_TUNING: "0"} if plain else None)
-            out[runtime] = {k: bare[k] for k in ("best_images_per_second", "best_batch_size", "images_per_second",
-                                                  "threads", "load_seconds", "provider", "dtype")}
+            bare = run_in_subprocess(
+                encoder,
+                model,
+                files,
+                batch_sizes,
+                seconds,
+                work,
+                runtime="torch" if plain else runtime,
+                extra_env={ENV_MALLOC_TUNING: "0"} if plain else None,
+            )
+            out[runtime] = {
+                k: bare[k] for k in ("best_images_per_second", "best_batch_size", "images_per_second", "threads", "load_seconds", "provider", "dtype")
+            }
         except RuntimeError as exc:
             out[runtime] = {"error": str(exc).splitlines()[-1][:300]}
     for key, baseline in (("speedup_vs_torch", "torch"), ("speedup_vs_plain_torch", PLAIN_TORCH)):
@@ -69,13 +79,27 @@ def index_vs_script(folder: Path, work: Path, runtimes: tuple[str, ...] = ("onnx
     result["script"] = script
     for runtime in runtimes:
         store = work / f"index-{runtime}"
-        cmd = [sys.executable, "app.py", "index", "--data", str(folder), "--encoder", "efficientnet-lite0",
-               "--store", str(store), "--runtime", runtime, "--json", "--no-progress"]
+        cmd = [
+            sys.executable,
+            "app.py",
+            "index",
+            "--data",
+            str(folder),
+            "--encoder",
+            "efficientnet-lite0",
+            "--store",
+            str(store),
+            "--runtime",
+            runtime,
+            "--json",
+            "--no-progress",
+        ]
         run = _timed(cmd, env)
         if "error" not in run:
             summary = json.loads(run.pop("stdout"))
-            run.update(indexed=summary.get("indexed"), images_per_second=round(n / run["seconds"], 2),
-                       encoder_peak_rss_mb=summary.get("encoder_peak_rss_mb"))
+            run.update(
+                indexed=summary.get("indexed"), images_per_second=round(n / run["seconds"], 2), encoder_peak_rss_mb=summary.get("encoder_peak_rss_mb")
+            )
             if script.get("images_per_second"):
                 run["ratio_to_script"] = round(run["images_per_second"] / script["images_per_second"], 2)
         result[runtime] = run
@@ -86,8 +110,11 @@ def print_runtimes(result: dict, out: TextIO) -> None:
     rows = [(r["encoder"], r["runtimes"]) for r in result.get("encoders", []) if r.get("runtimes")]
     if rows:
         columns = [rt for rt in (PLAIN_TORCH, *RUNTIMES) if any(rt in by_rt for _, by_rt in rows)]
-        print("\n8. Runtimes: bare images/s (best batch size) and speed-up over torch (fp32 on a CPU, bf16 on a GPU); "
-              f"{PLAIN_TORCH} is torch with glibc's default allocator, as a plain script runs it", file=out)
+        print(
+            "\n8. Runtimes: bare images/s (best batch size) and speed-up over torch (fp32 on a CPU, bf16 on a GPU); "
+            f"{PLAIN_TORCH} is torch with glibc's default allocator, as a plain script runs it",
+            file=out,
+        )
         print(f"  {'encoder':<20} " + " ".join(f"{rt:>22}" for rt in columns), file=out)
         for encoder, by_rt in rows:
             cells, plain = [], []
@@ -106,10 +133,16 @@ def print_runtimes(result: dict, out: TextIO) -> None:
             print(f"  {'  ran on':<20} " + " ".join(f"{c:>22}" for c in ran_on), file=out)
     iv = result.get("index_vs_script")
     if iv:
-        print(f"\n9. Whole processes, start-up included, {iv['images']} images: app.py index (EfficientNet-Lite0) "
-              "vs the plain one-process torch script", file=out)
+        print(
+            f"\n9. Whole processes, start-up included, {iv['images']} images: app.py index (EfficientNet-Lite0) "
+            "vs the plain one-process torch script",
+            file=out,
+        )
         s = iv["script"]
-        print(f"  {'plain torch script':<26} {s.get('images_per_second', 'n/a'):>8} img/s" + (f"  ({s['error'][:200]})" if "error" in s else ""), file=out)
+        print(
+            f"  {'plain torch script':<26} {s.get('images_per_second', 'n/a'):>8} img/s" + (f"  ({s['error'][:200]})" if "error" in s else ""),
+            file=out,
+        )
         for rt in ("onnx", "torch"):
             r = iv.get(rt)
             if not r:
@@ -117,8 +150,11 @@ def print_runtimes(result: dict, out: TextIO) -> None:
             if "error" in r:
                 print(f"  app.py index --runtime {rt:<6} failed: {r['error'][-300:]}", file=out)
                 continue
-            print(f"  app.py index --runtime {rt:<6} {r['images_per_second']:>6} img/s  ×{_f(r.get('ratio_to_script'))} the script; "
-                  f"encoder peak RSS {_f(r.get('encoder_peak_rss_mb'))} MB", file=out)
+            print(
+                f"  app.py index --runtime {rt:<6} {r['images_per_second']:>6} img/s  ×{_f(r.get('ratio_to_script'))} the script; "
+                f"encoder peak RSS {_f(r.get('encoder_peak_rss_mb'))} MB",
+                file=out,
+            )
 
 
 def _ran_on(rec: dict) -> str:

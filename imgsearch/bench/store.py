@@ -35,8 +35,10 @@ def make_data(n: int, seed: int = 0) -> tuple[list[str], np.ndarray, list[dict]]
     vecs = centres[rng.integers(0, len(centres), n)] + 0.5 * rng.standard_normal((n, DIM)).astype(np.float32)
     hashes = [hashlib.sha256(i.to_bytes(8, "little")).hexdigest() for i in range(n)]
     uris = [f"/data/images/{i // 1000:04d}/{i:07d}.jpg" for i in range(n)]
-    docs = (ImageDoc(uri=uri, hash=h, label=f"{i // 1000:04d}", width=640, height=480, model="bench", size=48_000,
-                     mime="image/jpeg") for i, (uri, h) in enumerate(zip(uris, hashes)))
+    docs = (
+        ImageDoc(uri=uri, hash=h, label=f"{i // 1000:04d}", width=640, height=480, model="bench", size=48_000, mime="image/jpeg")
+        for i, (uri, h) in enumerate(zip(uris, hashes))
+    )
     payloads = [point_payload(d, [uri]) for d, uri in zip(docs, uris)]  # what the indexer stores for a new image
     return [point_id(h) for h in hashes], vecs, payloads
 
@@ -82,20 +84,28 @@ def edge_row(n: int, optimize: bool = True) -> dict:
         try:
             ups = _fill(store, ids, vecs, payloads)
             p50, p99, got = _latency(store, queries)
-            row = {"backend": "qdrant-edge (embedded, default)", "n": n, "upserts_per_second": round(ups),
-                   "exact_p50_ms": round(p50, 2), "exact_p99_ms": round(p99, 2),
-                   "exact_recall_at_10": round(_recall(ids, vecs, queries, got), 3)}
+            row = {
+                "backend": "qdrant-edge (embedded, default)",
+                "n": n,
+                "upserts_per_second": round(ups),
+                "exact_p50_ms": round(p50, 2),
+                "exact_p99_ms": round(p99, 2),
+                "exact_recall_at_10": round(_recall(ids, vecs, queries, got), 3),
+            }
             if optimize:
                 t = time.perf_counter()
                 store.optimize("bench")
                 row["optimize_seconds"] = round(time.perf_counter() - t, 1)
                 p50, p99, got = _latency(store, queries)
-                row.update(p50_ms=round(p50, 2), p99_ms=round(p99, 2),
-                           recall_at_10=round(_recall(ids, vecs, queries, got), 3))
+                row.update(p50_ms=round(p50, 2), p99_ms=round(p99, 2), recall_at_10=round(_recall(ids, vecs, queries, got), 3))
             store.flush()
             disk = store.disk_bytes("bench") or 0
-            row.update(disk_bytes=disk, wal_bytes=store.wal_bytes("bench") or 0,
-                       disk_bytes_per_vector=round(disk / n), disk_vs_raw=round(disk / (n * DIM * 4), 2))
+            row.update(
+                disk_bytes=disk,
+                wal_bytes=store.wal_bytes("bench") or 0,
+                disk_bytes_per_vector=round(disk / n),
+                disk_vs_raw=round(disk / (n * DIM * 4), 2),
+            )
         finally:
             store.close()
     return row
@@ -115,9 +125,16 @@ def local_mode_row(n: int) -> dict:
             disk = sum(f.stat().st_blocks * 512 for f in Path(path).rglob("*") if f.is_file())
         finally:
             client.close()
-    return {"backend": "qdrant-client local mode", "n": n, "upserts_per_second": round(ups),
-            "p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "recall_at_10": round(_recall(ids, vecs, queries, got), 3),
-            "disk_bytes_per_vector": round(disk / n), "disk_vs_raw": round(disk / (n * DIM * 4), 2)}
+    return {
+        "backend": "qdrant-client local mode",
+        "n": n,
+        "upserts_per_second": round(ups),
+        "p50_ms": round(p50, 2),
+        "p99_ms": round(p99, 2),
+        "recall_at_10": round(_recall(ids, vecs, queries, got), 3),
+        "disk_bytes_per_vector": round(disk / n),
+        "disk_vs_raw": round(disk / (n * DIM * 4), 2),
+    }
 
 
 def _fit(lo: dict, hi: dict, size: Callable[[dict], int]) -> tuple[float, float]:
@@ -136,8 +153,13 @@ def disk_fit(rows: list[dict]) -> dict | None:
     lo, hi = edge[0], edge[-1]
     per_raw, fixed_mb = _fit(lo, hi, lambda r: r["disk_bytes"])
     data_per_raw, data_fixed_mb = _fit(lo, hi, lambda r: r["disk_bytes"] - r["wal_bytes"])
-    return {"per_raw": per_raw, "fixed_mb": fixed_mb, "data_per_raw": data_per_raw, "data_fixed_mb": data_fixed_mb,
-            "wal_mb": [round(r["wal_bytes"] / 1e6, 1) for r in edge]}
+    return {
+        "per_raw": per_raw,
+        "fixed_mb": fixed_mb,
+        "data_per_raw": data_per_raw,
+        "data_fixed_mb": data_fixed_mb,
+        "wal_mb": [round(r["wal_bytes"] / 1e6, 1) for r in edge],
+    }
 
 
 def run_store(sizes: list[int], local_size: int) -> list[dict]:

@@ -73,10 +73,18 @@ def handlers() -> dict[str, Callable[[Any, TextIO], int]]:
     from imgsearch.web.serve import cmd_serve  # the page is an entry point beside this command line
 
     return {
-        "index": commands.cmd_index, "search": commands.cmd_search, "stats": commands.cmd_stats,
-        "sample": commands.cmd_sample, "demo": commands.cmd_demo, "encoders": commands.cmd_encoders,
-        "k8s": commands.cmd_k8s, "compare": commands.cmd_compare, "serve": cmd_serve, "up": commands.cmd_up,
-        "bench": commands.cmd_bench, "tiny-models": commands.cmd_tiny_models,
+        "index": commands.cmd_index,
+        "search": commands.cmd_search,
+        "stats": commands.cmd_stats,
+        "sample": commands.cmd_sample,
+        "demo": commands.cmd_demo,
+        "encoders": commands.cmd_encoders,
+        "k8s": commands.cmd_k8s,
+        "compare": commands.cmd_compare,
+        "serve": cmd_serve,
+        "up": commands.cmd_up,
+        "bench": commands.cmd_bench,
+        "tiny-models": commands.cmd_tiny_models,
         "export-fashion-mnist": commands.cmd_export_fashion_mnist,
     }
 

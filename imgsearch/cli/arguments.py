@@ -15,8 +15,7 @@ from typing import Any, Optional, Sequence
 from executors.encoders.runtime_env import CHOICES as RUNTIME_CHOICES
 from executors.encoders.specs import DEFAULT_ENCODER
 
-__all__ = ["RUNTIME_CHOICES", "default", "encoder_args", "fraction", "host_arg", "json_arg", "model_arg", "resize_arg",
-           "runtime_arg", "store_args"]
+__all__ = ["RUNTIME_CHOICES", "default", "encoder_args", "fraction", "host_arg", "json_arg", "model_arg", "resize_arg", "runtime_arg", "store_args"]
 
 
 def default(cls: type, name: str) -> Any:
@@ -39,8 +38,7 @@ class _Deprecated(argparse.Action):
         self.instead = instead
         super().__init__(option_strings, dest, **kwargs)
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: Optional[str] = None) -> None:
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: Optional[str] = None) -> None:
         print(f"warning: {option_string} is deprecated; use {self.instead}", file=sys.stderr)
         setattr(namespace, self.dest, values)
 
@@ -49,25 +47,35 @@ def encoder_args(p: argparse.ArgumentParser, one: bool = False, extra_help: str 
     if one:
         p.add_argument("--encoder", metavar="NAME", help=f"the encoder (default: {DEFAULT_ENCODER}); see `app.py encoders`")
         return
-    p.add_argument("--encoder", nargs="+", metavar="NAME",
-                   help=f"one or more encoders, by name or as a comma list (default: {DEFAULT_ENCODER}); "
-                        f"see `app.py encoders`{extra_help}")
-    p.add_argument("--encoders", nargs="+", dest="encoder", action=_Deprecated, instead="--encoder NAME…",
-                   help=argparse.SUPPRESS)
+    p.add_argument(
+        "--encoder",
+        nargs="+",
+        metavar="NAME",
+        help=f"one or more encoders, by name or as a comma list (default: {DEFAULT_ENCODER}); see `app.py encoders`{extra_help}",
+    )
+    p.add_argument("--encoders", nargs="+", dest="encoder", action=_Deprecated, instead="--encoder NAME…", help=argparse.SUPPRESS)
 
 
 def model_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", action="append", metavar="[ENCODER=]CHECKPOINT",
-                   help="checkpoint override (repeatable): ENCODER=CHECKPOINT, or a bare CHECKPOINT where one "
-                        "encoder is named; a hub id of the same architecture or a local folder")
+    p.add_argument(
+        "--model",
+        action="append",
+        metavar="[ENCODER=]CHECKPOINT",
+        help="checkpoint override (repeatable): ENCODER=CHECKPOINT, or a bare CHECKPOINT where one "
+        "encoder is named; a hub id of the same architecture or a local folder",
+    )
 
 
 def store_args(p: argparse.ArgumentParser, store_default: str = "./workspace") -> None:
     p.add_argument("--store", type=Path, help=f"embedded Qdrant data folder (default: {store_default})")
     p.add_argument("--qdrant-url", help="use a Qdrant server instead, e.g. http://localhost:6333 (default: $QDRANT_URL)")
     p.add_argument("--qdrant-api-key", help=argparse.SUPPRESS)  # deprecated: visible in ps (secret_options.py)
-    p.add_argument("--qdrant-api-key-file", type=Path, metavar="FILE",
-                   help="file holding the Qdrant server's API key (default: $QDRANT_API_KEY, or the file $QDRANT_API_KEY_FILE)")
+    p.add_argument(
+        "--qdrant-api-key-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the Qdrant server's API key (default: $QDRANT_API_KEY, or the file $QDRANT_API_KEY_FILE)",
+    )
 
 
 def host_arg(p: argparse.ArgumentParser) -> None:
@@ -75,14 +83,18 @@ def host_arg(p: argparse.ArgumentParser) -> None:
 
 
 def runtime_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runtime", choices=RUNTIME_CHOICES,
-                   help="where the encoders run: torch, onnx (ONNX Runtime), torch-bf16, onnx-int8, or auto "
-                        "(default: $ENCODER_RUNTIME, else auto = onnx on CPU, torch on CUDA)")
+    p.add_argument(
+        "--runtime",
+        choices=RUNTIME_CHOICES,
+        help="where the encoders run: torch, onnx (ONNX Runtime), torch-bf16, onnx-int8, or auto "
+        "(default: $ENCODER_RUNTIME, else auto = onnx on CPU, torch on CUDA)",
+    )
 
 
 def resize_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--resize", type=int, metavar="N",
-                   help="normalise every image to N×N first (the original meme study used 96); default: keep aspect")
+    p.add_argument(
+        "--resize", type=int, metavar="N", help="normalise every image to N×N first (the original meme study used 96); default: keep aspect"
+    )
 
 
 def json_arg(p: argparse.ArgumentParser, what: str = "print one JSON document instead of the human summary") -> None:

@@ -59,8 +59,13 @@ def _store(ns: argparse.Namespace, base: Optional[o.StoreOptions] = None) -> o.S
 def _index(ns: argparse.Namespace) -> o.IndexOptions:
     encoders = encoder_names(getattr(ns, "encoder", None))
     progress = not (getattr(ns, "json", False) or getattr(ns, "no_progress", False))
-    return o.IndexOptions(**_given(ns, o.IndexOptions, skip=("store",)), encoders=encoders, progress=progress,
-                          models=parse_model_overrides(getattr(ns, "model", None), encoders), store=_store(ns))
+    return o.IndexOptions(
+        **_given(ns, o.IndexOptions, skip=("store",)),
+        encoders=encoders,
+        progress=progress,
+        models=parse_model_overrides(getattr(ns, "model", None), encoders),
+        store=_store(ns),
+    )
 
 
 def _search(ns: argparse.Namespace) -> o.SearchOptions:
@@ -68,8 +73,7 @@ def _search(ns: argparse.Namespace) -> o.SearchOptions:
     model = parse_model_overrides(getattr(ns, "model", None), [encoder]).get(encoder)
     if getattr(ns, "top_k", 1) < 1:
         raise UserError("--top-k must be at least 1")
-    return o.SearchOptions(**_given(ns, o.SearchOptions, skip=("store", "encoder", "model")), encoder=encoder,
-                           model=model, store=_store(ns))
+    return o.SearchOptions(**_given(ns, o.SearchOptions, skip=("store", "encoder", "model")), encoder=encoder, model=model, store=_store(ns))
 
 
 def _stats(ns: argparse.Namespace) -> o.StatsOptions:
@@ -91,20 +95,29 @@ def _k8s(ns: argparse.Namespace) -> o.K8sOptions:
 
 def _up(ns: argparse.Namespace) -> o.UpOptions:
     encoders = encoder_names(getattr(ns, "encoder", None))
-    exposure = GatewayExposure(**{k: v for k, v in (("tls_cert", getattr(ns, "tls_cert", None)),
-                                                     ("tls_key", getattr(ns, "tls_key", None))) if v})
-    return o.UpOptions(**_given(ns, o.UpOptions, skip=("store", "exposure")), encoders=encoders, exposure=exposure,
-                       models=parse_model_overrides(getattr(ns, "model", None), encoders), store=_store(ns))
+    exposure = GatewayExposure(**{k: v for k, v in (("tls_cert", getattr(ns, "tls_cert", None)), ("tls_key", getattr(ns, "tls_key", None))) if v})
+    return o.UpOptions(
+        **_given(ns, o.UpOptions, skip=("store", "exposure")),
+        encoders=encoders,
+        exposure=exposure,
+        models=parse_model_overrides(getattr(ns, "model", None), encoders),
+        store=_store(ns),
+    )
 
 
 def _serve(ns: argparse.Namespace) -> o.ServeOptions:
     encoders = encoder_names(getattr(ns, "encoder", None), default=())
     named = encoders or (DEFAULT_ENCODER,)
-    opts = o.ServeOptions(**_given(ns, o.ServeOptions, skip=("store", "encoders", "reports", "hosts", "verbose", "allow_hosts")),
-                          encoders=encoders, models=parse_model_overrides(getattr(ns, "model", None), named),
-                          reports=tuple(getattr(ns, "reports", ())), hosts=tuple(getattr(ns, "hosts", ())),
-                          allow_hosts=tuple(getattr(ns, "allow_hosts", ())),
-                          store=_store(ns), verbose=ns.verbose)
+    opts = o.ServeOptions(
+        **_given(ns, o.ServeOptions, skip=("store", "encoders", "reports", "hosts", "verbose", "allow_hosts")),
+        encoders=encoders,
+        models=parse_model_overrides(getattr(ns, "model", None), named),
+        reports=tuple(getattr(ns, "reports", ())),
+        hosts=tuple(getattr(ns, "hosts", ())),
+        allow_hosts=tuple(getattr(ns, "allow_hosts", ())),
+        store=_store(ns),
+        verbose=ns.verbose,
+    )
     if opts.top_k < 1:
         raise UserError("--top-k must be at least 1")
     if opts.max_upload_mb <= 0:
@@ -118,17 +131,23 @@ def _compare(ns: argparse.Namespace) -> Any:
     entries = parse_encoders(",".join(getattr(ns, "encoder", None) or [DEFAULT_ENCODER]))
     server = _store(ns)  # the embedded folder's default is compare's own: OUT/store
     given = _given(ns, CompareOptions, skip=("encoders", "models", "qdrant_url", "qdrant_api_key"))
-    return CompareOptions(**given, encoders=entries, qdrant_url=server.qdrant_url, qdrant_api_key=server.qdrant_api_key,
-                          models=parse_model_overrides(getattr(ns, "model", None), sorted({split_entry(e)[0] for e in entries})),
-                          progress=not (getattr(ns, "json", False) or getattr(ns, "no_progress", False)))
+    return CompareOptions(
+        **given,
+        encoders=entries,
+        qdrant_url=server.qdrant_url,
+        qdrant_api_key=server.qdrant_api_key,
+        models=parse_model_overrides(getattr(ns, "model", None), sorted({split_entry(e)[0] for e in entries})),
+        progress=not (getattr(ns, "json", False) or getattr(ns, "no_progress", False)),
+    )
 
 
 def _bench(ns: argparse.Namespace) -> Any:
     from imgsearch.bench.options import BenchOptions
 
     encoders = list(encoder_names(getattr(ns, "encoder", None), default=tuple(BenchOptions().encoders)))
-    opts = BenchOptions(**_given(ns, BenchOptions, skip=("encoders", "models")), encoders=encoders,
-                        models=parse_model_overrides(getattr(ns, "model", None), encoders))
+    opts = BenchOptions(
+        **_given(ns, BenchOptions, skip=("encoders", "models")), encoders=encoders, models=parse_model_overrides(getattr(ns, "model", None), encoders)
+    )
     return opts.quick_run() if getattr(ns, "quick", False) else opts
 
 
@@ -156,4 +175,3 @@ def resolve(ns: argparse.Namespace, argv: Sequence[str] = ()) -> Invocation:
     if ns.command == "compare":  # the report says how it was made
         options = dataclasses.replace(options, argv=["app.py", *argv])
     return Invocation(ns.command, options, verbose=ns.verbose, json=json)
-

@@ -55,7 +55,8 @@ def cost_of(rec: dict, price_per_1000: float = VERTEX_PRICE_PER_1000) -> dict:
     indexed = rec.get("indexed") or 0
     remote = is_remote(rec)
     return {
-        "ms_per_image": ms, "ms_measured_on": how if ms is not None else None,
+        "ms_per_image": ms,
+        "ms_measured_on": how if ms is not None else None,
         "runtime": rec.get("runtime") or ("remote API" if remote else None),
         "threads": (rec.get("info") or {}).get("num_threads"),
         "peak_rss_mb": rec.get("peak_rss_mb"),
@@ -77,8 +78,7 @@ def pareto(points: dict[str, tuple[Optional[float], Optional[float]]]) -> dict[s
     return out
 
 
-def cost_table(runs: list[dict], price_per_1000: float = VERTEX_PRICE_PER_1000,
-               extra: Optional[dict[str, dict]] = None) -> dict[str, dict]:
+def cost_table(runs: list[dict], price_per_1000: float = VERTEX_PRICE_PER_1000, extra: Optional[dict[str, dict]] = None) -> dict[str, dict]:
     """Per entry: its costs, mAP@10 and its Pareto flag. ``extra``: rows made elsewhere (fusion),
     each {quality, ms_per_image, ...}, put on the same front."""
     rows = {}

@@ -39,8 +39,9 @@ def project(vectors: np.ndarray, hashes: list, item: np.ndarray, n: int = MAP_PO
         x = PCA(50, random_state=SEED).fit_transform(x)
     with warnings.catch_warnings(), threadpool_limits(1):  # as the probe: threads that fight cost more than they give
         warnings.simplefilter("ignore")
-        xy = TSNE(2, perplexity=min(30.0, (len(rows) - 1) / 3), init="pca", random_state=SEED, max_iter=500,
-                  metric="cosine").fit_transform(x)
+        xy = TSNE(2, perplexity=min(30.0, (len(rows) - 1) / 3), init="pca", random_state=SEED, max_iter=500, metric="cosine").fit_transform(x)
     xy = (xy - xy.min(0)) / np.maximum(xy.max(0) - xy.min(0), 1e-9)
-    return {"points": [[int(i), round(float(a), 4), round(float(b), 4)] for i, (a, b) in zip(item[rows], xy)],
-            "method": f"t-SNE (scikit-learn, cosine, PCA init, seed {SEED}) of the first {n:,} images by content hash"}
+    return {
+        "points": [[int(i), round(float(a), 4), round(float(b), 4)] for i, (a, b) in zip(item[rows], xy)],
+        "method": f"t-SNE (scikit-learn, cosine, PCA init, seed {SEED}) of the first {n:,} images by content hash",
+    }

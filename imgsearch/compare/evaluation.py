@@ -83,11 +83,16 @@ def rank_outside_queries(gateway, info: EncoderInfo, collection: str, count: int
         rq = _ranked(doc, q.label, n_rel)
         ranked.append(rq)
         top = (doc.matches or [])[: opts.top_k]
-        _add(per, qi, rq.relevance, n_rel, q.label is not None, [number.get(m.get("hash"), -1) for m in top],
-             [float(m.get("score", 0.0)) for m in top])
-    return {"per_query": per, "quality": evaluate(ranked, ks=KS, map_k=MAP_K),
-            "search_ms_per_query": round(1000 * search_seconds / max(1, len(docs)), 3),
-            "score_depth": depth, "scores_cover_collection": depth >= count - 1}
+        _add(
+            per, qi, rq.relevance, n_rel, q.label is not None, [number.get(m.get("hash"), -1) for m in top], [float(m.get("score", 0.0)) for m in top]
+        )
+    return {
+        "per_query": per,
+        "quality": evaluate(ranked, ks=KS, map_k=MAP_K),
+        "search_ms_per_query": round(1000 * search_seconds / max(1, len(docs)), 3),
+        "score_depth": depth,
+        "scores_cover_collection": depth >= count - 1,
+    }
 
 
 def search_latency(gateway, info: EncoderInfo, collection: str, qs: QuerySet, n: int = LATENCY_QUERIES) -> dict:
@@ -96,8 +101,7 @@ def search_latency(gateway, info: EncoderInfo, collection: str, qs: QuerySet, n:
     docs = [ImageDoc(uri=q.path, hash=q.hash) for q in qs.queries[:n]]
     t0 = time.perf_counter()
     search(gateway, collection, docs, MAP_K, info)
-    return {"search_ms_per_query": round(1000 * (time.perf_counter() - t0) / max(1, len(docs)), 3),
-            "search_latency_queries": len(docs)}
+    return {"search_ms_per_query": round(1000 * (time.perf_counter() - t0) / max(1, len(docs)), 3), "search_latency_queries": len(docs)}
 
 
 def evaluate_in_index(store, collection: str, qs: QuerySet, opts: CompareOptions, data: Optional[tuple] = None) -> tuple[dict, str]:
@@ -121,8 +125,7 @@ def evaluate_in_index(store, collection: str, qs: QuerySet, opts: CompareOptions
         qcode = codes[rows[j]]
         top = st.top[j]
         rel = [bool(qcode >= 0 and c == qcode) for c in codes[top]]
-        _add(per, qi, rel, int(st.pos_n[j]), bool(qcode >= 0), item_of_row[top[: opts.top_k]].tolist(),
-             st.top_scores[j, : opts.top_k].tolist())
+        _add(per, qi, rel, int(st.pos_n[j]), bool(qcode >= 0), item_of_row[top[: opts.top_k]].tolist(), st.top_scores[j, : opts.top_k].tolist())
         j += 1
     quality = _ranking_quality(per, len(present))
     if quality.get("labelled"):
@@ -167,8 +170,7 @@ def text_quality(gateway, collection: str, count: int, opts: CompareOptions, qs:
     texts = {lab: captions.get(lab) or lab.replace("-", " ").replace("_", " ") for lab in labels}
     depth = max(1, min(max(opts.top_k, MAP_K), count))
     by_text = {d.text: d for d in search(gateway, collection, [ImageDoc(text=t) for t in texts.values()], depth)}
-    ranked = [_ranked(by_text[t], lab, label_count[lab]) for lab, t in texts.items()
-              if t in by_text and not by_text[t].error]
+    ranked = [_ranked(by_text[t], lab, label_count[lab]) for lab, t in texts.items() if t in by_text and not by_text[t].error]
     tq = evaluate(ranked, ks=KS, map_k=MAP_K) if ranked else {"labelled": False, "queries": 0}
     tq = {k: v for k, v in tq.items() if not k.startswith("histogram")}
     if ranked:

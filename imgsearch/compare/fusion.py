@@ -74,8 +74,7 @@ def _name(members: list[str]) -> str:
     return "rrf(" + "+".join(members) + ")"
 
 
-def fuse_runs(runs: list[dict], image_labels: list, image_paths: list, queries: list, cost: dict[str, dict],
-              n_boot: int = 1000) -> dict:
+def fuse_runs(runs: list[dict], image_labels: list, image_paths: list, queries: list, cost: dict[str, dict], n_boot: int = 1000) -> dict:
     """Every pair of labelled encoders fused, and all of them; each set against the best single encoder."""
     ok = [r for r in runs if r.get("status") == "ok" and (r.get("quality") or {}).get("labelled")]
     if len(ok) < 2:
@@ -93,8 +92,7 @@ def fuse_runs(runs: list[dict], image_labels: list, image_paths: list, queries: 
         summed = {k: (round(sum(c[k] for c in costs), 3) if all(c.get(k) is not None for c in costs) else None) for k in SUMMED}
         rows[_name(row["members"])] = {**row, "cost": summed, "against": best["encoder"], "test": test}
     top = max(rows.items(), key=lambda kv: kv[1]["quality"].get("mAP@10") or -1.0)
-    return {"k": RRF_K, "depth": "each encoder's stored top-k", "rows": rows,
-            "best": {"name": top[0], "sentence": _sentence(top[0], top[1], best)}}
+    return {"k": RRF_K, "depth": "each encoder's stored top-k", "rows": rows, "best": {"name": top[0], "sentence": _sentence(top[0], top[1], best)}}
 
 
 def _sentence(name: str, row: dict, best: dict) -> str:
@@ -106,11 +104,9 @@ def _sentence(name: str, row: dict, best: dict) -> str:
         return f"Fusion: {name} could not be tested against {best['encoder']}."
     ptext = "p < 0.001" if t["p"] < 0.001 else f"p = {t['p']:.3f}"
     if t["p"] < ALPHA and t.get("significant") and t["diff"] > 0:
-        return (f"Fusing pays: {name} reaches mAP@10 {q:.3f} against {bq:.3f} for {best['encoder']} alone "
-                f"({t['diff']:+.3f}, {ptext}{cost}).")
+        return f"Fusing pays: {name} reaches mAP@10 {q:.3f} against {bq:.3f} for {best['encoder']} alone ({t['diff']:+.3f}, {ptext}{cost})."
     verdict = "worse than" if t.get("significant") and t["diff"] < 0 else "not significantly better than"
-    return (f"Fusing does not pay here: the best fusion, {name} (mAP@10 {q:.3f}{cost}), is {verdict} "
-            f"{best['encoder']} alone ({bq:.3f}, {ptext}).")
+    return f"Fusing does not pay here: the best fusion, {name} (mAP@10 {q:.3f}{cost}), is {verdict} {best['encoder']} alone ({bq:.3f}, {ptext})."
 
 
 def cost_rows(fusion: dict) -> dict[str, dict]:
@@ -118,8 +114,15 @@ def cost_rows(fusion: dict) -> dict[str, dict]:
     out = {}
     for name, row in (fusion.get("rows") or {}).items():
         c = row["cost"]
-        out[name] = {**c, "quality": row["quality"].get("mAP@10"), "quality_detail": row["quality"], "fused": True,
-                     "runtime": "fused", "ms_measured_on": "sum of the members'", "leaves_machine": False}
+        out[name] = {
+            **c,
+            "quality": row["quality"].get("mAP@10"),
+            "quality_detail": row["quality"],
+            "fused": True,
+            "runtime": "fused",
+            "ms_measured_on": "sum of the members'",
+            "leaves_machine": False,
+        }
     return out
 
 

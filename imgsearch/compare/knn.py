@@ -54,8 +54,7 @@ def knn_predict(top: np.ndarray, top_scores: np.ndarray, codes: np.ndarray, k: i
     return out
 
 
-def knn_accuracy(top: np.ndarray, top_scores: np.ndarray, codes: np.ndarray, query_codes: np.ndarray,
-                 n_boot: int) -> dict:
+def knn_accuracy(top: np.ndarray, top_scores: np.ndarray, codes: np.ndarray, query_codes: np.ndarray, n_boot: int) -> dict:
     """accuracy and balanced accuracy of 1-NN and similarity-weighted 10-NN over the labelled queries."""
     lab = query_codes >= 0
     out: dict = {"queries": int(lab.sum()), "k": KNN_K}
@@ -63,9 +62,12 @@ def knn_accuracy(top: np.ndarray, top_scores: np.ndarray, codes: np.ndarray, que
         return {"labelled": False}
     for name, k, weighted in (("1nn", 1, False), (f"{KNN_K}nn_weighted", KNN_K, True)):
         hits = (knn_predict(top[lab], top_scores[lab], codes, k, weighted) == query_codes[lab]).astype(np.int8)
-        out[name] = {"accuracy": round(float(hits.mean()), 6), "balanced_accuracy": round(labelled_balanced_accuracy(hits, query_codes[lab]), 6),
-                     "ci": {"accuracy": proportion_ci(hits, n_boot), "balanced_accuracy": balanced_ci(hits, query_codes[lab], n_boot)},
-                     "hits": bits(hits)}
+        out[name] = {
+            "accuracy": round(float(hits.mean()), 6),
+            "balanced_accuracy": round(labelled_balanced_accuracy(hits, query_codes[lab]), 6),
+            "ci": {"accuracy": proportion_ci(hits, n_boot), "balanced_accuracy": balanced_ci(hits, query_codes[lab], n_boot)},
+            "hits": bits(hits),
+        }
     return {"labelled": True, **out}
 
 
@@ -76,8 +78,7 @@ class ProbeResult:
     classes: np.ndarray  # the label codes of pred_probs' columns
 
 
-def probe_sample(codes: np.ndarray, hashes: list[str], per_label: int = PROBE_PER_LABEL,
-                 max_total: int = PROBE_MAX) -> tuple[np.ndarray, int]:
+def probe_sample(codes: np.ndarray, hashes: list[str], per_label: int = PROBE_PER_LABEL, max_total: int = PROBE_MAX) -> tuple[np.ndarray, int]:
     """(rows, per label): the first images of each label by content hash, labels with too few left out."""
     labels = [c for c in np.unique(codes[codes >= 0]) if (codes == c).sum() >= 2]
     if not labels:
@@ -90,8 +91,9 @@ def probe_sample(codes: np.ndarray, hashes: list[str], per_label: int = PROBE_PE
     return np.array(sorted(rows), np.int64), per
 
 
-def linear_probe(vectors: np.ndarray, codes: np.ndarray, hashes: list[str], n_boot: int,
-                 per_label: int = PROBE_PER_LABEL, max_total: int = PROBE_MAX) -> ProbeResult:
+def linear_probe(
+    vectors: np.ndarray, codes: np.ndarray, hashes: list[str], n_boot: int, per_label: int = PROBE_PER_LABEL, max_total: int = PROBE_MAX
+) -> ProbeResult:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
     from threadpoolctl import threadpool_limits
@@ -122,9 +124,17 @@ def linear_probe(vectors: np.ndarray, codes: np.ndarray, hashes: list[str], n_bo
     pred_probs = np.zeros((len(vectors), classes.size), np.float32)
     pred_probs[rows] = oof
     pred_probs[rest] = rest_probs
-    summary = {"labelled": True, "images": int(len(rows)), "per_label": per, "labels": int(classes.size),
-               "folds": folds, "seed": PROBE_SEED, "C": PROBE_C,
-               "accuracy": round(float(hits.mean()), 6), "balanced_accuracy": round(labelled_balanced_accuracy(hits, y), 6),
-               "ci": {"accuracy": proportion_ci(hits, n_boot), "balanced_accuracy": balanced_ci(hits, y, n_boot)},
-               "hits": bits(hits)}
+    summary = {
+        "labelled": True,
+        "images": int(len(rows)),
+        "per_label": per,
+        "labels": int(classes.size),
+        "folds": folds,
+        "seed": PROBE_SEED,
+        "C": PROBE_C,
+        "accuracy": round(float(hits.mean()), 6),
+        "balanced_accuracy": round(labelled_balanced_accuracy(hits, y), 6),
+        "ci": {"accuracy": proportion_ci(hits, n_boot), "balanced_accuracy": balanced_ci(hits, y, n_boot)},
+        "hits": bits(hits),
+    }
     return ProbeResult(summary, pred_probs, classes)

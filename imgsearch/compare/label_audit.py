@@ -45,8 +45,10 @@ def mislabels(codes: np.ndarray, pred_probs: Optional[np.ndarray], classes: np.n
     probs = probs / np.maximum(probs.sum(1, keepdims=True), 1e-12)
     # n_jobs=1: its worker processes read globals a forkserver child does not have (NameError)
     flagged = find_label_issues(y, probs, return_indices_ranked_by="self_confidence", n_jobs=1)
-    return [{"row": int(rows[i]), "suggested": int(classes[probs[i].argmax()]), "confidence": round(float(probs[i, y[i]]), 4)}
-            for i in flagged[:KEEP_PER_ENCODER]]
+    return [
+        {"row": int(rows[i]), "suggested": int(classes[probs[i].argmax()]), "confidence": round(float(probs[i, y[i]]), 4)}
+        for i in flagged[:KEEP_PER_ENCODER]
+    ]
 
 
 def outliers(vectors: np.ndarray, hashes: list[str]) -> tuple[list[dict], dict]:
@@ -61,8 +63,10 @@ def outliers(vectors: np.ndarray, hashes: list[str]) -> tuple[list[dict], dict]:
     fence = float(q1 - FENCE * (q3 - q1))
     far = np.nonzero(value < fence)[0]
     far = far[np.argsort(value[far], kind="stable")][:KEEP_PER_ENCODER]
-    return ([{"row": int(r), "similarity": round(float(value[r]), 4)} for r in far],
-            {"fence": round(fence, 4), "median": round(float(np.median(value)), 4), "anchors": int(len(anchors)), "k": OUTLIER_K})
+    return (
+        [{"row": int(r), "similarity": round(float(value[r]), 4)} for r in far],
+        {"fence": round(fence, 4), "median": round(float(np.median(value)), 4), "anchors": int(len(anchors)), "k": OUTLIER_K},
+    )
 
 
 def combine(runs: list[dict], images: dict, cap: int = REPORT_CAP) -> dict:
@@ -72,8 +76,7 @@ def combine(runs: list[dict], images: dict, cap: int = REPORT_CAP) -> dict:
         audit = r.get("label_audit") or {}
         for kind in ("mislabels", "outliers"):
             for rank, f in enumerate(audit.get(kind, [])):
-                entry = flagged.setdefault((kind, f["image"]), {"kind": kind[:-1], "image": f["image"], "encoders": [],
-                                                                "suggested": {}, "rank": []})
+                entry = flagged.setdefault((kind, f["image"]), {"kind": kind[:-1], "image": f["image"], "encoders": [], "suggested": {}, "rank": []})
                 entry["encoders"].append(r["encoder"])
                 entry["rank"].append(rank / max(1, len(audit[kind])))
                 if f.get("suggested") is not None:  # a vote weighted by how well that encoder's probe classifies
@@ -82,9 +85,21 @@ def combine(runs: list[dict], images: dict, cap: int = REPORT_CAP) -> dict:
     out = []
     for e in sorted(flagged.values(), key=lambda e: (-len(e["encoders"]), float(np.mean(e["rank"])), e["image"])):
         sug = max(e["suggested"], key=lambda s: (e["suggested"][s], s)) if e["suggested"] else None
-        out.append({"kind": e["kind"], "image": e["image"], "path": images["paths"][e["image"]],
-                    "label": images["labels"][e["image"]], "suggested": sug, "encoders": e["encoders"]})
+        out.append(
+            {
+                "kind": e["kind"],
+                "image": e["image"],
+                "path": images["paths"][e["image"]],
+                "label": images["labels"][e["image"]],
+                "suggested": sug,
+                "encoders": e["encoders"],
+            }
+        )
     counts = {k: sum(1 for e in out if e["kind"] == k) for k in ("mislabel", "outlier")}
-    return {"flagged": out[:cap], "total": counts, "cap": cap,
-            "method": "mislabels: cleanlab find_label_issues on the linear probe's class probabilities; "
-                      f"outliers: mean similarity to the {OUTLIER_K} nearest of {ANCHORS} anchor images below Q1 − {FENCE:g}·IQR"}
+    return {
+        "flagged": out[:cap],
+        "total": counts,
+        "cap": cap,
+        "method": "mislabels: cleanlab find_label_issues on the linear probe's class probabilities; "
+        f"outliers: mean similarity to the {OUTLIER_K} nearest of {ANCHORS} anchor images below Q1 − {FENCE:g}·IQR",
+    }

@@ -86,12 +86,15 @@ def _hashed(vectors: np.ndarray, threshold: float, notes: list[str]) -> Iterator
         with threadpool_limits(1):
             yield from _verified(vectors, code, rows, first, threshold, counter)
     if counter[0]:
-        notes.append(f"{counter[0]} buckets of more than {HARD_BUCKET} alike images were scored on a sample: "
-                     "this encoder puts many images almost on top of each other, so not every pair was found")
+        notes.append(
+            f"{counter[0]} buckets of more than {HARD_BUCKET} alike images were scored on a sample: "
+            "this encoder puts many images almost on top of each other, so not every pair was found"
+        )
 
 
-def _verified(vectors: np.ndarray, code: np.ndarray, rows: np.ndarray, first: int, threshold: float,
-              counter: list[int]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _verified(
+    vectors: np.ndarray, code: np.ndarray, rows: np.ndarray, first: int, threshold: float, counter: list[int]
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The pairs at ``threshold`` or more within each bucket of one table."""
     for grp, was_sampled in _buckets(code, rows, first):
         counter[0] += was_sampled
@@ -125,9 +128,15 @@ def find_pairs(vectors: np.ndarray, threshold: float = THRESHOLD, exact_max: int
     order = np.lexsort((key, -score))[:MAX_PAIRS]
     if capped or len(key) > MAX_PAIRS:
         notes.append(f"more than {MAX_PAIRS:,} pairs: the first {MAX_PAIRS:,} found are kept")
-    return Pairs(key[order] // n, key[order] % n, score[order], "every pair" if exact else
-                 f"random-hyperplane hashing ({TABLES} tables), pairs verified exactly",
-                 complete=not notes, notes=notes, total=len(key))
+    return Pairs(
+        key[order] // n,
+        key[order] % n,
+        score[order],
+        "every pair" if exact else f"random-hyperplane hashing ({TABLES} tables), pairs verified exactly",
+        complete=not notes,
+        notes=notes,
+        total=len(key),
+    )
 
 
 def partners(pairs: Pairs, rows: np.ndarray) -> dict[int, list[int]]:

@@ -15,8 +15,14 @@ logger = logging.getLogger(__name__)
 BLOCK_SCORES = 1 << 22  # scores per block: ~16 MB of float32 temporaries
 
 
-def nearest(vectors: np.ndarray, rows: np.ndarray, k: int, exclude: Optional[dict[int, list[int]]] = None,
-            against: Optional[np.ndarray] = None, block_scores: int = BLOCK_SCORES) -> tuple[np.ndarray, np.ndarray]:
+def nearest(
+    vectors: np.ndarray,
+    rows: np.ndarray,
+    k: int,
+    exclude: Optional[dict[int, list[int]]] = None,
+    against: Optional[np.ndarray] = None,
+    block_scores: int = BLOCK_SCORES,
+) -> tuple[np.ndarray, np.ndarray]:
     """(top rows (m, k), their scores (m, k)), best first, ties broken by row number.
 
     ``against``: the rows that may be neighbours (default all); returned rows index ``vectors``.

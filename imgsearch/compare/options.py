@@ -88,12 +88,20 @@ class CompareOptions:
 
     def settings_key(self) -> dict[str, Any]:
         """The settings an encoder's cached evaluation depends on (besides its collection)."""
-        return {"queries": str(self.queries) if self.queries else None, "query_fraction": self.query_fraction,
-                "max_queries": self.max_queries, "captions": str(self.captions) if self.captions else None,
-                "top_k": self.top_k, "score_depth": self.score_depth, "resize": self.resize,
-                "bootstrap": self.bootstrap, "index_check": self.index_check, "near_duplicates": self.near_duplicates,
-                "near_duplicate_threshold": self.near_duplicate_threshold,
-                "prompts": self.prompts.read_text(encoding="utf-8") if self.prompts else None}
+        return {
+            "queries": str(self.queries) if self.queries else None,
+            "query_fraction": self.query_fraction,
+            "max_queries": self.max_queries,
+            "captions": str(self.captions) if self.captions else None,
+            "top_k": self.top_k,
+            "score_depth": self.score_depth,
+            "resize": self.resize,
+            "bootstrap": self.bootstrap,
+            "index_check": self.index_check,
+            "near_duplicates": self.near_duplicates,
+            "near_duplicate_threshold": self.near_duplicate_threshold,
+            "prompts": self.prompts.read_text(encoding="utf-8") if self.prompts else None,
+        }
 
 
 def split_entry(entry: str) -> tuple[str, str | None]:
@@ -119,14 +127,15 @@ def parse_encoders(text: str) -> list[str]:
         if runtime is None:
             continue
         if runtime not in RUNTIMES:
-            raise CompareError(f"unknown runtime '{runtime}' in '{entry}': after '@' name one of {', '.join(RUNTIMES)} "
-                               "(leave the suffix off for --runtime, else auto)")
+            raise CompareError(
+                f"unknown runtime '{runtime}' in '{entry}': after '@' name one of {', '.join(RUNTIMES)} "
+                "(leave the suffix off for --runtime, else auto)"
+            )
         if not get_spec(encoder).local_model:
             raise CompareError(f"'{entry}': {encoder} runs as a remote service, so it has no runtime to choose")
     twice = sorted(e for e, n in Counter(entries).items() if n > 1)
     if twice:
-        raise CompareError(f"{', '.join(twice)} named twice in --encoders {text} (one encoder on several runtimes: "
-                           "give each its own @runtime)")
+        raise CompareError(f"{', '.join(twice)} named twice in --encoders {text} (one encoder on several runtimes: give each its own @runtime)")
     return entries
 
 

@@ -55,24 +55,31 @@ def exact_top(vectors: np.ndarray, rows: np.ndarray, k: int = K) -> np.ndarray:
 
 
 def _shard(path: str, dim: int, quantization, graph: bool):
-    from qdrant_edge import (Distance, EdgeConfig, EdgeOptimizersConfig, EdgeShard, EdgeVectorParams,
-                             HnswIndexConfig)
+    from qdrant_edge import Distance, EdgeConfig, EdgeOptimizersConfig, EdgeShard, EdgeVectorParams, HnswIndexConfig
 
     # graph: full_scan_threshold and indexing_threshold at their least, HNSW even for a small
     # collection; no graph: neither is ever reached, the quantised codes are scanned in full.
     least, never = 1, 10**9
-    return EdgeShard.create(path, EdgeConfig(
-        vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine),
-        hnsw_config=HnswIndexConfig(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=least if graph else never,
-                                    max_indexing_threads=0),
-        quantization_config=quantization, optimizers=EdgeOptimizersConfig(indexing_threshold=least if graph else never)))
+    return EdgeShard.create(
+        path,
+        EdgeConfig(
+            vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine),
+            hnsw_config=HnswIndexConfig(
+                m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=least if graph else never, max_indexing_threads=0
+            ),
+            quantization_config=quantization,
+            optimizers=EdgeOptimizersConfig(indexing_threshold=least if graph else never),
+        ),
+    )
 
 
 def _search(shard, vectors: np.ndarray, rows: np.ndarray, ignore: bool, rescore: bool) -> list[list[int]]:
-    from qdrant_edge import Query, QueryBatchRequest, QueryRequest, QuantizationSearchParams, SearchParams
+    from qdrant_edge import QuantizationSearchParams, Query, QueryBatchRequest, QueryRequest, SearchParams
 
-    params = SearchParams(hnsw_ef=SEARCH_HNSW_EF, quantization=QuantizationSearchParams(
-        ignore=ignore, rescore=rescore, oversampling=RESCORE_OVERSAMPLING if rescore else None))
+    params = SearchParams(
+        hnsw_ef=SEARCH_HNSW_EF,
+        quantization=QuantizationSearchParams(ignore=ignore, rescore=rescore, oversampling=RESCORE_OVERSAMPLING if rescore else None),
+    )
     requests = [QueryRequest(query=Query.Nearest(vectors[r].tolist()), limit=K + 1, params=params) for r in rows]
     found = shard.query_batch(QueryBatchRequest(requests))
     return [[int(p.id) for p in res if int(p.id) != r][:K] for res, r in zip(found, rows)]
@@ -97,26 +104,41 @@ def index_recall(vectors: np.ndarray, queries: int = QUERIES, max_vectors: int =
     started = time.perf_counter()
     exact = exact_top(vectors, rows)
     dim = vectors.shape[1]
-    out: dict = {"vectors": len(vectors), "of": n, "queries": len(rows), "k": K, "hnsw_m": HNSW_M,
-                 "ef_construct": HNSW_EF_CONSTRUCT, "hnsw_ef": SEARCH_HNSW_EF, "oversampling": RESCORE_OVERSAMPLING,
-                 "settings": {}}
-    quantizations = {"int8": ScalarQuantizationConfig(type=ScalarType.Int8, quantile=0.99, always_ram=True),
-                     "binary": BinaryQuantizationConfig(always_ram=True)}
+    out: dict = {
+        "vectors": len(vectors),
+        "of": n,
+        "queries": len(rows),
+        "k": K,
+        "hnsw_m": HNSW_M,
+        "ef_construct": HNSW_EF_CONSTRUCT,
+        "hnsw_ef": SEARCH_HNSW_EF,
+        "oversampling": RESCORE_OVERSAMPLING,
+        "settings": {},
+    }
+    quantizations = {
+        "int8": ScalarQuantizationConfig(type=ScalarType.Int8, quantile=0.99, always_ram=True),
+        "binary": BinaryQuantizationConfig(always_ram=True),
+    }
     for kind, config in quantizations.items():
         folder = tempfile.mkdtemp(prefix=f"compare-{kind}-")
         try:
             shard = _shard(folder, dim, config, graph=kind == "int8")
             for start in range(0, len(vectors), 1000):
-                shard.update(UpdateOperation.upsert_points(
-                    # qdrant_edge's stub says list[float]; a float32 memoryview is what it reads without copies
-                    [Point(i, memoryview(vectors[i]), {}) for i in range(start, min(len(vectors), start + 1000))]))  # type: ignore[arg-type]
+                shard.update(
+                    UpdateOperation.upsert_points(
+                        # qdrant_edge's stub says list[float]; a float32 memoryview is what it reads without copies
+                        [Point(i, memoryview(vectors[i]), {}) for i in range(start, min(len(vectors), start + 1000))]  # type: ignore[arg-type]
+                    )
+                )
             shard.optimize()  # builds the quantised vectors (and, for int8, the HNSW graph)
             searches = {kind: (False, False), f"{kind}+rescore": (False, True)}
             if kind == "int8":
                 searches = {"hnsw": (True, False), **searches}
             for setting, (ignore, rescore) in searches.items():
-                out["settings"][setting] = {"recall@10": round(recall_at_k(_search(shard, vectors, rows, ignore, rescore), exact), 4),
-                                            "ram_bytes_per_vector": ram_bytes(dim, setting)}
+                out["settings"][setting] = {
+                    "recall@10": round(recall_at_k(_search(shard, vectors, rows, ignore, rescore), exact), 4),
+                    "ram_bytes_per_vector": ram_bytes(dim, setting),
+                }
             shard.close()
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -140,6 +162,10 @@ def recommend(per_encoder: dict[str, dict]) -> Optional[dict]:
     less = next(iter(measured.values()))[choice]["times_less_ram"]
     ram = f", {less:g}× less RAM for the vectors" if less > 1 else ""
     caveat = "" if good else f" (no setting reaches {GOOD_RECALL} here: this one comes closest)"
-    return {"setting": choice, "option": OPTION[choice], "worst_recall@10": worst[choice],
-            "sentence": f"Index setting: {OPTION[choice]} (`app.py index --quantization {OPTION[choice]}`), recall@10 "
-                        f"{worst[choice]:.3f} of exact search at worst over the encoders{ram}{caveat}."}
+    return {
+        "setting": choice,
+        "option": OPTION[choice],
+        "worst_recall@10": worst[choice],
+        "sentence": f"Index setting: {OPTION[choice]} (`app.py index --quantization {OPTION[choice]}`), recall@10 "
+        f"{worst[choice]:.3f} of exact search at worst over the encoders{ram}{caveat}.",
+    }

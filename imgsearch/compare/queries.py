@@ -37,9 +37,12 @@ class QuerySet:
     how: str = ""
 
     def to_json(self) -> dict:
-        return {"items": [[it.path, it.hash, it.label] for it in self.items],
-                "queries": [[q.path, q.hash, q.label] for q in self.queries],
-                "candidates": self.candidates, "how": self.how}
+        return {
+            "items": [[it.path, it.hash, it.label] for it in self.items],
+            "queries": [[q.path, q.hash, q.label] for q in self.queries],
+            "candidates": self.candidates,
+            "how": self.how,
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> "QuerySet":
@@ -58,8 +61,7 @@ def scan(gateway, data: str) -> list[Item]:
     total = int(gateway.call("/scan_total", params).get("files", 0))
     seen, items = set(), []
     for offset in range(0, total, SCAN_PAGE):
-        for doc in gateway.post("/scan", [ImageDoc()], {**params, "offset": offset, "limit": SCAN_PAGE},
-                                target=SCAN_TARGET):
+        for doc in gateway.post("/scan", [ImageDoc()], {**params, "offset": offset, "limit": SCAN_PAGE}, target=SCAN_TARGET):
             if doc.error or not doc.hash or doc.hash in seen:
                 continue
             seen.add(doc.hash)
@@ -91,9 +93,11 @@ def pick_queries(items: list[Item], fraction: float, max_queries: Optional[int] 
 def in_index_queries(items: list[Item], fraction: float, max_queries: int) -> QuerySet:
     candidates = len(pick_queries(items, fraction))
     queries = pick_queries(items, fraction, max_queries)
-    how = (f"{fraction:g} of each label's images by content hash ({candidates})"
-           + (f", then the {len(queries)} with the lowest content hash (--max-queries)" if candidates > len(queries) else "")
-           + "; each excluded from its own results")
+    how = (
+        f"{fraction:g} of each label's images by content hash ({candidates})"
+        + (f", then the {len(queries)} with the lowest content hash (--max-queries)" if candidates > len(queries) else "")
+        + "; each excluded from its own results"
+    )
     return QuerySet(items, queries, candidates, how)
 
 

@@ -38,8 +38,7 @@ def top_group(pairs: list[dict], means: dict[str, Optional[float]]) -> list[str]
     return group
 
 
-def rank_intervals(per_query: dict[str, list[Optional[float]]], n_boot: int = 1000,
-                   seed: int = SEED) -> dict[str, dict]:
+def rank_intervals(per_query: dict[str, list[Optional[float]]], n_boot: int = 1000, seed: int = SEED) -> dict[str, dict]:
     """Per encoder: its rank by mean per-query value (1 = best) and the 95% interval of that rank
     over bootstrap resamples of the queries, plus how often it ranked first."""
     names = list(per_query)
@@ -60,8 +59,7 @@ def rank_intervals(per_query: dict[str, list[Optional[float]]], n_boot: int = 10
     out = {}
     for j, n in enumerate(names):
         lo, hi = np.percentile(ranks[:, j], [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)])
-        out[n] = {"rank": int(obs_rank[j]), "ci": [int(np.floor(lo)), int(np.ceil(hi))],
-                  "first": round(float((ranks[:, j] == 1).mean()), 4)}
+        out[n] = {"rank": int(obs_rank[j]), "ci": [int(np.floor(lo)), int(np.ceil(hi))], "first": round(float((ranks[:, j] == 1).mean()), 4)}
     return out
 
 
@@ -73,12 +71,18 @@ def winner_sentence(group: list[str], pairs: list[dict], n_encoders: int) -> dic
     if n_encoders < 2:
         return {"encoder": None, "top_group": group, "sentence": f"only {best} has quality numbers, so there is nothing to beat"}
     if len(group) == 1:
-        return {"encoder": best, "top_group": group,
-                "sentence": f"winner: {best} (best mAP@10, significantly better than every other encoder, Holm-adjusted)"}
+        return {
+            "encoder": best,
+            "top_group": group,
+            "sentence": f"winner: {best} (best mAP@10, significantly better than every other encoder, Holm-adjusted)",
+        }
     others = ", ".join(group[1:])
-    return {"encoder": None, "top_group": group,
-            "sentence": f"no clear winner: {best} has the best mAP@10 but is not significantly better than {others} "
-                        f"(Holm-adjusted); top group: {', '.join(group)}"}
+    return {
+        "encoder": None,
+        "top_group": group,
+        "sentence": f"no clear winner: {best} has the best mAP@10 but is not significantly better than {others} "
+        f"(Holm-adjusted); top group: {', '.join(group)}",
+    }
 
 
 def winner(pairs: list[dict], names: list[str], means: dict[str, Optional[float]]) -> dict:

@@ -51,8 +51,11 @@ logger = logging.getLogger(__name__)
 
 EVAL_VERSION = 3  # part of every cached evaluation's key: a change in what it holds invalidates old caches
 
+
 def _open_store(opts: CompareOptions):
-    return ServerStore(opts.qdrant_url, read_only=True, api_key=opts.qdrant_api_key) if opts.qdrant_url else EdgeStore(str(opts.store), read_only=True)
+    return (
+        ServerStore(opts.qdrant_url, read_only=True, api_key=opts.qdrant_api_key) if opts.qdrant_url else EdgeStore(str(opts.store), read_only=True)
+    )
 
 
 def _store_dir(opts: CompareOptions) -> Path:
@@ -118,8 +121,14 @@ class Run:
         # Keyed on the entry's runtime, as its collection is. A plain entry's key (and collection) has
         # none, as before runtimes had names: its cached evaluation is of the vectors stored, and says
         # which runtime made them.
-        key = key_of(encoder=encoder, model=model, data=self.data_key, settings=opts.settings_key(), version=EVAL_VERSION,
-                     **({"runtime": runtime} if runtime else {}))
+        key = key_of(
+            encoder=encoder,
+            model=model,
+            data=self.data_key,
+            settings=opts.settings_key(),
+            version=EVAL_VERSION,
+            **({"runtime": runtime} if runtime else {}),
+        )
         cached = self.cache.load(entry, key) if self.qs is not None else None
         if cached:
             count, digest = stored_content(opts, cached["rec"]["index"]["collection"])
@@ -135,10 +144,12 @@ class Run:
             return rec
         self.cache.save(entry, key, digest=rec.pop("digest"), rec=rec)
         q = rec.get("quality") or {}
-        self.say(f"{entry}: {rec['model']}{' on ' + rec['runtime'] if rec.get('runtime') else ''}: {rec['indexed']:,} indexed, {rec['count']:,} vectors, {rec['wall_seconds']:.1f} s "
-                 f"wall ({rec['images_per_second'] or 0:.1f} img/s encoding), evaluation {rec['eval_seconds']:.1f} s, "
-                 f"peak {rec['peak_rss_mb']} MB"
-                 + (f", R@1 {q.get('recall@1')}, mAP@10 {q.get('mAP@10')}, AUC {q.get('auc')}" if q.get("labelled") else ""))
+        self.say(
+            f"{entry}: {rec['model']}{' on ' + rec['runtime'] if rec.get('runtime') else ''}: {rec['indexed']:,} indexed, {rec['count']:,} vectors, {rec['wall_seconds']:.1f} s "
+            f"wall ({rec['images_per_second'] or 0:.1f} img/s encoding), evaluation {rec['eval_seconds']:.1f} s, "
+            f"peak {rec['peak_rss_mb']} MB"
+            + (f", R@1 {q.get('recall@1')}, mAP@10 {q.get('mAP@10')}, AUC {q.get('auc')}" if q.get("labelled") else "")
+        )
         return rec
 
     def _measure(self, entry: str, model: Optional[str]) -> dict:
@@ -155,8 +166,9 @@ class Run:
             name = collection_name(f"compare-{dataset}", info.model, opts.resize, runtime)
             if opts.fresh:
                 gateway.call("/delete", {"collection": name, "drop": True})
-            summary = run_index(gateway, opts.data, info, opts.batch_size, f"compare-{dataset}", progress=opts.progress,
-                                resize=opts.resize, runtime=runtime)
+            summary = run_index(
+                gateway, opts.data, info, opts.batch_size, f"compare-{dataset}", progress=opts.progress, resize=opts.resize, runtime=runtime
+            )
             rec["wall_seconds"] = round(time.perf_counter() - started, 3)
             if summary.already_indexed and not summary.indexed:
                 self.say(f"{entry}: reused ({summary.count:,} vectors), evaluating")
@@ -190,17 +202,26 @@ class Run:
         rec["per_label_recall@1"] = per_label_recall(per, qs.queries)
         rec["eval_seconds"] = round(flow_eval + time.perf_counter() - t_strat, 3)
         rec.update(
-            status="ok", digest=digest, info=info.to_dict(), model=info.model, index=summary.to_json() | {"skipped": summary.skipped[:50],
-                                                                                                     "duplicates": summary.duplicates[:50]},
-            indexed=summary.indexed, already_indexed=summary.already_indexed, count=summary.count,
-            skipped_files=len(summary.skipped), index_seconds=round(summary.seconds, 3),
+            status="ok",
+            digest=digest,
+            info=info.to_dict(),
+            model=info.model,
+            index=summary.to_json() | {"skipped": summary.skipped[:50], "duplicates": summary.duplicates[:50]},
+            indexed=summary.indexed,
+            already_indexed=summary.already_indexed,
+            count=summary.count,
+            skipped_files=len(summary.skipped),
+            index_seconds=round(summary.seconds, 3),
             encode_seconds=round(summary.encode_seconds, 3),
             images_per_second=round(summary.images_per_second, 3) if summary.indexed else None,
-            load_seconds=info.load_seconds, disk_bytes=summary.disk_bytes,
+            load_seconds=info.load_seconds,
+            disk_bytes=summary.disk_bytes,
             disk_mb=None if summary.disk_bytes is None else round(summary.disk_bytes / 1e6, 3),
             bytes_per_vector=None if not summary.disk_bytes or not summary.count else round(summary.disk_bytes / summary.count, 1),
-            peak_rss_mb=info.peak_rss_mb, dim=info.dim,
-            runtime=info.runtime, onnx_provider=info.onnx_provider,
+            peak_rss_mb=info.peak_rss_mb,
+            dim=info.dim,
+            runtime=info.runtime,
+            onnx_provider=info.onnx_provider,
         )
         return rec
 
@@ -209,8 +230,14 @@ def flow_config(opts: CompareOptions) -> FlowConfig:
     """The flows' settings: the run's store, and the Vertex project and region for its encoder
     (read by the executor's process: executors/encoders/vertex.py)."""
     vertex = {k: v for k, v in (("VERTEX_PROJECT", opts.vertex_project), ("VERTEX_REGION", opts.vertex_region)) if v}
-    return FlowConfig(opts.encoders[0], store=str(opts.store), qdrant_url=opts.qdrant_url,
-                      qdrant_api_key=opts.qdrant_api_key, resize=opts.resize, encoder_env=vertex)
+    return FlowConfig(
+        opts.encoders[0],
+        store=str(opts.store),
+        qdrant_url=opts.qdrant_url,
+        qdrant_api_key=opts.qdrant_api_key,
+        resize=opts.resize,
+        encoder_env=vertex,
+    )
 
 
 def _other_runtime(entry: str, rec: dict, opts: CompareOptions) -> str:
@@ -224,8 +251,18 @@ def _other_runtime(entry: str, rec: dict, opts: CompareOptions) -> str:
 
 def environment() -> dict:
     versions: dict[str, Optional[str]] = {}  # None: not installed
-    for pkg in ("torch", "transformers", "jina", "docarray", "qdrant-edge-py", "qdrant-client", "numpy", "pillow",
-                "efficientnet-lite-pytorch", "google-auth"):
+    for pkg in (
+        "torch",
+        "transformers",
+        "jina",
+        "docarray",
+        "qdrant-edge-py",
+        "qdrant-client",
+        "numpy",
+        "pillow",
+        "efficientnet-lite-pytorch",
+        "google-auth",
+    ):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -234,9 +271,14 @@ def environment() -> dict:
         commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5).stdout.strip()
     except Exception:
         commit = None
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "machine": platform.machine(), "versions": versions, "git_commit": commit or None}
-
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "versions": versions,
+        "git_commit": commit or None,
+    }
 
 
 def run_compare(opts: CompareOptions, log: TextIO = sys.stderr) -> dict:
@@ -252,44 +294,73 @@ def run_compare(opts: CompareOptions, log: TextIO = sys.stderr) -> dict:
     labels = {it.label for it in qs.items if it.label is not None}
     measured = [r for r in runs if r.get("status") == "ok" and not r.get("resumed")]
     costs = cost_table(runs, opts.vertex_price)
-    fusion = fuse_runs(runs, [it.label for it in qs.items], [it.path for it in qs.items],
-                       [[q.path, q.label] for q in qs.queries], costs, opts.bootstrap)
+    fusion = fuse_runs(
+        runs, [it.label for it in qs.items], [it.path for it in qs.items], [[q.path, q.label] for q in qs.queries], costs, opts.bootstrap
+    )
     costs = cost_table(runs, opts.vertex_price, extra=fusion_cost_rows(fusion))
     costs = {n: r for n, r in costs.items() if not r.get("fused") or n in shown_rows(costs)}
     result = {
         "title": f"Encoder comparison on {data_name(opts.data)}",
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "seconds": None,
-        "data": {"folder": data_ref(opts.data), "images": len(qs.items), "labels": len(labels),
-                 "labelled": bool(labels), "unlabelled_images": sum(1 for it in qs.items if it.label is None)},
-        "queries": {"source": qs.how, "count": len(qs.queries), "candidates": qs.candidates,
-                    "max_queries": opts.max_queries, "top_k": opts.top_k,
-                    "list": [[q.path, q.label] for q in qs.queries]},
+        "data": {
+            "folder": data_ref(opts.data),
+            "images": len(qs.items),
+            "labels": len(labels),
+            "labelled": bool(labels),
+            "unlabelled_images": sum(1 for it in qs.items if it.label is None),
+        },
+        "queries": {
+            "source": qs.how,
+            "count": len(qs.queries),
+            "candidates": qs.candidates,
+            "max_queries": opts.max_queries,
+            "top_k": opts.top_k,
+            "list": [[q.path, q.label] for q in qs.queries],
+        },
         # Per-query results name images by their number here, so no path is written twice.
         "images": {"paths": [it.path for it in qs.items], "labels": [it.label for it in qs.items]},
-        "settings": {"encoders": opts.encoders, "models": opts.models, "tiny_models": str(opts.tiny_models) if opts.tiny_models else None,
-                     "batch_size": opts.batch_size, "resize": opts.resize, "score_depth": opts.score_depth,
-                     "query_fraction": opts.query_fraction, "max_queries": opts.max_queries, "bootstrap": opts.bootstrap,
-                     "store": str(opts.store), "qdrant_url": opts.qdrant_url,
-                     "command": " ".join(opts.argv) if opts.argv else None},
+        "settings": {
+            "encoders": opts.encoders,
+            "models": opts.models,
+            "tiny_models": str(opts.tiny_models) if opts.tiny_models else None,
+            "batch_size": opts.batch_size,
+            "resize": opts.resize,
+            "score_depth": opts.score_depth,
+            "query_fraction": opts.query_fraction,
+            "max_queries": opts.max_queries,
+            "bootstrap": opts.bootstrap,
+            "store": str(opts.store),
+            "qdrant_url": opts.qdrant_url,
+            "command": " ".join(opts.argv) if opts.argv else None,
+        },
         "environment": environment(),
         "encoders": runs,
         "significance": significance(runs, opts.bootstrap),
         "cost": {"vertex_price_per_1000": opts.vertex_price, "quality": "mAP@10", "cost": "ms per image", "rows": costs},
         "fusion": fusion,
-        "quantization": {"per_encoder": {r["encoder"]: r["index_recall"] for r in runs if r.get("index_recall")},
-                         "recommended": recommend_index({r["encoder"]: r["index_recall"] for r in runs if r.get("index_recall")})},
+        "quantization": {
+            "per_encoder": {r["encoder"]: r["index_recall"] for r in runs if r.get("index_recall")},
+            "recommended": recommend_index({r["encoder"]: r["index_recall"] for r in runs if r.get("index_recall")}),
+        },
         "labels": label_disagreement(runs),
         "tasks": tasks_summary(runs, qs, opts),  # issue 25: zero-shot, kNN, probe, near-duplicates, label audit, maps
         "grid": {"rows": opts.grid_rows, "k": opts.grid_k},
     }
     summary_seconds = time.perf_counter() - t_summary
     t_report = time.perf_counter()
-    write_report(result, opts.out, finish=lambda r: r.update(
-        seconds=round(time.perf_counter() - started, 1),
-        timing={"indexing_seconds": round(sum(r.get("wall_seconds") or 0 for r in measured), 1),
+    write_report(
+        result,
+        opts.out,
+        finish=lambda r: r.update(
+            seconds=round(time.perf_counter() - started, 1),
+            timing={
+                "indexing_seconds": round(sum(r.get("wall_seconds") or 0 for r in measured), 1),
                 "evaluation_seconds": round(sum(r.get("eval_seconds") or 0 for r in measured) + summary_seconds, 1),
                 "report_seconds": round(time.perf_counter() - t_report, 1),
-                "reused": [r["encoder"] for r in runs if r.get("resumed")]},
-        client_peak_rss_mb=peak_rss_mb()))
+                "reused": [r["encoder"] for r in runs if r.get("resumed")],
+            },
+            client_peak_rss_mb=peak_rss_mb(),
+        ),
+    )
     return result

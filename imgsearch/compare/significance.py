@@ -62,8 +62,7 @@ def stratification_ci(st: Stratification, n_boot: int = 1000, seed: int = SEED) 
         auc = auc_from_counts(pos, neg)
         # Coarse bins count near-ties as ties, a small bias: shift the resamples by it, so the
         # interval sits around the whole-resolution AUC.
-        coarse_auc = auc_from_counts(st.coarse[:, :, 1].sum(0).astype(np.float64),
-                                     st.coarse[:, :, 0].sum(0).astype(np.float64))
+        coarse_auc = auc_from_counts(st.coarse[:, :, 1].sum(0).astype(np.float64), st.coarse[:, :, 0].sum(0).astype(np.float64))
         fine_auc = st.summary()["auc"]
         if fine_auc is not None:
             auc = auc + (fine_auc - coarse_auc)
@@ -91,8 +90,13 @@ def paired_test(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = SE
         extreme += int((np.abs(signs @ d / m) >= abs(observed) - 1e-12).sum())
         done += n
     p = (extreme + 1) / (PERMUTATIONS + 1)
-    return {"queries": m, "diff": round(float(observed), 6), "ci": ci, "p": round(float(p), 6),
-            "significant": bool(p < ALPHA and ci is not None and (ci[0] > 0 or ci[1] < 0))}
+    return {
+        "queries": m,
+        "diff": round(float(observed), 6),
+        "ci": ci,
+        "p": round(float(p), 6),
+        "significant": bool(p < ALPHA and ci is not None and (ci[0] > 0 or ci[1] < 0)),
+    }
 
 
 def _signed(x: float) -> str:
@@ -124,8 +128,7 @@ def compare_pairs(per_query_ap: dict[str, dict[QueryKey, float]], n_boot: int = 
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             shared = sorted(set(per_query_ap[a]) & set(per_query_ap[b]))
-            test = paired_test(np.array([per_query_ap[a][q] for q in shared]),
-                               np.array([per_query_ap[b][q] for q in shared]), n_boot)
+            test = paired_test(np.array([per_query_ap[a][q] for q in shared]), np.array([per_query_ap[b][q] for q in shared]), n_boot)
             tests.append({"a": a, "b": b, **test})
     return [{**t, "verdict": verdict(t["a"], t["b"], t, holm_of=len(tests))} for t in adjust_pairs(tests)]
 

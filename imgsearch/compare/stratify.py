@@ -75,16 +75,24 @@ def fine_edges() -> np.ndarray:
     return -1.0 + 2.0 * np.arange(BINS, dtype=np.float64) / BINS
 
 
-def stratify(vectors: np.ndarray, labels: np.ndarray, query_rows: np.ndarray, top_k: int = 10,
-             block_scores: int = BLOCK_SCORES) -> Stratification:
+def stratify(vectors: np.ndarray, labels: np.ndarray, query_rows: np.ndarray, top_k: int = 10, block_scores: int = BLOCK_SCORES) -> Stratification:
     """``vectors`` (n, d) unit rows, ``labels`` (n,) ints (-1: none), ``query_rows`` indices of
     the queries among them. Each query's own row is left out of its scores."""
     n, m = len(vectors), len(query_rows)
     block = min(MAX_BLOCK_QUERIES, max(1, block_scores // max(1, n)))
-    st = Stratification(np.zeros(BINS, np.int64), np.zeros(BINS, np.int64), np.zeros(m), np.zeros(m),
-                        np.zeros(m, np.int64), np.zeros(m, np.int64), np.full(m, np.nan),
-                        np.zeros((m, COARSE, 2), np.int32), _coarse_edges(vectors, query_rows),
-                        np.zeros((m, min(top_k, max(0, n - 1))), np.int64), np.zeros((m, min(top_k, max(0, n - 1))), np.float32))
+    st = Stratification(
+        np.zeros(BINS, np.int64),
+        np.zeros(BINS, np.int64),
+        np.zeros(m),
+        np.zeros(m),
+        np.zeros(m, np.int64),
+        np.zeros(m, np.int64),
+        np.full(m, np.nan),
+        np.zeros((m, COARSE, 2), np.int32),
+        _coarse_edges(vectors, query_rows),
+        np.zeros((m, min(top_k, max(0, n - 1))), np.int64),
+        np.zeros((m, min(top_k, max(0, n - 1))), np.float32),
+    )
     for start in range(0, m, block):
         rows = query_rows[start : start + block]
         _block(st, slice(start, start + len(rows)), vectors[rows] @ vectors.T, labels[rows], labels, rows)
@@ -101,8 +109,7 @@ def _coarse_edges(vectors: np.ndarray, query_rows: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(edges)  # equal scores give equal edges: empty bins, which do no harm
 
 
-def _block(st: Stratification, out: slice, scores: np.ndarray, qlabels: np.ndarray, labels: np.ndarray,
-           rows: np.ndarray) -> None:
+def _block(st: Stratification, out: slice, scores: np.ndarray, qlabels: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> None:
     b = len(rows)
     np.clip(scores, -1.0, 1.0, out=scores)
     rel = (labels[None, :] == qlabels[:, None]) & (qlabels[:, None] >= 0)

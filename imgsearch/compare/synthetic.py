@@ -48,8 +48,15 @@ def measure(n: int, queries: int, dim: int, labels: int, n_boot: int) -> dict:
     t2 = time.perf_counter()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return {"images": n, "scores_m": len(rows) * (n - 1) / 1e6, "stratify_s": t1 - t0, "bootstrap_s": t2 - t1,
-            "total_s": t2 - t0, "peak_mb": peak / 1e6, "auc": summary["auc"]}
+    return {
+        "images": n,
+        "scores_m": len(rows) * (n - 1) / 1e6,
+        "stratify_s": t1 - t0,
+        "bootstrap_s": t2 - t1,
+        "total_s": t2 - t0,
+        "peak_mb": peak / 1e6,
+        "auc": summary["auc"],
+    }
 
 
 def measure_decision(n: int, queries: int, dim: int, labels: int, n_boot: int, encoders: int = 3) -> dict:
@@ -70,27 +77,45 @@ def measure_decision(n: int, queries: int, dim: int, labels: int, n_boot: int, e
     t2 = time.perf_counter()
     labels_of = [f"l{x}" for x in lab]
     paths = [str(i) for i in range(n)]
-    runs = [{"encoder": e, "status": "ok", "quality": {"labelled": True, "mAP@10": float(np.mean(v))},
-             "per_query": {"ap": v, "top": [[int(x) for x in rng.choice(n, 10, replace=False)] for _ in q_rows]}}
-            for e, v in aps.items()]
+    runs = [
+        {
+            "encoder": e,
+            "status": "ok",
+            "quality": {"labelled": True, "mAP@10": float(np.mean(v))},
+            "per_query": {"ap": v, "top": [[int(x) for x in rng.choice(n, 10, replace=False)] for _ in q_rows]},
+        }
+        for e, v in aps.items()
+    ]
     fuse_runs(runs, labels_of, paths, [[paths[r], labels_of[r]] for r in q_rows], {}, n_boot)
     t3 = time.perf_counter()
     check = index_recall(vectors)
     t4 = time.perf_counter()
-    return {"images": n, "pairs_s": t1 - t0, "ranks_s": t2 - t1, "fusion_s": t3 - t2, "index_check_s": t4 - t3,
-            "checked": check["vectors"], "recall": {k: v["recall@10"] for k, v in check["settings"].items()}}
+    return {
+        "images": n,
+        "pairs_s": t1 - t0,
+        "ranks_s": t2 - t1,
+        "fusion_s": t3 - t2,
+        "index_check_s": t4 - t3,
+        "checked": check["vectors"],
+        "recall": {k: v["recall@10"] for k, v in check["settings"].items()},
+    }
 
 
 def main_decision(args) -> None:
     print(f"{args.queries} queries, dim {args.dim}, {args.labels} labels, 3 encoders, {args.bootstrap} bootstrap resamples")
-    print("| images | pairs (3) + Holm s | rank intervals s | fusion (4 sets) s | index check s (vectors) | "
-          "recall@10 hnsw / int8 / int8+rescore / binary / binary+rescore |")
+    print(
+        "| images | pairs (3) + Holm s | rank intervals s | fusion (4 sets) s | index check s (vectors) | "
+        "recall@10 hnsw / int8 / int8+rescore / binary / binary+rescore |"
+    )
     print("|---:|---:|---:|---:|---:|---|")
     for n in args.images.split(","):
         r = measure_decision(int(n), args.queries, args.dim, args.labels, args.bootstrap)
         rec = " / ".join(f"{r['recall'][k]:.3f}" for k in ("hnsw", "int8", "int8+rescore", "binary", "binary+rescore"))
-        print(f"| {r['images']:,} | {r['pairs_s']:.2f} | {r['ranks_s']:.2f} | {r['fusion_s']:.2f} | "
-              f"{r['index_check_s']:.1f} ({r['checked']:,}) | {rec} |", flush=True)
+        print(
+            f"| {r['images']:,} | {r['pairs_s']:.2f} | {r['ranks_s']:.2f} | {r['fusion_s']:.2f} | "
+            f"{r['index_check_s']:.1f} ({r['checked']:,}) | {rec} |",
+            flush=True,
+        )
     print(f"process peak RSS {peak_rss_mb():.0f} MB")
 
 
@@ -111,9 +136,11 @@ def main() -> None:
     print("| images | scores (M) | stratify s | bootstrap s | total s | s per M scores | × smallest (images ×) | peak MB beyond vectors |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['images']:,} | {r['scores_m']:.0f} | {r['stratify_s']:.1f} | {r['bootstrap_s']:.1f} | {r['total_s']:.1f} | "
-              f"{r['total_s'] / r['scores_m']:.3f} | {r['total_s'] / base['total_s']:.1f} ({r['images'] / base['images']:.0f}) | "
-              f"{r['peak_mb']:.0f} |")
+        print(
+            f"| {r['images']:,} | {r['scores_m']:.0f} | {r['stratify_s']:.1f} | {r['bootstrap_s']:.1f} | {r['total_s']:.1f} | "
+            f"{r['total_s'] / r['scores_m']:.3f} | {r['total_s'] / base['total_s']:.1f} ({r['images'] / base['images']:.0f}) | "
+            f"{r['peak_mb']:.0f} |"
+        )
     print(f"process peak RSS {peak_rss_mb():.0f} MB")
 
 

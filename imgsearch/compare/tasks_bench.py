@@ -62,8 +62,7 @@ def measure(n: int, queries: int, dim: int, labels: int) -> dict:
     t = time.perf_counter()
     centres = np.stack([vectors[codes == c].mean(0) for c in range(labels)])
     names = [str(c) for c in range(labels)]
-    text = {"names": names, "weights": zero_shot.label_vectors(centres, labels), "templates": 1,
-            "templates_given": 1, "prompts": labels}
+    text = {"names": names, "weights": zero_shot.label_vectors(centres, labels), "templates": 1, "templates_given": 1, "prompts": labels}
     zs = zero_shot.classify(vectors, codes, names, text, 1000)
     s["zero_shot"] = time.perf_counter() - t
     logger.info("%d images: zero_shot %.1f s, peak RSS %.0f MB", n, s["zero_shot"], peak_rss_mb())
@@ -78,8 +77,14 @@ def measure(n: int, queries: int, dim: int, labels: int) -> dict:
     top_group({"a": hits, "b": np.roll(hits, 1), "c": hits[::-1].copy()})
     s["top_group"] = time.perf_counter() - t
     logger.info("%d images: top_group %.1f s, peak RSS %.0f MB", n, s["top_group"], peak_rss_mb())
-    return {"images": n, "pairs": pairs.total, "planted": len(src), "method": pairs.method.split(" (")[0],
-            "knn10": k["10nn_weighted"]["accuracy"], **s}
+    return {
+        "images": n,
+        "pairs": pairs.total,
+        "planted": len(src),
+        "method": pairs.method.split(" (")[0],
+        "knn10": k["10nn_weighted"]["accuracy"],
+        **s,
+    }
 
 
 def main() -> None:
@@ -95,8 +100,10 @@ def main() -> None:
     print("| images | " + " | ".join(TASKS) + " | total | near-dup pairs (planted) | how |")
     print("|---:|" + "---:|" * (len(TASKS) + 2) + "---|")
     for r in rows:
-        print(f"| {r['images']:,} | " + " | ".join(f"{r[t]:.1f}" for t in TASKS) + f" | {sum(r[t] for t in TASKS):.1f} | "
-              f"{r['pairs']:,} ({r['planted']:,}) | {r['method']} |")
+        print(
+            f"| {r['images']:,} | " + " | ".join(f"{r[t]:.1f}" for t in TASKS) + f" | {sum(r[t] for t in TASKS):.1f} | "
+            f"{r['pairs']:,} ({r['planted']:,}) | {r['method']} |"
+        )
     print(f"process peak RSS {peak_rss_mb():.0f} MB")
 
 

@@ -23,8 +23,14 @@ TASKS = [
     ("zero_shot", "zero-shot classification", "zero_shot", "accuracy@1", "hits"),
     ("knn_1", "kNN, k = 1 (leave-one-out)", "knn", "1nn", "hits"),
     ("knn_10", "kNN, k = 10 similarity-weighted", "knn", "10nn_weighted", "hits"),
-    ("probe", f"linear probe (logistic regression, stratified 5-fold, seed 0; on a per-label sample: the first "
-              f"{PROBE_PER_LABEL} images of each label by content hash, {PROBE_MAX:,} in all)", "probe", "accuracy", "hits"),
+    (
+        "probe",
+        f"linear probe (logistic regression, stratified 5-fold, seed 0; on a per-label sample: the first "
+        f"{PROBE_PER_LABEL} images of each label by content hash, {PROBE_MAX:,} in all)",
+        "probe",
+        "accuracy",
+        "hits",
+    ),
 ]
 
 
@@ -34,12 +40,21 @@ def _cell(rec: dict, section: str, key: str) -> Optional[dict]:
         return None
     if section == "knn":
         s = s.get(key) or {}
-        return {"value": s.get("accuracy"), "ci": (s.get("ci") or {}).get("accuracy"),
-                "balanced": s.get("balanced_accuracy"), "balanced_ci": (s.get("ci") or {}).get("balanced_accuracy"),
-                "hits": s.get("hits")}
-    return {"value": s.get(key), "ci": (s.get("ci") or {}).get(key), "balanced": s.get("balanced_accuracy"),
-            "balanced_ci": (s.get("ci") or {}).get("balanced_accuracy"), "hits": s.get("hits"),
-            **({"accuracy@5": s.get("accuracy@5"), "accuracy@5_ci": (s.get("ci") or {}).get("accuracy@5")} if section == "zero_shot" else {})}
+        return {
+            "value": s.get("accuracy"),
+            "ci": (s.get("ci") or {}).get("accuracy"),
+            "balanced": s.get("balanced_accuracy"),
+            "balanced_ci": (s.get("ci") or {}).get("balanced_accuracy"),
+            "hits": s.get("hits"),
+        }
+    return {
+        "value": s.get(key),
+        "ci": (s.get("ci") or {}).get(key),
+        "balanced": s.get("balanced_accuracy"),
+        "balanced_ci": (s.get("ci") or {}).get("balanced_accuracy"),
+        "hits": s.get("hits"),
+        **({"accuracy@5": s.get("accuracy@5"), "accuracy@5_ci": (s.get("ci") or {}).get("accuracy@5")} if section == "zero_shot" else {}),
+    }
 
 
 def tasks_summary(runs: list[dict], qs: QuerySet, opts, n_boot: Optional[int] = None) -> dict:
@@ -60,17 +75,29 @@ def tasks_summary(runs: list[dict], qs: QuerySet, opts, n_boot: Optional[int] = 
         chance = next(((r.get("zero_shot") or {}).get("chance@1") for r in ok if (r.get("zero_shot") or {}).get("labelled")), None)
         for c in rows.values():
             c.pop("hits", None)
-        tables.append({"task": task, "title": title, "metric": key, "rows": rows, "top_group": group,
-                       **({"chance": chance} if task == "zero_shot" else {}),
-                       "note": "no per-item values (one query per label): no top group" if task == "text_to_image" and len(rows) > 1 else None})
+        tables.append(
+            {
+                "task": task,
+                "title": title,
+                "metric": key,
+                "rows": rows,
+                "top_group": group,
+                **({"chance": chance} if task == "zero_shot" else {}),
+                "note": "no per-item values (one query per label): no top group" if task == "text_to_image" and len(rows) > 1 else None,
+            }
+        )
     images = {"paths": [it.path for it in qs.items], "labels": [it.label for it in qs.items]}
     for r in ok:  # the per-item bits served the tests; report.json does not need them
         for section in ("zero_shot", "probe"):
             (r.get(section) or {}).pop("hits", None)
         for k in ("1nn", "10nn_weighted"):
             ((r.get("knn") or {}).get(k) or {}).pop("hits", None)
-    return {"tables": tables, "near_duplicates": near_duplicate_pairs(ok, images, opts),
-            "label_audit": label_audit.combine(ok, images), "maps": [r["encoder"] for r in ok if (r.get("map") or {}).get("points")]}
+    return {
+        "tables": tables,
+        "near_duplicates": near_duplicate_pairs(ok, images, opts),
+        "label_audit": label_audit.combine(ok, images),
+        "maps": [r["encoder"] for r in ok if (r.get("map") or {}).get("points")],
+    }
 
 
 def near_duplicate_pairs(runs: list[dict], images: dict, opts) -> dict:
@@ -85,9 +112,24 @@ def near_duplicate_pairs(runs: list[dict], images: dict, opts) -> dict:
             e["encoders"].append(r["encoder"])
             e["score"][r["encoder"]] = s
     ordered = sorted(found.items(), key=lambda kv: (-len(kv[1]["encoders"]), -max(kv[1]["score"].values()), kv[0]))
-    pairs = [{"a": images["paths"][a], "b": images["paths"][b], "label_a": images["labels"][a], "label_b": images["labels"][b],
-              "same_label": images["labels"][a] == images["labels"][b], "encoders": e["encoders"], "score": e["score"],
-              "images": [a, b]} for (a, b), e in ordered[:REPORT_PAIRS]]
-    return {"threshold": opts.near_duplicate_threshold, "mode": opts.near_duplicates, "total": len(found),
-            "cross_label": sum(1 for (a, b) in found if images["labels"][a] != images["labels"][b]),
-            "cap": REPORT_PAIRS, "pairs": pairs}
+    pairs = [
+        {
+            "a": images["paths"][a],
+            "b": images["paths"][b],
+            "label_a": images["labels"][a],
+            "label_b": images["labels"][b],
+            "same_label": images["labels"][a] == images["labels"][b],
+            "encoders": e["encoders"],
+            "score": e["score"],
+            "images": [a, b],
+        }
+        for (a, b), e in ordered[:REPORT_PAIRS]
+    ]
+    return {
+        "threshold": opts.near_duplicate_threshold,
+        "mode": opts.near_duplicates,
+        "total": len(found),
+        "cross_label": sum(1 for (a, b) in found if images["labels"][a] != images["labels"][b]),
+        "cap": REPORT_PAIRS,
+        "pairs": pairs,
+    }

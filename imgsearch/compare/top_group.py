@@ -35,8 +35,13 @@ def paired_binary_test(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: i
     discordant = int(cells[1] + cells[2])
     p = binomtest(int(cells[1]), discordant, 0.5).pvalue if discordant else 1.0
     diff = (cells[1] - cells[2]) / m
-    return {"queries": m, "diff": round(float(diff), 6), "ci": ci, "p": round(float(p), 6),
-            "significant": bool(p < ALPHA and ci is not None and (ci[0] > 0 or ci[1] < 0))}
+    return {
+        "queries": m,
+        "diff": round(float(diff), 6),
+        "ci": ci,
+        "p": round(float(p), 6),
+        "significant": bool(p < ALPHA and ci is not None and (ci[0] > 0 or ci[1] < 0)),
+    }
 
 
 def _binary(v: np.ndarray) -> bool:
@@ -63,8 +68,14 @@ def top_group(values: dict[str, np.ndarray], n_boot: int = 1000, metric: str = "
     best = max(means, key=lambda e: (means[e], e))
     others = [e for e in means if e != best and len(values[e]) == len(values[best])]
     unpaired = [e for e in means if e != best and e not in others]
-    tests = {e: (paired_binary_test(values[best], values[e], n_boot) if _binary(values[best]) and _binary(values[e])
-                 else paired_test(values[best][:MAX_ITEMS], values[e][:MAX_ITEMS], n_boot)) for e in others}
+    tests = {
+        e: (
+            paired_binary_test(values[best], values[e], n_boot)
+            if _binary(values[best]) and _binary(values[e])
+            else paired_test(values[best][:MAX_ITEMS], values[e][:MAX_ITEMS], n_boot)
+        )
+        for e in others
+    }
     testable = [e for e in others if tests[e].get("p") is not None]
     adjusted = dict(zip(testable, holm([tests[e]["p"] for e in testable])))
     group = [best]
@@ -73,8 +84,16 @@ def top_group(values: dict[str, np.ndarray], n_boot: int = 1000, metric: str = "
         worse = e in adjusted and adjusted[e] < ALPHA and t["ci"] is not None and t["ci"][0] > 0
         if not worse:
             group.append(e)
-    comparisons = [{"encoder": e, "diff": tests[e].get("diff"), "ci": tests[e].get("ci"), "p": tests[e].get("p"),
-                    "p_holm": round(adjusted[e], 6) if e in adjusted else None} for e in others]
+    comparisons = [
+        {
+            "encoder": e,
+            "diff": tests[e].get("diff"),
+            "ci": tests[e].get("ci"),
+            "p": tests[e].get("p"),
+            "p_holm": round(adjusted[e], 6) if e in adjusted else None,
+        }
+        for e in others
+    ]
     if len(means) == 1:
         sentence = f"only {best} has this number"
     elif len(group) == 1 and not unpaired:
@@ -84,4 +103,3 @@ def top_group(values: dict[str, np.ndarray], n_boot: int = 1000, metric: str = "
     if unpaired:
         sentence += f"; not tested (other items): {', '.join(unpaired)}"
     return {"best": best, "group": group, "comparisons": comparisons, "sentence": sentence}
-

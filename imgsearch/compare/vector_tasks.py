@@ -32,8 +32,7 @@ PAIRS_KEPT = 1_000  # near-duplicate pairs kept per encoder (best first); report
 SAMPLE_ROWS = 2_000  # kNN rows with --queries DIR (outside queries): the first labelled images by content hash
 
 
-def run_tasks(vectors: np.ndarray, labels: list, hashes: list, qs: QuerySet, opts: CompareOptions, rec: dict,
-              text: Optional[dict] = None) -> dict:
+def run_tasks(vectors: np.ndarray, labels: list, hashes: list, qs: QuerySet, opts: CompareOptions, rec: dict, text: Optional[dict] = None) -> dict:
     """Everything this module adds to one encoder's record; ``rec``'s per-query results and quality
     are rewritten in place when near-duplicates are excluded."""
     codes, names = label_codes(labels)
@@ -45,16 +44,28 @@ def run_tasks(vectors: np.ndarray, labels: list, hashes: list, qs: QuerySet, opt
     t = time.perf_counter()
     pairs = near_duplicates.find_pairs(vectors, opts.near_duplicate_threshold)
     in_index = not opts.queries and "per_query" in rec
-    qrows = (np.array([row_of.get(q.hash, -1) for q in qs.queries], np.int64) if in_index else
-             np.array(sorted((r for r in range(len(hashes)) if codes[r] >= 0), key=lambda r: hashes[r])[:SAMPLE_ROWS], np.int64))
+    qrows = (
+        np.array([row_of.get(q.hash, -1) for q in qs.queries], np.int64)
+        if in_index
+        else np.array(sorted((r for r in range(len(hashes)) if codes[r] >= 0), key=lambda r: hashes[r])[:SAMPLE_ROWS], np.int64)
+    )
     partners = near_duplicates.partners(pairs, qrows[qrows >= 0])
     same = codes[pairs.a] == codes[pairs.b]
-    nd = {"threshold": opts.near_duplicate_threshold, "pairs": pairs.total, "same_label": int(same.sum()),
-          "cross_label": int((~same & (codes[pairs.a] >= 0) & (codes[pairs.b] >= 0)).sum()), "method": pairs.method,
-          "complete": pairs.complete, "notes": pairs.notes, "images_with_copies": len(set(pairs.a.tolist()) | set(pairs.b.tolist())),
-          "queries_with_copies": len(partners), "mode": opts.near_duplicates,
-          "list": [[int(item[a]), int(item[b]), round(float(s), 4)] for a, b, s in
-                   zip(pairs.a[:PAIRS_KEPT], pairs.b[:PAIRS_KEPT], pairs.score[:PAIRS_KEPT])]}
+    nd = {
+        "threshold": opts.near_duplicate_threshold,
+        "pairs": pairs.total,
+        "same_label": int(same.sum()),
+        "cross_label": int((~same & (codes[pairs.a] >= 0) & (codes[pairs.b] >= 0)).sum()),
+        "method": pairs.method,
+        "complete": pairs.complete,
+        "notes": pairs.notes,
+        "images_with_copies": len(set(pairs.a.tolist()) | set(pairs.b.tolist())),
+        "queries_with_copies": len(partners),
+        "mode": opts.near_duplicates,
+        "list": [
+            [int(item[a]), int(item[b]), round(float(s), 4)] for a, b, s in zip(pairs.a[:PAIRS_KEPT], pairs.b[:PAIRS_KEPT], pairs.score[:PAIRS_KEPT])
+        ],
+    }
     if in_index and (rec.get("quality") or {}).get("labelled"):
         nd["retrieval"] = _retrieval_both_ways(vectors, codes, qrows, partners, item, rec, opts)
     out["near_duplicates"] = nd
@@ -73,10 +84,12 @@ def run_tasks(vectors: np.ndarray, labels: list, hashes: list, qs: QuerySet, opt
     mis = label_audit.mislabels(codes, probe.pred_probs, probe.classes)
     far, fence = label_audit.outliers(vectors, hashes)
     out["label_audit"] = {
-        "mislabels": [{"image": int(item[m["row"]]), "suggested": names[m["suggested"]], "confidence": m["confidence"]}
-                      for m in mis if item[m["row"]] >= 0],
+        "mislabels": [
+            {"image": int(item[m["row"]]), "suggested": names[m["suggested"]], "confidence": m["confidence"]} for m in mis if item[m["row"]] >= 0
+        ],
         "outliers": [{"image": int(item[f["row"]]), "similarity": f["similarity"]} for f in far if item[f["row"]] >= 0],
-        "outlier_fence": fence}
+        "outlier_fence": fence,
+    }
     seconds["label_audit"] = time.perf_counter() - t
     if text:
         t = time.perf_counter()
@@ -89,8 +102,9 @@ def run_tasks(vectors: np.ndarray, labels: list, hashes: list, qs: QuerySet, opt
     return out
 
 
-def _retrieval_both_ways(vectors: np.ndarray, codes: np.ndarray, qrows: np.ndarray, partners: dict[int, list[int]],
-                         item: np.ndarray, rec: dict, opts: CompareOptions) -> dict:
+def _retrieval_both_ways(
+    vectors: np.ndarray, codes: np.ndarray, qrows: np.ndarray, partners: dict[int, list[int]], item: np.ndarray, rec: dict, opts: CompareOptions
+) -> dict:
     """recall@k and mAP@10 with the queries' near-duplicates among their candidates and without;
     under ``exclude`` the per-query results (and so the headline, grid and verdicts) become the latter."""
     per, quality = rec["per_query"], rec["quality"]

@@ -30,26 +30,86 @@ PROMPT_CHUNK = 32
 
 # CLIP's ImageNet prompt ensemble (Radford et al. 2021, the notebook "Prompt_Engineering_for_ImageNet").
 CLIP_TEMPLATES = [
-    "a bad photo of a {}.", "a photo of many {}.", "a sculpture of a {}.", "a photo of the hard to see {}.",
-    "a low resolution photo of the {}.", "a rendering of a {}.", "graffiti of a {}.", "a bad photo of the {}.",
-    "a cropped photo of the {}.", "a tattoo of a {}.", "the embroidered {}.", "a photo of a hard to see {}.",
-    "a bright photo of a {}.", "a photo of a clean {}.", "a photo of a dirty {}.", "a dark photo of the {}.",
-    "a drawing of a {}.", "a photo of my {}.", "the plastic {}.", "a photo of the cool {}.",
-    "a close-up photo of a {}.", "a black and white photo of the {}.", "a painting of the {}.", "a painting of a {}.",
-    "a pixelated photo of the {}.", "a sculpture of the {}.", "a bright photo of the {}.", "a cropped photo of a {}.",
-    "a plastic {}.", "a photo of the dirty {}.", "a jpeg corrupted photo of a {}.", "a blurry photo of the {}.",
-    "a photo of the {}.", "a good photo of the {}.", "a rendering of the {}.", "a {} in a video game.",
-    "a photo of one {}.", "a doodle of a {}.", "a close-up photo of the {}.", "a photo of a {}.",
-    "the origami {}.", "the {} in a video game.", "a sketch of a {}.", "a doodle of the {}.",
-    "a origami {}.", "a low resolution photo of a {}.", "the toy {}.", "a rendition of the {}.",
-    "a photo of the clean {}.", "a photo of a large {}.", "a rendition of a {}.", "a photo of a nice {}.",
-    "a photo of a weird {}.", "a blurry photo of a {}.", "a cartoon {}.", "art of a {}.",
-    "a sketch of the {}.", "a embroidered {}.", "a pixelated photo of a {}.", "itap of the {}.",
-    "a jpeg corrupted photo of the {}.", "a good photo of a {}.", "a plushie {}.", "a photo of the nice {}.",
-    "a photo of the small {}.", "a photo of the weird {}.", "the cartoon {}.", "art of the {}.",
-    "a drawing of the {}.", "a photo of the large {}.", "a black and white photo of a {}.", "the plushie {}.",
-    "a dark photo of a {}.", "itap of a {}.", "graffiti of the {}.", "a toy {}.",
-    "itap of my {}.", "a photo of a cool {}.", "a photo of a small {}.", "a tattoo of the {}.",
+    "a bad photo of a {}.",
+    "a photo of many {}.",
+    "a sculpture of a {}.",
+    "a photo of the hard to see {}.",
+    "a low resolution photo of the {}.",
+    "a rendering of a {}.",
+    "graffiti of a {}.",
+    "a bad photo of the {}.",
+    "a cropped photo of the {}.",
+    "a tattoo of a {}.",
+    "the embroidered {}.",
+    "a photo of a hard to see {}.",
+    "a bright photo of a {}.",
+    "a photo of a clean {}.",
+    "a photo of a dirty {}.",
+    "a dark photo of the {}.",
+    "a drawing of a {}.",
+    "a photo of my {}.",
+    "the plastic {}.",
+    "a photo of the cool {}.",
+    "a close-up photo of a {}.",
+    "a black and white photo of the {}.",
+    "a painting of the {}.",
+    "a painting of a {}.",
+    "a pixelated photo of the {}.",
+    "a sculpture of the {}.",
+    "a bright photo of the {}.",
+    "a cropped photo of a {}.",
+    "a plastic {}.",
+    "a photo of the dirty {}.",
+    "a jpeg corrupted photo of a {}.",
+    "a blurry photo of the {}.",
+    "a photo of the {}.",
+    "a good photo of the {}.",
+    "a rendering of the {}.",
+    "a {} in a video game.",
+    "a photo of one {}.",
+    "a doodle of a {}.",
+    "a close-up photo of the {}.",
+    "a photo of a {}.",
+    "the origami {}.",
+    "the {} in a video game.",
+    "a sketch of a {}.",
+    "a doodle of the {}.",
+    "a origami {}.",
+    "a low resolution photo of a {}.",
+    "the toy {}.",
+    "a rendition of the {}.",
+    "a photo of the clean {}.",
+    "a photo of a large {}.",
+    "a rendition of a {}.",
+    "a photo of a nice {}.",
+    "a photo of a weird {}.",
+    "a blurry photo of a {}.",
+    "a cartoon {}.",
+    "art of a {}.",
+    "a sketch of the {}.",
+    "a embroidered {}.",
+    "a pixelated photo of a {}.",
+    "itap of the {}.",
+    "a jpeg corrupted photo of the {}.",
+    "a good photo of a {}.",
+    "a plushie {}.",
+    "a photo of the nice {}.",
+    "a photo of the small {}.",
+    "a photo of the weird {}.",
+    "the cartoon {}.",
+    "art of the {}.",
+    "a drawing of the {}.",
+    "a photo of the large {}.",
+    "a black and white photo of a {}.",
+    "the plushie {}.",
+    "a dark photo of a {}.",
+    "itap of a {}.",
+    "graffiti of the {}.",
+    "a toy {}.",
+    "itap of my {}.",
+    "a photo of a cool {}.",
+    "a photo of a small {}.",
+    "a tattoo of the {}.",
 ]
 
 
@@ -67,8 +127,9 @@ def load_templates(path: Optional[Path]) -> list[str]:
     lines = [ln for ln in lines if ln and not ln.startswith("#")]
     bad = [ln for ln in lines if ln.count("{}") != 1]
     if not lines or bad:
-        raise PromptError(f"--prompts {path}: each line needs one '{{}}' where the label goes"
-                          + (f" (not: {bad[0]!r})" if bad else " (the file has no templates)"))
+        raise PromptError(
+            f"--prompts {path}: each line needs one '{{}}' where the label goes" + (f" (not: {bad[0]!r})" if bad else " (the file has no templates)")
+        )
     return lines
 
 
@@ -97,16 +158,20 @@ def encode_prompts(gateway, collection: str, names: list[str], templates: list[s
     vecs = []
     for start in range(0, len(texts), PROMPT_CHUNK):
         chunk = [ImageDoc(text=t) for t in texts[start : start + PROMPT_CHUNK]]
-        docs = gateway.post("/search", chunk, {"collection": collection, "top_k": 1, "return_query_vector": True},
-                            request_size=len(chunk))
+        docs = gateway.post("/search", chunk, {"collection": collection, "top_k": 1, "return_query_vector": True}, request_size=len(chunk))
         by_text = {d.text: d for d in docs}
         for t in texts[start : start + PROMPT_CHUNK]:
             d = by_text.get(t)
             if d is None or d.error or d.embedding is None:
                 raise RuntimeError(f"no text vector for prompt {t!r}: {d.error if d is not None else 'no answer'}")
             vecs.append(np.asarray(d.embedding, np.float32))
-    return {"names": names, "weights": label_vectors(np.stack(vecs), len(names)), "templates": per,
-            "templates_given": len(templates), "prompts": len(texts)}
+    return {
+        "names": names,
+        "weights": label_vectors(np.stack(vecs), len(names)),
+        "templates": per,
+        "templates_given": len(templates),
+        "prompts": len(texts),
+    }
 
 
 def prompt_vectors(gateway, collection: str, qs, opts, rec: dict) -> Optional[dict]:
@@ -145,10 +210,21 @@ def classify(vectors: np.ndarray, codes: np.ndarray, names: list[str], text: dic
     y = codes[lab]
     hit1 = (top[:, 0] == y).astype(np.int8)
     hit5 = (top == y[:, None]).any(1).astype(np.int8)
-    return {"labelled": True, "images": int(lab.size), "labels": len(names), "chance@1": round(1 / len(names), 6),
-            "accuracy@1": round(float(hit1.mean()), 6), "accuracy@5": round(float(hit5.mean()), 6),
-            "balanced_accuracy": round(labelled_balanced_accuracy(hit1, y), 6),
-            "ci": {"accuracy@1": proportion_ci(hit1, n_boot), "accuracy@5": proportion_ci(hit5, n_boot),
-                   "balanced_accuracy": balanced_ci(hit1, y, n_boot)},
-            "templates": text["templates"], "templates_given": text["templates_given"], "prompts": text["prompts"],
-            "hits": bits(hit1)}
+    return {
+        "labelled": True,
+        "images": int(lab.size),
+        "labels": len(names),
+        "chance@1": round(1 / len(names), 6),
+        "accuracy@1": round(float(hit1.mean()), 6),
+        "accuracy@5": round(float(hit5.mean()), 6),
+        "balanced_accuracy": round(labelled_balanced_accuracy(hit1, y), 6),
+        "ci": {
+            "accuracy@1": proportion_ci(hit1, n_boot),
+            "accuracy@5": proportion_ci(hit5, n_boot),
+            "balanced_accuracy": balanced_ci(hit1, y, n_boot),
+        },
+        "templates": text["templates"],
+        "templates_given": text["templates_given"],
+        "prompts": text["prompts"],
+        "hits": bits(hit1),
+    }

@@ -39,8 +39,31 @@ from imgsearch.deploy.dockerfiles import dockerfile
 from imgsearch.deploy.encoder_configs import encoder_configs
 from imgsearch.deploy.manifests import _adapt, _configmap, _jina_yamls, _namespace, _pvc
 from imgsearch.deploy.names import (  # noqa: F401 (the package's public names)
-    APP_UID, CONFIGMAP, CPU_ENCODER_RESOURCES, CPU_ENCODERS, CPU_STAGES, DATA_MOUNT, ENCODERS, GPU_NODE_SELECTOR, GPU_TOLERATIONS, HEADER, HF_HOME, NAMESPACE, ONNX_CACHE, PORT, QDRANT_IMAGE, QDRANT_URL,
-    READY_SERVICE, REGISTRY, VERSION, env_key, executor_config, gateway_config, image, image_name, stage_of,
+    APP_UID,
+    CONFIGMAP,
+    CPU_ENCODER_RESOURCES,
+    CPU_ENCODERS,
+    CPU_STAGES,
+    DATA_MOUNT,
+    ENCODERS,
+    GPU_NODE_SELECTOR,
+    GPU_TOLERATIONS,
+    HEADER,
+    HF_HOME,
+    NAMESPACE,
+    ONNX_CACHE,
+    PORT,
+    QDRANT_IMAGE,
+    QDRANT_URL,
+    READY_SERVICE,
+    REGISTRY,
+    VERSION,
+    env_key,
+    executor_config,
+    gateway_config,
+    image,
+    image_name,
+    stage_of,
 )
 from imgsearch.flowfile import REPO, read_flow
 
@@ -49,9 +72,14 @@ def _dump_docs(docs: list[dict]) -> str:
     return HEADER + "---\n".join(yaml.safe_dump(d, sort_keys=True, width=120) for d in docs)
 
 
-def render(encoders: tuple[str, ...] = ENCODERS, registry: str = REGISTRY, model_cache: Optional[str] = None,
-           qdrant_nodes: int = k8s_security.DEFAULT_QDRANT_NODES, shared_data: bool = False,
-           image_digests: Optional[Path] = None) -> dict[str, str]:
+def render(
+    encoders: tuple[str, ...] = ENCODERS,
+    registry: str = REGISTRY,
+    model_cache: Optional[str] = None,
+    qdrant_nodes: int = k8s_security.DEFAULT_QDRANT_NODES,
+    shared_data: bool = False,
+    image_digests: Optional[Path] = None,
+) -> dict[str, str]:
     """Every generated file, by repo-relative path → text. ``shared_data``: the data volume is
     ReadWriteMany and mounted read-only in the normalizer pods too (SHARED_FILES=true).
     ``image_digests``: a JSON file of image -> sha256 digest; every image is pinned (digests.py)."""
@@ -61,11 +89,14 @@ def render(encoders: tuple[str, ...] = ENCODERS, registry: str = REGISTRY, model
 
     def _dump(docs: list[dict]) -> str:
         return _dump_docs(digests.pin(docs, pins))
+
     files: dict[str, str] = {
         "k8s/00-namespace.yml": _dump(_namespace()),
         "k8s/01-configmap.yml": _dump(_configmap(encoders, qdrant_nodes, shared_data)),
-        "k8s/02-storage.yml": _dump([_pvc("imgsearch-data", "50Gi", "ReadWriteMany" if shared_data else "ReadWriteOnce")]
-                                    + ([_pvc(model_cache, "200Gi", "ReadWriteMany")] if model_cache else [])),
+        "k8s/02-storage.yml": _dump(
+            [_pvc("imgsearch-data", "50Gi", "ReadWriteMany" if shared_data else "ReadWriteOnce")]
+            + ([_pvc(model_cache, "200Gi", "ReadWriteMany")] if model_cache else [])
+        ),
         "k8s/10-qdrant.yml": _dump(k8s_security.qdrant(qdrant_nodes)),
     }
     shared: dict[str, list[dict]] = {}

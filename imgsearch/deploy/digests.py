@@ -60,8 +60,9 @@ def pin(docs: list[dict], digests: Optional[dict[str, str]]) -> list[dict]:
         return docs
     missing = sorted(i for i in images(docs) if i.split("@")[0] not in digests)
     if missing:
-        raise DigestError(f"no digest for {', '.join(missing)} in --image-digests: list every image "
-                          "(push them first; docs/deploy.md, 'Pinning images')")
+        raise DigestError(
+            f"no digest for {', '.join(missing)} in --image-digests: list every image (push them first; docs/deploy.md, 'Pinning images')"
+        )
     for d in docs:
         for c in _containers(d):
             ref = c["image"].split("@")[0]

@@ -17,9 +17,28 @@ from executors.limits import MAX_REQUEST_MB
 from imgsearch import k8s_security
 from imgsearch.deploy import hardening
 from imgsearch.deploy.names import (
-    APP_UID, CONFIGMAP, CPU_ENCODER_RESOURCES, CPU_ENCODERS, CPU_RESOURCES, DATA_MOUNT, ENCODER_MEMORY_DEFAULT, GATEWAY_RESOURCES, GPU_NODE_SELECTOR,
-    GPU_TOLERATIONS, HF_HOME, NAMESPACE, PORT, QDRANT_URL, READY_SERVICE, env_key, executor_config, gateway_config,
-    image, image_name, runs_on_gpu, stage_of,
+    APP_UID,
+    CONFIGMAP,
+    CPU_ENCODER_RESOURCES,
+    CPU_ENCODERS,
+    CPU_RESOURCES,
+    DATA_MOUNT,
+    ENCODER_MEMORY_DEFAULT,
+    GATEWAY_RESOURCES,
+    GPU_NODE_SELECTOR,
+    GPU_TOLERATIONS,
+    HF_HOME,
+    NAMESPACE,
+    PORT,
+    QDRANT_URL,
+    READY_SERVICE,
+    env_key,
+    executor_config,
+    gateway_config,
+    image,
+    image_name,
+    runs_on_gpu,
+    stage_of,
 )
 from imgsearch.flowfile import read_flow
 
@@ -38,8 +57,7 @@ def _jina_yamls(encoder: str, registry: str) -> dict[str, list[dict]]:
         for ex in flow["executors"]:
             stage = stage_of(ex["name"], encoder)
             extra = {"uses_dynamic_batching": ex["uses_dynamic_batching"]} if ex["uses_dynamic_batching"] else {}
-            f = f.add(name=ex["name"], uses=f"docker://{image(image_name(stage), registry)}", uses_with=ex["uses_with"],
-                      **extra)
+            f = f.add(name=ex["name"], uses=f"docker://{image(image_name(stage), registry)}", uses_with=ex["uses_with"], **extra)
         with tempfile.TemporaryDirectory() as tmp:
             with contextlib.redirect_stdout(sys.stderr):
                 f.to_kubernetes_yaml(tmp, k8s_namespace=NAMESPACE)
@@ -87,8 +105,7 @@ def _replace_arg(args: list[str], flag: str, value: str) -> None:
     args[i + 1] = value
 
 
-def _adapt(docs: list[dict], stage: str, component: str, encoder: str, model_cache: Optional[str],
-           shared_data: bool = False) -> list[dict]:
+def _adapt(docs: list[dict], stage: str, component: str, encoder: str, model_cache: Optional[str], shared_data: bool = False) -> list[dict]:
     """Jina's ConfigMap + Service + Deployment for one stage → our Service + Deployment."""
     by_kind = {d["kind"]: d for d in docs}
     if set(by_kind) != {"ConfigMap", "Service", "Deployment"}:
@@ -109,9 +126,7 @@ def _adapt(docs: list[dict], stage: str, component: str, encoder: str, model_cac
     args = container["args"]
     if component == "gateway":
         addresses = json.loads(args[args.index("--deployments-addresses") + 1])
-        addresses = {
-            name: [f"grpc://{stage_of(name, encoder)}.{NAMESPACE}.svc:{PORT}"] for name in addresses
-        }
+        addresses = {name: [f"grpc://{stage_of(name, encoder)}.{NAMESPACE}.svc:{PORT}"] for name in addresses}
         _replace_arg(args, "--deployments-addresses", json.dumps(addresses, sort_keys=True))
         _replace_arg(args, "--uses", gateway_config())  # the patched gateway (executors/gateway/)
     else:
@@ -188,5 +203,9 @@ def _configmap(encoders: tuple[str, ...], qdrant_nodes: int, shared_data: bool =
 
 
 def _pvc(name: str, size: str, mode: str) -> dict:
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _meta(name, "storage"),
-            "spec": {"accessModes": [mode], "resources": {"requests": {"storage": size}}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(name, "storage"),
+        "spec": {"accessModes": [mode], "resources": {"requests": {"storage": size}}},
+    }

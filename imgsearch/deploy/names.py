@@ -51,7 +51,7 @@ def image(name: str, registry: str = REGISTRY) -> str:
 def image_name(stage: str) -> str:
     """The image (and Dockerfile) of a flow stage: loader, ..., encoder-clip."""
     if stage.startswith("encoder-"):
-        encoder = stage[len("encoder-"):]
+        encoder = stage[len("encoder-") :]
         if encoder in CPU_ENCODERS:
             return stage  # its own CPU image (issue 28)
         return f"encoder-{get_spec(encoder).family}"  # one GPU image per family
@@ -62,14 +62,14 @@ def runs_on_gpu(stage: str) -> bool:
     """Whether a stage's pods want a GPU node: encoders that run a model here, except the CPU
     encoders. A remote API's encoder (Vertex) only sends requests, so it runs on the CPU base
     image, without a GPU."""
-    encoder = stage[len("encoder-"):]
+    encoder = stage[len("encoder-") :]
     return stage.startswith("encoder-") and encoder not in CPU_ENCODERS and get_spec(encoder).local_model
 
 
 def executor_config(stage: str) -> str:
     """The executor config (repo-relative) a stage's image runs."""
     if stage.startswith("encoder-"):
-        return f"executors/encoders/configs/{stage[len('encoder-'):]}.yml"
+        return f"executors/encoders/configs/{stage[len('encoder-') :]}.yml"
     return f"executors/{stage}/config.yml"
 
 

@@ -11,8 +11,8 @@ from docarray import DocList
 from executors.auth import TOKEN_ENV
 from executors.contracts import INFO, STATS, CollectionStats, EncoderInfo, collections_from
 from executors.docs import ImageDoc
-from imgsearch.token_policy import with_token
 from imgsearch.stall import Stalled, run_guarded
+from imgsearch.token_policy import with_token
 
 logger = logging.getLogger(__name__)
 
@@ -139,21 +139,29 @@ class Gateway:
                 progress()
 
             def send(progress: Callable[[], None]) -> None:
-                self._send(endpoint, docs, parameters, request_size, lambda r: collect(r, progress),
-                           deadline - time.monotonic(), target, prefetch)
+                self._send(endpoint, docs, parameters, request_size, lambda r: collect(r, progress), deadline - time.monotonic(), target, prefetch)
 
             try:
                 run_guarded(send, request_timeout)
             except Stalled as exc:
-                raise FlowError(f"{endpoint} at {self.host}: {exc}, the deadline of one request; "
-                                "a stage behind the gateway is stuck or far too slow") from None
+                raise FlowError(
+                    f"{endpoint} at {self.host}: {exc}, the deadline of one request; a stage behind the gateway is stuck or far too slow"
+                ) from None
             return out
 
         return _while_unreachable(endpoint, attempt, min(retry_until, deadline))
 
-    def _send(self, endpoint: str, docs: Iterable[ImageDoc], parameters: Optional[dict[str, Any]], request_size: int,
-              collect: Callable[[Any], None], timeout: float, target: Optional[str] = None,
-              prefetch: int = PREFETCH) -> None:
+    def _send(
+        self,
+        endpoint: str,
+        docs: Iterable[ImageDoc],
+        parameters: Optional[dict[str, Any]],
+        request_size: int,
+        collect: Callable[[Any], None],
+        timeout: float,
+        target: Optional[str] = None,
+        prefetch: int = PREFETCH,
+    ) -> None:
         try:
             self.client.post(
                 endpoint,
@@ -178,8 +186,7 @@ class Gateway:
             results.update(value)
         return results
 
-    def call_each(self, endpoint: str, parameters: Optional[dict[str, Any]] = None,
-                  timeout: Optional[float] = None) -> dict[str, dict[str, Any]]:
+    def call_each(self, endpoint: str, parameters: Optional[dict[str, Any]] = None, timeout: Optional[float] = None) -> dict[str, dict[str, Any]]:
         """Each executor's own answer (``/timings``: every stage answers).
 
         These only read (or, for ``/delete``, converge), so they retry while an executor restarts.
@@ -215,10 +222,14 @@ class Gateway:
             name = down.group(1)
             return ExecutorUnreachable(
                 f"{endpoint} failed: executor '{name}' is down or unreachable behind the gateway at {self.host} "
-                "(killed, crashed or restarting); restart it, or retry once it is up", name)
+                "(killed, crashed or restarting); restart it, or retry once it is up",
+                name,
+            )
         if "RESOURCE_EXHAUSTED" in text or "larger than max" in text:
-            return FlowError(f"{endpoint} at {self.host}: the request is larger than the gateway's limit "
-                             f"({_reason(exc)}); send fewer or smaller images per request")
+            return FlowError(
+                f"{endpoint} at {self.host}: the request is larger than the gateway's limit "
+                f"({_reason(exc)}); send fewer or smaller images per request"
+            )
         if "DEADLINE_EXCEEDED" in text or isinstance(exc, TimeoutError):
             return FlowError(f"{endpoint} at {self.host} did not answer within its deadline: {_reason(exc)}")
         if isinstance(exc, ConnectionError):
@@ -237,5 +248,5 @@ def _reason(exc: Exception) -> str:
     text = str(exc)
     for marker in ("Exception(", "ValueError(", "KeyError(", "RuntimeError("):
         if marker in text:
-            return text[text.index(marker):].split("\n")[0]
+            return text[text.index(marker) :].split("\n")[0]
     return text.split("\n")[0][:500]

@@ -73,8 +73,7 @@ class FlowConfig:
 
 
 @contextlib.contextmanager
-def local_flow(encoder: str, model: Optional[str] = None, *, config: Optional[FlowConfig] = None,
-               **settings: Any) -> Iterator[str]:
+def local_flow(encoder: str, model: Optional[str] = None, *, config: Optional[FlowConfig] = None, **settings: Any) -> Iterator[str]:
     """Start flows/index.yml (each executor its own gRPC process); yield the gateway address.
 
     ``config`` carries the settings; keyword ``settings`` (store=, runtime=, lanes=...) are a
@@ -85,8 +84,7 @@ def local_flow(encoder: str, model: Optional[str] = None, *, config: Optional[Fl
 
 
 @contextlib.contextmanager
-def local_flows(encoders: list[tuple[str, Optional[str]]], config: Optional[FlowConfig] = None,
-                **settings: Any) -> Iterator[dict[str, str]]:
+def local_flows(encoders: list[tuple[str, Optional[str]]], config: Optional[FlowConfig] = None, **settings: Any) -> Iterator[dict[str, str]]:
     """Several encoders at once, one gateway each; yield {encoder: gateway address}.
 
     The first flow is flows/index.yml as `local_flow` starts it; the others run only their
@@ -153,9 +151,7 @@ def _started_flow(config: FlowConfig, shared: Optional[dict[str, int]] = None) -
             with contextlib.chdir(REPO), _python_path():
                 stack.enter_context(flow)
         except RuntimeFailToStart as exc:
-            raise FlowError(
-                f"the flow for encoder '{config.encoder}' failed to start; the executor's error is in the log above ({exc!r})"
-            ) from exc
+            raise FlowError(f"the flow for encoder '{config.encoder}' failed to start; the executor's error is in the log above ({exc!r})") from exc
         yield flow, gateway_address(config.bind, port, config.exposure)
 
 
@@ -167,8 +163,7 @@ def _flow_sharing(config: FlowConfig, port: int, placeholders: Mapping[str, str]
     from jina import Flow
 
     spec = read_flow(config.encoder)
-    flow = Flow(protocol=spec["with"].get("protocol", "grpc"), port=port, host=config.bind,
-                **gateway_options(config.exposure))
+    flow = Flow(protocol=spec["with"].get("protocol", "grpc"), port=port, host=config.bind, **gateway_options(config.exposure))
     if spec["gateway"].get("uses"):  # the patched gateway class, as `jina flow` would run it
         flow = flow.config_gateway(uses=str(REPO / spec["gateway"]["uses"]))
     # Executors would inherit the Flow's keyword arguments: TLS (the gateway would then dial
@@ -183,6 +178,5 @@ def _flow_sharing(config: FlowConfig, port: int, placeholders: Mapping[str, str]
         env = config.executor_env(ex["name"])
         if env:
             extra["env"] = env  # set in that executor's process alone, not in ours for every later flow
-        flow = flow.add(name=ex["name"], uses=str(REPO / ex["uses"]), uses_with=uses_with, host=LOOPBACK,
-                        **for_gateway_only, **extra)
+        flow = flow.add(name=ex["name"], uses=str(REPO / ex["uses"]), uses_with=uses_with, host=LOOPBACK, **for_gateway_only, **extra)
     return flow

@@ -24,9 +24,12 @@ def write_report(result: dict, out: Path, finish: Optional[Callable[[dict], None
     out.mkdir(parents=True, exist_ok=True)
     rows = grid_rows(result)
     files = {}
-    for key, fn in (("tradeoff", lambda p: plot_tradeoff(result, p)), ("scores", lambda p: plot_scores(result, p)),
-                    ("headline", lambda p: plot_headline(result, p)),
-                    ("grid", lambda p: render_grid_png(result, rows, p))):
+    for key, fn in (
+        ("tradeoff", lambda p: plot_tradeoff(result, p)),
+        ("scores", lambda p: plot_scores(result, p)),
+        ("headline", lambda p: plot_headline(result, p)),
+        ("grid", lambda p: render_grid_png(result, rows, p)),
+    ):
         if fn(out / f"{key}.png") is not None:
             files[key] = f"{key}.png"
     # The grid as query numbers: report.json keeps the per-query results once.

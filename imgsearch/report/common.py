@@ -8,8 +8,18 @@ from PIL import Image
 from imgsearch.grid import thumbnail
 
 GREEN, RED, GREY = (30, 150, 60), (200, 40, 40), (150, 150, 150)
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+PALETTE = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+]
 CELL_THUMB = 72
 RANDOM_NOTE = "TINY RANDOM MODEL: weights are random, its numbers say nothing about the real encoder"
 

@@ -41,13 +41,16 @@ def map_section(result: dict) -> str:
     info = {i: [str(labels[i]) if labels[i] is not None else "", paths[i].rsplit("/", 1)[-1]] for i in shown}
     panels = []
     for r in runs:
-        dots = "".join(f"<circle cx='{6 + x * (SIZE - 12):.1f}' cy='{6 + (1 - y) * (SIZE - 12):.1f}' r='3.2' "
-                       f"fill='{colour[labels[i]]}' data-i='{i}'/>" for i, x, y in r["map"]["points"])
-        panels.append(f"<svg class='map' data-encoder='{e(r['encoder'])}' width='{SIZE}' height='{SIZE}' "
-                      f"viewBox='0 0 {SIZE} {SIZE}'>{dots}</svg>")
+        dots = "".join(
+            f"<circle cx='{6 + x * (SIZE - 12):.1f}' cy='{6 + (1 - y) * (SIZE - 12):.1f}' r='3.2' fill='{colour[labels[i]]}' data-i='{i}'/>"
+            for i, x, y in r["map"]["points"]
+        )
+        panels.append(f"<svg class='map' data-encoder='{e(r['encoder'])}' width='{SIZE}' height='{SIZE}' viewBox='0 0 {SIZE} {SIZE}'>{dots}</svg>")
     options = "".join(f"<option value='{e(r['encoder'])}'>{e(r['encoder'])}</option>" for r in runs)
-    legend = "".join(f"<span class='key'><i style='background:{colour[lab]}'></i>{e(str(lab))}</span>"
-                     for lab in sorted(colour, key=lambda lab: ranks.get(lab, 99))[:40])
+    legend = "".join(
+        f"<span class='key'><i style='background:{colour[lab]}'></i>{e(str(lab))}</span>"
+        for lab in sorted(colour, key=lambda lab: ranks.get(lab, 99))[:40]
+    )
     second = runs[1]["encoder"] if len(runs) > 1 else runs[0]["encoder"]
     return (
         "<h2>Maps of the encoders' spaces</h2><p>" + e(runs[0]["map"]["method"]) + ": the same "
@@ -68,11 +71,14 @@ def map_section(result: dict) -> str:
         "if(!c){tip.hidden=true;return;}const i=c.dataset.i;tip.querySelector('img').src=MAP_THUMBS[i];"
         "tip.querySelector('div').textContent=MAP_INFO[i][0]+' · '+MAP_INFO[i][1];tip.dataset.i=i;"
         "tip.style.left=(ev.pageX+12)+'px';tip.style.top=(ev.pageY+12)+'px';tip.hidden=false;});"
-        "document.getElementById('maps').addEventListener('mouseleave',()=>{tip.hidden=true;});})();</script>")
+        "document.getElementById('maps').addEventListener('mouseleave',()=>{tip.hidden=true;});})();</script>"
+    )
 
 
-MAP_CSS = ("#maps{display:flex;gap:12px}.map-panel{border:1px solid #ccc;padding:4px}svg.map{background:#fcfcfc}"
-           "svg.map circle{stroke:#fff;stroke-width:.5}svg.map circle:hover{stroke:#000;stroke-width:1.5}"
-           "#map-legend .key{font-size:11px;margin-right:10px;white-space:nowrap}#map-legend i{display:inline-block;width:10px;"
-           "height:10px;margin-right:3px}#map-tip{position:absolute;background:#fff;border:1px solid #333;padding:3px;"
-           "font-size:11px;pointer-events:none;z-index:9}#map-tip[hidden]{display:none}")
+MAP_CSS = (
+    "#maps{display:flex;gap:12px}.map-panel{border:1px solid #ccc;padding:4px}svg.map{background:#fcfcfc}"
+    "svg.map circle{stroke:#fff;stroke-width:.5}svg.map circle:hover{stroke:#000;stroke-width:1.5}"
+    "#map-legend .key{font-size:11px;margin-right:10px;white-space:nowrap}#map-legend i{display:inline-block;width:10px;"
+    "height:10px;margin-right:3px}#map-tip{position:absolute;background:#fff;border:1px solid #333;padding:3px;"
+    "font-size:11px;pointer-events:none;z-index:9}#map-tip[hidden]{display:none}"
+)

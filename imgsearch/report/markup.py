@@ -8,14 +8,17 @@ e = html.escape
 
 def md_table(cols: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + [
-        "| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+        "| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows
+    ]
 
 
 def html_table(table_id: str, cols: list[str], rows: list[list[str]], keys: Optional[list[str]] = None) -> str:
     """A table; ``keys``: each row's ``data-encoder`` (tests and links find rows by it)."""
     row_keys: Sequence[Optional[str]] = keys or [None] * len(rows)  # None: a row without one
-    body = "".join((f"<tr data-encoder='{e(k)}'>" if k is not None else "<tr>") + "".join(f"<td>{e(str(c))}</td>" for c in row)
-                   + "</tr>" for k, row in zip(row_keys, rows))
+    body = "".join(
+        (f"<tr data-encoder='{e(k)}'>" if k is not None else "<tr>") + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>"
+        for k, row in zip(row_keys, rows)
+    )
     return f"<table id='{e(table_id)}'><tr>" + "".join(f"<th>{e(c)}</th>" for c in cols) + "</tr>" + body + "</table>"
 
 

@@ -32,8 +32,14 @@ def plot_scores(result: dict, out: Path) -> Optional[Path]:
     canvas = Image.new("RGB", (W, pad + len(recs) * (H + pad) + 40), "white")
     d = ImageDraw.Draw(canvas)
     bins = len(recs[0]["quality"]["histogram_relevant"])
-    lo_bin = min(next((i for i, c in enumerate(r["quality"]["histogram_relevant"][j] + r["quality"]["histogram_irrelevant"][j] for j in range(bins)) if c), 0) for r in recs)
-    hi_bin = max(max((i for i in range(bins) if r["quality"]["histogram_relevant"][i] + r["quality"]["histogram_irrelevant"][i]), default=bins - 1) for r in recs)
+    lo_bin = min(
+        next((i for i, c in enumerate(r["quality"]["histogram_relevant"][j] + r["quality"]["histogram_irrelevant"][j] for j in range(bins)) if c), 0)
+        for r in recs
+    )
+    hi_bin = max(
+        max((i for i in range(bins) if r["quality"]["histogram_relevant"][i] + r["quality"]["histogram_irrelevant"][i]), default=bins - 1)
+        for r in recs
+    )
     lo_bin, hi_bin = max(0, lo_bin - 1), min(bins - 1, hi_bin + 1)
     lo, hi = -1 + 2 * lo_bin / bins, -1 + 2 * (hi_bin + 1) / bins
     plot_w = W - left - pad
@@ -65,8 +71,12 @@ def plot_scores(result: dict, out: Path) -> Optional[Path]:
         s = lo + (hi - lo) * i / 5
         d.line([x_of(s), y - pad, x_of(s), y - pad + 5], fill=(0, 0, 0))
         d.text((x_of(s) - 14, y - pad + 6), f"{s:.2f}", fill=(0, 0, 0), font=_font(11))
-    d.text((left, y + 14), "cosine score · green: same label (relevant) · red outline: other labels · each scaled to its own peak · black: suggested threshold",
-           fill=(60, 60, 60), font=_font(11))
+    d.text(
+        (left, y + 14),
+        "cosine score · green: same label (relevant) · red outline: other labels · each scaled to its own peak · black: suggested threshold",
+        fill=(60, 60, 60),
+        font=_font(11),
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out)
     return out

@@ -54,8 +54,7 @@ def _tested(pair: dict | None) -> list[str]:
 def runtime_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     """The table: per entry its runtime, images/s (× the reference's), recall@1 and mAP@10 with their
     change from the reference, and the paired test on per-query AP@10 against it."""
-    cols = ["encoder", "runtime", "encode img/s", "× speed", "R@1", "Δ R@1", "mAP@10", "Δ mAP@10 [95% CI]", "p",
-            "difference real?"]
+    cols = ["encoder", "runtime", "encode img/s", "× speed", "R@1", "Δ R@1", "mAP@10", "Δ mAP@10 [95% CI]", "p", "difference real?"]
     rows = []
     for group in runtime_groups(result):
         ref = group[0]
@@ -63,11 +62,16 @@ def runtime_rows(result: dict) -> tuple[list[str], list[list[str]]]:
         for r in group:
             q = r.get("quality") or {}
             ips, ref_ips = r.get("images_per_second"), ref.get("images_per_second")
-            head = [r["encoder"], runtime_text(r), fmt(ips, 1), f"{ips / ref_ips:.2f}×" if ips and ref_ips else "–",
-                    fmt(q.get("recall@1"))]
+            head = [r["encoder"], runtime_text(r), fmt(ips, 1), f"{ips / ref_ips:.2f}×" if ips and ref_ips else "–", fmt(q.get("recall@1"))]
             if r is ref:
                 rows.append([*head, "reference", fmt(q.get("mAP@10")), "reference", "–", "–"])
             else:
-                rows.append([*head, _delta(q.get("recall@1"), rq.get("recall@1")), fmt(q.get("mAP@10")),
-                             *_tested(_pair(result, r["encoder"], ref["encoder"]))])
+                rows.append(
+                    [
+                        *head,
+                        _delta(q.get("recall@1"), rq.get("recall@1")),
+                        fmt(q.get("mAP@10")),
+                        *_tested(_pair(result, r["encoder"], ref["encoder"])),
+                    ]
+                )
     return cols, rows

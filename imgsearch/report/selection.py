@@ -23,8 +23,7 @@ def matches(result: dict, rec: dict, qi: int, k: int) -> list[dict]:
     for n, score in zip(per["top"][qi][:k], per["scores"][qi][:k]):
         path = images["paths"][n] if n >= 0 else None
         label = images["labels"][n] if n >= 0 else None
-        out.append({"path": path, "label": label, "score": score,
-                    "relevant": None if qlabel is None else label == qlabel})
+        out.append({"path": path, "label": label, "score": score, "relevant": None if qlabel is None else label == qlabel})
     return out
 
 
@@ -54,8 +53,7 @@ def _row(result: dict, qi: int, why: str) -> dict:
     best = max(aps.values()) if aps else None
     winners = [e for e, a in aps.items() if best is not None and abs(a - best) < 1e-9]
     tie = len(aps) > 1 and len(winners) == len(aps)
-    return {"query": path, "label": label, "qi": qi, "why": why, "cells": cells, "ap": aps,
-            "winner": [] if tie else winners, "tie": tie}
+    return {"query": path, "label": label, "qi": qi, "why": why, "cells": cells, "ap": aps, "winner": [] if tie else winners, "tie": tie}
 
 
 def grid_rows(result: dict) -> list[dict]:

@@ -15,9 +15,11 @@ from imgsearch.report.task_tables import (
 )
 
 CSS = "<style>" + GRID_CSS + MAP_CSS + "</style>"
-EXPLAIN = ("Each task's table marks its top group: the best encoder and those not significantly worse than it "
-           "(paired on the same items: randomisation test on per-query AP@10, exact McNemar test on per-image "
-           "hits; Holm-corrected over the comparisons with the best). Brackets: 95% intervals.")
+EXPLAIN = (
+    "Each task's table marks its top group: the best encoder and those not significantly worse than it "
+    "(paired on the same items: randomisation test on per-query AP@10, exact McNemar test on per-image "
+    "hits; Holm-corrected over the comparisons with the best). Brackets: 95% intervals."
+)
 
 
 def tasks_markdown(result: dict) -> list[str]:
@@ -30,17 +32,31 @@ def tasks_markdown(result: dict) -> list[str]:
     cols, rows = near_dup_rows(result)
     if rows:
         nd = (result.get("tasks") or {}).get("near_duplicates") or {}
-        lines += ["", f"## {NEAR_DUP_TITLE}", "", *md_table(cols, rows), "",
-                  f"Queries' near-duplicates were {nd.get('mode', '')}d from their candidates; the headline numbers are "
-                  f"the '{'without' if nd.get('mode') == 'exclude' else 'with copies'}' ones. Cross-label pairs (first 10):", ""]
-        lines += [f"- `{p['a']}` [{p['label_a']}] ≈ `{p['b']}` [{p['label_b']}] ({', '.join(p['encoders'])})"
-                  for p in nd.get("pairs", []) if not p["same_label"]][:10]
+        lines += [
+            "",
+            f"## {NEAR_DUP_TITLE}",
+            "",
+            *md_table(cols, rows),
+            "",
+            f"Queries' near-duplicates were {nd.get('mode', '')}d from their candidates; the headline numbers are "
+            f"the '{'without' if nd.get('mode') == 'exclude' else 'with copies'}' ones. Cross-label pairs (first 10):",
+            "",
+        ]
+        lines += [
+            f"- `{p['a']}` [{p['label_a']}] ≈ `{p['b']}` [{p['label_b']}] ({', '.join(p['encoders'])})"
+            for p in nd.get("pairs", [])
+            if not p["same_label"]
+        ][:10]
     cols, rows = audit_rows(result)
     if rows:
         audit = (result.get("tasks") or {}).get("label_audit") or {}
         lines += ["", "## Label audit", "", *md_table(cols, rows), "", audit.get("method", ""), ""]
-        lines += [f"- {f['kind']}: `{f['path']}` [{f['label']}]" + (f" → {f['suggested']}" if f.get("suggested") else "")
-                  + f" ({len(f['encoders'])} encoders)" for f in audit.get("flagged", [])[:20]]
+        lines += [
+            f"- {f['kind']}: `{f['path']}` [{f['label']}]"
+            + (f" → {f['suggested']}" if f.get("suggested") else "")
+            + f" ({len(f['encoders'])} encoders)"
+            for f in audit.get("flagged", [])[:20]
+        ]
     return lines
 
 
@@ -51,8 +67,11 @@ def tasks_html(result: dict) -> list[str]:
     if tables:
         parts.append(f"<h2>Per task</h2><p>{e(EXPLAIN)}</p>")
         for t in tables:
-            parts.append(f"<h3>{e(t['title'])}</h3>" + html_table(t["id"], t["cols"], t["rows"])
-                         + f"<p class='top-group' data-task='{e(t['id'])}'>{e(t['sentence'])}</p>")
+            parts.append(
+                f"<h3>{e(t['title'])}</h3>"
+                + html_table(t["id"], t["cols"], t["rows"])
+                + f"<p class='top-group' data-task='{e(t['id'])}'>{e(t['sentence'])}</p>"
+            )
     cols, rows = near_dup_rows(result)
     if rows:
         parts.append(f"<h2>{e(NEAR_DUP_TITLE)}</h2>" + html_table("near-dup-summary", cols, rows))

@@ -15,8 +15,11 @@ W, H, LEFT, RIGHT, TOP, BOTTOM = 900, 460, 70, 30, 30, 60
 
 def _points(result: dict) -> list[tuple[str, float, float, bool]]:
     rows = (result.get("cost") or {}).get("rows") or {}
-    return [(name, float(r["ms_per_image"]), float(r["quality"]), bool(r.get("pareto")))
-            for name, r in rows.items() if r.get("ms_per_image") and r.get("quality") is not None]
+    return [
+        (name, float(r["ms_per_image"]), float(r["quality"]), bool(r.get("pareto")))
+        for name, r in rows.items()
+        if r.get("ms_per_image") and r.get("quality") is not None
+    ]
 
 
 def plot_tradeoff(result: dict, out: Path) -> Optional[Path]:
@@ -39,14 +42,14 @@ def plot_tradeoff(result: dict, out: Path) -> Optional[Path]:
     d.rectangle([LEFT, TOP, W - RIGHT, H - BOTTOM], outline=GREY)
     for e in range(x_lo, x_hi + 1):  # decades, and 2× / 5× minor ticks
         for m in (1, 2, 5):
-            ms = m * 10.0 ** e
-            if 10.0 ** x_lo <= ms <= 10.0 ** x_hi:
+            ms = m * 10.0**e
+            if 10.0**x_lo <= ms <= 10.0**x_hi:
                 x = xy(ms, y_lo)[0]
                 d.line([x, TOP, x, H - BOTTOM], fill=(225, 225, 225) if m > 1 else (200, 200, 200))
                 d.text((x - 12, H - BOTTOM + 6), f"{ms:g}", fill=(60, 60, 60), font=_font(11))
     for i in range(5):
         q = y_lo + (y_hi - y_lo) * i / 4
-        y = xy(10.0 ** x_lo, q)[1]
+        y = xy(10.0**x_lo, q)[1]
         d.text((8, y - 7), f"{q:.3f}", fill=(60, 60, 60), font=_font(11))
     d.text((W // 2 - 160, H - 26), "ms per image (bare model, log scale)  — cheaper to the left", fill=(0, 0, 0), font=_font(12))
     d.text((LEFT, 8), "mAP@10 against cost: the line joins the Pareto-optimal entries", fill=(0, 0, 0), font=_font(13))

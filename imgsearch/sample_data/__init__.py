@@ -23,5 +23,16 @@ from imgsearch.sample_data.wheel import (
     list_templates,
 )
 
-__all__ = ["CAPTIONS", "PACKAGE", "VERSION", "WHEEL_GLOB", "SampleDataError", "_source_names", "build_memes",
-           "default_cache_dir", "fetch_memes_wheel", "list_templates", "make_variant"]
+__all__ = [
+    "CAPTIONS",
+    "PACKAGE",
+    "VERSION",
+    "WHEEL_GLOB",
+    "SampleDataError",
+    "_source_names",
+    "build_memes",
+    "default_cache_dir",
+    "fetch_memes_wheel",
+    "list_templates",
+    "make_variant",
+]

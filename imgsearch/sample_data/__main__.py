@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-log = logging.getLogger(__name__)
-
 from imgsearch.sample_data.build import build_memes
 from imgsearch.sample_data.wheel import default_cache_dir
+
+log = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,8 +29,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         summary = build_memes(
-            args.out, variants=args.variants, hard=args.hard, seed=args.seed,
-            limit=args.limit, wheel=args.wheel, cache_dir=args.cache_dir,
+            args.out,
+            variants=args.variants,
+            hard=args.hard,
+            seed=args.seed,
+            limit=args.limit,
+            wheel=args.wheel,
+            cache_dir=args.cache_dir,
         )
     except (RuntimeError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,8 +12,6 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
-log = logging.getLogger(__name__)
-
 from imgsearch.sample_data.variants import _encode_jpeg, _load_rgb, make_variant
 from imgsearch.sample_data.wheel import (
     PACKAGE,
@@ -24,6 +22,8 @@ from imgsearch.sample_data.wheel import (
     fetch_memes_wheel,
     list_templates,
 )
+
+log = logging.getLogger(__name__)
 
 ORIGINAL_QUALITY = 95  # the template itself, re-encoded once
 

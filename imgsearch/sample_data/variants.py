@@ -105,9 +105,7 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, stroke:
     return lines
 
 
-def _fit_caption(
-    text: str, width: int, height: int
-) -> tuple[ImageFont.FreeTypeFont | ImageFont.ImageFont, int, list[str], int]:
+def _fit_caption(text: str, width: int, height: int) -> tuple[ImageFont.FreeTypeFont | ImageFont.ImageFont, int, list[str], int]:
     """Largest font whose wrapped caption fits the width and a quarter of the height."""
     max_width = width * 0.94
     max_height = height * 0.24
@@ -135,8 +133,13 @@ def _draw_caption(img: Image.Image, top: str, bottom: str) -> None:
         y = margin if at_top else height - margin - len(lines) * line_height
         for line in lines:
             draw.text(
-                (width / 2, y + stroke), line, font=font, anchor="ma",
-                fill=(255, 255, 255), stroke_width=stroke, stroke_fill=(0, 0, 0),
+                (width / 2, y + stroke),
+                line,
+                font=font,
+                anchor="ma",
+                fill=(255, 255, 255),
+                stroke_width=stroke,
+                stroke_fill=(0, 0, 0),
             )
             y += line_height
 

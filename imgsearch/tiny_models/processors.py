@@ -8,9 +8,36 @@ IMAGE_SIZE = 32
 # Words every tiny tokenizer knows as single tokens (anything else still tokenizes:
 # CLIP falls back to byte symbols, BERT to [UNK]).
 WORDS = (
-    "a", "an", "the", "of", "photo", "picture", "image", "meme", "doge", "dog", "dogs",
-    "cat", "cats", "shiba", "inu", "funny", "cute", "red", "green", "blue", "car",
-    "tree", "house", "man", "woman", "text", "with", "and", "on", "in",
+    "a",
+    "an",
+    "the",
+    "of",
+    "photo",
+    "picture",
+    "image",
+    "meme",
+    "doge",
+    "dog",
+    "dogs",
+    "cat",
+    "cats",
+    "shiba",
+    "inu",
+    "funny",
+    "cute",
+    "red",
+    "green",
+    "blue",
+    "car",
+    "tree",
+    "house",
+    "man",
+    "woman",
+    "text",
+    "with",
+    "and",
+    "on",
+    "in",
 )
 
 OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -75,7 +102,6 @@ def bert_tokenizer(max_length: int):
     return BertTokenizer(vocab=vocab, model_max_length=max_length)
 
 
-
 def image_processor(name: str, **kwargs):
     """Image processor ``name`` (e.g. "CLIPImageProcessor").
 
@@ -105,5 +131,13 @@ def normalising_processor(name: str, **kwargs):
 
 def cropping_processor(name: str, shortest_edge: int, resample: int, mean: list[float], std: list[float]):
     """Shorter side to ``shortest_edge``, centre crop to the model's square input, normalise."""
-    return normalising_processor(name, size={"shortest_edge": shortest_edge}, resample=resample, do_center_crop=True,
-                                 crop_size=SQUARE, image_mean=mean, image_std=std, do_convert_rgb=True)
+    return normalising_processor(
+        name,
+        size={"shortest_edge": shortest_edge},
+        resample=resample,
+        do_center_crop=True,
+        crop_size=SQUARE,
+        image_mean=mean,
+        image_std=std,
+        do_convert_rgb=True,
+    )

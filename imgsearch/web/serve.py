@@ -37,8 +37,14 @@ def gateways(opts: ServeOptions) -> Iterator[dict[str, str]]:
     names = list(opts.encoders or (DEFAULT_ENCODER,))
     for name in names:
         resolve_checkpoint(name, opts.models.get(name))  # one clear error before any flow starts
-    config = FlowConfig(names[0], store=str(opts.store.store), qdrant_url=opts.store.qdrant_url,
-                        qdrant_api_key=opts.store.qdrant_api_key, resize=opts.resize, runtime=opts.runtime)
+    config = FlowConfig(
+        names[0],
+        store=str(opts.store.store),
+        qdrant_url=opts.store.qdrant_url,
+        qdrant_api_key=opts.store.qdrant_api_key,
+        resize=opts.resize,
+        runtime=opts.runtime,
+    )
     with local_flows([(n, opts.models.get(n)) for n in names], config) as hosts:
         yield hosts
 
@@ -69,10 +75,12 @@ def cmd_serve(opts: ServeOptions, out: TextIO) -> int:
         # Bound after the flows have started: forked executors must not inherit the socket.
         sock = _listen(opts.bind, opts.port)
         service = SearchService(hosts, resize=opts.resize, reports=tuple(reports), default_dataset=opts.dataset)
-        cache = opts.thumb_cache or (Path(opts.store.store) / "thumbs" if not (opts.store.qdrant_url or opts.hosts)
-                                     else Path(".cache/thumbs"))
-        app = create_app(service, ThumbCache(cache), PageOptions(top_k=opts.top_k, max_upload_bytes=int(opts.max_upload_mb * 1e6),
-                                                                allowed_hosts=(opts.bind, *opts.allow_hosts)))
+        cache = opts.thumb_cache or (Path(opts.store.store) / "thumbs" if not (opts.store.qdrant_url or opts.hosts) else Path(".cache/thumbs"))
+        app = create_app(
+            service,
+            ThumbCache(cache),
+            PageOptions(top_k=opts.top_k, max_upload_bytes=int(opts.max_upload_mb * 1e6), allowed_hosts=(opts.bind, *opts.allow_hosts)),
+        )
         address = f"http://{'localhost' if opts.bind in ('127.0.0.1', '0.0.0.0') else opts.bind}:{sock.getsockname()[1]}/"
         print(f"Search page: {address}  (encoders: {', '.join(f'{n} at {h}' for n, h in hosts.items())}; Ctrl-C stops)", file=out)
         for report in reports:

@@ -72,8 +72,7 @@ def create_app(service: SearchService, thumbs: ThumbCache, options: Optional[Pag
 
     @app.get("/api/config")
     def config() -> dict:
-        return {**service.config(), "top_k": opts.top_k, "max_upload_bytes": opts.max_upload_bytes,
-                "thumb_size": opts.thumb_size}
+        return {**service.config(), "top_k": opts.top_k, "max_upload_bytes": opts.max_upload_bytes, "thumb_size": opts.thumb_size}
 
     @app.post("/api/search")
     async def search(request: Request) -> dict:
@@ -123,9 +122,15 @@ def create_app(service: SearchService, thumbs: ThumbCache, options: Optional[Pag
         except ThumbError as exc:
             return JSONResponse({"error": str(exc)}, status_code=404)
         # nosniff: the browser takes the type the loader detected from the content, nothing else.
-        return Response(data, media_type=known["mime"], headers={
-            "Cache-Control": IMMUTABLE, "Content-Disposition": content_disposition(Path(known["path"]).name),
-            "X-Content-Type-Options": "nosniff"})
+        return Response(
+            data,
+            media_type=known["mime"],
+            headers={
+                "Cache-Control": IMMUTABLE,
+                "Content-Disposition": content_disposition(Path(known["path"]).name),
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
 
     def _thumb(content_hash: str, known: dict, s: int, if_none_match: Optional[str]) -> Response:
         size = snap_size(s)
@@ -208,5 +213,4 @@ def _int(value: Optional[str], default: int) -> int:
 
 
 def _too_large(limit: int) -> str:
-    return (f"the uploaded file is too large: the limit is {limit / 1e6:.1f} MB "
-            "(start the server with --max-upload-mb to change it)")
+    return f"the uploaded file is too large: the limit is {limit / 1e6:.1f} MB (start the server with --max-upload-mb to change it)"

@@ -103,8 +103,14 @@ class KnownImages:
 
 
 class SearchService:
-    def __init__(self, hosts: dict[str, str], resize: Optional[int] = None, reports: tuple[Path, ...] = (),
-                 default_dataset: Optional[str] = None, timeout: float = SEARCH_TIMEOUT_S):
+    def __init__(
+        self,
+        hosts: dict[str, str],
+        resize: Optional[int] = None,
+        reports: tuple[Path, ...] = (),
+        default_dataset: Optional[str] = None,
+        timeout: float = SEARCH_TIMEOUT_S,
+    ):
         self.resize = resize
         self.timeout = timeout
         self.default_dataset = default_dataset
@@ -135,14 +141,19 @@ class SearchService:
             for c in stats:
                 dataset = c.extra.get("dataset")
                 if dataset and c.model == model and c.name == collection_name(dataset, model, self.resize):
-                    mine[dataset] = {"collection": c.name, "count": int(c.count or 0),
-                                     "threshold": self.thresholds.get(c.name)}
+                    mine[dataset] = {"collection": c.name, "count": int(c.count or 0), "threshold": self.thresholds.get(c.name)}
                     datasets[dataset] = datasets.get(dataset, 0) + (1 if c.count else 0)
-            encoders.append({
-                "name": served.name, "model": model, "text": served.info.text,
-                "dim": _int_or_none(served.info.dim), "random_weights": is_tiny_random(model),
-                "collections": mine, "error": error,
-            })
+            encoders.append(
+                {
+                    "name": served.name,
+                    "model": model,
+                    "text": served.info.text,
+                    "dim": _int_or_none(served.info.dim),
+                    "random_weights": is_tiny_random(model),
+                    "collections": mine,
+                    "error": error,
+                }
+            )
         # Default: the dataset the most encoders have indexed (ties: by name).
         ranked = sorted(datasets, key=lambda d: (-datasets[d], d))
         default = self.default_dataset if self.default_dataset in datasets else (ranked[0] if ranked else None)
@@ -180,26 +191,39 @@ class SearchService:
     def _column(self, served: Served, dataset: str, query: Query, k: int) -> dict:
         model = served.info.model
         collection = collection_name(dataset, model, self.resize)
-        col: dict[str, Any] = {"encoder": served.name, "model": model, "collection": collection, "count": 0,
-                               "threshold": self.thresholds.get(collection), "random_weights": is_tiny_random(model),
-                               "matches": [], "has_more": False, "error": None, "state": "ok"}
+        col: dict[str, Any] = {
+            "encoder": served.name,
+            "model": model,
+            "collection": collection,
+            "count": 0,
+            "threshold": self.thresholds.get(collection),
+            "random_weights": is_tiny_random(model),
+            "matches": [],
+            "has_more": False,
+            "error": None,
+            "state": "ok",
+        }
         # The report's threshold separates image→image scores; text→image scores live on another scale.
         col["threshold_applies"] = col["threshold"] is not None and query.text is None
         if query.text is not None and not served.info.text:
             text_ones = ", ".join(n for n, s in self.encoders.items() if s.info.text) or "none served here"
-            return {**col, "state": "unsupported",
-                    "error": f"encoder '{served.name}' cannot embed text: search with an image, "
-                             f"or use a text-capable encoder ({text_ones})"}
+            return {
+                **col,
+                "state": "unsupported",
+                "error": f"encoder '{served.name}' cannot embed text: search with an image, or use a text-capable encoder ({text_ones})",
+            }
         gateway = self._gateway(served)
         try:
             col["count"] = count = int(gateway.call("/count", {"collection": collection}).get("count", 0))
             if count == 0:
-                return {**col, "state": "empty",
-                        "error": f"nothing indexed with {served.name} in '{dataset}' yet: "
-                                 f"run `python app.py index --encoder {served.name}` first"}
-            docs = gateway.post("/search", [self._doc(query)],
-                                {"collection": collection, "top_k": k, "exclude_self": bool(query.hash),
-                                 PATHS_PARAMETER: True})  # thumbnails need them: sent with the token
+                return {
+                    **col,
+                    "state": "empty",
+                    "error": f"nothing indexed with {served.name} in '{dataset}' yet: run `python app.py index --encoder {served.name}` first",
+                }
+            docs = gateway.post(
+                "/search", [self._doc(query)], {"collection": collection, "top_k": k, "exclude_self": bool(query.hash), PATHS_PARAMETER: True}
+            )  # thumbnails need them: sent with the token
         except FlowError as exc:
             return {**col, "state": "down", "error": f"the {served.name} flow is not answering: {exc}"}
         doc = docs[0] if docs else None
@@ -208,9 +232,14 @@ class SearchService:
         threshold = col["threshold"]["value"] if col["threshold_applies"] else None
         for m in doc.matches or []:
             match = {
-                "hash": m.get("hash"), "path": m.get("uri"), "name": Path(m.get("uri") or "").name,
-                "label": m.get("label"), "score": float(m.get("score", 0.0)),
-                "width": m.get("width"), "height": m.get("height"), "mime": m.get("mime"),
+                "hash": m.get("hash"),
+                "path": m.get("uri"),
+                "name": Path(m.get("uri") or "").name,
+                "label": m.get("label"),
+                "score": float(m.get("score", 0.0)),
+                "width": m.get("width"),
+                "height": m.get("height"),
+                "mime": m.get("mime"),
             }
             match["below"] = threshold is not None and match["score"] < threshold
             self.known.add(match)
@@ -229,8 +258,6 @@ class SearchService:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
-
-
 
 
 def _int_or_none(value) -> Optional[int]:

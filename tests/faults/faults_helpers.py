@@ -25,13 +25,25 @@ SOAK_SECONDS = float(os.environ.get("IMGSEARCH_SOAK_SECONDS", "20"))
 
 def app(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """`python app.py ...` as users run it (fork: a fresh process has run no torch)."""
-    return subprocess.run([sys.executable, str(ROOT / "app.py"), *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "IMGSEARCH_START_METHOD": "fork"})
+    return subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "IMGSEARCH_START_METHOD": "fork"},
+    )
 
 
 def app_popen(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(ROOT / "app.py"), *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "IMGSEARCH_START_METHOD": "fork"})
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "IMGSEARCH_START_METHOD": "fork"},
+    )
 
 
 def wait_for_progress(run: subprocess.Popen, at_least: int, timeout: float) -> int:

@@ -15,17 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from corpus import DANGLING, DUPLICATES, FIFO, OK, SKIP, SYMLINK_LOOP, UNREADABLE, make_corpus
+from faults_helpers import SOAK_SECONDS, app, app_popen, proc_usage, sha256, shared_dir, tiny_clip, write_photos  # noqa: F401  (fixtures)
+from k8s_replay import Replay
+
 from executors.docs import ImageDoc
 from executors.indexer.store import EdgeStore, point_id
-from faults_helpers import shared_dir, tiny_clip  # noqa: F401  (fixtures)
-from faults_helpers import SOAK_SECONDS, app, app_popen, proc_usage, sha256, write_photos
 from imgsearch import searching
 from imgsearch.flow import ExecutorUnreachable, FlowError, Gateway, collection_name
 from imgsearch.indexing import encoder_info, run_index
 from imgsearch.searching import QueryError, run_search
-from k8s_replay import Replay
 
 pytestmark = [pytest.mark.faults, pytest.mark.flow]
 
@@ -35,8 +34,9 @@ ENCODER = "encoder-clip"
 @pytest.fixture(scope="module")
 def cluster(shared_dir, tiny_clip):
     store = shared_dir / "store"
-    replay = Replay("clip", dict(QDRANT_URL="", IMGSEARCH_STORE=str(store), CLIP_MODEL=str(tiny_clip)),
-                    replicas={ENCODER: 2}, drop_capabilities=("loader",))
+    replay = Replay(
+        "clip", dict(QDRANT_URL="", IMGSEARCH_STORE=str(store), CLIP_MODEL=str(tiny_clip)), replicas={ENCODER: 2}, drop_capabilities=("loader",)
+    )
     replay.store = store
     try:
         replay.start_all()
@@ -175,8 +175,7 @@ def test_encoder_replica_killed_under_load_loses_no_request_then_all_dead_fails_
         mine = Gateway(cluster.host)
         while not stop.is_set():
             try:  # no client-side retry: only the gateway's failover may save the request
-                got = mine.post("/search", [ImageDoc(blob=blobs[k % len(blobs)])], {"collection": collection, "top_k": 3},
-                                timeout=30)
+                got = mine.post("/search", [ImageDoc(blob=blobs[k % len(blobs)])], {"collection": collection, "top_k": 3}, timeout=30)
                 assert got[0].error is None and len(got[0].matches) == 3, got[0].error
                 done[0] += 1
             except Exception as exc:  # noqa: BLE001 - every failure counts
@@ -211,8 +210,7 @@ def test_encoder_replica_killed_under_load_loses_no_request_then_all_dead_fails_
     assert result.matches[0]["path"] == str(files[0])
     assert cluster.pid(cluster.gateway) == gateway_pid and cluster.procs[(cluster.gateway, 0)].poll() is None
     cluster.restart(ENCODER, 1)
-    print(f"\nencoder failover: {done[0]} searches across the replica kill, 0 errors; "
-          f"all replicas dead -> error after {elapsed:.2f}s")
+    print(f"\nencoder failover: {done[0]} searches across the replica kill, 0 errors; all replicas dead -> error after {elapsed:.2f}s")
 
 
 # --------------------------------------------------------------------------- 4. deadlines and limits
@@ -316,8 +314,10 @@ def test_soak_mixed_index_and_search_memory_and_fds_flat(cluster, gw, info, shar
         rounds += 1
     after = {k: proc_usage(pid) for k, pid in pids.items()}
     report = {k: (before[k][0] // 1024, after[k][0] // 1024, before[k][1], after[k][1]) for k in pids}
-    print(f"\nsoak {time.monotonic() - started:.0f}s, {rounds - 3} rounds (4 images indexed + 30 searches each); "
-          "process: RSS MB before->after, fds before->after")
+    print(
+        f"\nsoak {time.monotonic() - started:.0f}s, {rounds - 3} rounds (4 images indexed + 30 searches each); "
+        "process: RSS MB before->after, fds before->after"
+    )
     for k, (m0, m1, f0, f1) in report.items():
         print(f"  {k:<16} {m0:>5} -> {m1:>5} MB   {f0:>3} -> {f1:>3} fds")
     for k, (m0, m1, f0, f1) in report.items():

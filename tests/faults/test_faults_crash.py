@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faults_helpers import app, app_popen, sha256, wait_for_progress, write_photos
 
 from executors.indexer.store import EdgeStore, StoreInUseError, point_id
-from faults_helpers import app, app_popen, sha256, wait_for_progress, write_photos
 from imgsearch.flow import collection_name
 
 pytestmark = [pytest.mark.faults, pytest.mark.flow]

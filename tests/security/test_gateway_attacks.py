@@ -83,14 +83,12 @@ def test_a_search_never_fetches_a_url(target, anon):
 def test_index_reads_only_under_the_named_folder(target, good):
     """A uri is read by /index alone, with the token, and only under the folder it names."""
     before = int(good.call("/count", {"collection": target.collection})["count"])
-    params = {"collection": target.collection, "data": str(target.data), "encoder_name": target.info.encoder,
-              "dataset": "x"}
+    params = {"collection": target.collection, "data": str(target.data), "encoder_name": target.info.encoder, "dataset": "x"}
     escape = str(target.data / ".." / "private" / "secret.png")
     for t in (None, "loader", "normalizer"):
         # Straight to the normalizer, as the loader passes a file by path (its send_paths).
         state = {"file_state": f"{len(target.secret_bytes)}:0"} if t == "normalizer" else {}
-        docs = good.post("/index", [ImageDoc(uri=str(target.secret), **state), ImageDoc(uri=escape, **state)],
-                         params, target=t)
+        docs = good.post("/index", [ImageDoc(uri=str(target.secret), **state), ImageDoc(uri=escape, **state)], params, target=t)
         assert all("not under the indexed folder" in (d.error or "") for d in docs), [d.error for d in docs]
         assert not leaked(target.secret_bytes, *answers(docs))
     assert int(good.call("/count", {"collection": target.collection})["count"]) == before
@@ -112,8 +110,7 @@ def test_the_encoder_checks_what_skips_the_normalizer(target, anon):
     """Finding 3: target_executor=encoder handed it bytes and pixels no stage had checked."""
     strip = np.zeros((1, 5000, 3), np.uint8)  # the model's resize would make it 224×1,120,000
     floats = np.zeros((8, 8, 3), np.float32)
-    docs = search(anon, target, [ImageDoc(tensor=strip), ImageDoc(tensor=floats), ImageDoc(blob=png(1, 10))],
-                  "encoder")
+    docs = search(anon, target, [ImageDoc(tensor=strip), ImageDoc(tensor=floats), ImageDoc(blob=png(1, 10))], "encoder")
     assert "elongated" in (docs[0].error or ""), docs[0].error
     assert "uint8" in (docs[1].error or ""), docs[1].error
     assert "not a plain JPEG" in (docs[2].error or ""), docs[2].error
@@ -128,8 +125,7 @@ def test_top_k_and_documents_per_request_are_capped(target, anon):
     with pytest.raises(FlowError, match="top_k must be between 1 and 1000"):
         search(anon, target, [ImageDoc(text="x")], top_k=10**6)
     with pytest.raises(FlowError, match="documents in one request"):
-        anon.post("/search", [ImageDoc(hash="0" * 64)] * 2100, {"collection": target.collection, "top_k": 1},
-                  request_size=2100)
+        anon.post("/search", [ImageDoc(hash="0" * 64)] * 2100, {"collection": target.collection, "top_k": 1}, request_size=2100)
     assert int(anon.call("/count", {"collection": target.collection})["count"]) == count
 
 
@@ -179,10 +175,24 @@ FUZZ_GROWTH_MB = 300  # what any stage's peak memory may grow by over the whole 
 def _fuzz_strategies(target):
     from hypothesis import strategies as st
 
-    uris = st.sampled_from([str(target.secret), "/etc/passwd", "/dev/zero", str(target.data / ".." / "private"),
-                            "http://127.0.0.1:9/x.png", "s3://bucket/key.jpg", "file:///etc/passwd"])
-    tensors = st.builds(lambda h, w, c, dt: np.zeros((h, w, c), dt), st.integers(0, 48), st.integers(0, 48),
-                        st.sampled_from([1, 3, 4]), st.sampled_from([np.uint8, np.float32, np.int64]))
+    uris = st.sampled_from(
+        [
+            str(target.secret),
+            "/etc/passwd",
+            "/dev/zero",
+            str(target.data / ".." / "private"),
+            "http://127.0.0.1:9/x.png",
+            "s3://bucket/key.jpg",
+            "file:///etc/passwd",
+        ]
+    )
+    tensors = st.builds(
+        lambda h, w, c, dt: np.zeros((h, w, c), dt),
+        st.integers(0, 48),
+        st.integers(0, 48),
+        st.sampled_from([1, 3, 4]),
+        st.sampled_from([np.uint8, np.float32, np.int64]),
+    )
     docs = st.one_of(
         st.builds(lambda t: ImageDoc(text=t), st.text(max_size=200)),
         st.builds(lambda h: ImageDoc(hash=h), st.one_of(st.text(max_size=70), st.from_regex(r"[0-9a-f]{64}", fullmatch=True))),
@@ -192,14 +202,30 @@ def _fuzz_strategies(target):
         st.builds(lambda t: ImageDoc(tensor=t), tensors),
     )
     numbers = st.one_of(st.integers(-10, 10**9), st.floats(allow_nan=True), st.text(max_size=8), st.none())
-    fit = st.one_of(st.none(), st.text(max_size=10), st.fixed_dictionaries({}, optional={
-        "shortest_edge": numbers, "width": numbers, "height": numbers, "resample": numbers}))
-    params = st.fixed_dictionaries({"collection": st.one_of(st.just(target.collection), st.text(max_size=20))}, optional={
-        "top_k": numbers, "fit": fit, "keep_jpeg": st.one_of(st.booleans(), st.text(max_size=4)),
-        "exclude_self": st.booleans(), "with_paths": st.booleans(), "score_threshold": numbers,
-        "data": uris, "token": st.text(max_size=12)})
-    return st.lists(docs, min_size=0, max_size=6), params, st.sampled_from(
-        [None, "loader", "normalizer", "encoder", "indexer"]), st.sampled_from(["/search", "/index", "/count", "/stats"])
+    fit = st.one_of(
+        st.none(),
+        st.text(max_size=10),
+        st.fixed_dictionaries({}, optional={"shortest_edge": numbers, "width": numbers, "height": numbers, "resample": numbers}),
+    )
+    params = st.fixed_dictionaries(
+        {"collection": st.one_of(st.just(target.collection), st.text(max_size=20))},
+        optional={
+            "top_k": numbers,
+            "fit": fit,
+            "keep_jpeg": st.one_of(st.booleans(), st.text(max_size=4)),
+            "exclude_self": st.booleans(),
+            "with_paths": st.booleans(),
+            "score_threshold": numbers,
+            "data": uris,
+            "token": st.text(max_size=12),
+        },
+    )
+    return (
+        st.lists(docs, min_size=0, max_size=6),
+        params,
+        st.sampled_from([None, "loader", "normalizer", "encoder", "indexer"]),
+        st.sampled_from(["/search", "/index", "/count", "/stats"]),
+    )
 
 
 def test_fuzz_the_gateways_request_parameters(target, anon):
@@ -212,8 +238,7 @@ def test_fuzz_the_gateways_request_parameters(target, anon):
     docs_s, params_s, target_s, endpoint_s = _fuzz_strategies(target)
     before = peaks(anon)
 
-    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
     @given(docs=docs_s, params=params_s, to=target_s, endpoint=endpoint_s)
     def one(docs, params, to, endpoint):
         try:

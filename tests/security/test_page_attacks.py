@@ -31,9 +31,25 @@ def page(tmp_path_factory, photo_dir):
         port = free_port()
         log = open(root / "serve.log", "w")
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "serve", "--host", target.host, "--port", str(port),
-             "--max-upload-mb", str(UPLOAD_MB), "--thumb-cache", str(root / "thumbs")],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, "IMGSEARCH_START_METHOD": "fork"})
+            [
+                sys.executable,
+                str(ROOT / "app.py"),
+                "serve",
+                "--host",
+                target.host,
+                "--port",
+                str(port),
+                "--max-upload-mb",
+                str(UPLOAD_MB),
+                "--thumb-cache",
+                str(root / "thumbs"),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env={**os.environ, "IMGSEARCH_START_METHOD": "fork"},
+        )
         line = proc.stdout.readline()
         if "Search page:" not in line:
             proc.kill()
@@ -72,8 +88,12 @@ def multipart(fields: dict, filename: str | None = None, data: bytes | None = No
     boundary = "----attack" + os.urandom(6).hex()
     parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()]
     if data is not None:
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
-                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+        )
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -101,14 +121,21 @@ def test_a_chunked_upload_is_counted_as_it_arrives(page):
     import socket
 
     boundary = "----attack-chunked"
-    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="encoders"\r\n\r\nefficientnet-lite0\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="big.jpg"\r\n\r\n').encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="encoders"\r\n\r\nefficientnet-lite0\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="big.jpg"\r\n\r\n'
+    ).encode()
     chunk = b"\0" * (256 << 10)
     sent, answer = 0, b""
     with socket.create_connection(("127.0.0.1", page["port"]), timeout=30) as sock:
-        sock.sendall((f"POST /api/search HTTP/1.1\r\nHost: localhost:{page['port']}\r\n"
-                      f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-                      "Transfer-Encoding: chunked\r\n\r\n").encode() + b"%x\r\n%s\r\n" % (len(head), head))
+        sock.sendall(
+            (
+                f"POST /api/search HTTP/1.1\r\nHost: localhost:{page['port']}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n"
+            ).encode()
+            + b"%x\r\n%s\r\n" % (len(head), head)
+        )
         try:
             while sent < 200 << 20:
                 if select.select([sock], [], [], 0)[0]:
@@ -161,11 +188,14 @@ def test_dev_zero_in_an_indexed_files_place_is_refused_before_reading(tmp_path):
     """/dev/zero behind an indexed path filled memory; read in a child held to 1 GiB of memory."""
     link = tmp_path / "photo.jpg"
     link.symlink_to("/dev/zero")
-    code = ("import resource,sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30));"
-            "from imgsearch.web.thumbs import ThumbError, read_verified\n"
-            "try:\n  read_verified(sys.argv[1], '0' * 64)\nexcept ThumbError as e:\n  print('refused:', e)")
-    run = subprocess.run([sys.executable, "-c", code, str(link)], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import resource,sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30));"
+        "from imgsearch.web.thumbs import ThumbError, read_verified\n"
+        "try:\n  read_verified(sys.argv[1], '0' * 64)\nexcept ThumbError as e:\n  print('refused:', e)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(link)], cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     assert run.returncode == 0 and "refused:" in run.stdout and "not a regular file" in run.stdout, run.stderr[-2000:]
     assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 1 << 20  # KiB: under 1 GiB
 
@@ -173,8 +203,12 @@ def test_dev_zero_in_an_indexed_files_place_is_refused_before_reading(tmp_path):
 def test_page_answers_carry_no_file_outside_the_index(page):
     target = page["target"]
     body, ctype = multipart({"encoders": "efficientnet-lite0", "dataset": "data", "hash": "a" * 64})
-    for path in (f"/api/original/{'0' * 64}", f"/api/thumb/{'0' * 64}", "/api/original/..%2f..%2fetc%2fpasswd",
-                 "/api/thumb/" + urllib.parse.quote(str(target.secret), safe="")):
+    for path in (
+        f"/api/original/{'0' * 64}",
+        f"/api/thumb/{'0' * 64}",
+        "/api/original/..%2f..%2fetc%2fpasswd",
+        "/api/thumb/" + urllib.parse.quote(str(target.secret), safe=""),
+    ):
         status, _, raw = request(page, "GET", path)
         assert status in (400, 404) and not leaked(target.secret_bytes, raw), (path, status)
     status, _, raw = request(page, "POST", "/api/search", body, {"Content-Type": ctype})
@@ -190,13 +224,24 @@ def test_fuzz_the_pages_api(page):
     field = st.one_of(st.none(), st.text(max_size=40), st.sampled_from(["efficientnet-lite0", "data", "0", "-1", "9" * 30]))
     names = st.sampled_from(["encoders", "dataset", "k", "text", "hash"])
     upload = st.one_of(st.none(), st.tuples(st.text(max_size=30), st.binary(max_size=4096)))
-    path = st.one_of(st.from_regex(r"[0-9a-f]{64}", fullmatch=True), st.text(max_size=80),
-                     st.sampled_from(["..%2f..%2fetc%2fpasswd", "%00", str(target.secret)]))
+    path = st.one_of(
+        st.from_regex(r"[0-9a-f]{64}", fullmatch=True), st.text(max_size=80), st.sampled_from(["..%2f..%2fetc%2fpasswd", "%00", str(target.secret)])
+    )
 
-    @settings(max_examples=int(os.environ.get("IMGSEARCH_FUZZ_EXAMPLES", "60")), deadline=None, derandomize=True,
-              database=None, suppress_health_check=list(HealthCheck))
-    @given(fields=st.dictionaries(names, field, max_size=5), file=upload, route=st.sampled_from(["thumb", "original"]),
-           ident=path, size=st.integers(-5, 10**6))
+    @settings(
+        max_examples=int(os.environ.get("IMGSEARCH_FUZZ_EXAMPLES", "60")),
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(
+        fields=st.dictionaries(names, field, max_size=5),
+        file=upload,
+        route=st.sampled_from(["thumb", "original"]),
+        ident=path,
+        size=st.integers(-5, 10**6),
+    )
     def one(fields, file, route, ident, size):
         clean = {k: v.replace('"', "").replace("\r", "").replace("\n", "") for k, v in fields.items() if v is not None}
         name, data = file if file else (None, None)

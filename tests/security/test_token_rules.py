@@ -46,8 +46,7 @@ def test_the_client_sends_the_token_only_where_it_is_needed():
     assert needs_token("/stored_paths", None, {}) and not needs_token("/stats", None, {})
 
 
-@pytest.mark.parametrize("host", ["grpc://10.0.0.5:8080", "10.0.0.5:8080", "grpc://gateway.example:443",
-                                  "grpc://[2001:db8::1]:8080"])
+@pytest.mark.parametrize("host", ["grpc://10.0.0.5:8080", "10.0.0.5:8080", "grpc://gateway.example:443", "grpc://[2001:db8::1]:8080"])
 def test_no_token_in_clear_text_to_another_machine(host):
     with pytest.raises(TokenNotSent, match="grpcs://"):
         with_token(host, "/index", {}, TOKEN, {})

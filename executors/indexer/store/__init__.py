@@ -7,9 +7,17 @@ Two backends behind one interface (:class:`VectorStore`, ``interface.py``):
 """
 
 from .edge import EdgeStore
-from .interface import (CollectionInfo, Hit, StoreInUseError, UnknownCollectionError,
-                                               VectorStore, point_id, validate_name)
+from .interface import CollectionInfo, Hit, StoreInUseError, UnknownCollectionError, VectorStore, point_id, validate_name
 from .server import ServerStore
 
-__all__ = ["CollectionInfo", "EdgeStore", "Hit", "ServerStore", "StoreInUseError", "UnknownCollectionError",
-           "VectorStore", "point_id", "validate_name"]
+__all__ = [
+    "CollectionInfo",
+    "EdgeStore",
+    "Hit",
+    "ServerStore",
+    "StoreInUseError",
+    "UnknownCollectionError",
+    "VectorStore",
+    "point_id",
+    "validate_name",
+]

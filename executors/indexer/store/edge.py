@@ -16,40 +16,36 @@ import uuid
 from typing import Any
 
 import numpy as np
-from qdrant_edge import (BinaryQuantizationConfig, CountRequest, Distance, EdgeConfig, EdgeShard, EdgeVectorParams, Filter, HasIdCondition,
-                         HnswIndexConfig, Point, QuantizationSearchParams, Query, QueryBatchRequest, QueryRequest,
-                         ScalarQuantizationConfig, ScalarType, ScrollRequest, SearchParams, UpdateOperation)
+from qdrant_edge import (
+    CountRequest,
+    EdgeShard,
+    Point,
+    QueryBatchRequest,
+    ScrollRequest,
+    UpdateOperation,
+)
 
-from .interface import (DEFAULT_QUANTIZATION, FULL_SCAN_THRESHOLD_KB, HNSW_EF_CONSTRUCT, HNSW_M, RESCORE_OVERSAMPLING,
-                         SEARCH_HNSW_EF,
-                         _NAME_RE, CollectionInfo, Excludes, check_quantization, Hit, StoreInUseError, UnknownCollectionError,
-                         VectorStore, _check_limit, _check_query, _check_vectors, _merge_dim, _norm_ids, _vec,
-                         validate_name)
+from .edge_config import _edge_config, query_requests
+from .interface import (
+    _NAME_RE,
+    DEFAULT_QUANTIZATION,
+    CollectionInfo,
+    Excludes,
+    Hit,
+    StoreInUseError,
+    UnknownCollectionError,
+    VectorStore,
+    _check_limit,
+    _check_vectors,
+    _merge_dim,
+    _norm_ids,
+    _vec,
+    check_quantization,
+    validate_name,
+)
 from .workspace import du, lock_workspace, unlock_workspace, write_json_atomic
 
 logger = logging.getLogger(__name__)
-
-
-def _quantization_config(quantization: str):
-    if quantization == "binary":
-        return BinaryQuantizationConfig(always_ram=True)
-    if quantization == "int8":
-        return ScalarQuantizationConfig(type=ScalarType.Int8, quantile=0.99, always_ram=True)
-    return None
-
-
-def _edge_config(dim: int, quantization: str = DEFAULT_QUANTIZATION):
-    return EdgeConfig(
-        vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine),
-        hnsw_config=HnswIndexConfig(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT,
-                                    full_scan_threshold=FULL_SCAN_THRESHOLD_KB, max_indexing_threads=0),
-        quantization_config=_quantization_config(quantization),
-    )
-
-
-def _edge_search_params():
-    return SearchParams(hnsw_ef=SEARCH_HNSW_EF,
-                        quantization=QuantizationSearchParams(rescore=True, oversampling=RESCORE_OVERSAMPLING))
 
 
 class EdgeStore(VectorStore):
@@ -142,8 +138,7 @@ class EdgeStore(VectorStore):
             except Exception as e:  # the engine raises a bare Exception
                 if "WouldBlock" in str(e):
                     raise StoreInUseError(
-                        f"collection {name!r} in workspace {self.workspace} is in use by another "
-                        f"process or store (its WAL is locked): {e}"
+                        f"collection {name!r} in workspace {self.workspace} is in use by another process or store (its WAL is locked): {e}"
                     ) from e
                 raise
             self._shards[name] = sh
@@ -183,8 +178,7 @@ class EdgeStore(VectorStore):
                 have = self._dim(name)
                 if have != dim:
                     raise ValueError(
-                        f"collection {name!r} exists with dim {have}, cannot use it with dim {dim}; "
-                        "use another collection name or drop it first"
+                        f"collection {name!r} exists with dim {have}, cannot use it with dim {dim}; use another collection name or drop it first"
                     )
                 if not os.path.exists(self._meta_path(name)):  # crashed between shard and meta
                     write_json_atomic(self._meta_path(name), {**full_meta, "quantization": asked or DEFAULT_QUANTIZATION})
@@ -259,34 +253,24 @@ class EdgeStore(VectorStore):
         sh.update(UpdateOperation.set_payload(point_ids, payload))
         self._maybe_flush(name, sh)
 
-    def search_batch(self, name: str, vectors: np.ndarray, limit: int, score_threshold: float | None = None,
-                     exclude_ids: Excludes = None, with_vectors: bool = False) -> list[list[Hit]]:
+    def search_batch(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        limit: int,
+        score_threshold: float | None = None,
+        exclude_ids: Excludes = None,
+        with_vectors: bool = False,
+    ) -> list[list[Hit]]:
         """Several queries in one engine call: they share one pass over the segments."""
 
         sh = self._shard(name)
         _check_limit(limit)
-        dim = self._dim(name)
-        params = _edge_search_params()
-        excludes = exclude_ids or [None] * len(vectors)
-        requests = [
-            QueryRequest(
-                query=Query.Nearest(_check_query(v, dim).tolist()),
-                limit=int(limit),
-                filter=Filter(must_not=[HasIdCondition(set(_norm_ids(ex)))]) if ex else None,
-                with_payload=True,
-                with_vector=with_vectors,
-                score_threshold=score_threshold,
-                params=params,
-            )
-            for v, ex in zip(vectors, excludes)
-        ]
+        requests = query_requests(vectors, self._dim(name), limit, score_threshold, exclude_ids, with_vectors)
         if not requests:
             return []
         results = sh.query_batch(QueryBatchRequest(requests))
-        return [
-            [Hit(str(p.id), float(p.score), p.payload or {}, _vec(p.vector) if with_vectors else None) for p in res]
-            for res in results
-        ]
+        return [[Hit(str(p.id), float(p.score), p.payload or {}, _vec(p.vector) if with_vectors else None) for p in res] for res in results]
 
     def retrieve(self, name: str, ids: list[str], with_vectors: bool = False) -> list[Hit]:
         sh = self._shard(name)
@@ -295,8 +279,7 @@ class EdgeStore(VectorStore):
         recs = sh.retrieve(_norm_ids(ids), with_payload=True, with_vector=with_vectors)
         return [Hit(str(r.id), 0.0, r.payload or {}, _vec(r.vector) if with_vectors else None) for r in recs]
 
-    def scroll_page(self, name: str, offset: str | None, limit: int,
-                    with_vectors: bool = False) -> tuple[list[Hit], str | None]:
+    def scroll_page(self, name: str, offset: str | None, limit: int, with_vectors: bool = False) -> tuple[list[Hit], str | None]:
         sh = self._shard(name)
         _check_limit(limit)
         start = None if offset is None else _norm_ids([offset])[0]

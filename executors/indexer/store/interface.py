@@ -93,8 +93,10 @@ def check_quantization(name: str, meta: dict | None, asked: str | None) -> str:
         return asked or DEFAULT_QUANTIZATION
     have = meta.get("quantization") or DEFAULT_QUANTIZATION
     if asked is not None and asked != have:
-        raise ValueError(f"collection {name!r} exists with quantization {have}, cannot index it with {asked}; "
-                         f"index it with --quantization {have}, or drop it first")
+        raise ValueError(
+            f"collection {name!r} exists with quantization {have}, cannot index it with {asked}; "
+            f"index it with --quantization {have}, or drop it first"
+        )
     return have
 
 
@@ -109,7 +111,6 @@ Excludes = list[list[str] | None] | None
 
 class VectorStore(ABC):
     """What the indexer, compare and the web page need from a vector store; one subclass per backend."""
-
 
     @abstractmethod
     def ensure_collection(self, name: str, dim: int, meta: dict) -> None: ...
@@ -137,15 +138,21 @@ class VectorStore(ABC):
         return self.search_batch(name, np.asarray(vector)[None], limit, score_threshold, excludes, with_vectors)[0]
 
     @abstractmethod
-    def search_batch(self, name: str, vectors: np.ndarray, limit: int, score_threshold: float | None = None,
-                     exclude_ids: Excludes = None, with_vectors: bool = False) -> list[list[Hit]]: ...
+    def search_batch(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        limit: int,
+        score_threshold: float | None = None,
+        exclude_ids: Excludes = None,
+        with_vectors: bool = False,
+    ) -> list[list[Hit]]: ...
     @abstractmethod
     def retrieve(self, name: str, ids: list[str], with_vectors: bool = False) -> list[Hit]: ...
     @abstractmethod
     def optimize(self, name: str) -> bool: ...
     @abstractmethod
-    def scroll_page(self, name: str, offset: str | None, limit: int,
-                    with_vectors: bool = False) -> tuple[list[Hit], str | None]:
+    def scroll_page(self, name: str, offset: str | None, limit: int, with_vectors: bool = False) -> tuple[list[Hit], str | None]:
         """Up to ``limit`` points in id order from ``offset`` (a point id, included; None: the
         first), and the id the next page starts at (None after the last)."""
 
@@ -189,10 +196,7 @@ class VectorStore(ABC):
 
 def validate_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ValueError(
-            f"invalid collection name {name!r}: use 1-200 letters, digits, '_', '-' or '.', "
-            "not starting with '.'"
-        )
+        raise ValueError(f"invalid collection name {name!r}: use 1-200 letters, digits, '_', '-' or '.', not starting with '.'")
     return name
 
 
@@ -247,8 +251,6 @@ def _vec(v: Any) -> np.ndarray | None:
     if isinstance(v, dict):  # named vectors: we only use the default (unnamed) one
         v = v.get("", next(iter(v.values()), None))
     return None if v is None else np.asarray(v, dtype=np.float32)
-
-
 
 
 def _merge_dim(meta: dict, dim: int) -> dict:

@@ -25,10 +25,27 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.conversions.common_types import PointId
 
-from .interface import (FULL_SCAN_THRESHOLD_KB, HNSW_EF_CONSTRUCT, HNSW_M, RESCORE_OVERSAMPLING,
-                         SEARCH_HNSW_EF,
-                         _NAME_RE, CollectionInfo, Excludes, Hit, check_quantization, UnknownCollectionError, VectorStore, _check_limit,
-                         _check_query, _check_vectors, _merge_dim, _norm_ids, _vec, validate_name)
+from .interface import (
+    _NAME_RE,
+    FULL_SCAN_THRESHOLD_KB,
+    HNSW_EF_CONSTRUCT,
+    HNSW_M,
+    RESCORE_OVERSAMPLING,
+    SEARCH_HNSW_EF,
+    CollectionInfo,
+    Excludes,
+    Hit,
+    UnknownCollectionError,
+    VectorStore,
+    _check_limit,
+    _check_query,
+    _check_vectors,
+    _merge_dim,
+    _norm_ids,
+    _vec,
+    check_quantization,
+    validate_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +58,7 @@ def _quantization_config(quantization: str):
     if quantization == "binary":
         return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
     if quantization == "int8":
-        return models.ScalarQuantization(
-            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True))
+        return models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True))
     return None
 
 
@@ -86,8 +102,7 @@ def is_transient(exc: BaseException) -> bool:
     return name in ("ResponseHandlingException", "ConnectError", "ReadTimeout", "RemoteProtocolError")
 
 
-def with_retries(call: Callable[[], T], what: str, deadline_s: float = RETRY_DEADLINE_S,
-                 sleep: Callable[[float], None] | None = None) -> T:
+def with_retries(call: Callable[[], T], what: str, deadline_s: float = RETRY_DEADLINE_S, sleep: Callable[[float], None] | None = None) -> T:
     """``call()``, retried with exponential backoff on transient errors until ``deadline_s``."""
     deadline = time.monotonic() + deadline_s
     wait = 0.2
@@ -151,8 +166,7 @@ class ServerStore(VectorStore):
         if client is None:
             if not url:
                 raise ValueError("ServerStore needs a url or a client")
-            client = QdrantClient(url=url, api_key=api_key or api_key_from_env(read_only),
-                                  timeout=int(math.ceil(timeout)), prefer_grpc=True)
+            client = QdrantClient(url=url, api_key=api_key or api_key_from_env(read_only), timeout=int(math.ceil(timeout)), prefer_grpc=True)
             self._owns_client = True
         else:
             self._owns_client = False
@@ -209,8 +223,7 @@ class ServerStore(VectorStore):
                     replication_factor=self.layout.replication_factor,
                     write_consistency_factor=self.layout.write_consistency_factor,
                     vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
-                    hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT,
-                                                      full_scan_threshold=FULL_SCAN_THRESHOLD_KB),
+                    hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_THRESHOLD_KB),
                     quantization_config=_quantization_config(full_meta["quantization"]),
                     metadata=full_meta,
                 )
@@ -226,8 +239,7 @@ class ServerStore(VectorStore):
         have = self._dim(name)
         if have != dim:
             raise ValueError(
-                f"collection {name!r} exists with dim {have}, cannot use it with dim {dim}; "
-                "use another collection name or drop it first"
+                f"collection {name!r} exists with dim {have}, cannot use it with dim {dim}; use another collection name or drop it first"
             )
 
     def has_collection(self, name: str) -> bool:
@@ -251,8 +263,12 @@ class ServerStore(VectorStore):
         # upload_collection takes the numpy array as it is (no per-float Python lists, no
         # pydantic models) and sends batches of _UPSERT_CHUNK, each acknowledged (wait=True).
         # An upsert by id is idempotent, so a retried call cannot duplicate.
-        self._call("upsert", lambda: self.client.upload_collection(
-            name, vectors=v, payload=list(payloads), ids=ids, batch_size=self._UPSERT_CHUNK, wait=True, max_retries=0))
+        self._call(
+            "upsert",
+            lambda: self.client.upload_collection(
+                name, vectors=v, payload=list(payloads), ids=ids, batch_size=self._UPSERT_CHUNK, wait=True, max_retries=0
+            ),
+        )
 
     def existing_ids(self, name: str, ids: list[str]) -> set[str]:
         if not ids or not self.has_collection(name):
@@ -271,8 +287,15 @@ class ServerStore(VectorStore):
         points: list[PointId] = list(_norm_ids(ids))  # typed as qdrant-client's (invariant) list
         self.client.set_payload(name, payload=payload, points=points, wait=True)
 
-    def search_batch(self, name: str, vectors: np.ndarray, limit: int, score_threshold: float | None = None,
-                     exclude_ids: Excludes = None, with_vectors: bool = False) -> list[list[Hit]]:
+    def search_batch(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        limit: int,
+        score_threshold: float | None = None,
+        exclude_ids: Excludes = None,
+        with_vectors: bool = False,
+    ) -> list[list[Hit]]:
         """Several queries in one round trip (the server plans them together)."""
 
         _check_limit(limit)
@@ -294,10 +317,7 @@ class ServerStore(VectorStore):
             return []
         results = self.client.query_batch_points(name, requests=requests)
         return [
-            [
-                Hit(str(uuid.UUID(str(p.id))), float(p.score), p.payload or {}, _vec(p.vector) if with_vectors else None)
-                for p in r.points
-            ]
+            [Hit(str(uuid.UUID(str(p.id))), float(p.score), p.payload or {}, _vec(p.vector) if with_vectors else None) for p in r.points]
             for r in results
         ]
 
@@ -306,19 +326,14 @@ class ServerStore(VectorStore):
         if not ids:
             return []
         recs = self.client.retrieve(name, _norm_ids(ids), with_payload=True, with_vectors=with_vectors)
-        return [
-            Hit(str(uuid.UUID(str(r.id))), 0.0, r.payload or {}, _vec(r.vector) if with_vectors else None)
-            for r in recs
-        ]
+        return [Hit(str(uuid.UUID(str(r.id))), 0.0, r.payload or {}, _vec(r.vector) if with_vectors else None) for r in recs]
 
-    def scroll_page(self, name: str, offset: str | None, limit: int,
-                    with_vectors: bool = False) -> tuple[list[Hit], str | None]:
+    def scroll_page(self, name: str, offset: str | None, limit: int, with_vectors: bool = False) -> tuple[list[Hit], str | None]:
         self._require(name)
         _check_limit(limit)
         start = None if offset is None else _norm_ids([offset])[0]
         recs, nxt = self.client.scroll(name, limit=limit, offset=start, with_payload=True, with_vectors=with_vectors)
-        hits = [Hit(str(uuid.UUID(str(r.id))), 0.0, r.payload or {}, _vec(r.vector) if with_vectors else None)
-                for r in recs]
+        hits = [Hit(str(uuid.UUID(str(r.id))), 0.0, r.payload or {}, _vec(r.vector) if with_vectors else None) for r in recs]
         return hits, None if nxt is None else str(uuid.UUID(str(nxt)))
 
     def count(self, name: str) -> int:

@@ -27,8 +27,7 @@ def lock_workspace(root: str, workspace: str) -> int:
             os.close(fd)
         who = f"pid {holder}" + (", this process" if holder == str(os.getpid()) else "")
         raise StoreInUseError(
-            f"workspace {workspace} is in use by another process ({who}); "
-            "stop that indexer first, or open the store read-only"
+            f"workspace {workspace} is in use by another process ({who}); stop that indexer first, or open the store read-only"
         ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -53,6 +52,7 @@ def du(path: str) -> int:
                 continue
             total += st.st_blocks * 512
     return total
+
 
 def write_json_atomic(path: str, data: dict) -> None:
     """The store's metadata, durable (it must survive a crash), readable by people."""
