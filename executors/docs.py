@@ -18,16 +18,14 @@ try:  # docarray's converter of one field value; private, so optional
 except ImportError:  # pragma: no cover
     _type_to_protobuf = None
 
-from executors import docarray_fixes
+from executors import docarray_fixes, limits
 
 # Every process that speaks these documents (each executor, the clients) deserialises them
 # per request: docarray's per-document costs, patched here once for all of them.
 docarray_fixes.apply()
 
-# The largest image file the pipeline accepts (loader and client): bigger ones are refused
-# with a reason. 32 MiB holds any ordinary photo; a request carries up to a batch of them,
-# and one gRPC message must stay well under protobuf's 2 GB limit.
-MAX_IMAGE_BYTES = 32 * 1024 * 1024
+# The largest image file the pipeline accepts (loader and client): executors/limits.py.
+MAX_IMAGE_BYTES = limits.MAX_IMAGE_BYTES
 
 
 class ImageDoc(BaseDoc):

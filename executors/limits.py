@@ -21,9 +21,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from executors.docs import MAX_IMAGE_BYTES
-
 logger = logging.getLogger(__name__)
+
+# The largest image file the pipeline accepts (loader and client): bigger ones are refused
+# with a reason. 32 MiB holds any ordinary photo; a request carries up to a batch of them,
+# and one gRPC message must stay well under protobuf's 2 GB limit. (executors/docs.py re-exports it.)
+MAX_IMAGE_BYTES = 32 * 1024 * 1024
 
 MAX_DOCS_ENV = "IMGSEARCH_MAX_DOCS_PER_REQUEST"
 MAX_TOP_K_ENV = "IMGSEARCH_MAX_TOP_K"
