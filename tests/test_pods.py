@@ -53,7 +53,8 @@ def test_a_pod_runs_as_its_spec_says(tmp_path):
     assert _opts(argv, "--entrypoint") == c["command"] and argv[i + 1] == c["args"][0]
     args = argv[i + 1 :]
     assert args[args.index("--port") + 1] == "4101" and args[args.index("--host") + 1] == "127.0.0.1"
-    assert "--read-only" not in argv  # the manifest does not ask for it (yet)
+    assert "--read-only" in argv and "--read-only-tmpfs=false" in argv  # the manifest asks for it (issue 27)
+    assert any(m.startswith("type=tmpfs,destination=/tmp,") for m in _opts(argv, "--mount"))  # its /tmp emptyDir
 
 
 def test_read_only_root_and_empty_dirs_as_kubernetes_makes_them(tmp_path):
@@ -61,8 +62,9 @@ def test_read_only_root_and_empty_dirs_as_kubernetes_makes_them(tmp_path):
     dep["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] = True
     argv = run_argv(dep, _cluster(tmp_path), 4102, {}, "t-enc")
     assert "--read-only" in argv and "--read-only-tmpfs=false" in argv  # no /tmp unless a volume gives one
-    (shm,) = _opts(argv, "--mount")
-    assert shm.startswith("type=tmpfs,destination=/dev/shm,") and "tmpfs-size=1073741824" in shm
+    mounts = {m.split("destination=", 1)[1].split(",", 1)[0]: m for m in _opts(argv, "--mount")}
+    assert sorted(mounts) == ["/dev/shm", "/tmp"]  # the manifest's emptyDirs, and nothing else writable
+    assert mounts["/dev/shm"].startswith("type=tmpfs,") and "tmpfs-size=1073741824" in mounts["/dev/shm"]
     assert "nvidia.com/gpu" not in " ".join(argv)
 
 
@@ -146,11 +148,12 @@ def test_a_read_only_root_gets_a_writable_tmp_and_cache_once():
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     for path in ("/tmp", "/home/app/.cache"):
         assert [m["mountPath"] for m in c["volumeMounts"]].count(path) == 1
-    assert {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}} in pod["volumes"]
+    (tmp,) = [v for v in pod["volumes"] if v["name"] == "tmp"]  # the manifest's own (issue 27), kept as it is
+    assert tmp == {"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}}
     argv = run_argv(
         dep, Cluster(configmap=dict(objects("ConfigMap")[deploy.CONFIGMAP]["data"]), secrets={("imgsearch-token", "token"): "t"}), 1, {}, "x"
     )
-    assert "type=tmpfs,destination=/tmp,tmpfs-mode=1777,tmpfs-size=1073741824" in _opts(argv, "--mount")
+    assert "type=tmpfs,destination=/tmp,tmpfs-mode=1777,tmpfs-size=4294967296" in _opts(argv, "--mount")
 
 
 def test_the_bases_make_jinas_folders_for_a_read_only_root():
