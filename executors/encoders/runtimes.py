@@ -197,12 +197,11 @@ def _quantise(source: Path, target: Path, calibration: Optional[list[dict[str, n
         _Feeds(calibration),
         quant_format=QuantFormat.QDQ,
         per_channel=True,
-        # 7-bit weights: u8 activations times s8 weights saturate the 16-bit sums of CPUs without
+        # u8 weights: u8 activations times s8 weights saturate the 16-bit sums of CPUs without
         # VNNI (AVX2, AVX-512F), which moved Lite0's vectors to cosine 0.73-0.80 of fp32 on an AVX2
-        # machine; VNNI CPUs lose next to nothing with it, and one graph then serves every CPU.
-        reduce_range=True,
+        # machine; u8 x u8 does not, on any CPU, so one graph serves them all.
         activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
+        weight_type=QuantType.QUInt8,
     )
     if prepared != source:
         prepared.unlink()
@@ -210,8 +209,8 @@ def _quantise(source: Path, target: Path, calibration: Optional[list[dict[str, n
 
 def graph_path(key: str, int8: bool = False, calibration_source: str = "") -> Path:
     """Where the graph for ``key`` is cached (the int8 one keyed by its calibration too)."""
-    # "r7": 7-bit weights (_quantise); graphs cached before it are not reused.
-    suffix = f"-int8r7-{hashlib.sha1(calibration_source.encode()).hexdigest()[:8]}" if int8 else ""
+    # "u8": u8 weights (_quantise); graphs cached before it are not reused.
+    suffix = f"-int8u8-{hashlib.sha1(calibration_source.encode()).hexdigest()[:8]}" if int8 else ""
     return cache_dir() / (key + suffix) / "model.onnx"
 
 
