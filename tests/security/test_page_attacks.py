@@ -229,7 +229,7 @@ def test_fuzz_the_pages_api(page):
     )
 
     @settings(
-        max_examples=int(os.environ.get("IMGSEARCH_FUZZ_EXAMPLES", "60")),
+        max_examples=int(os.environ.get("IMGSEARCH_FUZZ_EXAMPLES", "25")),
         deadline=None,
         derandomize=True,
         database=None,
