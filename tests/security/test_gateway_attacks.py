@@ -243,7 +243,7 @@ def test_fuzz_the_gateways_request_parameters(target, anon):
     @given(docs=docs_s, params=params_s, to=target_s, endpoint=endpoint_s)
     def one(docs, params, to, endpoint):
         try:
-            got = anon.post(endpoint, docs, params, target=to, timeout=60)
+            got = anon.post(endpoint, docs, params, target=to, timeout=15)  # a stalled request is an error, not a crash
         except FlowError as exc:
             assert not leaked(target.secret_bytes, str(exc))
             return
@@ -251,7 +251,7 @@ def test_fuzz_the_gateways_request_parameters(target, anon):
         assert not any(str(target.data) in str(d.matches or "") for d in got)  # no paths without the token
 
     one()
-    assert anon.call("/info")["encoder"]  # every stage still up
+    assert anon.encoder_info().encoder  # every stage still up
     grown = {k: round(peaks(anon)[k] - v, 1) for k, v in before.items()}
     print(f"fuzz: {FUZZ_EXAMPLES} requests; peak memory growth per stage (MB): {grown}")
     assert max(grown.values()) < FUZZ_GROWTH_MB, grown
