@@ -85,7 +85,10 @@ def _owned(path: Path) -> Path:
 
 
 def _app(*args: str, token: str = "", cwd: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "IMGSEARCH_TOKEN": token}
+    # No token: the variable unset (an empty one stops every stage at start-up, executors/auth.py).
+    env = {k: v for k, v in os.environ.items() if k != "IMGSEARCH_TOKEN"} | {"PYTHONPATH": str(REPO)}
+    if token:
+        env["IMGSEARCH_TOKEN"] = token
     run = subprocess.run(
         [sys.executable, str(REPO / "app.py"), *args, "--json"], capture_output=True, text=True, cwd=cwd, env=env, timeout=900, check=False
     )
