@@ -1,14 +1,11 @@
 """The compare report read top-down: the recommendation on the first screen, its claims linked
 to the tables they rest on, in report.md and in headless Chromium."""
 
-import os
-import shutil
 import sys
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).parent))
+from browser import chromium  # noqa: E402
 from test_compare import _images, synthetic_result  # noqa: E402
 
 from imgsearch.compare.cost import cost_table  # noqa: E402
@@ -18,18 +15,6 @@ from imgsearch.compare.quantization import recommend as recommend_index  # noqa:
 from imgsearch.compare.summary import label_disagreement, significance  # noqa: E402
 from imgsearch.report import write_report  # noqa: E402
 from imgsearch.report.recommend import claims  # noqa: E402
-
-CHROMIUM = os.environ.get("IMGSEARCH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _result(tmp_path: Path) -> dict:
@@ -112,15 +97,8 @@ def test_unlabelled_recommendation_says_quality_cannot_be_measured(tmp_path):
 
 
 def test_recommendation_block_on_the_first_screen_in_chromium(tmp_path):
-    if not Path(CHROMIUM).is_file():
-        if os.environ.get("IMGSEARCH_NO_BROWSER") == "1":
-            pytest.skip("IMGSEARCH_NO_BROWSER=1: the report's browser test was not run")
-        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's `chromium` package, or set IMGSEARCH_NO_BROWSER=1")
-    from playwright.sync_api import sync_playwright
-
     write_report(_result(tmp_path), tmp_path / "r")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium("the report's browser test") as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto((tmp_path / "r" / "report.html").as_uri())
         block = page.locator("#recommendation")

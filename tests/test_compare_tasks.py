@@ -5,13 +5,13 @@ near-duplicate grid must work in headless Chromium."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import chromium
 from conftest import ROOT
 from planted import make_planted
 
@@ -25,17 +25,6 @@ from imgsearch.compare.zero_shot import (
 )
 
 ARTIFACTS = ROOT / "tests" / "artifacts" / "compare"
-CHROMIUM = os.environ.get("IMGSEARCH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 LITE, CLIP = "efficientnet-lite0", "clip"
 
 
@@ -192,21 +181,13 @@ def test_knn_probe_and_zero_shot_numbers_with_top_groups(planted_run):
 
 @pytest.fixture(scope="module")
 def report_page(planted_run):
-    if not Path(CHROMIUM).is_file():
-        if os.environ.get("IMGSEARCH_NO_BROWSER") == "1":
-            pytest.skip("IMGSEARCH_NO_BROWSER=1: the report's browser tests were not run")
-        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's `chromium` package, or set IMGSEARCH_NO_BROWSER=1")
-    from playwright.sync_api import sync_playwright
-
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium("the report's browser tests") as browser:
         pg = browser.new_page(viewport={"width": 1300, "height": 900})
         errors: list[str] = []
         pg.on("pageerror", lambda exc: errors.append(str(exc)))
         pg.goto((planted_run[2] / "report.html").as_uri())
         yield pg, errors
-        browser.close()
 
 
 def _snap(pg, selector: str, name: str) -> None:

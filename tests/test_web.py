@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import chromium
 from conftest import ROOT
 from corpus import _bomb_png, make_exif_rotated, make_photo
 from PIL import Image
@@ -33,18 +34,6 @@ from imgsearch.tiny_models import MARKER as TINY_MARKER
 pytestmark = [pytest.mark.flow, pytest.mark.web]
 
 ARTIFACTS = ROOT / "tests" / "artifacts" / "web"
-CHROMIUM = os.environ.get("IMGSEARCH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-# Without the background-networking flags Chromium keeps trying to reach Google and stalls.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 K = 4  # results per page: "more" has something to add on 13 images
 LITE, CLIP, EMPTY = "efficientnet-lite0", "clip", "dinov2"
 
@@ -355,26 +344,13 @@ def test_api_errors_are_clear(site):
 
 @pytest.fixture(scope="module")
 def browser_page(site):
-    # A missing browser fails the run: a skipped browser test would hide a broken page.
-    # IMGSEARCH_NO_BROWSER=1 opts out by hand, on a machine that cannot have Chromium.
-    if not Path(CHROMIUM).is_file():
-        if os.environ.get("IMGSEARCH_NO_BROWSER") == "1":
-            pytest.skip("IMGSEARCH_NO_BROWSER=1: the page's browser tests were not run")
-        pytest.fail(
-            f"no Chromium at {CHROMIUM}: install Debian's `chromium` package (the README's test command "
-            "does), or set IMGSEARCH_NO_BROWSER=1 to skip the browser tests knowingly"
-        )
-    from playwright.sync_api import sync_playwright
-
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium("the page's browser tests") as browser:
         pg = browser.new_page(viewport={"width": 1400, "height": 900})
         pg.set_default_timeout(120_000)  # a search on this slow, shared machine can take a while
         pg.goto(site["base"])
         pg.wait_for_selector("#encoder option", state="attached")
         yield pg
-        browser.close()
     print(f"\nscreenshots: {ARTIFACTS}")
 
 
