@@ -61,9 +61,7 @@ def flow_config(
     return FlowConfig(
         encoder,
         model,
-        store=str(store.store),
-        qdrant_url=store.qdrant_url,
-        qdrant_api_key=store.qdrant_api_key,
+        **store.flow_settings(),
         resize=resize,
         runtime=runtime,
         lanes=lanes,

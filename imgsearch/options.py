@@ -12,7 +12,7 @@ imgsearch/bench/run.py).
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Mapping, Optional, TypedDict
 
 from executors.encoders.specs import DEFAULT_ENCODER
 from executors.urls import DataSource
@@ -27,6 +27,14 @@ def _env(name: str) -> Optional[str]:
     return os.environ.get(name) or None
 
 
+class FlowStore(TypedDict):
+    """What a local flow (imgsearch/flow/local.py FlowConfig) takes from the store options."""
+
+    store: str
+    qdrant_url: Optional[str]
+    qdrant_api_key: Optional[str]
+
+
 @dataclass(frozen=True)
 class StoreOptions:
     """Where vectors live: the embedded Qdrant folder, or a Qdrant server (and its key)."""
@@ -37,6 +45,10 @@ class StoreOptions:
     # QDRANT_READ_ONLY_API_KEY for readers), read where the store is opened; --qdrant-api-key-file
     # reads a file here. Never from argv (secret_options.py).
     qdrant_api_key: Optional[str] = None
+
+    def flow_settings(self) -> "FlowStore":
+        """The FlowConfig fields (imgsearch/flow/local.py) a local flow takes from this store."""
+        return {"store": str(self.store), "qdrant_url": self.qdrant_url, "qdrant_api_key": self.qdrant_api_key}
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,7 @@ def serve_flows(opts: UpOptions, out: TextIO) -> int:
 
     config = FlowConfig(
         opts.encoders[0],
-        store=str(opts.store.store),
-        qdrant_url=opts.store.qdrant_url,
-        qdrant_api_key=opts.store.qdrant_api_key,
+        **opts.store.flow_settings(),
         resize=opts.resize,
         runtime=opts.runtime,
         bind=opts.bind,

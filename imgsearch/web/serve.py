@@ -39,9 +39,7 @@ def gateways(opts: ServeOptions) -> Iterator[dict[str, str]]:
         resolve_checkpoint(name, opts.models.get(name))  # one clear error before any flow starts
     config = FlowConfig(
         names[0],
-        store=str(opts.store.store),
-        qdrant_url=opts.store.qdrant_url,
-        qdrant_api_key=opts.store.qdrant_api_key,
+        **opts.store.flow_settings(),
         resize=opts.resize,
         runtime=opts.runtime,
     )
