@@ -44,6 +44,8 @@ class FlowConfig:
     port: Optional[int] = None  # the gateway's port; None: a free one
     exposure: GatewayExposure = field(default_factory=GatewayExposure)  # TLS and the request cap
     encoder_env: Mapping[str, str] = field(default_factory=dict)  # more variables for the encoder alone
+    replicas: Mapping[str, int] = field(default_factory=dict)  # stage name -> processes (Jina round-robins requests); absent: 1
+    uses: Mapping[str, str] = field(default_factory=dict)  # stage name -> another executor YAML (the bench's simulated GPU)
 
     def with_encoder(self, encoder: str, model: Optional[str] = None) -> "FlowConfig":
         return dataclasses.replace(self, encoder=encoder, model=model)
@@ -178,5 +180,6 @@ def _flow_sharing(config: FlowConfig, port: int, placeholders: Mapping[str, str]
         env = config.executor_env(ex["name"])
         if env:
             extra["env"] = env  # set in that executor's process alone, not in ours for every later flow
-        flow = flow.add(name=ex["name"], uses=str(REPO / ex["uses"]), uses_with=uses_with, host=LOOPBACK, **for_gateway_only, **extra)
+        uses, replicas = config.uses.get(ex["name"], ex["uses"]), config.replicas.get(ex["name"], 1)
+        flow = flow.add(name=ex["name"], uses=str(REPO / uses), uses_with=uses_with, host=LOOPBACK, replicas=replicas, **for_gateway_only, **extra)
     return flow
