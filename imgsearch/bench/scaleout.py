@@ -71,7 +71,7 @@ def stage_figures(before: dict, after: dict, replicas: Mapping[str, int], wall: 
     and per replica the /index requests it served."""
     out: dict[str, dict] = {}
     for stage in STAGES:
-        handler, busy, cpu, calls = INDEX_HANDLERS[stage], 0.0, 0.0, {}
+        handler, busy, cpu, calls, rss = INDEX_HANDLERS[stage], 0.0, 0.0, {}, 0.0
         for key, a in after["timings"].items():
             if key.split("/")[0] != stage:
                 continue
@@ -80,6 +80,7 @@ def stage_figures(before: dict, after: dict, replicas: Mapping[str, int], wall: 
             busy += float(ha.get("seconds", 0.0)) - float(hb.get("seconds", 0.0))
             cpu += float(a["cpu_seconds"]) - float(b["cpu_seconds"])
             calls[key] = int(ha.get("calls", 0)) - int(hb.get("calls", 0))
+            rss += float(a.get("rss_mb") or 0.0)
         n = int(replicas.get(stage, 1))
         out[stage] = {
             "replicas": n,
@@ -87,6 +88,7 @@ def stage_figures(before: dict, after: dict, replicas: Mapping[str, int], wall: 
             "busy_share": round(busy / (n * wall), 3) if wall else None,
             "cpu_ms_per_image": round(cpu / max(images, 1) * 1e3, 2),
             "requests_per_replica": [calls[k] for k in sorted(calls)],
+            "rss_mb": round(rss, 1),  # all its replicas together, after the run
         }
     gw = after["gateway_cpu"] - before["gateway_cpu"]
     out["gateway"] = {
@@ -231,6 +233,14 @@ def print_scaleout(result: dict, out: TextIO) -> None:
         "flow CPU: cores used by the flow's processes and this client; machine CPU: by everything on the machine",
         file=out,
     )
+    if top["images_per_second"] and top["flow_cpu_cores"]:
+        per_image = top["flow_cpu_cores"] / top["images_per_second"] * 1e3
+        parts = ", ".join(f"{st} {top['stages'][st]['cpu_ms_per_image']}" for st in (*STAGES, "gateway"))
+        print(
+            f"  CPU per image at {top['replicas']['encoder']} encoders: {per_image:.2f} ms in all ({parts} ms; the rest this client), "
+            f"so {top['cores']} free cores would hold at most about {top['cores'] / per_image * 1e3:,.0f} images/s",
+            file=out,
+        )
     stage = s["busiest_stage"]
     note = ""
     if stage == "indexer":
