@@ -173,3 +173,19 @@ def test_flow_config_passes_replicas_and_uses_to_jina(tmp_path):
     flow = _flow_sharing(config, 12345, config.placeholders(12345), {})
     assert flow["encoder"].args.replicas == 3 and flow["normalizer"].args.replicas == 2 and flow["indexer"].args.replicas == 1
     assert flow["encoder"].args.uses == str(yaml_path) and flow["loader"].args.uses.endswith("executors/loader/config.yml")
+
+
+def test_scaleout_flags_resolve_into_bench_options():
+    from imgsearch.cli import build_parser
+    from imgsearch.cli.settings import resolve
+
+    parse = lambda *a: resolve(build_parser().parse_args(["bench", *a])).options  # noqa: E731
+    opts = parse("--simulate-gpu-ms", "250", "--encoder-replicas", "1", "4", "--simulate-batch", "8", "--next-stage-replicas", "0")
+    assert (opts.simulate_gpu_ms, opts.encoder_replicas, opts.simulate_batch, opts.next_stage_replicas) == (250.0, [1, 4], 8, 0)
+    assert parse().simulate_gpu_ms is None  # the scale-out runs only when asked for
+
+
+def test_a_bad_replica_count_is_one_clear_error():
+    run = app("bench", "--simulate-gpu-ms", "100", "--encoder-replicas", "1", "0", timeout=60)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "--encoder-replicas: counts within 1..64" in run.stderr and "Traceback" not in run.stderr
