@@ -269,7 +269,7 @@ def chart_panel(result: dict) -> Optional[tuple[str, list[tuple[str, Optional[fl
     rows = list(s["rows"]) + ([s["next_stage_row"]] if s.get("next_stage_row") else [])
     bars = [
         (
-            f"{r['replicas']['encoder']} encoders" + (f", {_others(r)}" if _others(r) != "-" else ""),
+            f"{r['replicas']['encoder']} encoder{'s' if r['replicas']['encoder'] > 1 else ''}" + (f", {_others(r)}" if _others(r) != "-" else ""),
             r["images_per_second"],
             f"{r['images_per_second']:.0f}/s",
         )
