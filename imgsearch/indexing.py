@@ -74,6 +74,7 @@ def run_index(
     prune: bool = False,
     max_prune: float = 0.5,
     quantization: Optional[str] = None,
+    prefetch: Optional[int] = None,
 ) -> IndexSummary:
     """Index what the scan of ``data`` finds and the collection lacks; with ``prune``, then
     forget the stored paths under ``data`` whose files are gone (imgsearch/prune.py)."""
@@ -136,7 +137,7 @@ def run_index(
                     # for the page that grows with the work (a slow encoder does not).
                     timeout=INDEX_REQUEST_TIMEOUT_S * -(-len(todo) // batch_size),
                     request_timeout=INDEX_REQUEST_TIMEOUT_S,
-                    prefetch=index_prefetch(info),
+                    prefetch=prefetch or index_prefetch(info),  # given: the bench's, for encoder replicas
                 )
                 summary.encode_seconds += time.perf_counter() - t0
         # Duplicates are stored once; every path that holds the bytes is kept with the point.

@@ -19,6 +19,7 @@ The substitutions, all of them:
 | optional parts | `[--opt value]` | given |
 | a file the prose asks for | `query.jpg` | an image of the small data set |
 | writing into the checkout | `app.py k8s` | `--out` a temporary folder |
+| a benchmark's size | `app.py bench --simulate-gpu-ms …` | `SMALL_SCALEOUT` appended (the last given wins): 32 images, 1 and 2 replicas, 60 ms per batch of 4 |
 | pushed images' digests | `digests.json` | a file naming a made-up sha256 for every image the manifests use |
 """
 
@@ -30,6 +31,7 @@ from typing import Optional
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SMALL_SAMPLE = ["--limit", "56", "--variants", "2"]  # 56: the README searches doge, the 55th template
+SMALL_SCALEOUT = ["--images", "32", "--encoder-replicas", "1", "2", "--simulate-gpu-ms", "60", "--simulate-batch", "4", "--next-stage-replicas", "0"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,8 @@ PLAN = [
         r"python examples/grpc_search_client\.py --host grpcs://localhost:8080 --ca-cert gateway\.crt \.\.\.",
         elsewhere="the TLS variant of the line above; TLS through this client is tests/test_grpc_client.py's",
     ),
+    # docs/performance.md
+    Entry(r"python app\.py bench --simulate-gpu-ms 400 --encoder-replicas 1 2 4 8 --images 1024", test="test_performance_md_command"),
     # docs/reliability.md
     Entry(
         r"(IMGSEARCH_SOAK_SECONDS=\d+ )?\.venv/bin/python -m pytest -q( -s)? -m faults.*",

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from readme_commands import PLAN, ROOT, SMALL_SAMPLE, Command, documented_commands, entry_for
+from readme_commands import PLAN, ROOT, SMALL_SAMPLE, SMALL_SCALEOUT, Command, documented_commands, entry_for
 
 PY = sys.executable
 HUB = {"clip": "clip", "dinov2": "dinov2", "bit": "bit", "vit": "vit", "efficientnet": "efficientnet", "blip2": "blip2-itm"}
@@ -49,6 +49,8 @@ def as_run(text: str, tiny: dict[str, Path] | None = None, ports: dict[str, int]
         text = text.replace(written, str(free))
     if re.search(r"app\.py sample\b", text):
         text += " " + " ".join(SMALL_SAMPLE)
+    if re.search(r"app\.py bench\b.* --simulate-gpu-ms ", text):
+        text += " " + " ".join(SMALL_SCALEOUT)
     if tiny and " --model " not in text and "compare" not in text:
         named = re.search(r"--encoder ((?:[\w-]+ ?)+)", text)
         for name in named.group(1).split() if named else []:
@@ -270,6 +272,17 @@ def test_web_md_command(workdir, tiny_models):
         proc.wait(timeout=60)
 
 
+@pytest.mark.flow
+@pytest.mark.slow
+def test_performance_md_command(workdir):
+    (command,) = commands_for("test_performance_md_command")
+    run = sh(as_run(command.text), workdir, timeout=300)
+    assert "Scale-out: simulated GPU encoders standing in for clip, 60 ms per batch of 4, 32 images" in run.stdout
+    rows = [line.split() for line in run.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [r[:2] for r in rows] == [["1", "-"], ["2", "-"]] and all(float(r[2]) > 0 for r in rows)
+    assert (workdir / "results" / "bench" / "bench.json").is_file()  # --out's default, relative to where it ran
+
+
 def test_substitutions_are_the_tables():
     """The rewriting itself, on fixed input: a reader can check what ran."""
     tiny = {k: Path(f"/t/{k}") for k in ("clip", "dinov2", "blip2-itm")}
@@ -277,4 +290,5 @@ def test_substitutions_are_the_tables():
         f"{PY} {ROOT}/app.py index --data data/memes --encoder efficientnet-lite0 clip dinov2 --model clip=/t/clip --model dinov2=/t/dinov2"
     )
     assert as_run("python app.py sample") == f"{PY} {ROOT}/app.py sample " + " ".join(SMALL_SAMPLE)
+    assert as_run("python app.py bench --simulate-gpu-ms 400 --images 1024").endswith("--images 1024 " + " ".join(SMALL_SCALEOUT))
     assert shlex.split(as_run("python examples/x.py --host localhost:8080 [--json]", ports={"8080": 1}))[-3:] == ["--host", "localhost:1", "--json"]

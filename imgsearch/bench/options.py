@@ -31,6 +31,24 @@ class BenchOptions:
     lanes: str = "auto"  # encoder lanes while indexing end to end, as `app.py index` asks for
     runtime: Optional[str] = None  # the flows' encoders' runtime; None: $ENCODER_RUNTIME, else auto
     json: bool = False  # print bench.json on stdout (the tables go to stderr)
+    # The scale-out alone (imgsearch/bench/scaleout.py), when set: encoder replicas that each
+    # hold a batch this many ms, as a GPU would, with almost no CPU; the other sections are skipped.
+    simulate_gpu_ms: Optional[float] = None
+    encoder_replicas: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    simulate_batch: int = 16  # images per request and per simulated batch
+    next_stage_replicas: int = 2  # then the busiest CPU stage with this many replicas, measured again (0 or 1: skip)
+
+    def __post_init__(self) -> None:
+        from executors.errors import UserError
+
+        if self.simulate_gpu_ms is not None and not 0 < self.simulate_gpu_ms <= 60_000:
+            raise UserError(f"--simulate-gpu-ms must be within (0, 60000], not {self.simulate_gpu_ms:g}")
+        if not self.encoder_replicas or any(not 1 <= n <= 64 for n in self.encoder_replicas):
+            raise UserError(f"--encoder-replicas: counts within 1..64, not {self.encoder_replicas}")
+        if len(set(self.encoder_replicas)) != len(self.encoder_replicas):
+            raise UserError(f"--encoder-replicas: each count once, not {self.encoder_replicas}")
+        if not 1 <= self.simulate_batch <= 1024 or not 0 <= self.next_stage_replicas <= 64:
+            raise UserError("--simulate-batch must be within 1..1024 and --next-stage-replicas within 0..64")
 
     def quick_run(self) -> "BenchOptions":
         """The options of ``--quick``: every section, at sizes that take seconds."""

@@ -84,6 +84,13 @@ def run_bench(opts: BenchOptions, log: TextIO) -> dict:
 
     opts.out.mkdir(parents=True, exist_ok=True)
     result: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "versions": _versions(), "encoders": []}
+    if opts.simulate_gpu_ms is not None:  # the scale-out alone: the other sections measure real models
+        from imgsearch.bench.scaleout import run_scaleout
+
+        with tempfile.TemporaryDirectory(prefix="imgsearch-scaleout-") as tmp:
+            result["scaleout"] = run_scaleout(opts, Path(tmp), log)
+        result["images"] = result["scaleout"]["images"]
+        return _saved(result, opts.out)
     with tempfile.TemporaryDirectory(prefix="imgsearch-bench-") as tmp:
         work = Path(tmp)
         folder = _images(opts, work)
@@ -147,9 +154,13 @@ def run_bench(opts: BenchOptions, log: TextIO) -> dict:
             model = _growth_model(opts)
             print(f"[bench] index --prune over {opts.prune_sizes} stored images", file=log, flush=True)
             result["prune"] = run_prune(opts.growth_encoder, model, opts.prune_sizes, work)
+    return _saved(result, opts.out)
+
+
+def _saved(result: dict, out: Path) -> dict:
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    (opts.out / "bench.json").write_text(json.dumps(result, indent=2))
-    result["chart"] = str(write_chart(result, opts.out / "bench.png"))
+    (out / "bench.json").write_text(json.dumps(result, indent=2))
+    result["chart"] = str(write_chart(result, out / "bench.png"))
     return result
 
 
@@ -197,6 +208,11 @@ def write_chart(result: dict, out: Path) -> Path:
     if growth:
         panels.append(("growth: index images/s", [(f"{r['images']:,}", r["images_per_second"], f"{r['images_per_second']}") for r in growth]))
         panels.append(("growth: search p99 ms", [(f"{r['images']:,}", r["search_p99_ms"], f"{r['search_p99_ms']}") for r in growth]))
+    from imgsearch.bench.scaleout import chart_panel
+
+    scaleout = chart_panel(result)
+    if scaleout:
+        panels.append(scaleout)
     return bar_panels(panels, out)
 
 
@@ -342,6 +358,8 @@ def print_report(result: dict, out: TextIO) -> None:
                 file=out,
             )
     from imgsearch.bench.runtimes import print_runtimes
+    from imgsearch.bench.scaleout import print_scaleout
 
     print_runtimes(result, out)
+    print_scaleout(result, out)
     print(f"\nbench.json and bench.png in {Path(result.get('chart', '.')).parent}", file=out)

@@ -206,3 +206,22 @@ def add_bench(p: argparse.ArgumentParser) -> None:
         help=f"encoder lanes while indexing end to end: auto (as `app.py index` runs) or a number "
         f"(default {d('lanes')}); searches are measured on one lane, as `search` and `serve` run",
     )
+    scale = p.add_argument_group("scale-out (imgsearch/bench/scaleout.py)")
+    scale.add_argument(
+        "--simulate-gpu-ms",
+        type=float,
+        metavar="MS",
+        help="measure the scale-out alone: encoder replicas that each hold a batch MS milliseconds, as a GPU would, with almost "
+        "no CPU (a stand-in of the first --encoders' dimension; never a runtime); images/s per replica count, speed-up and efficiency",
+    )
+    scale.add_argument(
+        "--encoder-replicas", type=int, nargs="+", metavar="N", help=f"encoder replica counts to measure (default {d('encoder_replicas')})"
+    )
+    scale.add_argument("--simulate-batch", type=int, metavar="N", help=f"images per request and simulated batch (default {d('simulate_batch')})")
+    scale.add_argument(
+        "--next-stage-replicas",
+        type=int,
+        metavar="N",
+        help=f"then the busiest CPU stage (loader or normalizer) with N replicas at the most encoders, measured again "
+        f"(0 = skip; default {d('next_stage_replicas')})",
+    )

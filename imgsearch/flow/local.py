@@ -48,6 +48,8 @@ class FlowConfig:
     # addresses (a headless Service's) is one replica per address: the gateway balances
     # requests over them and keeps up as they come and go (executors/gateway/replicas.py).
     external: Mapping[str, str] = field(default_factory=dict)
+    replicas: Mapping[str, int] = field(default_factory=dict)  # stage name -> processes (Jina round-robins requests); absent: 1
+    uses: Mapping[str, str] = field(default_factory=dict)  # stage name -> another executor YAML (the bench's simulated GPU)
 
     def with_encoder(self, encoder: str, model: Optional[str] = None) -> "FlowConfig":
         return dataclasses.replace(self, encoder=encoder, model=model)
@@ -100,11 +102,11 @@ def local_flows(encoders: list[tuple[str, Optional[str]]], config: Optional[Flow
     base = dataclasses.replace(config or FlowConfig(encoders[0][0]), **settings)
     hosts: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
-        shared: Optional[dict[str, int]] = None
+        shared: Optional[dict[str, list[int]]] = None
         for i, (encoder, model) in enumerate(encoders):
             one = dataclasses.replace(base.with_encoder(encoder, model), port=base.port + i if base.port else None)
             flow, hosts[encoder] = stack.enter_context(_started_flow(one, shared))
-            shared = shared or {name: flow[name].port for name in SHARED_STAGES}
+            shared = shared or {name: list(flow[name].ports) for name in SHARED_STAGES}  # every replica's
         yield hosts
 
 
@@ -137,7 +139,7 @@ def _python_path() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _started_flow(config: FlowConfig, shared: Optional[dict[str, int]] = None) -> Iterator[tuple[Any, str]]:
+def _started_flow(config: FlowConfig, shared: Optional[dict[str, list[int]]] = None) -> Iterator[tuple[Any, str]]:
     from jina.excepts import RuntimeFailToStart
 
     if not config.qdrant_url and not shared:
@@ -159,7 +161,7 @@ def _started_flow(config: FlowConfig, shared: Optional[dict[str, int]] = None) -
         yield flow, gateway_address(config.bind, port, config.exposure)
 
 
-def _flow_sharing(config: FlowConfig, port: int, placeholders: Mapping[str, str], shared: dict[str, int]) -> Any:
+def _flow_sharing(config: FlowConfig, port: int, placeholders: Mapping[str, str], shared: dict[str, list[int]]) -> Any:
     """flows/index.yml's chain for the encoder, its ``shared`` stages reached at running executors.
 
     Built here, not by ``Flow.load_config``, to bind every socket on purpose: the gateway to
@@ -186,5 +188,6 @@ def _flow_sharing(config: FlowConfig, port: int, placeholders: Mapping[str, str]
         env = config.executor_env(ex["name"])
         if env:
             extra["env"] = env  # set in that executor's process alone, not in ours for every later flow
-        flow = flow.add(name=ex["name"], uses=str(REPO / ex["uses"]), uses_with=uses_with, host=LOOPBACK, **for_gateway_only, **extra)
+        uses, replicas = config.uses.get(ex["name"], ex["uses"]), config.replicas.get(ex["name"], 1)
+        flow = flow.add(name=ex["name"], uses=str(REPO / uses), uses_with=uses_with, host=LOOPBACK, replicas=replicas, **for_gateway_only, **extra)
     return flow
