@@ -19,7 +19,7 @@ from imgsearch.deploy.pods import Cluster, SpecError, cpus, memory, run_argv
 def _cluster(tmp_path, **secrets):
     return Cluster(
         configmap=dict(objects("ConfigMap")[deploy.CONFIGMAP]["data"], QDRANT_URL=""),
-        secrets={("imgsearch-token", "token"): "tok", ("qdrant-api-key", "api-key"): "key", **secrets},
+        secrets={("imgsearch-token", "token"): "tok", ("qdrant-api-key", "api-key"): "key", ("imgsearch-metrics-token", "token"): "m", **secrets},
         claims={"imgsearch-data": tmp_path / "data"},
         store=tmp_path / "store",
     )
@@ -151,7 +151,14 @@ def test_a_read_only_root_gets_a_writable_tmp_and_cache_once():
     (tmp,) = [v for v in pod["volumes"] if v["name"] == "tmp"]  # the manifest's own (issue 27), kept as it is
     assert tmp == {"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}}
     argv = run_argv(
-        dep, Cluster(configmap=dict(objects("ConfigMap")[deploy.CONFIGMAP]["data"]), secrets={("imgsearch-token", "token"): "t"}), 1, {}, "x"
+        dep,
+        Cluster(
+            configmap=dict(objects("ConfigMap")[deploy.CONFIGMAP]["data"]),
+            secrets={("imgsearch-token", "token"): "t", ("imgsearch-metrics-token", "token"): "m"},
+        ),
+        1,
+        {},
+        "x",
     )
     assert "type=tmpfs,destination=/tmp,tmpfs-mode=1777,tmpfs-size=4294967296" in _opts(argv, "--mount")
 
