@@ -455,6 +455,8 @@ def test_the_k8s_command_takes_the_autoscaler_and_mesh_flags(tmp_path):
     assert "observability" in json.dumps(by_kind(objects, "NetworkPolicy")["encoder-clip"])
     bad = subprocess.run([*app, "--min-replicas", "encoder-clip=0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "cannot scale from 0" in bad.stderr
+    bad = subprocess.run([*app, "--prometheus-namespace", "Monitoring"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "not a namespace name" in bad.stderr
 
 
 # --------------------------------------------------------------------------- metrics: adapter and dashboard

@@ -90,6 +90,7 @@ def _plain(cls: type) -> Callable[[argparse.Namespace], Any]:
 
 def _k8s(ns: argparse.Namespace) -> o.K8sOptions:
     from imgsearch.deploy.autoscaling import resolve  # the autoscalers' values, checked once here
+    from imgsearch.deploy.monitoring import check_namespace
 
     encoders = encoder_names(getattr(ns, "encoder", None), default=o.K8sOptions.encoders)
     given = _given(ns, o.K8sOptions, skip=("encoders",))
@@ -103,6 +104,7 @@ def _k8s(ns: argparse.Namespace) -> o.K8sOptions:
             given.get("max_replicas", ()),
             given.get("target_inflight", ()),
         )
+        check_namespace(given.get("prometheus_namespace", o.K8sOptions.prometheus_namespace))
     except ValueError as exc:
         raise UserError(str(exc)) from None
     return o.K8sOptions(**given, encoders=encoders)

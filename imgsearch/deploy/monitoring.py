@@ -11,6 +11,8 @@ Operator's label on its Prometheus pods) may connect to 9090. prometheus-adapter
 HorizontalPodAutoscalers read (autoscaling.py); Grafana's dashboard is dashboard.py's.
 """
 
+import re
+
 import yaml
 
 from imgsearch.k8s_security import NAMESPACE, meta
@@ -55,8 +57,16 @@ def container_port() -> dict:
     return {"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT}
 
 
+def check_namespace(namespace: str) -> str:
+    """A namespace name Kubernetes accepts (an RFC 1123 label), or ValueError."""
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", namespace):
+        raise ValueError(f"--prometheus-namespace {namespace!r} is not a namespace name (lower-case letters, digits, '-')")
+    return namespace
+
+
 def prometheus_peer(namespace: str) -> dict:
     """The Prometheus Operator's Prometheus pods in ``namespace``, as a NetworkPolicy peer."""
+    check_namespace(namespace)
     return {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
