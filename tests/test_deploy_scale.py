@@ -352,10 +352,13 @@ def test_executor_services_are_headless_and_each_selects_its_deployment():
             if d != name and _matches({"matchLabels": svc["selector"]}, dep["spec"]["template"]["metadata"]["labels"])
         ]
         assert others == [], (name, others)
+    # The gateways resolve those names again on a timer, from the ConfigMap (executors/gateway/replicas.py).
+    assert 0 < float(by_kind(objects, "ConfigMap")[deploy.CONFIGMAP]["data"]["IMGSEARCH_RESOLVE_INTERVAL_S"]) <= 30
     for encoder in deploy.ENCODERS:
         gateway = f"gateway-{encoder}"
         assert "clusterIP" not in services[gateway]["spec"], gateway  # clients connect to one address
         c = container(deployments[gateway])
+        assert {"configMapRef": {"name": deploy.CONFIGMAP}} in c["envFrom"], gateway
         addresses = json.loads(c["args"][c["args"].index("--deployments-addresses") + 1])
         for (address,) in addresses.values():
             host = re.fullmatch(r"grpc://([\w-]+)\.imgsearch\.svc:8080", address).group(1)

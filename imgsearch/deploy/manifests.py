@@ -210,6 +210,9 @@ def _configmap(encoders: tuple[str, ...], qdrant_nodes: int, shared_data: bool =
         # The gateways' cap on one request (executors/limits.py; the gateway class applies it).
         "IMGSEARCH_MAX_REQUEST_MB": str(MAX_REQUEST_MB),
         **k8s_security.layout_config(qdrant_nodes),
+        # How often a gateway resolves the headless Services' names again (executors/gateway/replicas.py):
+        # a new replica gets requests within this many seconds (CoreDNS answers with a 5 s TTL).
+        "IMGSEARCH_RESOLVE_INTERVAL_S": "5",
         # The autoscalers' min, max and target in-flight requests per pod (autoscaling.py writes both).
         **configmap_data(scaling or {}),
     }
