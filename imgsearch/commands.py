@@ -359,6 +359,11 @@ def cmd_k8s(opts: o.K8sOptions, out: TextIO) -> int:
         qdrant_nodes=opts.qdrant_nodes,
         shared_data=opts.shared_data,
         image_digests=opts.image_digests,
+        mesh=opts.mesh,
+        prometheus_namespace=opts.prometheus_namespace,
+        min_replicas=opts.min_replicas,
+        max_replicas=opts.max_replicas,
+        target_inflight=opts.target_inflight,
     )
     for path in paths:
         print(path, file=out)

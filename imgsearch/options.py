@@ -174,3 +174,9 @@ class K8sOptions:
     qdrant_nodes: int = DEFAULT_QDRANT_NODES
     model_cache: Optional[str] = None  # a ReadWriteMany claim mounted as the encoders' model cache
     shared_data: bool = False
+    mesh: str = "none"  # none: headless executor Services; linkerd: Linkerd balances (imgsearch/deploy/mesh.py)
+    prometheus_namespace: str = "monitoring"  # where Prometheus, prometheus-adapter and Grafana run
+    # The autoscalers' "[DEPLOYMENT=]N" values (imgsearch/deploy/autoscaling.py); empty: its defaults.
+    min_replicas: tuple[str, ...] = ()
+    max_replicas: tuple[str, ...] = ()
+    target_inflight: tuple[str, ...] = ()

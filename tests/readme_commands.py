@@ -101,6 +101,12 @@ PLAN = [
     Entry(r"python app\.py k8s --registry registry\.example\.com/me", test="test_deploy_md_commands"),
     Entry(r"python app\.py k8s --image-digests digests\.json", test="test_deploy_md_commands"),
     Entry(r"kubectl .*", elsewhere=CLUSTER),
+    Entry(r"python app\.py k8s --min-replicas encoder-clip=4 --max-replicas encoder-clip=4", test="test_deploy_md_scale_out_commands"),
+    Entry(r"python app\.py k8s --mesh linkerd", test="test_deploy_md_scale_out_commands"),
+    Entry(
+        r"helm install prometheus-adapter prometheus-community/prometheus-adapter .*",
+        elsewhere="needs a cluster with Prometheus and the chart repository; the rule it mounts is checked by tests/test_deploy_scale.py",
+    ),
     Entry(r"export IMGSEARCH_TOKEN=\$\(kubectl .*", elsewhere=CLUSTER),
     Entry(
         r"python app\.py (index|search) +--host grpc://localhost:8080 --encoder clip (--image query\.jpg )?--data /data/memes",

@@ -54,6 +54,8 @@ def flow_stages() -> dict[str, dict]:
 def test_regenerating_gives_the_committed_files(tmp_path):
     generated = deploy.render()
     committed = {f"k8s/{p.name}": p.read_text() for p in K8S.glob("*.yml")}
+    committed |= {f"k8s/monitoring/{p.name}": p.read_text() for p in (K8S / "monitoring").glob("*.yml")}
+    committed |= {f"k8s/grafana/{p.name}": p.read_text() for p in (K8S / "grafana").glob("*.json")}
     committed |= {f"docker/{p.name}": p.read_text() for p in DOCKER.glob("*.Dockerfile") if p.read_text().startswith(deploy.HEADER)}
     committed |= {f"executors/encoders/configs/{p.name}": p.read_text() for p in (ROOT / "executors" / "encoders" / "configs").glob("*.yml")}
     assert sorted(generated) == sorted(committed), "run `python app.py k8s`"
@@ -64,8 +66,8 @@ def test_regenerating_gives_the_committed_files(tmp_path):
 def test_the_k8s_command_writes_the_same_files(tmp_path):
     run = subprocess.run([sys.executable, str(ROOT / "app.py"), "k8s", "--out", str(tmp_path)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
-    for p in K8S.glob("*.yml"):
-        assert (tmp_path / "k8s" / p.name).read_text() == p.read_text()
+    for p in [*K8S.glob("*.yml"), *K8S.glob("monitoring/*.yml"), *K8S.glob("grafana/*.json")]:
+        assert (tmp_path / p.relative_to(ROOT)).read_text() == p.read_text()
     assert "kubectl apply -f" in run.stdout
 
 
@@ -178,7 +180,7 @@ def test_every_flow_executor_has_a_deployment_a_service_and_a_dockerfile():
         assert entry[:3] == ["jina", "executor", "--uses"]
         assert int(arg(entry, "--port")) == int(arg(c["args"], "--port")) == deploy.PORT
         assert int(dict(instructions)["EXPOSE"]) == deploy.PORT
-        assert c["ports"] == [{"name": "grpc", "containerPort": deploy.PORT}]
+        assert c["ports"] == [{"name": "grpc", "containerPort": deploy.PORT}, {"name": "metrics", "containerPort": 9090}]
         assert svc["spec"]["ports"][0]["targetPort"] == svc["spec"]["ports"][0]["port"] == deploy.PORT
         # The same executor as the flow: config, Jina name, uses_with (placeholders intact).
         uses = arg(c["args"], "--uses")

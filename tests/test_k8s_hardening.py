@@ -116,7 +116,8 @@ def test_image_digests_pin_every_image_or_fail(tmp_path):
 def _doc_commands() -> str:
     """Every shell block of the docs and README, line continuations joined."""
     text = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
-    blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", text, re.S)
+    # Every fenced block, its language read so that a yaml block's closing fence opens nothing.
+    blocks = [b for lang, b in re.findall(r"```(\w*)\n(.*?)```", text, re.S) if lang in ("", "bash", "sh")]
     return "\n".join(b.replace("\\\n", " ") for b in blocks)
 
 

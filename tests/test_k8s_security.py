@@ -10,6 +10,10 @@ from imgsearch import deploy, k8s_security
 from imgsearch.deploy import read_flow, stage_of
 
 K8S = Path(__file__).resolve().parent.parent / "k8s"
+PROMETHEUS = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
 
 
 def _docs() -> list[dict]:
@@ -44,7 +48,10 @@ def _allowed_edges() -> set[tuple[str, str, int]]:
                         edges.add(("*", target, port))
                         continue
                     for src in sources:
-                        assert set(src) == {"podSelector"}, src  # no namespace- or IP-wide sources
+                        if src == PROMETHEUS:  # the cluster's Prometheus pods, from their own namespace
+                            edges.add(("prometheus", target, port))
+                            continue
+                        assert set(src) == {"podSelector"}, src  # no other namespace- or IP-wide sources
                         edges |= {(s, target, port) for s, sl in pods.items() if _selects(src["podSelector"], sl)}
     return edges
 
@@ -56,6 +63,8 @@ def test_allowed_edges_are_exactly_the_flow_chains():
     for e in encoders:  # each gateway calls every stage of its own flow, and nothing else
         want |= {(f"gateway-{e}", stage_of(ex["name"], e), deploy.PORT) for ex in read_flow(e)["executors"]}
     want |= {("indexer", "qdrant", 6333), ("indexer", "qdrant", 6334), ("qdrant", "qdrant", 6335)}
+    # Prometheus reads every flow pod's metrics port (9090), and nothing else; not Qdrant's.
+    want |= {("prometheus", name, 9090) for name in _pods() if name != "qdrant"}
     assert _allowed_edges() == want
 
 
@@ -106,8 +115,9 @@ def test_token_and_qdrant_key_reach_exactly_the_right_pods():
         (c,) = d["spec"]["template"]["spec"]["containers"]
         secrets = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
         name = d["metadata"]["name"]
+        assert secrets.pop("IMGSEARCH_METRICS_TOKEN") == "imgsearch-metrics-token", name  # every pod's /metrics
         if name.startswith("gateway-"):
-            assert secrets == {}, name  # the check is in the executors
+            assert secrets == {}, name  # the write token's check is in the executors
         else:
             assert secrets.get("IMGSEARCH_TOKEN") == "imgsearch-token", name
             assert ("QDRANT_API_KEY" in secrets) == (name == "indexer"), name

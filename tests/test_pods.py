@@ -19,7 +19,7 @@ from imgsearch.deploy.pods import Cluster, SpecError, cpus, memory, run_argv
 def _cluster(tmp_path, **secrets):
     return Cluster(
         configmap=dict(objects("ConfigMap")[deploy.CONFIGMAP]["data"], QDRANT_URL=""),
-        secrets={("imgsearch-token", "token"): "tok", ("qdrant-api-key", "api-key"): "key", **secrets},
+        secrets={("imgsearch-token", "token"): "tok", ("qdrant-api-key", "api-key"): "key", ("imgsearch-metrics-token", "token"): "m", **secrets},
         claims={"imgsearch-data": tmp_path / "data"},
         store=tmp_path / "store",
     )
@@ -83,6 +83,7 @@ def test_the_gateway_reaches_each_stage_on_its_loopback_port(tmp_path):
     assert "IMGSEARCH_TOKEN" not in _env(argv)  # gateways get no token
     assert "--host" not in dep["spec"]["template"]["spec"]["containers"][0]["args"]  # Jina's default: 0.0.0.0
     assert args[args.index("--host") + 1] == "127.0.0.1"  # on the host network: loopback only
+    assert "--monitoring" in dep["spec"]["template"]["spec"]["containers"][0]["args"] and "--monitoring" not in args  # 0.0.0.0 too
 
 
 def test_the_indexer_gets_a_store_volume_only_where_no_qdrant_runs(tmp_path):
@@ -151,7 +152,14 @@ def test_a_read_only_root_gets_a_writable_tmp_and_cache_once():
     (tmp,) = [v for v in pod["volumes"] if v["name"] == "tmp"]  # the manifest's own (issue 27), kept as it is
     assert tmp == {"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}}
     argv = run_argv(
-        dep, Cluster(configmap=dict(objects("ConfigMap")[deploy.CONFIGMAP]["data"]), secrets={("imgsearch-token", "token"): "t"}), 1, {}, "x"
+        dep,
+        Cluster(
+            configmap=dict(objects("ConfigMap")[deploy.CONFIGMAP]["data"]),
+            secrets={("imgsearch-token", "token"): "t", ("imgsearch-metrics-token", "token"): "m"},
+        ),
+        1,
+        {},
+        "x",
     )
     assert "type=tmpfs,destination=/tmp,tmpfs-mode=1777,tmpfs-size=4294967296" in _opts(argv, "--mount")
 

@@ -174,6 +174,27 @@ def test_grpc_md_commands(workdir, tiny_models):
         server.stop()
 
 
+def test_deploy_md_scale_out_commands(workdir):
+    """docs/deploy.md, "Scale out": the autoscaler's limits pinned, and the Linkerd variant, as generated."""
+    import yaml
+
+    for i, command in enumerate(commands_for("test_deploy_md_scale_out_commands")):
+        out = workdir / f"gen{i}"
+        sh(as_run(command.text) + f" --out {out}", workdir)
+        objects = [d for p in sorted((out / "k8s").glob("*.yml")) for d in yaml.safe_load_all(p.read_text()) if d]
+        named = {(d["kind"], d["metadata"]["name"]): d for d in objects}
+        pod = named[("Deployment", "encoder-clip")]["spec"]["template"]["metadata"]
+        if "--mesh linkerd" in command.text:
+            assert pod["annotations"] == {"linkerd.io/inject": "enabled"} and ("NetworkPolicy", "linkerd-proxy") in named
+            assert "clusterIP" not in named[("Service", "encoder-clip")]["spec"]
+        else:
+            hpa = named[("HorizontalPodAutoscaler", "encoder-clip")]["spec"]
+            config = named[("ConfigMap", "imgsearch-config")]["data"]
+            assert hpa["minReplicas"] == hpa["maxReplicas"] == 4
+            assert config["ENCODER_CLIP_MIN_REPLICAS"] == config["ENCODER_CLIP_MAX_REPLICAS"] == "4"
+            assert "annotations" not in pod and named[("Service", "encoder-clip")]["spec"]["clusterIP"] == "None"
+
+
 @pytest.mark.flow
 def test_deploy_md_commands(workdir, tiny_models):
     from imgsearch.flow import free_port

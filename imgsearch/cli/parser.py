@@ -154,6 +154,30 @@ def build_parser() -> argparse.ArgumentParser:
         "pods too, which then read the files the loader passes by path instead of their bytes "
         "crossing the gateway (SHARED_FILES=true; faster for large photos)",
     )
+    p.add_argument(
+        "--mesh",
+        choices=("none", "linkerd"),
+        help="none (default): headless executor Services, the gateways balance over every replica; "
+        "linkerd: pods injected, ClusterIP Services, Linkerd balances each request (docs/deploy.md, 'Scale out')",
+    )
+    p.add_argument(
+        "--prometheus-namespace",
+        metavar="NS",
+        help=f"namespace of Prometheus (let in to every pod's metrics port), prometheus-adapter and Grafana "
+        f"(default {o.K8sOptions.prometheus_namespace})",
+    )
+    for flag, what in (
+        ("--min-replicas", "minimum replicas"),
+        ("--max-replicas", "maximum replicas"),
+        ("--target-inflight", "in-flight requests per pod the autoscaler keeps"),
+    ):
+        p.add_argument(
+            flag,
+            nargs="+",
+            metavar="[DEPLOYMENT=]N",
+            help=f"{what} of the autoscaled Deployments (every encoder and the normalizer); DEPLOYMENT: "
+            "encoder-clip, normalizer, or encoder for every encoder; written to the ConfigMap and the autoscalers",
+        )
 
     add_compare(
         command(

@@ -89,8 +89,25 @@ def _plain(cls: type) -> Callable[[argparse.Namespace], Any]:
 
 
 def _k8s(ns: argparse.Namespace) -> o.K8sOptions:
+    from imgsearch.deploy.autoscaling import resolve  # the autoscalers' values, checked once here
+    from imgsearch.deploy.monitoring import check_namespace
+
     encoders = encoder_names(getattr(ns, "encoder", None), default=o.K8sOptions.encoders)
-    return o.K8sOptions(**_given(ns, o.K8sOptions, skip=("encoders",)), encoders=encoders)
+    given = _given(ns, o.K8sOptions, skip=("encoders",))
+    for key in ("min_replicas", "max_replicas", "target_inflight"):
+        if key in given:
+            given[key] = tuple(given[key])
+    try:
+        resolve(
+            ["normalizer", *(f"encoder-{e}" for e in encoders)],
+            given.get("min_replicas", ()),
+            given.get("max_replicas", ()),
+            given.get("target_inflight", ()),
+        )
+        check_namespace(given.get("prometheus_namespace", o.K8sOptions.prometheus_namespace))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return o.K8sOptions(**given, encoders=encoders)
 
 
 def _up(ns: argparse.Namespace) -> o.UpOptions:

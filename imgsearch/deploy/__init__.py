@@ -34,7 +34,8 @@ import yaml
 
 from executors.encoders.specs import get_spec
 from imgsearch import k8s_security
-from imgsearch.deploy import digests
+from imgsearch.deploy import autoscaling, dashboard, digests, monitoring
+from imgsearch.deploy import mesh as service_mesh
 from imgsearch.deploy.dockerfiles import dockerfile
 from imgsearch.deploy.encoder_configs import encoder_configs
 from imgsearch.deploy.manifests import _adapt, _configmap, _jina_yamls, _namespace, _pvc
@@ -79,20 +80,30 @@ def render(
     qdrant_nodes: int = k8s_security.DEFAULT_QDRANT_NODES,
     shared_data: bool = False,
     image_digests: Optional[Path] = None,
+    mesh: str = "none",
+    prometheus_namespace: str = monitoring.DEFAULT_PROMETHEUS_NAMESPACE,
+    min_replicas: tuple[str, ...] = (),
+    max_replicas: tuple[str, ...] = (),
+    target_inflight: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """Every generated file, by repo-relative path → text. ``shared_data``: the data volume is
     ReadWriteMany and mounted read-only in the normalizer pods too (SHARED_FILES=true).
-    ``image_digests``: a JSON file of image -> sha256 digest; every image is pinned (digests.py)."""
+    ``image_digests``: a JSON file of image -> sha256 digest; every image is pinned (digests.py).
+    ``mesh``: none (headless executor Services) or linkerd (mesh.py). ``prometheus_namespace``: where
+    Prometheus, prometheus-adapter and Grafana run (monitoring.py). ``min_replicas``...: the
+    autoscalers' ``[DEPLOYMENT=]N`` values (autoscaling.py)."""
     for e in encoders:
         get_spec(e)
     pins = digests.load(image_digests)
+    stages = [*CPU_STAGES, *(f"encoder-{e}" for e in encoders)]
+    scaling = autoscaling.resolve(stages, min_replicas, max_replicas, target_inflight)
 
     def _dump(docs: list[dict]) -> str:
-        return _dump_docs(digests.pin(docs, pins))
+        return _dump_docs(digests.pin(service_mesh.apply(docs, mesh), pins))
 
     files: dict[str, str] = {
         "k8s/00-namespace.yml": _dump(_namespace()),
-        "k8s/01-configmap.yml": _dump(_configmap(encoders, qdrant_nodes, shared_data)),
+        "k8s/01-configmap.yml": _dump(_configmap(encoders, qdrant_nodes, shared_data, scaling)),
         "k8s/02-storage.yml": _dump(
             [_pvc("imgsearch-data", "50Gi", "ReadWriteMany" if shared_data else "ReadWriteOnce")]
             + ([_pvc(model_cache, "200Gi", "ReadWriteMany")] if model_cache else [])
@@ -116,7 +127,14 @@ def render(
     for stage, docs in shared.items():
         files[f"k8s/20-{stage}.yml"] = _dump(docs)
     chains = {f"gateway-{e}": [stage_of(ex["name"], e) for ex in read_flow(e)["executors"]] for e in encoders}
-    files["k8s/50-network-policies.yml"] = _dump(k8s_security.network_policies(chains))
+    policies = monitoring.allow_scrapes(k8s_security.network_policies(chains), {*chains, *shared, *stages}, prometheus_namespace)
+    policies = service_mesh.adapt_policies(policies, mesh, monitoring.prometheus_peer(prometheus_namespace))
+    files["k8s/50-network-policies.yml"] = _dump(policies)
+    files["k8s/60-autoscaling.yml"] = _dump(autoscaling.autoscalers(scaling))
+    files["k8s/monitoring/podmonitor.yml"] = _dump([monitoring.pod_monitor()])
+    files["k8s/monitoring/prometheus-adapter.yml"] = _dump([monitoring.adapter_configmap(prometheus_namespace)])
+    files["k8s/monitoring/grafana-dashboard.yml"] = _dump([dashboard.dashboard_configmap(prometheus_namespace)])
+    files["k8s/grafana/imgsearch-scale-out.json"] = dashboard.dashboard_json()
     for name in sorted({"gateway", *CPU_STAGES, *(image_name(f"encoder-{e}") for e in encoders)}):
         files[f"docker/{name}.Dockerfile"] = dockerfile(name)
     files.update(encoder_configs())
@@ -126,7 +144,7 @@ def render(
 def write(out: Path = REPO, **kwargs: Any) -> list[Path]:
     """Write the generated files under ``out``; remove stale generated files there."""
     files = render(**kwargs)
-    for folder, pattern in (("k8s", "*.yml"), ("docker", "*.Dockerfile"), ("executors/encoders/configs", "*.yml")):
+    for folder, pattern in (("k8s", "*.yml"), ("k8s/monitoring", "*.yml"), ("docker", "*.Dockerfile"), ("executors/encoders/configs", "*.yml")):
         for old in (out / folder).glob(pattern):
             if f"{folder}/{old.name}" not in files and old.read_text().startswith(HEADER):
                 old.unlink()

@@ -140,6 +140,7 @@ def run_check(
         configmap={**configmap, "QDRANT_URL": "", "HF_HUB_OFFLINE": "1"},
         secrets={
             ("imgsearch-token", "token"): token,
+            ("imgsearch-metrics-token", "token"): secrets.token_hex(16),
             ("qdrant-api-key", "api-key"): secrets.token_hex(16),
             ("qdrant-api-key", "read-only-api-key"): secrets.token_hex(16),
         },

@@ -15,7 +15,8 @@ from executors.encoders.runtime_env import ENV_RUNTIME
 from executors.encoders.specs import get_spec
 from executors.limits import MAX_REQUEST_MB
 from imgsearch import k8s_security
-from imgsearch.deploy import hardening
+from imgsearch.deploy import hardening, monitoring
+from imgsearch.deploy.autoscaling import Scaling, autoscaled, configmap_data
 from imgsearch.deploy.names import (
     APP_UID,
     CONFIGMAP,
@@ -53,7 +54,8 @@ def _jina_yamls(encoder: str, registry: str) -> dict[str, list[dict]]:
     old = os.environ.get("JINA_GATEWAY_IMAGE")
     os.environ["JINA_GATEWAY_IMAGE"] = image("gateway", registry)  # else Jina asks its hub
     try:
-        f = Flow(protocol="grpc", port=PORT)
+        # Jina's monitoring: --monitoring --port-monitoring 9090 on every pod (monitoring.py).
+        f = Flow(protocol="grpc", port=PORT, monitoring=True, port_monitoring=monitoring.METRICS_PORT)
         for ex in flow["executors"]:
             stage = stage_of(ex["name"], encoder)
             extra = {"uses_dynamic_batching": ex["uses_dynamic_batching"]} if ex["uses_dynamic_batching"] else {}
@@ -107,7 +109,8 @@ def _replace_arg(args: list[str], flag: str, value: str) -> None:
 
 def _adapt(docs: list[dict], stage: str, component: str, encoder: str, model_cache: Optional[str], shared_data: bool = False) -> list[dict]:
     """Jina's ConfigMap + Service + Deployment for one stage → our Service + Deployment."""
-    by_kind = {d["kind"]: d for d in docs}
+    # Jina's ServiceMonitor is dropped: one PodMonitor scrapes every pod (monitoring.py).
+    by_kind = {d["kind"]: d for d in docs if d["kind"] != "ServiceMonitor"}
     if set(by_kind) != {"ConfigMap", "Service", "Deployment"}:
         raise ValueError(f"unexpected objects from Jina for {stage}: {sorted(by_kind)}")
     svc, dep = copy.deepcopy(by_kind["Service"]), copy.deepcopy(by_kind["Deployment"])
@@ -119,8 +122,16 @@ def _adapt(docs: list[dict], stage: str, component: str, encoder: str, model_cac
     dep["metadata"] = _meta(stage, component)
     spec = dep["spec"]
     spec["selector"] = {"matchLabels": {"app": stage}}
+    if autoscaled(stage):
+        spec.pop("replicas", None)  # the autoscaler's (autoscaling.py): an apply must not reset it
     pod = spec["template"]
-    pod["metadata"]["labels"] = {**pod["metadata"]["labels"], "app": stage, "app.kubernetes.io/part-of": "imgsearch"}
+    pod["metadata"]["labels"] = {
+        **pod["metadata"]["labels"],
+        "app": stage,
+        "app.kubernetes.io/part-of": "imgsearch",
+        "app.kubernetes.io/component": component,  # the PodMonitor's selector
+    }
+    pod["metadata"].pop("annotations", None)  # Jina's linkerd.io/inject: only with --mesh linkerd (mesh.py)
     pspec = pod["spec"]
     (container,) = pspec["containers"]
     args = container["args"]
@@ -131,7 +142,7 @@ def _adapt(docs: list[dict], stage: str, component: str, encoder: str, model_cac
         _replace_arg(args, "--uses", gateway_config())  # the patched gateway (executors/gateway/)
     else:
         _replace_arg(args, "--uses", executor_config(stage))  # what the image's ENTRYPOINT runs
-    container["ports"] = [{"name": "grpc", "containerPort": PORT}]
+    container["ports"] = [{"name": "grpc", "containerPort": PORT}, monitoring.container_port()]
     _probes(container)
     _security(pspec, container)
     extra_env: list[dict] = []
@@ -171,6 +182,7 @@ def _adapt(docs: list[dict], stage: str, component: str, encoder: str, model_cac
             extra_env.append({"name": "IMGSEARCH_OBJECT_CACHE", "value": f"{DATA_MOUNT}/.imgsearch/objects.sqlite"})
     if component != "gateway":
         extra_env += k8s_security.stage_env(stage)  # the write token; the indexer's Qdrant key
+    extra_env.append(monitoring.metrics_env())  # every pod's /metrics needs it
     _env(container, stage, extra_env)
     hardening.harden(pspec, container, component)  # read-only root, seccomp, no API token
     return [svc, dep]
@@ -180,7 +192,7 @@ def _namespace() -> list[dict]:
     return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "imgsearch"}}}]
 
 
-def _configmap(encoders: tuple[str, ...], qdrant_nodes: int, shared_data: bool = False) -> list[dict]:
+def _configmap(encoders: tuple[str, ...], qdrant_nodes: int, shared_data: bool = False, scaling: Optional[dict[str, Scaling]] = None) -> list[dict]:
     data = {
         "QDRANT_URL": QDRANT_URL,  # the indexer's Qdrant (flows/index.yml: qdrant_url)
         "IMGSEARCH_STORE": "/tmp/imgsearch-store",  # embedded store; unused while QDRANT_URL is set
@@ -198,6 +210,11 @@ def _configmap(encoders: tuple[str, ...], qdrant_nodes: int, shared_data: bool =
         # The gateways' cap on one request (executors/limits.py; the gateway class applies it).
         "IMGSEARCH_MAX_REQUEST_MB": str(MAX_REQUEST_MB),
         **k8s_security.layout_config(qdrant_nodes),
+        # How often a gateway resolves the headless Services' names again (executors/gateway/replicas.py):
+        # a new replica gets requests within this many seconds (CoreDNS answers with a 5 s TTL).
+        "IMGSEARCH_RESOLVE_INTERVAL_S": "5",
+        # The autoscalers' min, max and target in-flight requests per pod (autoscaling.py writes both).
+        **configmap_data(scaling or {}),
     }
     return [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(CONFIGMAP, "config"), "data": data}]
 

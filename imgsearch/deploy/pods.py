@@ -9,6 +9,7 @@ for processes:
 - the pod network: host networking, each pod on its own loopback port instead of 8080 on its
   pod IP (``--host`` 0.0.0.0 → 127.0.0.1), so nothing listens on or talks to another address;
 - Service names → ``127.0.0.1:<port>`` in the gateway's ``--deployments-addresses``;
+- Jina's ``--monitoring`` left off: its metrics server would listen on every host address;
 - Secrets → values the caller gives (made per run);
 - PersistentVolumeClaims → host folders the caller gives;
 - ConfigMap values the caller overrides (without a Qdrant image here, ``QDRANT_URL`` empty and
@@ -161,6 +162,10 @@ def _args(c: dict, port: int, ports: dict[str, int]) -> list[str]:
         from imgsearch.ports import free_port
 
         args[args.index("--port-monitoring") + 1] = str(free_port())
+    if "--monitoring" in args:
+        # Jina's metrics server (prometheus_client) listens on every address, on the host network
+        # the host's: left off here, where nothing may listen beyond loopback.
+        args.remove("--monitoring")
     if "--deployments-addresses" in args:
         i = args.index("--deployments-addresses") + 1
         args[i] = _SERVICE.sub(lambda m: f'"grpc://127.0.0.1:{ports[m.group(1)]}"', args[i])
