@@ -13,6 +13,7 @@ import yaml
 
 from executors.encoders.runtime_env import ENV_RUNTIME
 from executors.encoders.specs import get_spec
+from executors.gateway.replicas import DEFAULT_RESOLVE_INTERVAL_S, RESOLVE_INTERVAL_ENV
 from executors.limits import MAX_REQUEST_MB
 from imgsearch import k8s_security
 from imgsearch.deploy import hardening, monitoring
@@ -212,7 +213,7 @@ def _configmap(encoders: tuple[str, ...], qdrant_nodes: int, shared_data: bool =
         **k8s_security.layout_config(qdrant_nodes),
         # How often a gateway resolves the headless Services' names again (executors/gateway/replicas.py):
         # a new replica gets requests within this many seconds (CoreDNS answers with a 5 s TTL).
-        "IMGSEARCH_RESOLVE_INTERVAL_S": "5",
+        RESOLVE_INTERVAL_ENV: str(int(DEFAULT_RESOLVE_INTERVAL_S)),
         # The autoscalers' min, max and target in-flight requests per pod (autoscaling.py writes both).
         **configmap_data(scaling or {}),
     }
