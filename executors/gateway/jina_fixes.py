@@ -46,6 +46,7 @@ from jina.serve.runtimes.gateway.grpc import GRPCGateway
 from jina.serve.stream.helper import AsyncRequestsIterator
 
 from executors import limits
+from executors.metrics.gateway import MetricsGateway
 from executors.patches import should_apply
 
 logger = logging.getLogger(__name__)
@@ -215,8 +216,9 @@ async def wait_listening(addresses: list[tuple[str, int]], limit_s: float, inter
     return pending
 
 
-class PatchedGRPCGateway(GRPCGateway):
-    """Jina's gRPC gateway, in a process that runs the fixes (they apply before it serves)."""
+class PatchedGRPCGateway(MetricsGateway, GRPCGateway):
+    """Jina's gRPC gateway, in a process that runs the fixes (they apply before it serves),
+    with the project's authenticated metrics (executors/metrics/gateway.py)."""
 
     def __init__(self, **kwargs: Any) -> None:
         applied = apply()
@@ -240,4 +242,5 @@ class PatchedGRPCGateway(GRPCGateway):
         silent = await wait_listening(executor_addresses(raw), EXECUTORS_LISTENING_WAIT_S)
         if silent:
             self.logger.info("executors not listening yet after %.0f s: %s", EXECUTORS_LISTENING_WAIT_S, ", ".join(f"{h}:{p}" for h, p in silent))
+        self.count_requests()  # before Jina's setup registers the handler's methods with gRPC
         await super().setup_server()

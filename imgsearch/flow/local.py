@@ -16,6 +16,8 @@ from typing import Any, Iterator, Mapping, Optional
 
 from executors.encoders.runtime_env import ENV_LANES, ENV_RUNTIME
 from executors.gateway import jina_fixes
+from executors.metrics.server import HOST_ENV as METRICS_HOST_ENV
+from executors.metrics.server import TOKEN_ENV as METRICS_TOKEN_ENV
 from imgsearch.exposure import LOOPBACK, GatewayExposure, gateway_address, gateway_options
 from imgsearch.flow.client import FlowError
 from imgsearch.flowfile import REPO, expand_env, read_flow
@@ -44,6 +46,7 @@ class FlowConfig:
     port: Optional[int] = None  # the gateway's port; None: a free one
     exposure: GatewayExposure = field(default_factory=GatewayExposure)  # TLS and the request cap
     encoder_env: Mapping[str, str] = field(default_factory=dict)  # more variables for the encoder alone
+    metrics_token: Optional[str] = None  # set: every process serves /metrics on loopback with it (docs/metrics.md)
 
     def with_encoder(self, encoder: str, model: Optional[str] = None) -> "FlowConfig":
         return dataclasses.replace(self, encoder=encoder, model=model)
@@ -69,7 +72,12 @@ class FlowConfig:
         if name == "encoder":
             env.update({k: v for k, v in ((ENV_RUNTIME, self.runtime), (ENV_LANES, self.lanes)) if v})
             env.update(self.encoder_env)
+        env.update(self.metrics_env())
         return env
+
+    def metrics_env(self) -> dict[str, str]:
+        """What turns the metrics endpoint on in a process: the token, and loopback to serve on."""
+        return {METRICS_TOKEN_ENV: self.metrics_token, METRICS_HOST_ENV: LOOPBACK} if self.metrics_token is not None else {}
 
 
 @contextlib.contextmanager
@@ -81,6 +89,13 @@ def local_flow(encoder: str, model: Optional[str] = None, *, config: Optional[Fl
     config = dataclasses.replace(config or FlowConfig(encoder), encoder=encoder, model=model, **settings)
     with _started_flow(config) as (_, host):
         yield host
+
+
+@contextlib.contextmanager
+def local_flow_handle(config: FlowConfig) -> Iterator[tuple[Any, str]]:
+    """As `local_flow`, yielding the Jina Flow too: its processes' addresses (imgsearch/metrics_scrape.py)."""
+    with _started_flow(config) as started:
+        yield started
 
 
 @contextlib.contextmanager
@@ -165,7 +180,7 @@ def _flow_sharing(config: FlowConfig, port: int, placeholders: Mapping[str, str]
     spec = read_flow(config.encoder)
     flow = Flow(protocol=spec["with"].get("protocol", "grpc"), port=port, host=config.bind, **gateway_options(config.exposure))
     if spec["gateway"].get("uses"):  # the patched gateway class, as `jina flow` would run it
-        flow = flow.config_gateway(uses=str(REPO / spec["gateway"]["uses"]))
+        flow = flow.config_gateway(uses=str(REPO / spec["gateway"]["uses"]), env=config.metrics_env() or None)
     # Executors would inherit the Flow's keyword arguments: TLS (the gateway would then dial
     # them with TLS) and the gateway's request cap (stage-to-stage requests carry pixels).
     for_gateway_only = {"ssl_certfile": None, "ssl_keyfile": None, "grpc_server_options": None}
