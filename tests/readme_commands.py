@@ -128,6 +128,11 @@ PLAN = [
         r"python examples/grpc_search_client\.py --host grpcs://localhost:8080 --ca-cert gateway\.crt \.\.\.",
         elsewhere="the TLS variant of the line above; TLS through this client is tests/test_grpc_client.py's",
     ),
+    # docs/metrics.md
+    Entry(r"openssl rand -hex 16 > metrics\.token", test="test_metrics_md_commands"),
+    Entry(r"python app\.py up --encoder efficientnet-lite0 --port 8080 --metrics-token-file metrics\.token", test="test_metrics_md_commands"),
+    Entry(r"curl -s (-H .* \"\$METRICS_URL\" \| grep .*|-o /dev/null -w .* \"\$METRICS_URL\")", test="test_metrics_md_commands"),
+    Entry(r"curl -s -H .*\$\(kubectl .* http://localhost:9090/metrics", elsewhere=CLUSTER),
     # docs/reliability.md
     Entry(
         r"(IMGSEARCH_SOAK_SECONDS=\d+ )?\.venv/bin/python -m pytest -q( -s)? -m faults.*",

@@ -186,3 +186,47 @@ def test_stage_labels():
 
 def test_worker_hook_fits_the_pinned_jina():
     assert worker.internals_changed() == []
+
+
+def test_gateway_serves_jinas_metrics_behind_the_token(monkeypatch):
+    """A gateway started with --monitoring: Jina's own metrics, through our endpoint only."""
+    from prometheus_client import Counter
+
+    from executors.metrics.gateway import setup_monitoring
+
+    monkeypatch.setenv(server.TOKEN_ENV, TOKEN)
+    port = free_port()
+    srv, jina_registry = setup_monitoring("127.0.0.1", True, port)
+    assert srv is not None and jina_registry is not None
+    try:
+        Counter("jina_successful_requests", "as Jina names it", registry=jina_registry).inc()
+        status, body = _get(f"http://127.0.0.1:{port}/metrics", {"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200 and b"jina_successful_requests_total 1.0" in body and b"imgsearch_inflight_requests" in body
+        assert _get(f"http://127.0.0.1:{port}/metrics", {}) == (401, b"")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    monkeypatch.delenv(server.TOKEN_ENV)
+    assert setup_monitoring("127.0.0.1", True, free_port()) == (None, None)  # no token: Jina's stay unserved too
+
+
+def test_up_metrics_options(tmp_path, monkeypatch):
+    from executors.errors import UserError
+    from imgsearch.cli.parser import build_parser
+    from imgsearch.cli.settings import resolve
+
+    def settings_for(ns):
+        return resolve(ns).options
+
+    monkeypatch.delenv(server.TOKEN_ENV, raising=False)
+    parse = build_parser().parse_args
+    assert settings_for(parse(["up"])).metrics_token is None
+    (tmp_path / "t").write_text("abc123\n")
+    assert settings_for(parse(["up", "--metrics-token-file", str(tmp_path / "t")])).metrics_token == "abc123"
+    with pytest.raises(UserError, match="--metrics needs a read token"):
+        settings_for(parse(["up", "--metrics"]))
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(UserError, match="is empty"):
+        settings_for(parse(["up", "--metrics-token-file", str(tmp_path / "empty")]))
+    monkeypatch.setenv(server.TOKEN_ENV, "from-env")
+    assert settings_for(parse(["up", "--metrics"])).metrics_token == "from-env"

@@ -99,14 +99,17 @@ def local_flow_handle(config: FlowConfig) -> Iterator[tuple[Any, str]]:
 
 
 @contextlib.contextmanager
-def local_flows(encoders: list[tuple[str, Optional[str]]], config: Optional[FlowConfig] = None, **settings: Any) -> Iterator[dict[str, str]]:
+def local_flows(
+    encoders: list[tuple[str, Optional[str]]], config: Optional[FlowConfig] = None, started: Optional[dict[str, Any]] = None, **settings: Any
+) -> Iterator[dict[str, str]]:
     """Several encoders at once, one gateway each; yield {encoder: gateway address}.
 
     The first flow is flows/index.yml as `local_flow` starts it; the others run only their
     encoder and reach the first flow's loader, normalizer and indexer as external executors
     (as the Kubernetes deployment shares them). One indexer process is also what the
     embedded store requires: a second one could not open it. Gateways listen on ``bind``, at
-    ``port``, ``port + 1``... when a port is given (free ports otherwise).
+    ``port``, ``port + 1``... when a port is given (free ports otherwise). ``started``, when
+    given, receives {encoder: its Jina Flow} (imgsearch/metrics_scrape.py reads their addresses).
     """
     base = dataclasses.replace(config or FlowConfig(encoders[0][0]), **settings)
     hosts: dict[str, str] = {}
@@ -115,6 +118,8 @@ def local_flows(encoders: list[tuple[str, Optional[str]]], config: Optional[Flow
         for i, (encoder, model) in enumerate(encoders):
             one = dataclasses.replace(base.with_encoder(encoder, model), port=base.port + i if base.port else None)
             flow, hosts[encoder] = stack.enter_context(_started_flow(one, shared))
+            if started is not None:
+                started[encoder] = flow
             shared = shared or {name: flow[name].port for name in SHARED_STAGES}
         yield hosts
 
