@@ -48,7 +48,7 @@ def served(tmp_path_factory, photo_dir):
             for name, (url,) in urls.items()
             for h in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN})
         }
-        yield {"samples": samples, "urls": urls, "summary": summary, "images": images, "refused": refused}
+        yield {"samples": samples, "urls": urls, "summary": summary, "images": images, "refused": refused, "host": host, "info": info}
 
 
 def summary_hash(path):
@@ -135,3 +135,36 @@ def test_no_token_no_listener(tmp_path, photo_dir):
             port = int(url.rsplit(":", 1)[1].split("/")[0])
             with pytest.raises(ConnectionRefusedError):
                 socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_inflight_rises_while_requests_wait(served):
+    """One client streams 48 one-image searches with 8 in flight: requests wait (for the
+    gateway's prefetch slots, the normalizer's lock, the encoder), the gauges show them while
+    they do, and fall back to 0 after."""
+    import threading
+
+    urls = {name: url for name, (url,) in served["urls"].items()}
+    query = served["images"][0]
+    docs = [ImageDoc(uri=str(query), blob=query.read_bytes()) for _ in range(48)]
+    params = {"collection": served["summary"].collection, "top_k": 3}
+    done, results = threading.Event(), []
+
+    def client():
+        try:
+            results.append(Gateway(served["host"]).post("/search", docs, params, request_size=1, prefetch=8))
+        except Exception as exc:  # reported below, not lost in the thread
+            results.append(exc)
+        done.set()
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    peak = dict.fromkeys(urls, 0.0)
+    while not done.is_set():
+        for name, url in urls.items():
+            peak[name] = max(peak[name], value(scrape(url, TOKEN), "imgsearch_inflight_requests"))
+    thread.join()
+    assert len(results) == 1 and not isinstance(results[0], Exception) and len(results[0]) == 48, results
+    print("peak in flight:", peak)
+    assert peak["gateway"] >= 2, peak
+    assert max(peak[s] for s in STAGES) >= 2, peak  # some stage had requests waiting
+    assert all(value(_settled(url), "imgsearch_inflight_requests") == 0 for url in urls.values())

@@ -33,9 +33,13 @@ MAX_HEADER_BYTES = 8192
 
 def configured_token(environ: Optional[dict] = None) -> Optional[str]:
     """The metrics read token, or None (with the reason logged) when it is unset or unusable."""
-    value = (os.environ if environ is None else environ).get(TOKEN_ENV)
+    env = os.environ if environ is None else environ
+    value = env.get(TOKEN_ENV)
     if value is None:
-        logger.info("metrics endpoint not started: %s is not set (no metrics are served without a token)", TOKEN_ENV)
+        # On Kubernetes the manifests set it (a missing Secret is a mistake worth a warning);
+        # a local flow without metrics is the default, worth an info line.
+        level = logging.WARNING if "KUBERNETES_SERVICE_HOST" in env else logging.INFO
+        logger.log(level, "metrics endpoint not started: %s is not set (no metrics are served without a token)", TOKEN_ENV)
         return None
     if not value.strip() or value != value.strip():
         logger.warning("metrics endpoint not started: %s is empty or has surrounding whitespace", TOKEN_ENV)
