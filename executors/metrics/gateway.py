@@ -64,8 +64,8 @@ class GatewayCounter:
 
     def install(self, handler: Any) -> None:
         call, single = handler.stream, handler.process_single_data
-        streamer = handler.streamer._streamer  # GatewayStreamer's RequestStreamer
-        to_flow = streamer._request_handler
+        streamer: Any = getattr(getattr(handler, "streamer", None), "_streamer", None)  # GatewayStreamer's RequestStreamer
+        to_flow: Any = getattr(streamer, "_request_handler", None)
 
         def request_handler(*args: Any, **kwargs: Any) -> Any:
             request = kwargs.get("request", args[0] if args else None)
@@ -101,7 +101,10 @@ class GatewayCounter:
             finally:
                 self._answer(request_id, record, error)
 
-        streamer._request_handler = request_handler
+        if to_flow is not None:
+            streamer._request_handler = request_handler
+        else:  # another Jina: requests are still counted, their queue time is not
+            logger.warning("gateway: Jina's request streamer is not the one expected; imgsearch_queue_seconds stays empty")
         handler.stream = handler.Call = stream  # Call: the name gRPC registers
         handler.process_single_data = process_single_data
 
