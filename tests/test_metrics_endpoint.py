@@ -168,3 +168,33 @@ def test_inflight_rises_while_requests_wait(served):
     assert peak["gateway"] >= 2, peak
     assert max(peak[s] for s in STAGES) >= 2, peak  # some stage had requests waiting
     assert all(value(_settled(url), "imgsearch_inflight_requests") == 0 for url in urls.values())
+
+
+def test_each_replica_serves_its_own(tmp_path):
+    """Three loader replicas behind one gateway: metrics_addresses lists each replica's own
+    endpoint, and their counts add up to what the gateway answered (the balancing tests read
+    the spread this way)."""
+    from jina import Flow
+
+    from executors.metrics.server import HOST_ENV, TOKEN_ENV
+    from imgsearch.flowfile import REPO
+    from imgsearch.ports import use_listening_range
+    from imgsearch.processes import prepare_start_method
+
+    use_listening_range()
+    prepare_start_method("efficientnet-lite0")  # as local flows start: never fork from a process that ran torch
+    env = {TOKEN_ENV: TOKEN, HOST_ENV: "127.0.0.1"}
+    flow = (
+        Flow(host="127.0.0.1")
+        .config_gateway(uses=str(REPO / "executors/gateway/config.yml"), env=env)
+        .add(name="loader", uses=str(REPO / "executors/loader/config.yml"), replicas=3, host="127.0.0.1", env=env)
+    )
+    with flow:
+        urls = metrics_addresses(flow)
+        assert len(urls["loader"]) == 3 and len(set(urls["loader"])) == 3
+        gw = Gateway(f"grpc://127.0.0.1:{flow.port}")
+        for _ in range(30):
+            gw.call("/info")
+        counts = [value(_settled(url), "imgsearch_requests_total", endpoint="/info") for url in urls["loader"]]
+        answered = value(_settled(urls["gateway"][0]), "imgsearch_requests_total", endpoint="/info")
+    assert sum(counts) == answered >= 30 and all(c > 0 for c in counts), counts
