@@ -230,3 +230,13 @@ def test_up_metrics_options(tmp_path, monkeypatch):
         settings_for(parse(["up", "--metrics-token-file", str(tmp_path / "empty")]))
     monkeypatch.setenv(server.TOKEN_ENV, "from-env")
     assert settings_for(parse(["up", "--metrics"])).metrics_token == "from-env"
+
+
+def test_oversized_request_line_and_garbage(endpoint):
+    port = int(endpoint.rsplit(":", 1)[1])
+    for payload in (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n", b"\x00\xff" * 100 + b"\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(payload)
+            answer = sock.recv(100)
+        assert answer.split(b" ")[1] in (b"400", b"414", b"431"), answer
+    assert _get(endpoint + "/metrics", {"Authorization": f"Bearer {TOKEN}"})[0] == 200  # still serving

@@ -7,17 +7,18 @@ so they are never served unauthenticated (Jina's own monitoring server, which ha
 authentication, is never started either: see worker.py and gateway.py).
 
 What one request can cost is bounded: the request line and headers are read with a short
-socket timeout, a body is never read, at most ``MAX_CONNECTIONS`` are served at once (others
+socket timeout and at most 8 KiB of them, a body is never read, at most ``MAX_CONNECTIONS`` are served at once (others
 are closed at once), and a wrong or missing token gets a bare 401, compared in constant time.
 """
 
 import hmac
+import http.client
 import logging
 import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -47,11 +48,37 @@ def configured_token(environ: Optional[dict] = None) -> Optional[str]:
     return value
 
 
+class _CappedReader:
+    """The request's input, cut off after ``cap`` bytes: the request line and headers are all
+    we ever read, so a client sending more gets 431 after at most ``cap`` bytes read."""
+
+    def __init__(self, raw: Any, cap: int) -> None:
+        self._raw, self._left = raw, cap
+
+    def readline(self, limit: int = -1) -> bytes:
+        if self._left <= 0:
+            raise http.client.LineTooLong("request headers")  # BaseHTTPRequestHandler answers 431
+        line: bytes = self._raw.readline(self._left if limit < 0 else min(limit, self._left))
+        self._left -= len(line)
+        return line
+
+    def read(self, n: int = -1) -> bytes:  # never called for a GET; bounded all the same
+        data: bytes = self._raw.read(self._left if n < 0 else min(n, self._left))
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._raw.close()
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: "MetricsServer"
     timeout = TIMEOUT_S  # per socket read: a client that stalls is dropped
     server_version = "imgsearch-metrics"
     sys_version = ""
+    default_request_version = "HTTP/1.0"  # a malformed request still gets a status line
+    error_message_format = ""  # and no page with it
+    error_content_type = "text/plain; charset=utf-8"
 
     def _send(self, code: int, body: bytes = b"", content_type: str = "text/plain; charset=utf-8", extra: Iterable[tuple[str, str]] = ()) -> None:
         self.send_response(code)
@@ -84,13 +111,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _refuse
 
-    def parse_request(self) -> bool:
-        if not super().parse_request():
-            return False
-        if sum(len(k) + len(v) for k, v in self.headers.items()) > MAX_HEADER_BYTES:
-            self._send(431)
-            return False
-        return True
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = _CappedReader(self.rfile, MAX_HEADER_BYTES)  # type: ignore[assignment]
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
         logger.debug("metrics %s: " + format, self.address_string(), *args)
@@ -108,6 +131,10 @@ class MetricsServer(ThreadingHTTPServer):
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hung up or sent garbage: not worth a traceback on stderr.
+        logger.debug("metrics request from %s failed", client_address, exc_info=True)
 
     def render(self) -> bytes:
         return b"".join(generate_latest(r) for r in self._registries())
