@@ -240,3 +240,50 @@ def test_oversized_request_line_and_garbage(endpoint):
             answer = sock.recv(100)
         assert answer.split(b" ")[1] in (b"400", b"414", b"431"), answer
     assert _get(endpoint + "/metrics", {"Authorization": f"Bearer {TOKEN}"})[0] == 200  # still serving
+
+
+def test_gateway_wrappers_chain_in_either_order():
+    """Another wrapper of the gateway's handler (the replica count on /info) and ours: both
+    run, whichever wraps first."""
+    from executors.metrics.gateway import GatewayCounter
+
+    class Handler:
+        async def stream(self, request_iterator, context=None):
+            async for request in request_iterator:
+                yield request
+
+        Call = stream
+
+        async def process_single_data(self, request, context=None):
+            return request
+
+        streamer = None
+
+    def other(handler, seen):  # as the lead's gateway wraps: reads stream, sets Call
+        stream = handler.stream
+
+        async def annotated(*args, **kwargs):
+            async for response in stream(*args, **kwargs):
+                seen.append("other")
+                yield response
+
+        handler.Call = annotated
+
+    async def one_call(handler):
+        async def requests():
+            yield _request(2)
+
+        return [r async for r in handler.Call(requests(), None)]
+
+    for ours_first in (True, False):
+        handler, seen = Handler(), []
+        counter = GatewayCounter()
+        before = _sample("imgsearch_requests_total", stage="gateway", endpoint="/index")
+        if ours_first:
+            counter.install(handler)
+            other(handler, seen)
+        else:
+            other(handler, seen)
+            counter.install(handler)
+        assert len(asyncio.run(one_call(handler))) == 1
+        assert seen == ["other"] and _sample("imgsearch_requests_total", stage="gateway", endpoint="/index") == before + 1

@@ -63,7 +63,9 @@ class GatewayCounter:
         self._by_id: dict[str, Record] = {}  # received, not answered: to mark their start
 
     def install(self, handler: Any) -> None:
-        call, single = handler.stream, handler.process_single_data
+        # Call is what gRPC registers; another wrapper of the handler may already sit there,
+        # or read ``stream`` after us: both names get ours, so either order chains.
+        call, single = handler.Call, handler.process_single_data
         streamer: Any = getattr(getattr(handler, "streamer", None), "_streamer", None)  # GatewayStreamer's RequestStreamer
         to_flow: Any = getattr(streamer, "_request_handler", None)
 
@@ -105,7 +107,7 @@ class GatewayCounter:
             streamer._request_handler = request_handler
         else:  # another Jina: requests are still counted, their queue time is not
             logger.warning("gateway: Jina's request streamer is not the one expected; imgsearch_queue_seconds stays empty")
-        handler.stream = handler.Call = stream  # Call: the name gRPC registers
+        handler.stream = handler.Call = stream
         handler.process_single_data = process_single_data
 
     def _receive(self, request: Any) -> Record:

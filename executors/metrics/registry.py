@@ -101,7 +101,8 @@ class Tracker:
         self._inflight.set(0)
 
     def receive(self, endpoint: str, docs: Optional[int], batched: bool = False) -> Record:
-        record = Record(endpoint_label(endpoint), docs, time.perf_counter(), batched=batched)
+        # An empty request joins no batch (executors/worker_fixes.py answers it at once).
+        record = Record(endpoint_label(endpoint), docs, time.perf_counter(), batched=batched and docs != 0)
         self._inflight.inc()
         if batched:
             with self._lock:
