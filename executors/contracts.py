@@ -37,7 +37,9 @@ class _Contract:
     @classmethod
     def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}  # type: ignore[arg-type]  # cls: a dataclass
-        known = {k: v for k, v in data.items() if k in names}
+        ints = {f.name for f in dataclasses.fields(cls) if f.type in (int, Optional[int])}  # type: ignore[arg-type]
+        # Answers travel as protobuf Structs, whose numbers are all floats: 3.0 replicas is 3.
+        known = {k: int(v) if k in ints and isinstance(v, float) and v.is_integer() else v for k, v in data.items() if k in names}
         make: Callable[..., T] = cls  # the dataclass's own __init__
         return make(**known, extra={k: v for k, v in data.items() if k not in names})
 
@@ -71,6 +73,9 @@ class EncoderInfo(_Contract):
     preprocess: Optional[dict[str, Any]] = None
     resize_rule: Optional[dict[str, Any]] = None  # clients pass it to the normalizer (``fit``)
     torch: Optional[str] = None
+    # Replicas the gateway balances over: filled in by the gateway (executors/gateway/replicas.py),
+    # which one replica cannot know; a client keeps requests in flight for each.
+    replicas: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

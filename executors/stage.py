@@ -23,12 +23,15 @@ from typing import ClassVar, Iterator, Optional
 from docarray import DocList
 from jina import Executor, requests
 
+from executors import worker_fixes
 from executors.auth import check_token, require_usable_token
 from executors.docs import ImageDoc, Reply
 from executors.limits import check_request
 from executors.metrics import worker as metrics
 
 logger = logging.getLogger(__name__)
+
+worker_fixes.apply()  # in every executor process: an empty batched request is answered, not left hanging
 
 
 def peak_rss_mb() -> float:

@@ -16,7 +16,7 @@ import pytest
 from jina.serve.runtimes.servers.grpc import GRPCServer
 from jina.serve.stream.helper import AsyncRequestsIterator
 
-from executors import patches
+from executors import patches, worker_fixes
 from executors.gateway import jina_fixes
 from imgsearch.flow import free_port
 
@@ -113,6 +113,7 @@ def test_the_pinned_jina_has_the_internals_the_patches_expect():
     """The "internals changed" check lives here: a lock update that moves them fails CI."""
     assert jina_fixes.internals_changed() == []
     assert jina.__version__.startswith(jina_fixes.WRITTEN_FOR) and jina_fixes.apply() is True
+    assert worker_fixes.internals_changed() == [] and worker_fixes.apply() is True
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,7 @@ from jina.serve.runtimes.gateway.grpc import GRPCGateway
 from jina.serve.stream.helper import AsyncRequestsIterator
 
 from executors import limits
+from executors.gateway import replicas
 from executors.metrics.gateway import MetricsGateway
 from executors.patches import should_apply
 
@@ -222,7 +223,9 @@ class PatchedGRPCGateway(MetricsGateway, GRPCGateway):
 
     def __init__(self, **kwargs: Any) -> None:
         applied = apply()
+        self._named = _expand_names(kwargs.get("runtime_args"))  # before Jina builds its connections
         super().__init__(**kwargs)
+        self._replicas: Optional[replicas.ReplicaWatcher] = None
         # The request size cap, whoever started this gateway (app.py's flows pass it; `jina
         # gateway` on Kubernetes does not): Jina's own default is no limit at all.
         given: Any = self.grpc_server_options  # type: ignore[has-type]  # jina leaves it unannotated: a dict, (name, value) pairs or None
@@ -242,5 +245,55 @@ class PatchedGRPCGateway(MetricsGateway, GRPCGateway):
         silent = await wait_listening(executor_addresses(raw), EXECUTORS_LISTENING_WAIT_S)
         if silent:
             self.logger.info("executors not listening yet after %.0f s: %s", EXECUTORS_LISTENING_WAIT_S, ", ".join(f"{h}:{p}" for h, p in silent))
+        self._balance_replicas(raw)
         self.count_requests()  # before Jina's setup registers the handler's methods with gRPC
         await super().setup_server()
+
+    def _balance_replicas(self, deployments_addresses: Optional[str]) -> None:
+        """Keep one connection per replica of every executor named by DNS (replicas.py), and
+        tell clients asking an encoder's ``/info`` how many there are."""
+        current = {d: list(a.get("grpc", []) if isinstance(a, dict) else a) for d, a in json.loads(deployments_addresses or "{}").items()}
+        watcher = self._replicas = replicas.ReplicaWatcher(self.streamer._connection_pool, self._named, current, replicas.nameserver())
+        watcher.start()
+        handler = self._request_handler
+        stream, single = handler.stream, handler.process_single_data
+
+        async def stream_annotated(*args: Any, **kwargs: Any) -> Any:
+            async for response in stream(*args, **kwargs):
+                replicas.annotate_info(response, self.replica_counts())
+                yield response
+
+        async def single_annotated(*args: Any, **kwargs: Any) -> Any:
+            response = await single(*args, **kwargs)
+            replicas.annotate_info(response, self.replica_counts())
+            return response
+
+        handler.Call = stream_annotated  # what Jina registers as the gRPC servicer's methods
+        handler.process_single_data = single_annotated
+
+    def replica_counts(self) -> dict[str, int]:
+        """Replicas per deployment the gateway sends requests to (1 for an address given as an IP)."""
+        counts = {d: 1 for d in json.loads(getattr(self.runtime_args, "deployments_addresses", None) or "{}")}
+        return {**counts, **(self._replicas.replicas() if self._replicas else {})}
+
+    async def shutdown(self) -> None:
+        if self._replicas:
+            await self._replicas.stop()
+        await super().shutdown()
+
+
+def _expand_names(runtime_args: Any) -> dict[str, list[replicas.Target]]:
+    """Replace the executor names in the gateway's ``deployments_addresses`` by every address
+    they resolve to now (in place); the named targets, for the watcher that keeps them current."""
+    if runtime_args is None:
+        return {}
+    is_dict = isinstance(runtime_args, dict)
+    raw = runtime_args.get("deployments_addresses") if is_dict else getattr(runtime_args, "deployments_addresses", None)
+    if not raw:
+        return {}
+    expanded, named = replicas.expand(raw, replicas.nameserver())
+    if is_dict:
+        runtime_args["deployments_addresses"] = expanded
+    else:
+        runtime_args.deployments_addresses = expanded
+    return named

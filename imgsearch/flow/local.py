@@ -46,6 +46,10 @@ class FlowConfig:
     port: Optional[int] = None  # the gateway's port; None: a free one
     exposure: GatewayExposure = field(default_factory=GatewayExposure)  # TLS and the request cap
     encoder_env: Mapping[str, str] = field(default_factory=dict)  # more variables for the encoder alone
+    # Stages reached at "host:port", not started here. A name that resolves to several
+    # addresses (a headless Service's) is one replica per address: the gateway balances
+    # requests over them and keeps up as they come and go (executors/gateway/replicas.py).
+    external: Mapping[str, str] = field(default_factory=dict)
     metrics_token: Optional[str] = None  # set: every process serves /metrics on loopback with it (docs/metrics.md)
 
     def with_encoder(self, encoder: str, model: Optional[str] = None) -> "FlowConfig":
@@ -192,6 +196,10 @@ def _flow_sharing(config: FlowConfig, port: int, placeholders: Mapping[str, str]
     for ex in spec["executors"]:
         if ex["name"] in shared:
             flow = flow.add(name=ex["name"], host=LOOPBACK, port=shared[ex["name"]], external=True, **for_gateway_only)
+            continue
+        if ex["name"] in config.external:
+            host, _, where = config.external[ex["name"]].rpartition(":")
+            flow = flow.add(name=ex["name"], host=host, port=int(where), external=True, **for_gateway_only)
             continue
         uses_with = {k: expand_env(v, placeholders) for k, v in (ex.get("uses_with") or {}).items()}
         extra: dict[str, Any] = {"uses_dynamic_batching": ex["uses_dynamic_batching"]} if ex.get("uses_dynamic_batching") else {}

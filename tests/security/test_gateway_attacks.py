@@ -166,6 +166,14 @@ def test_sixteen_bit_images_are_not_copied_as_float64(target, anon):
     assert doc.error is None and doc.matches, doc.error
 
 
+def test_an_empty_search_is_answered_at_once(target, anon):
+    """The fuzz pass found it: a /search with no documents waited in the encoder's dynamic
+    batching until the client's 60 s deadline, a coroutine and a stream held per request
+    (executors/worker_fixes.py). Now it is answered, empty, like any endpoint without batching."""
+    for to in (None, "encoder"):
+        assert list(anon.post("/search", [], {"collection": target.collection}, target=to, timeout=10)) == []
+
+
 # --------------------------------------------------------------------------- the fuzz pass
 
 # 25 in the suite; IMGSEARCH_FUZZ_EXAMPLES=300 for a long pass.
