@@ -8,6 +8,7 @@
   handler counters after reading them.
 - The write credential (executors/auth.py) and the documents-per-request cap
   (executors/limits.py) are checked before any handler runs; an empty token stops start-up.
+- Prometheus metrics (executors/metrics/worker.py says where each request is counted, and why).
 """
 
 import contextlib
@@ -26,6 +27,7 @@ from executors import worker_fixes
 from executors.auth import check_token, require_usable_token
 from executors.docs import ImageDoc, Reply
 from executors.limits import check_request
+from executors.metrics import worker as metrics
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +117,9 @@ class Stage(Executor):
 
     def __init__(self, **kwargs):
         require_usable_token()  # an empty token would leave every endpoint open: refuse to start
+        metrics.install()  # before Jina's worker finishes loading us: it serves what we count
         super().__init__(**kwargs)
+        self._lock = metrics.StartsWork(self._lock)  # a synchronous handler's work starts once it holds Jina's lock
         if self.tune_malloc:
             keep_freed_memory()
         self._timings: dict[str, dict] = {}
@@ -125,6 +129,7 @@ class Stage(Executor):
         # Jina's one entry to every handler (batched or not): the token is checked once, here.
         check_token(req_endpoint, kwargs.get("parameters"))
         check_request(req_endpoint, kwargs.get("docs"))  # as if from a client: see executors/limits.py
+        metrics.work_begins(req_endpoint, len(kwargs.get("docs") or ()))
         return await super().__acall__(req_endpoint, **kwargs)
 
     @contextlib.contextmanager

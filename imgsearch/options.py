@@ -144,6 +144,7 @@ class UpOptions:
     resize: Optional[int] = None
     runtime: Optional[str] = field(default_factory=lambda: _env("ENCODER_RUNTIME"))
     store: StoreOptions = field(default_factory=StoreOptions)
+    metrics_token: Optional[str] = None  # set: every process serves /metrics on loopback (docs/metrics.md)
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,13 @@ or ``QDRANT_API_KEY_FILE``: a mounted Secret, a file readable by its owner only)
 """
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional, TextIO
 
 from executors.errors import UserError
+from executors.metrics.server import TOKEN_ENV as METRICS_TOKEN_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,25 @@ def read_key_file(path: Path) -> str:
     if not key:
         raise UserError(f"the Qdrant API key file {path} is empty")
     return key
+
+
+def metrics_token(enabled: bool, token_file: Optional[Path]) -> Optional[str]:
+    """The metrics read token `--metrics` / `--metrics-token-file` ask for (None: metrics off):
+    the file's, else ``IMGSEARCH_METRICS_TOKEN``'s; a clear error when neither holds one."""
+    if token_file:
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError as exc:
+            raise UserError(f"cannot read the metrics token file {token_file}: {exc.strerror or exc}") from None
+        if not token:
+            raise UserError(f"the metrics token file {token_file} is empty")
+        return token
+    if not enabled:
+        return None
+    token = os.environ.get(METRICS_TOKEN_ENV, "").strip()
+    if not token:
+        raise UserError(f"--metrics needs a read token: --metrics-token-file FILE (e.g. from `openssl rand -hex 16`) or {METRICS_TOKEN_ENV}")
+    return token
 
 
 def qdrant_key(value: Optional[str], key_file: Optional[Path], err: TextIO = sys.stderr) -> Optional[str]:

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import threading
-from typing import TextIO
+from typing import Any, TextIO
 
 from executors.auth import TOKEN_ENV
 from executors.encoders.resolve import resolve_checkpoint
@@ -39,12 +39,18 @@ def serve_flows(opts: UpOptions, out: TextIO) -> int:
         bind=opts.bind,
         port=opts.port,
         exposure=opts.exposure,
+        metrics_token=opts.metrics_token,
     )
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with local_flows([(n, opts.models.get(n)) for n in opts.encoders], config) as hosts:
+        flows: dict[str, Any] = {}
+        with local_flows([(n, opts.models.get(n)) for n in opts.encoders], config, started=flows) as hosts:
             _announce(hosts, opts.bind, out)
+            if opts.metrics_token is not None:
+                _announce_metrics(flows, out)
+            print("Serving gRPC until SIGTERM or Ctrl-C.", file=out)
+            out.flush()
             while not stop.wait(1.0):
                 pass
             print("stopping: closing the flows", file=sys.stderr)
@@ -52,6 +58,16 @@ def serve_flows(opts: UpOptions, out: TextIO) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def _announce_metrics(flows: dict[str, Any], out: TextIO) -> None:
+    """Every process's metrics endpoint: the shared stages once (they run in the first flow)."""
+    from imgsearch.metrics_scrape import metrics_addresses
+
+    for encoder, flow in flows.items():
+        for stage, urls in metrics_addresses(flow).items():
+            for url in urls:
+                print(f"metrics  {encoder:<20} {stage:<11} {url}", file=out)
 
 
 def _announce(hosts: dict[str, str], bind: str, out: TextIO) -> None:
@@ -62,5 +78,3 @@ def _announce(hosts: dict[str, str], bind: str, out: TextIO) -> None:
         info = Gateway(host).encoder_info()
         names = [c.name for c in collections if c.model == info.model]
         print(f"{encoder:<20} {host}  (listening on {bind})  collections: {', '.join(names) or 'none yet'}", file=out)
-    print("Serving gRPC until SIGTERM or Ctrl-C.", file=out)
-    out.flush()

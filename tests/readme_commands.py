@@ -138,6 +138,11 @@ PLAN = [
     ),
     # docs/performance.md
     Entry(r"python app\.py bench --simulate-gpu-ms 400 --encoder-replicas 1 2 4 8 --images 1024", test="test_performance_md_command"),
+    # docs/metrics.md
+    Entry(r"openssl rand -hex 16 > metrics\.token", test="test_metrics_md_commands"),
+    Entry(r"python app\.py up --encoder efficientnet-lite0 --port 8080 --metrics-token-file metrics\.token", test="test_metrics_md_commands"),
+    Entry(r"curl -s (-H .* \"\$METRICS_URL\" \| grep .*|-o /dev/null -w .* \"\$METRICS_URL\")", test="test_metrics_md_commands"),
+    Entry(r"curl -s -H .*\$\(kubectl .* http://localhost:9090/metrics", elsewhere=CLUSTER),
     # docs/reliability.md
     Entry(
         r"(IMGSEARCH_SOAK_SECONDS=\d+ )?\.venv/bin/python -m pytest -q( -s)? -m faults.*",

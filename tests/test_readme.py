@@ -313,3 +313,29 @@ def test_substitutions_are_the_tables():
     assert as_run("python app.py sample") == f"{PY} {ROOT}/app.py sample " + " ".join(SMALL_SAMPLE)
     assert as_run("python app.py bench --simulate-gpu-ms 400 --images 1024").endswith("--images 1024 " + " ".join(SMALL_SCALEOUT))
     assert shlex.split(as_run("python examples/x.py --host localhost:8080 [--json]", ports={"8080": 1}))[-3:] == ["--host", "localhost:1", "--json"]
+
+
+@pytest.mark.flow
+def test_metrics_md_commands(workdir):
+    """docs/metrics.md: `up --metrics-token-file` prints every process's metrics address, and
+    the curl lines read one with the token and get 401 without it."""
+    from imgsearch.flow import free_port
+
+    token_cmd, up, read, refused = (c.text for c in commands_for("test_metrics_md_commands"))
+    sh(token_cmd, workdir)
+    token = (workdir / "metrics.token").read_text().strip()
+    assert len(token) == 32
+    ports = {"8080": free_port()}
+    env = {k: v for k, v in os.environ.items() if k not in ("IMGSEARCH_TOKEN", "IMGSEARCH_METRICS_TOKEN")}
+    server = Up(as_run(up, ports=ports), workdir, {**env, "IMGSEARCH_START_METHOD": "fork"})
+    try:
+        urls = {line.split()[2]: line.split()[3] for line in server.lines if line.startswith("metrics ")}
+        assert sorted(urls) == ["encoder", "gateway", "indexer", "loader", "normalizer"], server.lines
+        assert all(u.startswith("http://127.0.0.1:") and u.endswith("/metrics") for u in urls.values())
+        lines = sh(read, workdir, env={"METRICS_URL": urls["gateway"]}).stdout.splitlines()
+        # `up` asked each encoder for /info and the store for its collections before printing.
+        assert lines and all(line.startswith('imgsearch_requests_total{endpoint="') for line in lines), lines
+        assert any('endpoint="/info"' in line and 'stage="gateway"' in line for line in lines), lines
+        assert sh(refused, workdir, env={"METRICS_URL": urls["encoder"]}).stdout.strip() == "401"
+    finally:
+        server.stop()

@@ -47,6 +47,7 @@ from jina.serve.stream.helper import AsyncRequestsIterator
 
 from executors import limits
 from executors.gateway import replicas
+from executors.metrics.gateway import MetricsGateway
 from executors.patches import should_apply
 
 logger = logging.getLogger(__name__)
@@ -216,8 +217,9 @@ async def wait_listening(addresses: list[tuple[str, int]], limit_s: float, inter
     return pending
 
 
-class PatchedGRPCGateway(GRPCGateway):
-    """Jina's gRPC gateway, in a process that runs the fixes (they apply before it serves)."""
+class PatchedGRPCGateway(MetricsGateway, GRPCGateway):
+    """Jina's gRPC gateway, in a process that runs the fixes (they apply before it serves),
+    with the project's authenticated metrics (executors/metrics/gateway.py)."""
 
     def __init__(self, **kwargs: Any) -> None:
         applied = apply()
@@ -244,6 +246,7 @@ class PatchedGRPCGateway(GRPCGateway):
         if silent:
             self.logger.info("executors not listening yet after %.0f s: %s", EXECUTORS_LISTENING_WAIT_S, ", ".join(f"{h}:{p}" for h, p in silent))
         self._balance_replicas(raw)
+        self.count_requests()  # before Jina's setup registers the handler's methods with gRPC
         await super().setup_server()
 
     def _balance_replicas(self, deployments_addresses: Optional[str]) -> None:

@@ -78,6 +78,20 @@ def store_args(p: argparse.ArgumentParser, store_default: str = "./workspace") -
     )
 
 
+def metrics_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--metrics",
+        action="store_true",
+        help="every process serves Prometheus metrics on loopback, read with a bearer token (docs/metrics.md); prints their addresses",
+    )
+    p.add_argument(
+        "--metrics-token-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the metrics read token (implies --metrics; default: $IMGSEARCH_METRICS_TOKEN)",
+    )
+
+
 def host_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="a running flow's gateway, e.g. grpc://HOST:PORT (default: start the flow locally)")
 

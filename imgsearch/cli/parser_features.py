@@ -15,6 +15,7 @@ from imgsearch.cli.arguments import (
     default,
     encoder_args,
     json_arg,
+    metrics_args,
     model_arg,
     resize_arg,
     runtime_arg,
@@ -154,6 +155,7 @@ def add_up(p: argparse.ArgumentParser) -> None:
     resize_arg(p)
     store_args(p)
     runtime_arg(p)
+    metrics_args(p)
 
 
 def add_bench(p: argparse.ArgumentParser) -> None:

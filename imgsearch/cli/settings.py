@@ -16,7 +16,7 @@ from executors.encoders.specs import DEFAULT_ENCODER, get_spec
 from executors.errors import UserError
 from imgsearch import options as o
 from imgsearch.exposure import GatewayExposure
-from imgsearch.secret_options import qdrant_key
+from imgsearch.secret_options import metrics_token, qdrant_key
 
 
 @dataclass(frozen=True)
@@ -114,9 +114,10 @@ def _up(ns: argparse.Namespace) -> o.UpOptions:
     encoders = encoder_names(getattr(ns, "encoder", None))
     exposure = GatewayExposure(**{k: v for k, v in (("tls_cert", getattr(ns, "tls_cert", None)), ("tls_key", getattr(ns, "tls_key", None))) if v})
     return o.UpOptions(
-        **_given(ns, o.UpOptions, skip=("store", "exposure")),
+        **_given(ns, o.UpOptions, skip=("store", "exposure", "metrics_token")),
         encoders=encoders,
         exposure=exposure,
+        metrics_token=metrics_token(getattr(ns, "metrics", False), getattr(ns, "metrics_token_file", None)),
         models=parse_model_overrides(getattr(ns, "model", None), encoders),
         store=_store(ns),
     )

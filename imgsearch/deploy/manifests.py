@@ -55,8 +55,9 @@ def _jina_yamls(encoder: str, registry: str) -> dict[str, list[dict]]:
     old = os.environ.get("JINA_GATEWAY_IMAGE")
     os.environ["JINA_GATEWAY_IMAGE"] = image("gateway", registry)  # else Jina asks its hub
     try:
-        # Jina's monitoring: --monitoring --port-monitoring 9090 on every pod (monitoring.py).
-        f = Flow(protocol="grpc", port=PORT, monitoring=True, port_monitoring=monitoring.METRICS_PORT)
+        # --port-monitoring 9090 on every pod, where executors/metrics/ serves /metrics behind the
+        # token. Not Jina's --monitoring: in an executor that starts its own server, unauthenticated.
+        f = Flow(protocol="grpc", port=PORT, port_monitoring=monitoring.METRICS_PORT)
         for ex in flow["executors"]:
             stage = stage_of(ex["name"], encoder)
             extra = {"uses_dynamic_batching": ex["uses_dynamic_batching"]} if ex["uses_dynamic_batching"] else {}

@@ -2,7 +2,7 @@
 that lets Prometheus in, and the custom-metrics rule the autoscalers read.
 
 Every executor and gateway serves the metrics of the contract below on Jina's monitoring port
-(``--monitoring --port-monitoring 9090``, Jina's own Kubernetes convention), at ``/metrics``, to a
+(``--port-monitoring 9090``, Jina's own Kubernetes convention; executors/metrics/), at ``/metrics``, to a
 bearer token: ``IMGSEARCH_METRICS_TOKEN``, from the Secret ``imgsearch-metrics-token`` (key
 ``token``). Prometheus Operator's PodMonitor scrapes each pod with that token; only pods of the
 namespace named by ``--prometheus-namespace`` labelled ``app.kubernetes.io/name: prometheus`` (the

@@ -16,6 +16,8 @@ from typing import Any, Iterator, Mapping, Optional
 
 from executors.encoders.runtime_env import ENV_LANES, ENV_RUNTIME
 from executors.gateway import jina_fixes
+from executors.metrics.server import HOST_ENV as METRICS_HOST_ENV
+from executors.metrics.server import TOKEN_ENV as METRICS_TOKEN_ENV
 from imgsearch.exposure import LOOPBACK, GatewayExposure, gateway_address, gateway_options
 from imgsearch.flow.client import FlowError
 from imgsearch.flowfile import REPO, expand_env, read_flow
@@ -50,6 +52,7 @@ class FlowConfig:
     external: Mapping[str, str] = field(default_factory=dict)
     replicas: Mapping[str, int] = field(default_factory=dict)  # stage name -> processes (Jina round-robins requests); absent: 1
     uses: Mapping[str, str] = field(default_factory=dict)  # stage name -> another executor YAML (the bench's simulated GPU)
+    metrics_token: Optional[str] = None  # set: every process serves /metrics on loopback with it (docs/metrics.md)
 
     def with_encoder(self, encoder: str, model: Optional[str] = None) -> "FlowConfig":
         return dataclasses.replace(self, encoder=encoder, model=model)
@@ -75,7 +78,12 @@ class FlowConfig:
         if name == "encoder":
             env.update({k: v for k, v in ((ENV_RUNTIME, self.runtime), (ENV_LANES, self.lanes)) if v})
             env.update(self.encoder_env)
+        env.update(self.metrics_env())
         return env
+
+    def metrics_env(self) -> dict[str, str]:
+        """What turns the metrics endpoint on in a process: the token, and loopback to serve on."""
+        return {METRICS_TOKEN_ENV: self.metrics_token, METRICS_HOST_ENV: LOOPBACK} if self.metrics_token is not None else {}
 
 
 @contextlib.contextmanager
@@ -90,14 +98,24 @@ def local_flow(encoder: str, model: Optional[str] = None, *, config: Optional[Fl
 
 
 @contextlib.contextmanager
-def local_flows(encoders: list[tuple[str, Optional[str]]], config: Optional[FlowConfig] = None, **settings: Any) -> Iterator[dict[str, str]]:
+def local_flow_handle(config: FlowConfig) -> Iterator[tuple[Any, str]]:
+    """As `local_flow`, yielding the Jina Flow too: its processes' addresses (imgsearch/metrics_scrape.py)."""
+    with _started_flow(config) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def local_flows(
+    encoders: list[tuple[str, Optional[str]]], config: Optional[FlowConfig] = None, started: Optional[dict[str, Any]] = None, **settings: Any
+) -> Iterator[dict[str, str]]:
     """Several encoders at once, one gateway each; yield {encoder: gateway address}.
 
     The first flow is flows/index.yml as `local_flow` starts it; the others run only their
     encoder and reach the first flow's loader, normalizer and indexer as external executors
     (as the Kubernetes deployment shares them). One indexer process is also what the
     embedded store requires: a second one could not open it. Gateways listen on ``bind``, at
-    ``port``, ``port + 1``... when a port is given (free ports otherwise).
+    ``port``, ``port + 1``... when a port is given (free ports otherwise). ``started``, when
+    given, receives {encoder: its Jina Flow} (imgsearch/metrics_scrape.py reads their addresses).
     """
     base = dataclasses.replace(config or FlowConfig(encoders[0][0]), **settings)
     hosts: dict[str, str] = {}
@@ -106,6 +124,8 @@ def local_flows(encoders: list[tuple[str, Optional[str]]], config: Optional[Flow
         for i, (encoder, model) in enumerate(encoders):
             one = dataclasses.replace(base.with_encoder(encoder, model), port=base.port + i if base.port else None)
             flow, hosts[encoder] = stack.enter_context(_started_flow(one, shared))
+            if started is not None:
+                started[encoder] = flow
             shared = shared or {name: list(flow[name].ports) for name in SHARED_STAGES}  # every replica's
         yield hosts
 
@@ -171,7 +191,7 @@ def _flow_sharing(config: FlowConfig, port: int, placeholders: Mapping[str, str]
     spec = read_flow(config.encoder)
     flow = Flow(protocol=spec["with"].get("protocol", "grpc"), port=port, host=config.bind, **gateway_options(config.exposure))
     if spec["gateway"].get("uses"):  # the patched gateway class, as `jina flow` would run it
-        flow = flow.config_gateway(uses=str(REPO / spec["gateway"]["uses"]))
+        flow = flow.config_gateway(uses=str(REPO / spec["gateway"]["uses"]), env=config.metrics_env() or None)
     # Executors would inherit the Flow's keyword arguments: TLS (the gateway would then dial
     # them with TLS) and the gateway's request cap (stage-to-stage requests carry pixels).
     for_gateway_only = {"ssl_certfile": None, "ssl_keyfile": None, "grpc_server_options": None}
