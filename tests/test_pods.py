@@ -83,7 +83,7 @@ def test_the_gateway_reaches_each_stage_on_its_loopback_port(tmp_path):
     assert "IMGSEARCH_TOKEN" not in _env(argv)  # gateways get no token
     assert "--host" not in dep["spec"]["template"]["spec"]["containers"][0]["args"]  # Jina's default: 0.0.0.0
     assert args[args.index("--host") + 1] == "127.0.0.1"  # on the host network: loopback only
-    assert "--monitoring" in dep["spec"]["template"]["spec"]["containers"][0]["args"] and "--monitoring" not in args  # 0.0.0.0 too
+    assert "--monitoring" not in dep["spec"]["template"]["spec"]["containers"][0]["args"] and "--monitoring" not in args  # unauthenticated
 
 
 def test_the_indexer_gets_a_store_volume_only_where_no_qdrant_runs(tmp_path):
