@@ -12,6 +12,7 @@ from executors.docs import ImageDoc
 from imgsearch.datasource import DataSource, data_name, data_ref
 from imgsearch.flow import INDEX_REQUEST_TIMEOUT_S, PREFETCH, Gateway, collection_name, fit_parameter
 from imgsearch.prune import prune as prune_paths
+from imgsearch.scan_pages import ScanPages
 
 logger = logging.getLogger(__name__)
 
@@ -91,17 +92,16 @@ def run_index(
         **fit_parameter(info),
         **({"quantization": quantization} if quantization else {}),
     }
-    total = int(gateway.call("/scan_total", params).get("files", 0))
-    bar = _progress(total, progress, f"{info.encoder} → {name}")
+    pages = ScanPages(gateway, params, SCAN_PAGE, target=SCAN_TARGET)
+    bar = _progress(pages.total, progress, f"{info.encoder} → {name}")
     seen_hashes: dict[str, str] = {}
     paths: dict[str, list[str]] = {}  # hash -> every path holding it in this folder, first first
     stored: dict[str, set[str]] = {}  # hash -> paths the store has recorded already
     unreadable: set[str] = set()  # paths the scan could not read: kept by --prune
     try:
-        for offset in range(0, total, SCAN_PAGE):
-            scanned = gateway.post("/scan", [ImageDoc()], {**params, "offset": offset, "limit": SCAN_PAGE}, target=SCAN_TARGET)
+        for page in pages:
             todo = DocList[ImageDoc]()
-            for doc in scanned:
+            for doc in page.docs:
                 summary.files_seen += 1
                 if doc.error:
                     summary.skipped.append({"path": doc.uri, "reason": doc.error})
@@ -123,7 +123,7 @@ def run_index(
                     stored[digest] = {uri}  # what /index records
                     todo.append(ImageDoc(uri=uri, hash=digest, label=doc.label, size=doc.size, mime=doc.mime))
             if bar is not None:
-                bar.update(min(SCAN_PAGE, total - offset) - len(todo))  # files that need no encoding
+                bar.update(page.entries - len(todo))  # files that need no encoding
             if todo:
                 t0 = time.perf_counter()
                 gateway.post(
@@ -187,7 +187,7 @@ def collection_disk_bytes(gateway: Gateway, name: str) -> Optional[int]:
     return None
 
 
-def _progress(total: int, enabled: bool, desc: str):
+def _progress(total: Optional[int], enabled: bool, desc: str):
     if not enabled:
         return None
     from tqdm import tqdm
