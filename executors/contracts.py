@@ -64,6 +64,7 @@ class EncoderInfo(_Contract):
     dtype: str = "float32"
     runtime: Optional[str] = None  # torch | onnx | torch-bf16 | onnx-int8; None: a remote API
     lanes: Optional[int] = None  # batches encoded side by side
+    replicas: int = 1  # encoder replicas the gateway balances over (the gateway fills it in)
     num_threads: Optional[int] = None  # threads of one batch (compare's cost table: ms per image on how many)
     lanes_peak_busy: Optional[int] = None
     onnx_provider: Optional[str] = None

@@ -46,6 +46,8 @@ class IndexSummary:
     count: int = 0  # points in the collection afterwards
     disk_bytes: Optional[int] = None
     encoder_peak_rss_mb: Optional[float] = None  # the encoder process's high-water mark so far
+    encoder_replicas: int = 1  # as the gateway reports them (/info)
+    in_flight: int = 0  # /index requests kept in flight for them (index_prefetch)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -56,11 +58,22 @@ def encoder_info(gateway: Gateway) -> EncoderInfo:
     return gateway.encoder_info()
 
 
+# At most this many /index requests in flight, however many replicas: each holds up to a batch
+# of images in the stages' queues (decoded pixels between normalizer and encoder), so 64 of 32
+# images is one scan page (SCAN_PAGE) in the pipeline at once, and the client's memory and the
+# executors' queues stay bounded on a large cluster.
+MAX_IN_FLIGHT = 64
+
+
 def index_prefetch(info: EncoderInfo) -> int:
-    """Requests in flight while indexing: one per encoder lane, and two more for the stages
-    around it (reading, decoding, storing); never fewer than the flow's default. With lanes on
-    a many-core CPU (one per thread) the default 4 would leave most of them idle."""
-    return max(PREFETCH, int(info.lanes or 1) + 2)
+    """Requests in flight while indexing: for each encoder replica (``/info`` ``replicas``, from
+    the gateway), one per lane it encodes side by side and one queued behind them, so no replica
+    waits a round trip for its next batch; and one more for the stages around the encoders
+    (reading, decoding, storing). Never fewer than the flow's default, never more than
+    MAX_IN_FLIGHT. One replica of one lane: 4 (the default); 4 replicas: 9; lanes on a
+    many-core CPU (one per thread) count per replica too."""
+    replicas = max(1, int(info.replicas or 1))
+    return min(MAX_IN_FLIGHT, max(PREFETCH, replicas * (int(info.lanes or 1) + 1) + 1))
 
 
 def run_index(
@@ -84,6 +97,7 @@ def run_index(
     ref, dataset = data_ref(data), dataset or data_name(data)
     name = collection_name(dataset, info.model, resize, runtime)  # runtime: only where asked for by name
     summary = IndexSummary(collection=name, encoder=info.encoder, model=info.model, data=ref)
+    summary.encoder_replicas, summary.in_flight = max(1, int(info.replicas or 1)), index_prefetch(info)
     params = {
         "data": ref,
         "collection": name,
@@ -136,7 +150,7 @@ def run_index(
                     # for the page that grows with the work (a slow encoder does not).
                     timeout=INDEX_REQUEST_TIMEOUT_S * -(-len(todo) // batch_size),
                     request_timeout=INDEX_REQUEST_TIMEOUT_S,
-                    prefetch=index_prefetch(info),
+                    prefetch=summary.in_flight,
                 )
                 summary.encode_seconds += time.perf_counter() - t0
         # Duplicates are stored once; every path that holds the bytes is kept with the point.
