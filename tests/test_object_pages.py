@@ -118,3 +118,33 @@ def test_other_backends_are_walked_folder_by_folder():
     assert [o.label for o in objects] == [None, "a", "deep", "b"] and [o.size for o in objects] == [7, 7, 12, 7]
     with pytest.raises(ValueError, match="no bucket or prefix"):
         list_objects("memory://walk/none")
+
+
+def test_two_clients_scanning_one_bucket_at_once_each_continue_their_own_listing(bucket, tmp_path):
+    """The cluster's loader serves every encoder's gateway: two scans of one bucket, their pages
+    interleaved (each dropping the other's read-ahead), list the bucket at most once each, not once a page."""
+    server, keys, _, cases = bucket
+    loader = ImageLoader(object_cache=str(tmp_path / "objects.sqlite"))
+    params = {"data": URL}
+    got: dict[str, list[str]] = {"a": [], "b": []}
+    before = _lists(server)
+    try:
+        loader.scan_total(DocList[ImageDoc](), params)  # client a starts
+        first_a = loader.scan(DocList[ImageDoc](), {**params, "offset": 0, "limit": 40})
+        got["a"] += [d.uri for d in first_a]
+        loader.scan_total(DocList[ImageDoc](), params)  # client b starts while a is under way
+        done = set()
+        while len(done) < 2:
+            for name in ("b", "a"):
+                if name in done:
+                    continue
+                page = loader.scan(DocList[ImageDoc](), {**params, "offset": len(got[name]), "limit": 40})
+                got[name] += [d.uri for d in page]
+                if len(page) < 40:
+                    done.add(name)
+    finally:
+        loader.close()
+    assert got["a"] == got["b"] and len(got["a"]) == len(set(got["a"])) == len([k for k in keys if cases.get(k) != "ignored"])
+    # Each scan listed the bucket's three pages at most once (one page behind the other, b may go on
+    # from a's cursor); never from the start again for a page, as one cursor between them would.
+    assert 3 <= _lists(server) - before <= 2 * 3

@@ -34,7 +34,7 @@ from jina import requests
 from executors.docs import MAX_IMAGE_BYTES, ImageDoc, Reply, failed, file_state
 from executors.flow_kwargs import boolean, flow_kwarg
 from executors.loader.filetypes import IMAGE_EXTENSIONS, SNIFF_BYTES, describe_non_image, image_mime, sniff_mime
-from executors.loader.object_pages import ObjectPages
+from executors.loader.object_pages import ObjectListings
 from executors.loader.read_ahead import ReadAhead
 from executors.loader.read_file import FileUnreadable, read_capped, refuse_outside_root
 from executors.loader.storage import ObjectScanner, StoredObject, fetch
@@ -145,13 +145,13 @@ class ImageLoader(Stage):
         # otherwise cross the gateway twice (about 4 ms of its CPU per MB).
         self.send_paths = flow_kwarg("send_paths", send_paths, False, boolean)
         self._listing: tuple[Optional[str], list[Path]] = (None, [])
-        self._pages: Optional[ObjectPages] = None
         self._listing_generation = 0  # a new listing never gets a page read ahead from the last one
         self._ahead: ReadAhead[Any] = ReadAhead("scan-ahead")  # a folder's _ScannedPage, or a bucket's documents
         threads = max(1, flow_kwarg("scan_threads", scan_threads, 4, int))
         self._hash_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scan-hash")
         self._scanned: OrderedDict[str, tuple[int, int, str]] = OrderedDict()
         self._objects = ObjectScanner(self.max_file_bytes, flow_kwarg("object_cache", object_cache, "") or None)
+        self._cursors = ObjectListings(self._objects)  # bucket listings, one per client scanning
 
     def _files(self, root: Path, refresh: bool) -> list[Path]:
         # The walk is cached between pages of one scan; /scan_total starts each scan afresh.
@@ -161,14 +161,6 @@ class ImageLoader(Stage):
             self._listing = (key, list(walk_files(root)))
             self._listing_generation += 1
         return self._listing[1]
-
-    def _object_pages(self, url: str, refresh: bool) -> ObjectPages:
-        # A bucket is listed as its pages are asked for (object_pages.py), never held whole.
-        if refresh or self._pages is None or self._pages.url != url:
-            self._ahead.drop()
-            self._pages = ObjectPages(url, self._objects)
-            self._listing_generation += 1
-        return self._pages
 
     @requests(on="/scan")
     def scan(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> DocList[ImageDoc]:
@@ -198,15 +190,14 @@ class ImageLoader(Stage):
     def _scan_objects(self, url: str, offset: int, limit: int) -> list[ImageDoc]:
         """A page of a bucket's scan: ``offset`` counts documents answered, not objects listed;
         a page shorter than ``limit`` is the last."""
-        pages = self._object_pages(url, refresh=False)  # /scan_total started it
-        generation = self._listing_generation
+        pages = self._cursors.for_page(url, offset)  # /scan_total opened it
         with self.timed("scan", limit):
-            found = self._ahead.take((generation, offset, limit))
+            found = self._ahead.take((pages.serial, offset, limit))
             if found is None:
                 found = pages.page(offset, limit) or []
             after = offset + len(found)
             if limit > 0 and len(found) == limit:  # more may follow: list and inspect it meanwhile
-                self._ahead.start((generation, after, limit), lambda cancelled: pages.page(after, limit, cancelled))
+                self._ahead.start((pages.serial, after, limit), lambda cancelled: pages.page(after, limit, cancelled))
         return found
 
     def _scan_page(self, root: Path, page: list[Path], cancelled: threading.Event) -> _ScannedPage:
@@ -259,7 +250,7 @@ class ImageLoader(Stage):
     def scan_total(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> Reply:
         root = _data_root(parameters or {})
         if isinstance(root, str):  # a bucket is not counted: that would list it all before the first page
-            self._object_pages(root, refresh=True)
+            self._cursors.fresh(root)
             return {"files": None}
         return {"files": len(self._files(root, refresh=True))}
 

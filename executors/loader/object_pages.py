@@ -7,21 +7,26 @@ it has are used up. The client asks for pages of documents in order (``offset`` 
 answered so far); a page shorter than asked for is the last one. Memory: one scan page and one
 listing page, whatever the bucket holds.
 
-A page asked for again (a client that retried, or a read-ahead thrown away) starts the listing
-over and skips what was answered: slower, never wrong, and the object cache
-(storage.KnownObjects) saves fetching those objects twice.
+The last page stays at hand, so a page the read-ahead worked out and the client's request did
+not take (another client's request came between) is answered again without listing. A page
+asked for further back starts the listing over and skips what was answered: slower, never wrong,
+and the object cache (storage.KnownObjects) saves fetching those objects twice. Several clients
+scanning at once (the cluster's loader serves every encoder's gateway) each continue a cursor of
+their own (:class:`ObjectListings`).
 """
 
 import logging
 import threading
 from collections import deque
-from itertools import islice
+from itertools import count, islice
 from typing import Iterator, Optional
 
 from executors.docs import ImageDoc
 from executors.loader.storage import ObjectScanner, StoredObject, iter_objects
 
 logger = logging.getLogger(__name__)
+
+_serials = count()  # names a cursor for the read-ahead (an id() may be reused once one is dropped)
 
 
 class ObjectPages:
@@ -30,6 +35,7 @@ class ObjectPages:
 
     def __init__(self, url: str, scanner: ObjectScanner):
         self.url = url
+        self.serial = next(_serials)
         self._scanner = scanner
         self._lock = threading.Lock()  # the handler and the read-ahead thread share the cursor
         self.restarts = -1  # listings started over (a page asked for again), for logs and tests
@@ -37,13 +43,20 @@ class ObjectPages:
         self._pending: deque[ImageDoc] = deque()  # inspected, not answered yet
         self._answered = 0
         self._exhausted = False
+        self._last: Optional[tuple[int, int, list[ImageDoc]]] = None  # (offset, limit, documents)
         self._restart()
+
+    def serves(self, offset: int) -> bool:
+        """Whether the page at ``offset`` follows on (or repeats the last) without listing again."""
+        with self._lock:
+            return offset == self._answered or (self._last is not None and self._last[0] == offset)
 
     def _restart(self) -> None:
         self._objects = iter_objects(self.url)
         self._pending.clear()
         self._answered = 0
         self._exhausted = False
+        self._last = None
         self.restarts += 1
 
     def page(self, offset: int, limit: int, cancelled: Optional[threading.Event] = None) -> Optional[list[ImageDoc]]:
@@ -51,6 +64,8 @@ class ObjectPages:
         ended); None once ``cancelled`` is set (the read-ahead's page was given up: what it
         inspected stays here for the page asked for next)."""
         with self._lock:
+            if self._last is not None and self._last[:2] == (offset, limit):
+                return self._last[2]
             if offset < self._answered:
                 logger.info("scan page at %d asked for again (the cursor is at %d): listing %s over", offset, self._answered, self.url)
                 self._restart()
@@ -65,6 +80,7 @@ class ObjectPages:
                     return None
                 self._fill(limit - len(self._pending))
             out = [self._pending.popleft() for _ in range(min(limit, len(self._pending)))]
+            self._last = (offset, limit, out)
             self._answered += len(out)
             return out
 
@@ -76,3 +92,29 @@ class ObjectPages:
         if objects:
             self._pending.extend(self._scanner.inspect(objects))
         return bool(objects)
+
+
+class ObjectListings:
+    """The loader's open cursors, a few at most (the oldest dropped): a client's next page
+    continues the cursor that answered its last one; a new scan (/scan_total) opens one."""
+
+    def __init__(self, scanner: ObjectScanner, keep: int = 4):
+        self._scanner, self._keep = scanner, keep
+        self._cursors: list[ObjectPages] = []
+        self._lock = threading.Lock()
+
+    def fresh(self, url: str) -> ObjectPages:
+        with self._lock:
+            cursor = ObjectPages(url, self._scanner)
+            self._cursors = [*self._cursors, cursor][-self._keep :]
+            return cursor
+
+    def for_page(self, url: str, offset: int) -> ObjectPages:
+        """The cursor that answers ``offset`` of ``url`` without listing again, the newest first;
+        else a new one (listed from the start)."""
+        with self._lock:
+            found = next((c for c in reversed(self._cursors) if c.url == url and c.serves(offset)), None)
+            if found is not None:
+                self._cursors = [c for c in self._cursors if c is not found] + [found]
+                return found
+        return self.fresh(url)
