@@ -13,6 +13,7 @@ from imgsearch.datasource import DataSource, data_name, data_ref
 from imgsearch.flow import INDEX_REQUEST_TIMEOUT_S, PREFETCH, Gateway, collection_name, fit_parameter
 from imgsearch.prune import prune as prune_paths
 from imgsearch.scan_pages import ScanPages
+from imgsearch.seen_images import SeenImages
 
 logger = logging.getLogger(__name__)
 
@@ -108,13 +109,17 @@ def run_index(
     }
     pages = ScanPages(gateway, params, SCAN_PAGE, target=SCAN_TARGET)
     bar = _progress(pages.total, progress, f"{info.encoder} → {name}")
-    seen_hashes: dict[str, str] = {}
-    paths: dict[str, list[str]] = {}  # hash -> every path holding it in this folder, first first
-    stored: dict[str, set[str]] = {}  # hash -> paths the store has recorded already
+    # The images seen so far live on disk (seen_images.py): memory holds a page, the paths to add
+    # (duplicates, moved files) and, with --prune only, every path scanned.
+    seen = SeenImages()
+    extra: dict[str, list[str]] = {}  # hash -> paths to record for a stored image
+    present: dict[str, str] = {}  # --prune: every path the scan hashed -> its hash
     unreadable: set[str] = set()  # paths the scan could not read: kept by --prune
     try:
         for page in pages:
             todo = DocList[ImageDoc]()
+            known = seen.lookup(d.hash for d in page.docs if not d.error and d.hash)
+            new: dict[str, tuple[str, set[str]]] = {}  # this page's first sightings
             for doc in page.docs:
                 summary.files_seen += 1
                 if doc.error:
@@ -123,19 +128,22 @@ def run_index(
                         unreadable.add(doc.uri)
                     continue
                 uri, digest = _scanned_file(doc)
-                if digest in seen_hashes:
-                    summary.duplicates.append({"path": uri, "same_as": seen_hashes[digest]})
-                    paths[digest].append(uri)
+                if prune:
+                    present[uri] = digest
+                first = known.get(digest) or new.get(digest)
+                if first is not None:
+                    summary.duplicates.append({"path": uri, "same_as": first[0]})
+                    if uri not in first[1]:
+                        extra.setdefault(digest, []).append(uri)
                 elif doc.indexed:
-                    seen_hashes[digest] = uri
-                    paths[digest] = [uri]
-                    stored[digest] = set(doc.paths or [])
+                    new[digest] = (uri, set(doc.paths or []))
                     summary.already_indexed += 1
+                    if uri not in new[digest][1]:  # a stored image at a path it was not stored under
+                        extra.setdefault(digest, []).append(uri)
                 else:
-                    seen_hashes[digest] = uri
-                    paths[digest] = [uri]
-                    stored[digest] = {uri}  # what /index records
+                    new[digest] = (uri, {uri})  # what /index records
                     todo.append(ImageDoc(uri=uri, hash=digest, label=doc.label, size=doc.size, mime=doc.mime))
+            seen.add(new)
             if bar is not None:
                 bar.update(page.entries - len(todo))  # files that need no encoding
             if todo:
@@ -153,15 +161,15 @@ def run_index(
                     prefetch=summary.in_flight,
                 )
                 summary.encode_seconds += time.perf_counter() - t0
-        # Duplicates are stored once; every path that holds the bytes is kept with the point.
-        extra = DocList[ImageDoc](ImageDoc(hash=h, paths=ps) for h, ps in paths.items() if set(ps) - stored[h])
+        # Duplicates are stored once; every path that holds the bytes is kept with the point
+        # (the indexer adds the paths it lacks).
         if extra:
-            gateway.post("/add_paths", extra, params, request_size=256)
+            gateway.post("/add_paths", DocList[ImageDoc](ImageDoc(hash=h, paths=ps) for h, ps in extra.items()), params, request_size=256)
             summary.paths_added = len(extra)
         if prune:
-            present = {p: h for h, ps in paths.items() for p in ps}
             summary.pruned_paths, summary.pruned_images = prune_paths(gateway, params, ref, present, unreadable, max_prune)
     finally:
+        seen.close()
         if bar is not None:
             bar.close()
     if summary.indexed:
