@@ -1,6 +1,6 @@
 """Listing and scanning a bucket of up to 100,000 objects on moto's S3 server: memory flat, time linear.
 
-    python -m imgsearch.bench.listing [--sizes 10000,30000,100000] [--cold 2000] [--heap] [--json out.json]
+    python -m imgsearch.bench.listing [--sizes 10000,30000,100000] [--cold 2000] [--heap] [--scan-baseline] [--json out.json]
 
 For each size, a bucket of that many objects (each a small JPEG with bytes of its own), and
 four measurements, each in a fresh process so its memory is its own:
@@ -9,7 +9,8 @@ four measurements, each in a fresh process so its memory is its own:
   sorted list), the baseline;
 - ``scan``: the loader's /scan of the whole bucket in pages of 2,048 (object_pages.ObjectPages),
   with the object cache of an earlier scan (a re-run: nothing fetched, each object looked up);
-- ``scan, whole listing (before)``: the same pages cut from the whole listing, the baseline.
+- with ``--scan-baseline``, ``scan, whole listing (before)``: the same pages cut from the whole
+  listing (its memory is the listing's: off by default, it adds a quarter to the run).
 Then ``scan, cold``: the first scan of ``--cold`` objects, fetching and hashing each (its time is
 moto's GETs: one server thread per request on this machine's cores).
 
@@ -36,7 +37,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Optional
 
-from imgsearch.bench.moto_bucket import ENV, MotoBuckets, object_body
+from imgsearch.bench.moto_bucket import ENV, MotoBuckets, object_body, object_key
 
 logger = logging.getLogger(__name__)
 
@@ -65,38 +66,40 @@ def _whole_listing(url: str) -> list:
     return out
 
 
-def _list_paged(url: str, cache: str) -> int:
+def _list_paged(url: str, cache: str) -> tuple[int, int]:
     from executors.loader.storage import iter_objects
 
-    return sum(1 for _ in iter_objects(url))
+    return sum(1 for _ in iter_objects(url)), 0
 
 
-def _list_whole(url: str, cache: str) -> int:
-    return len(_whole_listing(url))
+def _list_whole(url: str, cache: str) -> tuple[int, int]:
+    return len(_whole_listing(url)), 0
 
 
-def _scan_paged(url: str, cache: str) -> int:
+def _scan_paged(url: str, cache: str) -> tuple[int, int]:
     from executors.docs import MAX_IMAGE_BYTES
     from executors.loader.object_pages import ObjectPages
     from executors.loader.storage import ObjectScanner
 
-    pages, docs = ObjectPages(url, ObjectScanner(MAX_IMAGE_BYTES, cache)), 0
+    scanner = ObjectScanner(MAX_IMAGE_BYTES, cache)
+    pages, docs = ObjectPages(url, scanner), 0
     while True:
         page = pages.page(docs, SCAN_PAGE) or []
         docs += len(page)
         if len(page) < SCAN_PAGE:
-            return docs
+            return docs, scanner.fetched
 
 
-def _scan_whole(url: str, cache: str) -> int:
+def _scan_whole(url: str, cache: str) -> tuple[int, int]:
     from executors.docs import MAX_IMAGE_BYTES
     from executors.loader.storage import ObjectScanner
 
     scanner, listing = ObjectScanner(MAX_IMAGE_BYTES, cache), _whole_listing(url)
-    return sum(len(scanner.inspect(listing[start : start + SCAN_PAGE])) for start in range(0, len(listing), SCAN_PAGE))
+    docs = sum(len(scanner.inspect(listing[start : start + SCAN_PAGE])) for start in range(0, len(listing), SCAN_PAGE))
+    return docs, scanner.fetched
 
 
-KINDS: dict[str, Callable[[str, str], int]] = {
+KINDS: dict[str, Callable[[str, str], tuple[int, int]]] = {  # -> (objects or documents, objects fetched)
     "list": _list_paged,
     "list, whole (before)": _list_whole,
     "scan": _scan_paged,
@@ -141,13 +144,14 @@ def _measure(kind: str, url: str, endpoint: str, cache: str, heap: bool) -> dict
         tracemalloc.start()
     t0, c0 = time.perf_counter(), time.process_time()
     with _RssPeak() as rss:
-        n = KINDS[kind](url, cache)
+        n, fetched = KINDS[kind](url, cache)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     heap_peak = tracemalloc.get_traced_memory()[1] if heap else None
     tracemalloc.stop()
     return {
         "what": kind,
         "objects": n,
+        "fetched": fetched,
         "seconds": round(wall, 2),
         "cpu_seconds": round(cpu, 2),
         "heap_peak_mb": None if heap_peak is None else round(heap_peak / 1e6, 1),  # Python objects allocated in the run, at their most
@@ -163,15 +167,16 @@ def _small_jpeg() -> bytes:
     return buf.getvalue()
 
 
-def _fill_cache(url: str, endpoint: str, cache: str, jpeg: bytes) -> None:
-    """The object cache an earlier scan leaves (hash, size and type of every object), written without fetching."""
-    os.environ.update({**ENV, "AWS_ENDPOINT_URL": endpoint})
+def _fill_cache(bucket: str, n: int, cache: str, jpeg: bytes) -> None:
+    """The object cache an earlier scan leaves (hash, size and type of every object, under its URL,
+    ETag and size), written without listing or fetching: the keys and bytes are the bench's own."""
     from executors.docs import ImageDoc
-    from executors.loader.storage import KnownObjects, iter_objects
+    from executors.loader.storage import KnownObjects, StoredObject
 
     known, batch = KnownObjects(cache), []
-    for obj in iter_objects(url):
-        body = object_body(int(obj.key.rsplit("_", 1)[1].split(".")[0]), jpeg)
+    for i in range(n):
+        body, key = object_body(i, jpeg), object_key(i)
+        obj = StoredObject(uri=f"s3://{bucket}/{key}", key=key.removeprefix("photos/"), size=len(body), etag=hashlib.md5(body).hexdigest())
         batch.append((obj, ImageDoc(uri=obj.uri, label=obj.label, size=len(body), mime="image/jpeg", hash=hashlib.sha256(body).hexdigest())))
         if len(batch) == 5000:
             known.remember(batch)
@@ -179,7 +184,7 @@ def _fill_cache(url: str, endpoint: str, cache: str, jpeg: bytes) -> None:
     known.remember(batch)
 
 
-def run_listing_bench(sizes: list[int], cold: int, workdir: Path, heap: bool = False) -> list[dict]:
+def run_listing_bench(sizes: list[int], cold: int, workdir: Path, heap: bool = False, baselines: bool = False) -> list[dict]:
     jpeg = _small_jpeg()
     buckets = {f"b{n}": n for n in sizes}
     if cold:
@@ -190,8 +195,8 @@ def run_listing_bench(sizes: list[int], cold: int, workdir: Path, heap: bool = F
         logger.info("moto holds %d objects (%.1f s)", sum(buckets.values()), time.perf_counter() - started)
         for n in sizes:
             url, cache = f"s3://b{n}/photos", str(workdir / f"objects-{n}.sqlite")
-            _fill_cache(url, endpoint, cache, jpeg)
-            for kind in ("list", "list, whole (before)", "scan", "scan, whole listing (before)"):
+            _fill_cache(f"b{n}", n, cache, jpeg)
+            for kind in ("list", "list, whole (before)", "scan", *(["scan, whole listing (before)"] if baselines else [])):
                 rows.append({"size": n, **pool.submit(_measure, kind, url, endpoint, cache, heap).result()})
                 _print_row(rows[-1])
         if cold:
@@ -204,7 +209,7 @@ def run_listing_bench(sizes: list[int], cold: int, workdir: Path, heap: bool = F
 def _print_row(r: dict) -> None:
     per = 1e6 * r["seconds"] / max(1, r["objects"])
     print(
-        f"{r['size']:>8,}  {r['what']:<30} {r['seconds']:>8.2f} s  {r['cpu_seconds']:>7.2f} s CPU  {per:>6.0f} µs/object  {_mb(r['rss_growth_mb'])}  {_mb(r['heap_peak_mb'])}",
+        f"{r['size']:>8,}  {r['what']:<30} {r['seconds']:>8.2f} s  {r['cpu_seconds']:>7.2f} s CPU  {per:>6.0f} µs/object  {r['fetched']:>8,}  {_mb(r['rss_growth_mb'])}  {_mb(r['heap_peak_mb'])}",
         flush=True,
     )
 
@@ -247,15 +252,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--sizes", default=",".join(str(n) for n in SIZES), help="objects per bucket, comma-separated")
     parser.add_argument("--cold", type=int, default=COLD, help="objects of the first (fetching) scan; 0: none")
     parser.add_argument("--heap", action="store_true", help="also the Python heap's peak (tracemalloc: slows the client several times)")
+    parser.add_argument("--scan-baseline", action="store_true", help="also scan from the whole listing (the listing's own baseline shows its memory)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
     if not sizes or min(sizes) < 1 or args.cold < 0:
         parser.error("--sizes: positive counts; --cold: 0 or more")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(f"{'objects':>8}  {'what':<30} {'wall':>10}  {'client CPU':>11}  {'per object':>13}  {'RSS growth':>10}  {'heap peak':>10}")
+    print(f"{'objects':>8}  {'what':<30} {'wall':>10}  {'client CPU':>11}  {'per object':>13}  {'fetched':>8}  {'RSS growth':>10}  {'heap peak':>10}")
     with tempfile.TemporaryDirectory(prefix="listing-bench-") as tmp:
-        rows = run_listing_bench(sizes, args.cold, Path(tmp), args.heap)
+        rows = run_listing_bench(sizes, args.cold, Path(tmp), args.heap, args.scan_baseline)
     print_ratios(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
