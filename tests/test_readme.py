@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from readme_commands import PLAN, ROOT, SMALL_SAMPLE, Command, documented_commands, entry_for
+from readme_commands import LISTING_SIZES, PLAN, ROOT, SMALL_SAMPLE, Command, documented_commands, entry_for
 
 PY = sys.executable
 HUB = {"clip": "clip", "dinov2": "dinov2", "bit": "bit", "vit": "vit", "efficientnet": "efficientnet", "blip2": "blip2-itm"}
@@ -49,6 +49,8 @@ def as_run(text: str, tiny: dict[str, Path] | None = None, ports: dict[str, int]
         text = text.replace(written, str(free))
     if re.search(r"app\.py sample\b", text):
         text += " " + " ".join(SMALL_SAMPLE)
+    if re.fullmatch(r"python -m imgsearch\.bench\.listing", text):
+        text = f"{PY} -m imgsearch.bench.listing " + " ".join(LISTING_SIZES)
     if tiny and " --model " not in text and "compare" not in text:
         named = re.search(r"--encoder ((?:[\w-]+ ?)+)", text)
         for name in named.group(1).split() if named else []:
@@ -270,6 +272,16 @@ def test_web_md_command(workdir, tiny_models):
         proc.wait(timeout=60)
 
 
+@pytest.mark.slow
+def test_performance_md_listing_bench(workdir):
+    """The bucket-listing benchmark, scaled down: every row, and the growth and paged/whole ratios."""
+    (bench,) = (c.text for c in commands_for("test_performance_md_listing_bench"))
+    run = sh(as_run(bench), workdir, env={"PYTHONPATH": str(ROOT)})
+    rows = [line.split() for line in run.stdout.splitlines() if "µs/object" in line]
+    assert [r[0] for r in rows] == ["300"] * 3 + ["900"] * 3 + ["50"], run.stdout
+    assert "growth from 300 to 900 objects (x3)" in run.stdout and "paged / whole listing" in run.stdout
+
+
 def test_substitutions_are_the_tables():
     """The rewriting itself, on fixed input: a reader can check what ran."""
     tiny = {k: Path(f"/t/{k}") for k in ("clip", "dinov2", "blip2-itm")}
@@ -277,4 +289,5 @@ def test_substitutions_are_the_tables():
         f"{PY} {ROOT}/app.py index --data data/memes --encoder efficientnet-lite0 clip dinov2 --model clip=/t/clip --model dinov2=/t/dinov2"
     )
     assert as_run("python app.py sample") == f"{PY} {ROOT}/app.py sample " + " ".join(SMALL_SAMPLE)
+    assert as_run("python -m imgsearch.bench.listing") == f"{PY} -m imgsearch.bench.listing --sizes 300,900 --cold 50"
     assert shlex.split(as_run("python examples/x.py --host localhost:8080 [--json]", ports={"8080": 1}))[-3:] == ["--host", "localhost:1", "--json"]
