@@ -109,17 +109,17 @@ def run_index(
     }
     pages = ScanPages(gateway, params, SCAN_PAGE, target=SCAN_TARGET)
     bar = _progress(pages.total, progress, f"{info.encoder} → {name}")
-    # The images seen so far live on disk (seen_images.py): memory holds a page, the paths to add
-    # (duplicates, moved files) and, with --prune only, every path scanned.
+    # The images seen so far live on disk (seen_images.py), and for --prune every path scanned:
+    # memory holds a page and the paths to add (duplicates, moved files).
     seen = SeenImages()
     extra: dict[str, list[str]] = {}  # hash -> paths to record for a stored image
-    present: dict[str, str] = {}  # --prune: every path the scan hashed -> its hash
     unreadable: set[str] = set()  # paths the scan could not read: kept by --prune
     try:
         for page in pages:
             todo = DocList[ImageDoc]()
             known = seen.lookup(d.hash for d in page.docs if not d.error and d.hash)
             new: dict[str, tuple[str, set[str]]] = {}  # this page's first sightings
+            present: dict[str, str] = {}  # --prune: this page's paths -> their hash
             for doc in page.docs:
                 summary.files_seen += 1
                 if doc.error:
@@ -144,6 +144,7 @@ def run_index(
                     new[digest] = (uri, {uri})  # what /index records
                     todo.append(ImageDoc(uri=uri, hash=digest, label=doc.label, size=doc.size, mime=doc.mime))
             seen.add(new)
+            seen.add_present(present)
             if bar is not None:
                 bar.update(page.entries - len(todo))  # files that need no encoding
             if todo:
@@ -167,7 +168,7 @@ def run_index(
             gateway.post("/add_paths", DocList[ImageDoc](ImageDoc(hash=h, paths=ps) for h, ps in extra.items()), params, request_size=256)
             summary.paths_added = len(extra)
         if prune:
-            summary.pruned_paths, summary.pruned_images = prune_paths(gateway, params, ref, present, unreadable, max_prune)
+            summary.pruned_paths, summary.pruned_images = prune_paths(gateway, params, ref, seen.present(), unreadable, max_prune)
     finally:
         seen.close()
         if bar is not None:
