@@ -114,7 +114,7 @@ def _print_index_summary(s, info: EncoderInfo, out: TextIO) -> None:
     )
     print(
         f"  time: {s.seconds:.1f} s (flow start-up and model load included; model load {info.load_seconds:.1f} s)   "
-        f"encoding: {s.images_per_second:.1f} images/s",
+        f"encoding: {s.images_per_second:.1f} images/s ({s.in_flight} requests in flight for {s.encoder_replicas} encoder replica(s))",
         file=out,
     )
     index_note = f", search index built in {s.optimize_seconds:.1f} s" if s.optimize_seconds >= 0.05 else ""

@@ -9,7 +9,7 @@ from pathlib import Path
 import fsspec
 
 from executors.errors import UserError
-from executors.loader.storage import filesystem, list_objects
+from executors.loader.storage import filesystem, iter_objects
 from executors.urls import DataSource, is_url
 
 __all__ = ["DataSource", "check_data", "data_name", "data_ref", "listing_digest", "read_bytes"]
@@ -52,7 +52,7 @@ def check_data(data: DataSource, hint: str = "") -> None:
 def listing_digest(url: str) -> str:
     """Keys, sizes and ETags of every object under the URL: changes when the objects do."""
     h = hashlib.sha256()
-    for obj in list_objects(url):
+    for obj in iter_objects(url):
         h.update(f"{obj.key}\0{obj.size}\0{obj.etag}\n".encode())
     return h.hexdigest()
 

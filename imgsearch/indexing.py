@@ -12,6 +12,8 @@ from executors.docs import ImageDoc
 from imgsearch.datasource import DataSource, data_name, data_ref
 from imgsearch.flow import INDEX_REQUEST_TIMEOUT_S, PREFETCH, Gateway, collection_name, fit_parameter
 from imgsearch.prune import prune as prune_paths
+from imgsearch.scan_pages import ScanPages
+from imgsearch.seen_images import SeenImages
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ class IndexSummary:
     count: int = 0  # points in the collection afterwards
     disk_bytes: Optional[int] = None
     encoder_peak_rss_mb: Optional[float] = None  # the encoder process's high-water mark so far
+    encoder_replicas: int = 1  # as the gateway reports them (/info)
+    in_flight: int = 0  # /index requests kept in flight for them (index_prefetch)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -55,11 +59,22 @@ def encoder_info(gateway: Gateway) -> EncoderInfo:
     return gateway.encoder_info()
 
 
+# At most this many /index requests in flight, however many replicas: each holds up to a batch
+# of images in the stages' queues (decoded pixels between normalizer and encoder), so 64 of 32
+# images is one scan page (SCAN_PAGE) in the pipeline at once, and the client's memory and the
+# executors' queues stay bounded on a large cluster.
+MAX_IN_FLIGHT = 64
+
+
 def index_prefetch(info: EncoderInfo) -> int:
-    """Requests in flight while indexing: one per encoder lane, and two more for the stages
-    around it (reading, decoding, storing); never fewer than the flow's default. With lanes on
-    a many-core CPU (one per thread) the default 4 would leave most of them idle."""
-    return max(PREFETCH, int(info.lanes or 1) + 2)
+    """Requests in flight while indexing: for each encoder replica (``/info`` ``replicas``, from
+    the gateway), one per lane it encodes side by side and one queued behind them, so no replica
+    waits a round trip for its next batch; and one more for the stages around the encoders
+    (reading, decoding, storing). Never fewer than the flow's default, never more than
+    MAX_IN_FLIGHT. One replica of one lane: 4 (the default); 4 replicas: 9; lanes on a
+    many-core CPU (one per thread) count per replica too."""
+    replicas = max(1, int(info.replicas or 1))
+    return min(MAX_IN_FLIGHT, max(PREFETCH, replicas * (int(info.lanes or 1) + 1) + 1))
 
 
 def run_index(
@@ -84,6 +99,8 @@ def run_index(
     ref, dataset = data_ref(data), dataset or data_name(data)
     name = collection_name(dataset, info.model, resize, runtime)  # runtime: only where asked for by name
     summary = IndexSummary(collection=name, encoder=info.encoder, model=info.model, data=ref)
+    # Given: the bench's, whose simulated replicas a local flow's /info does not count.
+    summary.encoder_replicas, summary.in_flight = max(1, int(info.replicas or 1)), prefetch or index_prefetch(info)
     params = {
         "data": ref,
         "collection": name,
@@ -92,17 +109,20 @@ def run_index(
         **fit_parameter(info),
         **({"quantization": quantization} if quantization else {}),
     }
-    total = int(gateway.call("/scan_total", params).get("files", 0))
-    bar = _progress(total, progress, f"{info.encoder} → {name}")
-    seen_hashes: dict[str, str] = {}
-    paths: dict[str, list[str]] = {}  # hash -> every path holding it in this folder, first first
-    stored: dict[str, set[str]] = {}  # hash -> paths the store has recorded already
+    pages = ScanPages(gateway, params, SCAN_PAGE, target=SCAN_TARGET)
+    bar = _progress(pages.total, progress, f"{info.encoder} → {name}")
+    # The images seen so far live on disk (seen_images.py), and for --prune every path scanned:
+    # memory holds a page and the paths to add (duplicates, moved files).
+    seen = SeenImages()
+    extra: dict[str, list[str]] = {}  # hash -> paths to record for a stored image
     unreadable: set[str] = set()  # paths the scan could not read: kept by --prune
     try:
-        for offset in range(0, total, SCAN_PAGE):
-            scanned = gateway.post("/scan", [ImageDoc()], {**params, "offset": offset, "limit": SCAN_PAGE}, target=SCAN_TARGET)
+        for page in pages:
             todo = DocList[ImageDoc]()
-            for doc in scanned:
+            known = seen.lookup(d.hash for d in page.docs if not d.error and d.hash)
+            new: dict[str, tuple[str, set[str]]] = {}  # this page's first sightings
+            present: dict[str, str] = {}  # --prune: this page's paths -> their hash
+            for doc in page.docs:
                 summary.files_seen += 1
                 if doc.error:
                     summary.skipped.append({"path": doc.uri, "reason": doc.error})
@@ -110,21 +130,25 @@ def run_index(
                         unreadable.add(doc.uri)
                     continue
                 uri, digest = _scanned_file(doc)
-                if digest in seen_hashes:
-                    summary.duplicates.append({"path": uri, "same_as": seen_hashes[digest]})
-                    paths[digest].append(uri)
+                if prune:
+                    present[uri] = digest
+                first = known.get(digest) or new.get(digest)
+                if first is not None:
+                    summary.duplicates.append({"path": uri, "same_as": first[0]})
+                    if uri not in first[1]:
+                        extra.setdefault(digest, []).append(uri)
                 elif doc.indexed:
-                    seen_hashes[digest] = uri
-                    paths[digest] = [uri]
-                    stored[digest] = set(doc.paths or [])
+                    new[digest] = (uri, set(doc.paths or []))
                     summary.already_indexed += 1
+                    if uri not in new[digest][1]:  # a stored image at a path it was not stored under
+                        extra.setdefault(digest, []).append(uri)
                 else:
-                    seen_hashes[digest] = uri
-                    paths[digest] = [uri]
-                    stored[digest] = {uri}  # what /index records
+                    new[digest] = (uri, {uri})  # what /index records
                     todo.append(ImageDoc(uri=uri, hash=digest, label=doc.label, size=doc.size, mime=doc.mime))
+            seen.add(new)
+            seen.add_present(present)
             if bar is not None:
-                bar.update(min(SCAN_PAGE, total - offset) - len(todo))  # files that need no encoding
+                bar.update(page.entries - len(todo))  # files that need no encoding
             if todo:
                 t0 = time.perf_counter()
                 gateway.post(
@@ -137,18 +161,18 @@ def run_index(
                     # for the page that grows with the work (a slow encoder does not).
                     timeout=INDEX_REQUEST_TIMEOUT_S * -(-len(todo) // batch_size),
                     request_timeout=INDEX_REQUEST_TIMEOUT_S,
-                    prefetch=prefetch or index_prefetch(info),  # given: the bench's, for encoder replicas
+                    prefetch=summary.in_flight,
                 )
                 summary.encode_seconds += time.perf_counter() - t0
-        # Duplicates are stored once; every path that holds the bytes is kept with the point.
-        extra = DocList[ImageDoc](ImageDoc(hash=h, paths=ps) for h, ps in paths.items() if set(ps) - stored[h])
+        # Duplicates are stored once; every path that holds the bytes is kept with the point
+        # (the indexer adds the paths it lacks).
         if extra:
-            gateway.post("/add_paths", extra, params, request_size=256)
+            gateway.post("/add_paths", DocList[ImageDoc](ImageDoc(hash=h, paths=ps) for h, ps in extra.items()), params, request_size=256)
             summary.paths_added = len(extra)
         if prune:
-            present = {p: h for h, ps in paths.items() for p in ps}
-            summary.pruned_paths, summary.pruned_images = prune_paths(gateway, params, ref, present, unreadable, max_prune)
+            summary.pruned_paths, summary.pruned_images = prune_paths(gateway, params, ref, seen.present(), unreadable, max_prune)
     finally:
+        seen.close()
         if bar is not None:
             bar.close()
     if summary.indexed:
@@ -188,7 +212,7 @@ def collection_disk_bytes(gateway: Gateway, name: str) -> Optional[int]:
     return None
 
 
-def _progress(total: int, enabled: bool, desc: str):
+def _progress(total: Optional[int], enabled: bool, desc: str):
     if not enabled:
         return None
     from tqdm import tqdm

@@ -16,7 +16,7 @@ than ``max_fraction`` of the folder's stored paths would go.
 """
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from docarray import DocList
@@ -53,7 +53,7 @@ def stored_images(gateway: Gateway, params: dict, page: int = PAGE) -> Iterator[
         after = got[-1].id
 
 
-def plan(stored: Iterator[ImageDoc], root: str, present: dict[str, str], unreadable: set[str]) -> PrunePlan:
+def plan(stored: Iterator[ImageDoc], root: str, present: Mapping[str, str], unreadable: set[str]) -> PrunePlan:
     """What to forget: the stored paths under ``root`` that the scan did not find holding the
     stored bytes. ``present`` maps each path the scan hashed to its hash now."""
     prefix = root.rstrip("/") + "/"
@@ -67,7 +67,7 @@ def plan(stored: Iterator[ImageDoc], root: str, present: dict[str, str], unreada
     return out
 
 
-def prune(gateway: Gateway, params: dict, root: str, present: dict[str, str], unreadable: set[str], max_fraction: float = 0.5) -> tuple[int, int]:
+def prune(gateway: Gateway, params: dict, root: str, present: Mapping[str, str], unreadable: set[str], max_fraction: float = 0.5) -> tuple[int, int]:
     """Forget the stale paths (see the module doc); return (paths forgotten, images deleted).
     Raises UserError, changing nothing, when the scan found no readable image or when more
     than ``max_fraction`` of the folder's stored paths would go."""

@@ -21,6 +21,7 @@ The substitutions, all of them:
 | writing into the checkout | `app.py k8s` | `--out` a temporary folder |
 | a benchmark's size | `app.py bench --simulate-gpu-ms …` | `SMALL_SCALEOUT` appended (the last given wins): 32 images, 1 and 2 replicas, 60 ms per batch of 4 |
 | pushed images' digests | `digests.json` | a file naming a made-up sha256 for every image the manifests use |
+| benchmark sizes | `python -m imgsearch.bench.listing` | `--sizes 300,900 --cold 50` appended: the documented run (100,000 objects) takes minutes; the test checks the table's rows and ratios |
 """
 
 import re
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SMALL_SAMPLE = ["--limit", "56", "--variants", "2"]  # 56: the README searches doge, the 55th template
 SMALL_SCALEOUT = ["--images", "32", "--encoder-replicas", "1", "2", "--simulate-gpu-ms", "60", "--simulate-batch", "4", "--next-stage-replicas", "0"]
+LISTING_SIZES = ["--sizes", "300,900", "--cold", "50"]  # the bucket-listing benchmark, scaled down
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ PLAN = [
         test="test_readme_use_and_compare",
     ),
     Entry(r"python app\.py export-fashion-mnist --out data/fashion-mnist --per-class 100", test="test_readme_fashion_mnist"),
+    # docs/performance.md
+    Entry(r"python -m imgsearch\.bench\.listing", test="test_performance_md_listing_bench"),
     # docs/deploy.md
     Entry(r"(REGISTRY=\S+ )?docker/build\.sh", elsewhere="needs a Docker engine (none runs here)"),
     Entry(

@@ -25,6 +25,7 @@ class CountingMotoServer(ThreadedMotoServer):
     def __init__(self):
         super().__init__(ip_address="127.0.0.1", port=0, verbose=False)
         self.gets: Counter[str] = Counter()  # "/bucket/key" -> object fetches (GetObject, ranged or not)
+        self.lists: Counter[str] = Counter()  # "/bucket" -> ListObjectsV2 requests (one per listing page)
         self._count_lock = threading.Lock()
 
     def _server_entry(self) -> None:
@@ -34,6 +35,9 @@ class CountingMotoServer(ThreadedMotoServer):
             if environ["REQUEST_METHOD"] == "GET" and not environ.get("QUERY_STRING"):  # not a listing
                 with self._count_lock:
                     self.gets[unquote(environ["PATH_INFO"])] += 1
+            elif environ["REQUEST_METHOD"] == "GET" and "list-type=2" in environ.get("QUERY_STRING", ""):
+                with self._count_lock:
+                    self.lists[unquote(environ["PATH_INFO"]).rstrip("/")] += 1
             return app(environ, start_response)
 
         self._server = make_server(self._ip_address, self._port, counting, True, request_handler=MotoRequestHandler)
@@ -75,6 +79,15 @@ def client(server: CountingMotoServer):
         **{k.lower(): v for k, v in S3_ENV.items() if k != "AWS_DEFAULT_REGION"},
         region_name=S3_ENV["AWS_DEFAULT_REGION"],
     )
+
+
+def put_many(server: CountingMotoServer, bucket: str, objects: dict[str, bytes], threads: int = 8) -> None:
+    """Put many objects at once (moto's server answers each PUT in a thread of its own)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    s3 = client(server)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda kv: s3.put_object(Bucket=bucket, Key=kv[0], Body=kv[1]), objects.items()))
 
 
 def jpeg(seed: int, size: tuple[int, int] = (48, 40)) -> bytes:

@@ -96,6 +96,7 @@ def test_two_encoder_replicas_share_the_requests(tmp_path):
         gateway = Gateway(host)
         info = encoder_info(gateway)
         assert info.model == "simulated-gpu:clip:100ms" and int(info.dim) == 512
+        assert info.replicas == 2  # the gateway counts a local flow's Jina replicas too
         summary = run_index(gateway, folder, info, batch_size=2, dataset="spread", progress=False, prefetch=4)
         assert summary.indexed == 24 and summary.skipped == []
         timings = replica_timings(gateway, {"encoder": 2})

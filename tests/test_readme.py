@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from readme_commands import PLAN, ROOT, SMALL_SAMPLE, SMALL_SCALEOUT, Command, documented_commands, entry_for
+from readme_commands import LISTING_SIZES, PLAN, ROOT, SMALL_SAMPLE, SMALL_SCALEOUT, Command, documented_commands, entry_for
 
 PY = sys.executable
 HUB = {"clip": "clip", "dinov2": "dinov2", "bit": "bit", "vit": "vit", "efficientnet": "efficientnet", "blip2": "blip2-itm"}
@@ -51,6 +51,8 @@ def as_run(text: str, tiny: dict[str, Path] | None = None, ports: dict[str, int]
         text += " " + " ".join(SMALL_SAMPLE)
     if re.search(r"app\.py bench\b.* --simulate-gpu-ms ", text):
         text += " " + " ".join(SMALL_SCALEOUT)
+    if re.fullmatch(r"python -m imgsearch\.bench\.listing", text):
+        text = f"{PY} -m imgsearch.bench.listing " + " ".join(LISTING_SIZES)
     if tiny and " --model " not in text and "compare" not in text:
         named = re.search(r"--encoder ((?:[\w-]+ ?)+)", text)
         for name in named.group(1).split() if named else []:
@@ -304,6 +306,16 @@ def test_performance_md_command(workdir):
     assert (workdir / "results" / "bench" / "bench.json").is_file()  # --out's default, relative to where it ran
 
 
+@pytest.mark.slow
+def test_performance_md_listing_bench(workdir):
+    """The bucket-listing benchmark, scaled down: every row, and the growth and paged/whole ratios."""
+    (bench,) = (c.text for c in commands_for("test_performance_md_listing_bench"))
+    run = sh(as_run(bench), workdir, env={"PYTHONPATH": str(ROOT)})
+    rows = [line.split() for line in run.stdout.splitlines() if "µs/object" in line]
+    assert [r[0] for r in rows] == ["300"] * 3 + ["900"] * 3 + ["50"], run.stdout
+    assert "growth from 300 to 900 objects (x3)" in run.stdout and "paged / whole listing" in run.stdout
+
+
 def test_substitutions_are_the_tables():
     """The rewriting itself, on fixed input: a reader can check what ran."""
     tiny = {k: Path(f"/t/{k}") for k in ("clip", "dinov2", "blip2-itm")}
@@ -312,6 +324,7 @@ def test_substitutions_are_the_tables():
     )
     assert as_run("python app.py sample") == f"{PY} {ROOT}/app.py sample " + " ".join(SMALL_SAMPLE)
     assert as_run("python app.py bench --simulate-gpu-ms 400 --images 1024").endswith("--images 1024 " + " ".join(SMALL_SCALEOUT))
+    assert as_run("python -m imgsearch.bench.listing") == f"{PY} -m imgsearch.bench.listing --sizes 300,900 --cold 50"
     assert shlex.split(as_run("python examples/x.py --host localhost:8080 [--json]", ports={"8080": 1}))[-3:] == ["--host", "localhost:1", "--json"]
 
 

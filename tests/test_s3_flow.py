@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from faults.faults_helpers import wait_for_progress
-from s3_server import client, fill_bucket, s3_server
+from s3_server import client, fill_bucket, jpeg, put_many, s3_server
 
 from executors.docs import MAX_IMAGE_BYTES
 from executors.indexer.store import EdgeStore, StoreInUseError, point_id
@@ -122,3 +122,52 @@ def test_index_through_a_running_gateway_reads_the_bucket_where_the_loader_runs(
     assert summary["data"] == "s3://remote/photos" and summary["collection"] == collection_name("photos", "efficientnet-lite0")
     assert summary["indexed"] == summary["count"] == 20
     assert {s["path"].removeprefix("s3://remote/photos/") for s in summary["skipped"]} == {k for k, v in cases.items() if v not in ("ok", "ignored")}
+
+
+def test_a_bucket_of_several_listing_pages_is_indexed_once_with_in_flight_sized_for_the_replicas(tmp_path, monkeypatch):
+    """2,100 objects: three ListObjectsV2 pages of 1,000 at the loader, scanned in client pages of 700
+    that straddle them; 300 distinct images, each under 7 keys that fall on different pages. Every
+    image stored exactly once with all 7 of its paths, a second run stores nothing; and the /index
+    requests kept in flight follow the encoder replicas /info reports (4 here, as a gateway would say)."""
+    import dataclasses
+
+    from executors.indexer.executor import stored_paths
+    from imgsearch import indexing
+    from imgsearch.flow import Gateway, local_flow
+
+    n, distinct = 2100, 300
+    monkeypatch.setattr(indexing, "SCAN_PAGE", 700)
+    with s3_server(monkeypatch) as s3:
+        base = jpeg(7)
+        bulk = {f"set/part{i % 3}/img_{i:05d}.jpg": base + (i % distinct).to_bytes(4, "big") for i in range(n)}  # trailing bytes: a hash of its own
+        client(s3).create_bucket(Bucket="paged")
+        put_many(s3, "paged", bulk)
+        want: dict[str, set[str]] = {}
+        for key, body in bulk.items():
+            want.setdefault(point_id(hashlib.sha256(body).hexdigest()), set()).add(f"s3://paged/{key}")
+        monkeypatch.setenv(KNOWN_OBJECTS_ENV, str(tmp_path / "objects.sqlite"))
+        store = tmp_path / "store"
+        with local_flow("efficientnet-lite0", store=str(store)) as host:
+            gw = Gateway(host)
+            info = dataclasses.replace(indexing.encoder_info(gw), replicas=4)
+            in_flight: list[int] = []
+            post = gw.post
+
+            def spy(endpoint, *args, **kwargs):
+                if endpoint == "/index":
+                    in_flight.append(kwargs["prefetch"])
+                return post(endpoint, *args, **kwargs)
+
+            monkeypatch.setattr(gw, "post", spy)
+            first = indexing.run_index(gw, "s3://paged/set", info, batch_size=32, progress=False)
+            again = indexing.run_index(gw, "s3://paged/set", info, batch_size=32, progress=False)
+        lists = s3.lists["/paged"]
+    assert first.files_seen == n and not first.skipped and len(first.duplicates) == n - distinct
+    assert first.indexed == first.count == distinct and first.paths_added == distinct
+    assert again.indexed == 0 and again.already_indexed == distinct and again.count == distinct and again.paths_added == 0
+    assert lists == 2 * 3  # each run listed the bucket once, in three pages
+    with EdgeStore(str(store), read_only=True) as st:
+        got = {str(p.id): set(stored_paths(p.payload)) for p in st.scroll(collection_name("set", "efficientnet-lite0"))}
+    assert got == want  # each image once, under every key that holds it
+    assert in_flight and set(in_flight) == {indexing.index_prefetch(info)} == {first.in_flight}
+    assert first.in_flight > indexing.index_prefetch(dataclasses.replace(info, replicas=1)) and first.encoder_replicas == 4

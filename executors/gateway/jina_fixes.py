@@ -272,8 +272,10 @@ class PatchedGRPCGateway(MetricsGateway, GRPCGateway):
         handler.process_single_data = single_annotated
 
     def replica_counts(self) -> dict[str, int]:
-        """Replicas per deployment the gateway sends requests to (1 for an address given as an IP)."""
-        counts = {d: 1 for d in json.loads(getattr(self.runtime_args, "deployments_addresses", None) or "{}")}
+        """Replicas per deployment the gateway sends requests to: its addresses (a local flow's
+        Jina replicas are several), a name's as last looked up."""
+        given = json.loads(getattr(self.runtime_args, "deployments_addresses", None) or "{}")
+        counts = {d: len(a.get("grpc", []) if isinstance(a, dict) else a) or 1 for d, a in given.items()}
         return {**counts, **(self._replicas.replicas() if self._replicas else {})}
 
     async def shutdown(self) -> None:

@@ -2,9 +2,10 @@
 
 Two endpoints do the work:
 - ``/scan`` walks the folder the client names (``parameters['data']``; a URL such as
-  ``s3://bucket/prefix`` lists objects instead, see executors/loader/storage.py) and returns one
-  light document per image file (path, sha256, size, MIME, label) without the bytes, a
-  page at a time (``offset``/``limit``), so the client can skip what is already indexed.
+  ``s3://bucket/prefix`` lists objects instead, page by page as they are asked for, see
+  executors/loader/object_pages.py) and returns one light document per image file (path,
+  sha256, size, MIME, label) without the bytes, a page at a time (``offset``/``limit``), so
+  the client can skip what is already indexed.
   A file's hash is remembered on disk (the object cache, storage.KnownObjects) under its
   path, size, modification and change times and inode: a later scan of an unchanged file
   only stats it, so re-running `index` over a large library reads only what is new.
@@ -25,7 +26,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 from docarray import DocList
 from jina import requests
@@ -33,9 +34,10 @@ from jina import requests
 from executors.docs import MAX_IMAGE_BYTES, ImageDoc, Reply, failed, file_state
 from executors.flow_kwargs import boolean, flow_kwarg
 from executors.loader.filetypes import IMAGE_EXTENSIONS, SNIFF_BYTES, describe_non_image, image_mime, sniff_mime
+from executors.loader.object_pages import ObjectListings
 from executors.loader.read_ahead import ReadAhead
 from executors.loader.read_file import FileUnreadable, read_capped, refuse_outside_root
-from executors.loader.storage import ObjectScanner, StoredObject, fetch, list_objects
+from executors.loader.storage import ObjectScanner, StoredObject, fetch
 from executors.stage import Stage
 from executors.urls import is_url
 
@@ -142,22 +144,21 @@ class ImageLoader(Stage):
         # the path of a file unchanged since /scan hashed it instead of its bytes, which would
         # otherwise cross the gateway twice (about 4 ms of its CPU per MB).
         self.send_paths = flow_kwarg("send_paths", send_paths, False, boolean)
-        self._listing: tuple[Optional[str], list[Union[Path, StoredObject]]] = (None, [])
+        self._listing: tuple[Optional[str], list[Path]] = (None, [])
         self._listing_generation = 0  # a new listing never gets a page read ahead from the last one
-        self._ahead: ReadAhead[_ScannedPage] = ReadAhead("scan-ahead")
+        self._ahead: ReadAhead[Any] = ReadAhead("scan-ahead")  # a folder's _ScannedPage, or a bucket's documents
         threads = max(1, flow_kwarg("scan_threads", scan_threads, 4, int))
         self._hash_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scan-hash")
         self._scanned: OrderedDict[str, tuple[int, int, str]] = OrderedDict()
         self._objects = ObjectScanner(self.max_file_bytes, flow_kwarg("object_cache", object_cache, "") or None)
+        self._cursors = ObjectListings(self._objects)  # bucket listings, one per client scanning
 
-    def _files(self, root: Union[Path, str], refresh: bool) -> list[Union[Path, StoredObject]]:
+    def _files(self, root: Path, refresh: bool) -> list[Path]:
         # The walk is cached between pages of one scan; /scan_total starts each scan afresh.
         key = str(root)
         if refresh or self._listing[0] != key:
             self._ahead.drop()
-            listing: list[Union[Path, StoredObject]] = []
-            listing.extend(list_objects(key) if isinstance(root, str) else walk_files(root))
-            self._listing = (key, listing)
+            self._listing = (key, list(walk_files(root)))
             self._listing_generation += 1
         return self._listing[1]
 
@@ -167,6 +168,8 @@ class ImageLoader(Stage):
         root = _data_root(parameters)
         offset = int(parameters.get("offset", 0))
         limit = int(parameters.get("limit", 1000))
+        if isinstance(root, str):
+            return DocList[ImageDoc](self._scan_objects(root, offset, limit))
         files = self._files(root, refresh=False)  # /scan_total refreshed it
         page_key = (self._listing_generation, offset, limit)  # a new folder is a new listing too
         page_files = files[offset : offset + limit]
@@ -184,11 +187,22 @@ class ImageLoader(Stage):
                 )
         return DocList[ImageDoc](page.docs)
 
-    def _scan_page(self, root: Union[Path, str], page: list, cancelled: threading.Event) -> _ScannedPage:
-        """The scan documents of one page, and what the loader should remember of them. Runs in
-        the handler or in the background (read_ahead.py): it changes nothing of the loader's."""
-        if isinstance(root, str):
-            return _ScannedPage(self._objects.inspect(page), [], [])  # remembered by the scanner
+    def _scan_objects(self, url: str, offset: int, limit: int) -> list[ImageDoc]:
+        """A page of a bucket's scan: ``offset`` counts documents answered, not objects listed;
+        a page shorter than ``limit`` is the last."""
+        pages = self._cursors.for_page(url, offset)  # /scan_total opened it
+        with self.timed("scan", limit):
+            found = self._ahead.take((pages.serial, offset, limit))
+            if found is None:
+                found = pages.page(offset, limit) or []
+            after = offset + len(found)
+            if limit > 0 and len(found) == limit:  # more may follow: list and inspect it meanwhile
+                self._ahead.start((pages.serial, after, limit), lambda cancelled: pages.page(after, limit, cancelled))
+        return found
+
+    def _scan_page(self, root: Path, page: list[Path], cancelled: threading.Event) -> _ScannedPage:
+        """The scan documents of one page of a folder, and what the loader should remember of
+        them. Runs in the handler or in the background (read_ahead.py): it changes nothing of the loader's."""
         stats: dict[Path, os.stat_result] = {}
         for path in page:
             try:
@@ -234,7 +248,11 @@ class ImageLoader(Stage):
 
     @requests(on="/scan_total")
     def scan_total(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None, **kwargs) -> Reply:
-        return {"files": len(self._files(_data_root(parameters or {}), refresh=True))}
+        root = _data_root(parameters or {})
+        if isinstance(root, str):  # a bucket is not counted: that would list it all before the first page
+            self._cursors.fresh(root)
+            return {"files": None}
+        return {"files": len(self._files(root, refresh=True))}
 
     def _inspect(self, path: Path, root: Path, st: Optional[os.stat_result] = None) -> tuple[Optional[ImageDoc], Optional[os.stat_result]]:
         """A scan document for an image file, an error document for a broken one, None otherwise;

@@ -22,10 +22,11 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterator, Optional, Union
 
 import fsspec
 from fsspec import AbstractFileSystem
+from fsspec.asyn import sync
 
 from executors.docs import ImageDoc
 from executors.loader.filetypes import IMAGE_EXTENSIONS, SNIFF_BYTES, describe_non_image, sniff_mime
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 FETCH_GROUP = 32  # objects fetched concurrently (one fsspec ``cat`` call)
 FETCH_GROUP_BYTES = 256 * 1024 * 1024  # and at most this many bytes held at once
+# Keys per listing request: ListObjectsV2's maximum (S3 answers at most 1,000 whatever is asked).
+LIST_PAGE = 1000
 KNOWN_OBJECTS_ENV = "IMGSEARCH_OBJECT_CACHE"  # where the loader remembers scanned objects
 
 
@@ -71,26 +74,80 @@ def _etag(info: dict) -> str:
     return ""
 
 
-def list_objects(url: str) -> list[StoredObject]:
-    """Every object under the URL's prefix, sorted by key; hidden keys (a part starting with '.') left out."""
+def iter_objects(url: str, page_size: Optional[int] = None) -> Iterator[StoredObject]:
+    """Every object under the URL's prefix, a listing page at a time; hidden keys (a part
+    starting with '.') and folder markers left out.
+
+    Nothing is listed before the first object is asked for, and only one page of the listing is
+    held at a time, so a bucket of millions of objects costs one page of memory. On S3 the
+    order is the key order (ListObjectsV2's); elsewhere, folder by folder, names sorted.
+    """
     fs, root = filesystem(url)
     root = root.rstrip("/")
+    pages = _s3_pages(fs, root, page_size or LIST_PAGE) if _is_s3(fs) else _folder_pages(fs, root)
+    listed = False
     try:
-        found = fs.find(root, detail=True)
-        if not found and not fs.exists(root):
+        for page in pages:
+            for path, info in page:
+                key = path[len(root) + 1 :] if path.startswith(root + "/") else os.path.basename(path)
+                if not key or key.endswith("/") or any(part.startswith(".") for part in key.split("/")):
+                    continue
+                listed = True
+                yield StoredObject(uri=fs.unstrip_protocol(path), key=key, size=int(info.get("size") or info.get("Size") or 0), etag=_etag(info))
+        if not listed and not fs.exists(root):
             raise ValueError(f"no bucket or prefix at {url} (or no permission to list it)")
     except ValueError:
         raise
     except Exception as exc:  # noqa: BLE001  each backend raises its own types (PermissionError, botocore, aiohttp...)
         raise ValueError(f"cannot list {url}: {exc}") from None
-    out = []
-    for path in sorted(found):
-        info = found[path]
-        key = path[len(root) + 1 :] if path.startswith(root + "/") else os.path.basename(path)
-        if info.get("type", "file") != "file" or any(part.startswith(".") for part in key.split("/")):
-            continue
-        out.append(StoredObject(uri=fs.unstrip_protocol(path), key=key, size=int(info.get("size") or 0), etag=_etag(info)))
-    return out
+
+
+def list_objects(url: str) -> list[StoredObject]:
+    """Every object under the URL's prefix, in listing order, held in a list: for small listings
+    (tests, a digest); the loader streams :func:`iter_objects`."""
+    return list(iter_objects(url))
+
+
+def _is_s3(fs: AbstractFileSystem) -> bool:
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    return "s3" in protocols and hasattr(fs, "_call_s3")  # s3fs, without importing it (botocore is slow to load)
+
+
+def _s3_pages(fs: AbstractFileSystem, root: str, page_size: int) -> Iterator[list[tuple[str, dict]]]:
+    """ListObjectsV2, one request per page, asked for only when the page before is used up.
+    Through s3fs's own call, which retries a failed page like any other request."""
+    bucket, key, _ = fs.split_path(root)
+    kwargs: dict = {"Bucket": bucket, "Prefix": f"{key}/" if key else "", "MaxKeys": page_size, **fs.req_kw}
+    first = True
+    while True:
+        out = sync(fs.loop, fs._call_s3, "list_objects_v2", **kwargs)
+        contents = out.get("Contents", [])
+        if first and not contents and key and fs.isfile(root):  # the URL names one object
+            contents = [{"Key": key, **fs.info(root)}]
+        first = False
+        yield [(f"{bucket}/{c['Key']}", c) for c in contents]
+        if not out.get("IsTruncated"):
+            return
+        kwargs["ContinuationToken"] = out["NextContinuationToken"]
+
+
+def _folder_pages(fs: AbstractFileSystem, root: str) -> Iterator[list[tuple[str, dict]]]:
+    """Other backends: one folder's listing at a time, depth first, names sorted (memory: the
+    largest folder, not the bucket)."""
+    if fs.isfile(root):
+        yield [(root, fs.info(root))]
+        return
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = sorted(fs.ls(folder, detail=True), key=lambda e: e["name"])
+        except FileNotFoundError:
+            if folder == root:
+                return  # iter_objects says there is no such prefix
+            raise
+        yield [(e["name"], e) for e in entries if e.get("type", "file") == "file"]
+        stack.extend(reversed([e["name"] for e in entries if e.get("type") == "directory" and e["name"].rstrip("/") != folder]))
 
 
 def fetch(uris: list[str], max_bytes: int) -> dict[str, Union[bytes, str]]:

@@ -13,9 +13,9 @@ from typing import Optional
 
 from PIL import Image
 
-from executors.docs import ImageDoc
 from executors.loader.executor import label_for
 from imgsearch.indexing import SCAN_PAGE, SCAN_TARGET
+from imgsearch.scan_pages import ScanPages
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +58,10 @@ class QuerySet:
 def scan(gateway, data: str) -> list[Item]:
     """The indexable images (under a folder path or URL) as the loader sees them (first of each content hash)."""
     params = {"data": str(data), "collection": "compare-scan", "dataset": "compare-scan"}
-    total = int(gateway.call("/scan_total", params).get("files", 0))
     seen, items = set(), []
-    for offset in range(0, total, SCAN_PAGE):
-        for doc in gateway.post("/scan", [ImageDoc()], {**params, "offset": offset, "limit": SCAN_PAGE}, target=SCAN_TARGET):
-            if doc.error or not doc.hash or doc.hash in seen:
+    for page in ScanPages(gateway, params, SCAN_PAGE, target=SCAN_TARGET):
+        for doc in page.docs:
+            if doc.error or not doc.hash or not doc.uri or doc.hash in seen:
                 continue
             seen.add(doc.hash)
             items.append(Item(doc.uri, doc.hash, doc.label))

@@ -47,7 +47,8 @@ def app_popen(*args: str) -> subprocess.Popen:
 
 
 def wait_for_progress(run: subprocess.Popen, at_least: int, timeout: float) -> int:
-    """Read `app.py index`'s progress bar (stderr, "N/TOTAL") until N >= at_least; return N."""
+    """Read `app.py index`'s progress bar (stderr, "N/TOTAL", or "Nimg" for a bucket, which is not
+    counted before it is scanned) until N >= at_least; return N."""
     fd, seen, buf = run.stderr.fileno(), 0, b""
     deadline = time.monotonic() + timeout
     while seen < at_least:
@@ -55,7 +56,7 @@ def wait_for_progress(run: subprocess.Popen, at_least: int, timeout: float) -> i
         assert time.monotonic() < deadline, f"only {seen} images stored after {timeout} s"
         if select.select([fd], [], [], 0.2)[0]:
             buf += os.read(fd, 65536)
-            counts = re.findall(rb"(\d+)/\d+ \[", buf)
+            counts = re.findall(rb"(\d+)(?:/\d+ |img )\[", buf)
             seen = int(counts[-1]) if counts else 0
     return seen
 
