@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -94,7 +95,7 @@ def fetch_memes_wheel(cache_dir: Path, wheel: Path | None = None) -> Path:
         "--progress-bar",
         "off",
         "-d",
-        str(cache_dir),
+        "",  # a private folder, filled below
         f"{PACKAGE}=={VERSION}",
     ]
     log.info("downloading %s==%s into %s", PACKAGE, VERSION, cache_dir)
@@ -103,18 +104,23 @@ def fetch_memes_wheel(cache_dir: Path, wheel: Path | None = None) -> Path:
         f"package index (or PIP_INDEX_URL), or download the wheel elsewhere and pass it "
         f"with --wheel / wheel=PATH, or put it into {cache_dir}."
     )
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SampleDataError(f"{hint}\n{exc}") from exc
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
-        raise SampleDataError(f"{hint}\npip exited with {proc.returncode}:\n{tail}")
-
-    found = sorted(cache_dir.glob(WHEEL_GLOB))
-    if not found:
-        raise SampleDataError(f"{hint}\npip succeeded but no {WHEEL_GLOB} appeared in {cache_dir}")
-    return _check_wheel(found[0])
+    # pip writes into a private folder and the whole wheel is then renamed into the cache: a
+    # second process fetching at the same time never sees (or removes) a half-written one.
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".download-") as private:
+        cmd[cmd.index("-d") + 1] = private
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SampleDataError(f"{hint}\n{exc}") from exc
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+            raise SampleDataError(f"{hint}\npip exited with {proc.returncode}:\n{tail}")
+        found = sorted(Path(private).glob(WHEEL_GLOB))
+        if not found:
+            raise SampleDataError(f"{hint}\npip succeeded but no {WHEEL_GLOB} appeared in {cache_dir}")
+        final = cache_dir / found[0].name
+        os.replace(found[0], final)
+    return _check_wheel(final)
 
 
 def list_templates(zf: zipfile.ZipFile) -> dict[str, list[str]]:
