@@ -24,6 +24,24 @@ os.environ.setdefault("JINA_LOG_LEVEL", "ERROR")
 # app.py's default, fork, is what the tests running app.py as a process use.
 os.environ.setdefault("IMGSEARCH_START_METHOD", "forkserver")
 
+
+def _ports_of_this_worker() -> None:
+    """Under pytest-xdist, each worker draws its flows' ports from its own share of the
+    listening range (imgsearch/ports.py): two workers can never pick the same port between one
+    reserving it and its executor binding it."""
+    from imgsearch.ports import ENV_MAX, ENV_MIN, ephemeral_range, listening_range
+
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    span = listening_range(ephemeral_range())
+    if not worker.startswith("gw") or count < 2 or span is None or ENV_MIN in os.environ:
+        return
+    share = (span[1] - span[0] + 1) // count
+    low = span[0] + int(worker[2:]) * share
+    os.environ[ENV_MIN], os.environ[ENV_MAX] = str(low), str(low + share - 1)
+
+
+_ports_of_this_worker()
+
 # encoder registry name -> its tiny model kind, from the registry
 TINY_FOR_ENCODER = TINY_KIND
 
