@@ -151,7 +151,9 @@ def test_the_gateway_runs_the_jina_fixes_and_sleeps_while_requests_wait(by_hand_
     gw.post("/search", docs, params, request_size=1)  # one request per image, 4 in flight
     wall, cpu = time.perf_counter() - wall, _cpu_seconds(pid) - cpu
     assert wall > 1.0  # requests did wait on the encoder for a while
-    assert cpu / wall < 0.3, f"gateway used {cpu:.2f} s of CPU in {wall:.2f} s with requests in flight"
+    # Spinning costs a whole core (cpu/wall near 1) whatever the load; the gateway's real work per
+    # request (moving bytes, counting them for /metrics) was 0.2-0.32 of the wall here.
+    assert cpu / wall < 0.5, f"gateway used {cpu:.2f} s of CPU in {wall:.2f} s with requests in flight"
 
 
 def _descendants(pid: int) -> set[int]:
