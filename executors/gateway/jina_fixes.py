@@ -34,7 +34,6 @@ The upstream fixes, which would make this module unnecessary:
 import asyncio
 import functools
 import inspect
-import json
 import logging
 import time
 from typing import Any, Callable, Optional
@@ -185,16 +184,9 @@ EXECUTORS_LISTENING_WAIT_S = 30.0
 
 def executor_addresses(deployments_addresses: Optional[str]) -> list[tuple[str, int]]:
     """(host, port) of every executor replica in the gateway's ``deployments_addresses``
-    (JSON: name -> ["host:port", ...], or -> {protocol: [...]}; addresses may carry a scheme)."""
-    found = []
-    for addresses in json.loads(deployments_addresses or "{}").values():
-        if isinstance(addresses, dict):
-            addresses = addresses.get("grpc", [])
-        for address in addresses:
-            host, _, port = address.split("://")[-1].rpartition(":")
-            if host and port.isdigit():
-                found.append((host.strip("[]"), int(port)))
-    return found
+    (addresses may carry a scheme)."""
+    targets = (replicas.parse_target(a) for addresses in replicas.grpc_addresses(deployments_addresses).values() for a in addresses)
+    return [(t.host, t.port) for t in targets if t is not None]
 
 
 async def wait_listening(addresses: list[tuple[str, int]], limit_s: float, interval_s: float = 0.02) -> list:
@@ -226,6 +218,7 @@ class PatchedGRPCGateway(MetricsGateway, GRPCGateway):
         self._named = _expand_names(kwargs.get("runtime_args"))  # before Jina builds its connections
         super().__init__(**kwargs)
         self._replicas: Optional[replicas.ReplicaWatcher] = None
+        self._given_counts: dict[str, int] = {}
         # The request size cap, whoever started this gateway (app.py's flows pass it; `jina
         # gateway` on Kubernetes does not): Jina's own default is no limit at all.
         given: Any = self.grpc_server_options  # type: ignore[has-type]  # jina leaves it unannotated: a dict, (name, value) pairs or None
@@ -252,7 +245,9 @@ class PatchedGRPCGateway(MetricsGateway, GRPCGateway):
     def _balance_replicas(self, deployments_addresses: Optional[str]) -> None:
         """Keep one connection per replica of every executor named by DNS (replicas.py), and
         tell clients asking an encoder's ``/info`` how many there are."""
-        current = {d: list(a.get("grpc", []) if isinstance(a, dict) else a) for d, a in json.loads(deployments_addresses or "{}").items()}
+        current = replicas.grpc_addresses(deployments_addresses)
+        # Addresses per deployment: a local flow's Jina replicas are several; the watcher's names override.
+        self._given_counts = {d: len(a) or 1 for d, a in current.items()}
         watcher = self._replicas = replicas.ReplicaWatcher(self.streamer._connection_pool, self._named, current, replicas.nameserver())
         watcher.start()
         handler = self._request_handler
@@ -260,12 +255,12 @@ class PatchedGRPCGateway(MetricsGateway, GRPCGateway):
 
         async def stream_annotated(*args: Any, **kwargs: Any) -> Any:
             async for response in stream(*args, **kwargs):
-                replicas.annotate_info(response, self.replica_counts())
+                replicas.annotate_info(response, self.replica_counts)
                 yield response
 
         async def single_annotated(*args: Any, **kwargs: Any) -> Any:
             response = await single(*args, **kwargs)
-            replicas.annotate_info(response, self.replica_counts())
+            replicas.annotate_info(response, self.replica_counts)
             return response
 
         handler.Call = stream_annotated  # what Jina registers as the gRPC servicer's methods
@@ -274,9 +269,7 @@ class PatchedGRPCGateway(MetricsGateway, GRPCGateway):
     def replica_counts(self) -> dict[str, int]:
         """Replicas per deployment the gateway sends requests to: its addresses (a local flow's
         Jina replicas are several), a name's as last looked up."""
-        given = json.loads(getattr(self.runtime_args, "deployments_addresses", None) or "{}")
-        counts = {d: len(a.get("grpc", []) if isinstance(a, dict) else a) or 1 for d, a in given.items()}
-        return {**counts, **(self._replicas.replicas() if self._replicas else {})}
+        return {**self._given_counts, **(self._replicas.replicas() if self._replicas else {})}
 
     async def shutdown(self) -> None:
         if self._replicas:

@@ -129,6 +129,13 @@ def _ask(server: tuple[str, int], name: str) -> set[str]:
     return found
 
 
+def grpc_addresses(deployments_addresses: Optional[str]) -> dict[str, list[str]]:
+    """The gateway's ``deployments_addresses`` (JSON: name -> ["host:port", ...], or ->
+    {protocol: [...]}) as name -> its gRPC addresses."""
+    given = json.loads(deployments_addresses or "{}")
+    return {d: list(a.get("grpc", []) if isinstance(a, dict) else a) for d, a in given.items()}
+
+
 def expand(deployments_addresses: str, server: Optional[tuple[str, int]] = None) -> tuple[str, dict[str, list[Target]]]:
     """The gateway's ``deployments_addresses`` with every name replaced by its addresses now,
     and the named targets per deployment, for :class:`ReplicaWatcher`.
@@ -250,13 +257,15 @@ class ReplicaWatcher:
         self.pool._handle_aiorpcerror = handle_and_wake
 
 
-def annotate_info(response: Any, replicas: dict[str, int]) -> None:
+def annotate_info(response: Any, counts: Callable[[], dict[str, int]]) -> None:
     """Add ``replicas`` (how many the gateway balances over) to an encoder's ``/info`` answer:
-    one replica cannot know, and a client sizes its requests in flight by it."""
+    one replica cannot know, and a client sizes its requests in flight by it. ``counts`` is
+    only asked for an ``/info`` answer: every response of every request passes here."""
     from executors.contracts import INFO
 
-    if not replicas or response.header.exec_endpoint != INFO:
+    if response.header.exec_endpoint != INFO:
         return
+    replicas = counts()
     params = response.parameters
     results = params.get("__results__")
     if not isinstance(results, dict):
