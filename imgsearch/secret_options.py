@@ -24,29 +24,28 @@ DEPRECATED = (
 )
 
 
-def read_key_file(path: Path) -> str:
-    """The key in ``path`` (surrounding whitespace, e.g. the final newline, dropped); a clear
-    error if it is unreadable or empty."""
+def read_secret_file(path: Path, what: str) -> str:
+    """The secret in ``path`` (surrounding whitespace, e.g. the final newline, dropped); a clear
+    error naming ``what`` if it is unreadable or empty."""
     try:
-        key = Path(path).read_text().strip()
+        secret = Path(path).read_text().strip()
     except OSError as exc:
-        raise UserError(f"cannot read the Qdrant API key file {path}: {exc.strerror or exc}") from None
-    if not key:
-        raise UserError(f"the Qdrant API key file {path} is empty")
-    return key
+        raise UserError(f"cannot read the {what} file {path}: {exc.strerror or exc}") from None
+    if not secret:
+        raise UserError(f"the {what} file {path} is empty")
+    return secret
+
+
+def read_key_file(path: Path) -> str:
+    """The Qdrant API key in ``path``."""
+    return read_secret_file(path, "Qdrant API key")
 
 
 def metrics_token(enabled: bool, token_file: Optional[Path]) -> Optional[str]:
     """The metrics read token `--metrics` / `--metrics-token-file` ask for (None: metrics off):
     the file's, else ``IMGSEARCH_METRICS_TOKEN``'s; a clear error when neither holds one."""
     if token_file:
-        try:
-            token = Path(token_file).read_text().strip()
-        except OSError as exc:
-            raise UserError(f"cannot read the metrics token file {token_file}: {exc.strerror or exc}") from None
-        if not token:
-            raise UserError(f"the metrics token file {token_file} is empty")
-        return token
+        return read_secret_file(token_file, "metrics token")
     if not enabled:
         return None
     token = os.environ.get(METRICS_TOKEN_ENV, "").strip()
