@@ -8,10 +8,9 @@ and checked against what was sent. A second flow without a token must not listen
 import math
 import socket
 import time
-import urllib.error
-import urllib.request
 
 import pytest
+from http_status import http_status
 
 from executors.docs import ImageDoc
 from imgsearch.flow import Gateway
@@ -44,7 +43,7 @@ def served(tmp_path_factory, photo_dir):
             gw.post("/search", [ImageDoc(hash=summary_hash(images[0]))], {"collection": summary.collection, "top_k": 0})
         samples = {name: _settled(url) for name, (url,) in urls.items()}
         refused = {
-            (name, str(h)): _status(url, h)
+            (name, str(h)): http_status(url, h)
             for name, (url,) in urls.items()
             for h in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN})
         }
@@ -65,14 +64,6 @@ def _settled(url: str, limit_s: float = 10.0) -> dict:
         if value(samples, "imgsearch_inflight_requests") == 0 or time.monotonic() > deadline:
             return samples
         time.sleep(0.05)
-
-
-def _status(url: str, headers: dict, method: str = "GET") -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers, method=method), timeout=5) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def test_every_process_serves_its_own_stage(served):

@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 from docarray import DocList
+from http_status import http_status
 from jina.types.request.data import DataRequest
 
 from executors.docs import ImageDoc
@@ -123,24 +124,16 @@ def endpoint(monkeypatch):
     srv.server_close()
 
 
-def _get(url: str, headers: dict, method: str = "GET") -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers, method=method), timeout=5) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
 def test_token_required(endpoint):
-    status, body = _get(endpoint + "/metrics", {"Authorization": f"Bearer {TOKEN}"})
+    status, body = http_status(endpoint + "/metrics", {"Authorization": f"Bearer {TOKEN}"})
     assert status == 200 and b"imgsearch_requests_total" in body
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": TOKEN}, {"Authorization": f"Basic {TOKEN}"}):
-        assert _get(endpoint + "/metrics", headers) == (401, b"")
-        assert _get(endpoint + "/elsewhere", headers) == (401, b"")  # not even whether a path exists
-    assert _get(endpoint + "/metrics", {}, method="POST") == (401, b"")
-    assert _get(endpoint + "/metrics", {"Authorization": f"Bearer {TOKEN}"}, method="POST")[0] == 405
-    assert _get(endpoint + "/other", {"Authorization": f"Bearer {TOKEN}"})[0] == 404
-    assert _get(endpoint + "/metrics", {"Authorization": f"Bearer {TOKEN}", "X-Pad": "a" * 9000})[0] == 431
+        assert http_status(endpoint + "/metrics", headers) == (401, b"")
+        assert http_status(endpoint + "/elsewhere", headers) == (401, b"")  # not even whether a path exists
+    assert http_status(endpoint + "/metrics", {}, method="POST") == (401, b"")
+    assert http_status(endpoint + "/metrics", {"Authorization": f"Bearer {TOKEN}"}, method="POST")[0] == 405
+    assert http_status(endpoint + "/other", {"Authorization": f"Bearer {TOKEN}"})[0] == 404
+    assert http_status(endpoint + "/metrics", {"Authorization": f"Bearer {TOKEN}", "X-Pad": "a" * 9000})[0] == 431
 
 
 def test_connections_bounded(endpoint):
@@ -158,7 +151,7 @@ def test_connections_bounded(endpoint):
     deadline = time.monotonic() + server.TIMEOUT_S + 2
     while True:  # served again once the idle ones' slots are free (closed, or timed out)
         try:
-            if _get(endpoint + "/metrics", {"Authorization": f"Bearer {TOKEN}"})[0] == 200:
+            if http_status(endpoint + "/metrics", {"Authorization": f"Bearer {TOKEN}"})[0] == 200:
                 break
         except (ConnectionError, urllib.error.URLError):  # turned away while the slots are still held
             pass
@@ -205,9 +198,9 @@ def test_gateway_serves_jinas_metrics_behind_the_token(monkeypatch):
     assert srv is not None and jina_registry is not None
     try:
         Counter("jina_successful_requests", "as Jina names it", registry=jina_registry).inc()
-        status, body = _get(f"http://127.0.0.1:{port}/metrics", {"Authorization": f"Bearer {TOKEN}"})
+        status, body = http_status(f"http://127.0.0.1:{port}/metrics", {"Authorization": f"Bearer {TOKEN}"})
         assert status == 200 and b"jina_successful_requests_total 1.0" in body and b"imgsearch_inflight_requests" in body
-        assert _get(f"http://127.0.0.1:{port}/metrics", {}) == (401, b"")
+        assert http_status(f"http://127.0.0.1:{port}/metrics", {}) == (401, b"")
     finally:
         srv.shutdown()
         srv.server_close()
@@ -244,7 +237,7 @@ def test_oversized_request_line_and_garbage(endpoint):
             sock.sendall(payload)
             answer = sock.recv(100)
         assert answer.split(b" ")[1] in (b"400", b"414", b"431"), answer
-    assert _get(endpoint + "/metrics", {"Authorization": f"Bearer {TOKEN}"})[0] == 200  # still serving
+    assert http_status(endpoint + "/metrics", {"Authorization": f"Bearer {TOKEN}"})[0] == 200  # still serving
 
 
 def test_gateway_wrappers_chain_in_either_order():
